@@ -1,0 +1,351 @@
+//! The `gatecheck` command line: argument parsing and the pretty error layer.
+//! Each subcommand is a thin call into the library.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::exit;
+use crate::iut::IutConfig;
+use crate::report::terminal::{TerminalReporter, live_progress};
+use crate::report::{self, IutInfo, Report};
+use crate::runner::{self, RunOptions};
+use crate::scenario::{self, SuiteDirs};
+use crate::spec::Catalogue;
+use crate::wire::{Limits, check_document};
+
+/// gatecheck: conformance tests for third-party messaging interoperability.
+///
+/// gatecheck plays the gatekeeper's side (chat server, enrollment API, media
+/// proxy, the gatekeeper's users) against a provider's implementation and
+/// reports, requirement by requirement of SPEC.md, where it deviates.
+///
+/// Exit codes: 0 every applicable scenario passed (or the input is valid),
+/// 1 some scenario failed (or the input is invalid), 2 usage or harness error.
+#[derive(Debug, Parser)]
+#[command(name = "gatecheck", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the suite against an implementation under test.
+    ///
+    /// Without --iut, runs against the bundled reference provider. Every run
+    /// prints its seed; every failure prints a command that reruns it alone.
+    /// Writes reports/<run-id>/report.json.
+    Run(RunArgs),
+    /// List scenarios with the requirements they verify.
+    List {
+        /// Only scenarios whose id matches (`*` globs; otherwise a substring).
+        #[arg(long)]
+        filter: Option<String>,
+        /// Directory of scenario files.
+        #[arg(long, value_name = "DIR")]
+        scenarios: Option<PathBuf>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a requirement of SPEC.md (its level and text); without ID, list them all.
+    Explain {
+        /// A requirement ID such as STREAM-24.
+        id: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a file (or - for stdin) against the profile's XML rules.
+    ///
+    /// The input is a stream (starting with <stream:stream>) or a sequence of
+    /// stanzas. Prints one line of JSON: {"ok":true,"stanzas":N} or
+    /// {"ok":false,"condition":"restricted-xml","offset":12,"message":"…"}.
+    /// Exit 0 when valid, 1 when not, 2 when the input cannot be read.
+    CheckStanza {
+        /// Path of the input, or - for standard input.
+        input: String,
+    },
+    /// Start the simulated gatekeeper server alone, for pointing a client at it by hand.
+    ///
+    /// Prints the ports, the Noise static key and the TLS CA, then logs each
+    /// connection's transcript live. Stop with Ctrl-C.
+    Serve(crate::roles::serve::ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The IUT description (iut.toml). Default: the bundled reference provider.
+    #[arg(long, value_name = "FILE", conflicts_with = "mutant")]
+    pub iut: Option<PathBuf>,
+    /// Run against the reference provider with this mutant switched on
+    /// (see `gatecheck-reference --list-mutants`).
+    #[arg(long, value_name = "NAME")]
+    pub mutant: Option<String>,
+    /// Directory of scenario files. Default: the bundled suite.
+    #[arg(long, value_name = "DIR")]
+    pub scenarios: Option<PathBuf>,
+    /// Only scenarios whose id matches (`*` globs; otherwise a substring).
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
+    /// Only the scenario with exactly this id (repeatable).
+    #[arg(long = "scenario", value_name = "ID")]
+    pub scenario_ids: Vec<String>,
+    /// Scenarios run at once. Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Seed for every random choice of the run. Default: a fresh one, printed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Run the K-th of N shards of the suite (1-based), for CI matrices.
+    #[arg(long, value_name = "K/N", value_parser = parse_partition)]
+    pub partition: Option<(usize, usize)>,
+    /// Where reports/<run-id>/ goes.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
+}
+
+fn parse_partition(s: &str) -> Result<(usize, usize), String> {
+    let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 1/4")?;
+    let k: usize = k.parse().map_err(|_| format!("K in {s:?} is not a number"))?;
+    let n: usize = n.parse().map_err(|_| format!("N in {s:?} is not a number"))?;
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("need 1 ≤ K ≤ N, got {k}/{n}"));
+    }
+    Ok((k, n))
+}
+
+/// Entry point of the binary; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::ERROR } else { exit::OK };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => cmd_run(args),
+        Command::List { filter, scenarios, json } => cmd_list(filter.as_deref(), scenarios, json),
+        Command::Explain { id, json } => cmd_explain(id.as_deref(), json),
+        Command::CheckStanza { input } => cmd_check_stanza(&input),
+        Command::Serve(args) => crate::roles::serve::run(args),
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> i32 {
+    eprintln!("gatecheck: error: {message}");
+    exit::ERROR
+}
+
+fn suite_dirs(scenarios: Option<PathBuf>) -> SuiteDirs {
+    let bundled = SuiteDirs::bundled();
+    match scenarios {
+        Some(dir) => {
+            // Fixtures resolve beside a custom suite when it has them.
+            let fixtures = dir.parent().map(|p| p.join("fixtures")).filter(|f| f.is_dir());
+            SuiteDirs {
+                scenarios: dir,
+                fixtures: fixtures.unwrap_or(bundled.fixtures),
+            }
+        }
+        None => bundled,
+    }
+}
+
+fn load(dirs: &SuiteDirs) -> Result<Vec<scenario::Scenario>, i32> {
+    scenario::load_suite(dirs, Catalogue::embedded()).map_err(|errors| {
+        for e in &errors {
+            eprintln!("gatecheck: error: {e}");
+        }
+        eprintln!("gatecheck: {} scenario file(s) are invalid", errors.len());
+        exit::ERROR
+    })
+}
+
+fn cmd_run(args: RunArgs) -> i32 {
+    let dirs = suite_dirs(args.scenarios);
+    let suite = match load(&dirs) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let iut = match (&args.iut, &args.mutant) {
+        (Some(path), _) => IutConfig::load(path),
+        (None, m) => IutConfig::reference(m.as_deref()),
+    };
+    let iut = match iut {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let selected: Vec<scenario::Scenario> =
+        scenario::select(&suite, args.filter.as_deref(), &args.scenario_ids, args.partition)
+            .into_iter()
+            .cloned()
+            .collect();
+    if selected.is_empty() {
+        return fail("no scenario matches the selection (see `gatecheck list`)");
+    }
+    let seed = args.seed.unwrap_or_else(fresh_seed);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let mut rerun = String::from("gatecheck run");
+    if let Some(p) = &args.iut {
+        rerun.push_str(&format!(" --iut {}", p.display()));
+    }
+    if let Some(m) = &args.mutant {
+        rerun.push_str(&format!(" --mutant {m}"));
+    }
+    let opts = RunOptions { seed, jobs, dirs };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+    };
+    let stdout = std::io::stdout();
+    let mut reporter = TerminalReporter::new(stdout.lock(), rerun, live_progress());
+    let (results, summary) =
+        runtime.block_on(runner::run(&selected, &iut, &opts, |ev| reporter.handle(ev)));
+    let run_id = report::run_id(seed);
+    let info = IutInfo {
+        name: iut.name.clone(),
+        roles: iut.roles.iter().map(|r| r.to_string()).collect(),
+        features: iut.features.clone(),
+        transport: iut.transport.to_string(),
+    };
+    let report = Report {
+        schema_version: report::SCHEMA_VERSION,
+        run_id: &run_id,
+        seed,
+        harness_version: env!("CARGO_PKG_VERSION"),
+        iut: &info,
+        summary: &summary,
+        scenarios: &results,
+    };
+    match report::write_json(&args.report_dir, &report) {
+        Ok(path) => println!("report: {}", path.display()),
+        Err(e) => return fail(format!("cannot write the report under {}: {e}", args.report_dir.display())),
+    }
+    if summary.all_passed() { exit::OK } else { exit::FAILED }
+}
+
+fn fresh_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    crate::runner::scenario_seed(nanos ^ u64::from(std::process::id()), "seed") % 1_000_000_000
+}
+
+fn cmd_list(filter: Option<&str>, scenarios: Option<PathBuf>, json: bool) -> i32 {
+    let dirs = suite_dirs(scenarios);
+    let suite = match load(&dirs) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let selected = scenario::select(&suite, filter, &[], None);
+    let mut out = std::io::stdout().lock();
+    for s in &selected {
+        let line = if json {
+            serde_json::json!({
+                "id": s.id, "title": s.title, "requirements": s.requirements,
+                "role": s.role, "needs": s.needs,
+            })
+            .to_string()
+        } else {
+            format!("{:<44} {:<7} {:<28} {}", s.id, s.role.to_string(), s.requirements.join(","), s.title)
+        };
+        if writeln!(out, "{line}").is_err() {
+            return exit::ERROR;
+        }
+    }
+    if !json {
+        let _ = writeln!(out, "{} scenario(s)", selected.len());
+    }
+    exit::OK
+}
+
+fn cmd_explain(id: Option<&str>, json: bool) -> i32 {
+    let catalogue = Catalogue::embedded();
+    let Some(id) = id else {
+        for r in catalogue.iter() {
+            if json {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            } else {
+                println!("{:<11} {:<10} {}", r.id, r.level.as_str(), r.title);
+            }
+        }
+        return exit::OK;
+    };
+    let wanted = id.trim().to_ascii_uppercase();
+    match catalogue.get(&wanted) {
+        Some(r) if json => {
+            println!("{}", serde_json::to_string(r).unwrap_or_default());
+            exit::OK
+        }
+        Some(r) => {
+            println!("{} [{}] {}", r.id, r.level, r.title);
+            println!("Applies to: {}", r.applies_to.join(", "));
+            println!();
+            println!("{}", r.text);
+            println!();
+            println!("(SPEC.md line {})", r.line);
+            exit::OK
+        }
+        None => {
+            let prefix = wanted.split('-').next().unwrap_or("");
+            let near: Vec<&str> = catalogue
+                .iter()
+                .filter(|r| r.id.starts_with(prefix) && !prefix.is_empty())
+                .map(|r| r.id.as_str())
+                .take(8)
+                .collect();
+            let hint = if near.is_empty() {
+                "run `gatecheck explain` to list every requirement".to_string()
+            } else {
+                format!("did you mean one of {}…?", near.join(", "))
+            };
+            fail(format!("SPEC.md has no requirement {id:?}; {hint}"))
+        }
+    }
+}
+
+/// Largest input `check-stanza` reads: the parse is over the whole input at once.
+const MAX_CHECK_INPUT: u64 = 64 * 1024 * 1024;
+
+fn cmd_check_stanza(input: &str) -> i32 {
+    let mut bytes = Vec::new();
+    let read = if input == "-" {
+        std::io::stdin().lock().take(MAX_CHECK_INPUT + 1).read_to_end(&mut bytes)
+    } else {
+        match std::fs::File::open(input) {
+            Ok(f) => f.take(MAX_CHECK_INPUT + 1).read_to_end(&mut bytes),
+            Err(e) => return fail(format!("{input}: {e}")),
+        }
+    };
+    if let Err(e) = read {
+        return fail(format!("{input}: {e}"));
+    }
+    let result = if bytes.len() as u64 > MAX_CHECK_INPUT {
+        // The stanza size limit triggers long before this; only a stream of many
+        // valid stanzas gets here.
+        return fail(format!("{input}: larger than {MAX_CHECK_INPUT} bytes"));
+    } else {
+        check_document(&bytes, &Limits::default())
+    };
+    let (line, code) = match result {
+        Ok(n) => (serde_json::json!({"ok": true, "stanzas": n}), exit::OK),
+        Err(e) => (
+            serde_json::json!({
+                "ok": false,
+                "condition": e.condition().as_str(),
+                "offset": e.offset,
+                "message": e.to_string(),
+            }),
+            exit::FAILED,
+        ),
+    };
+    println!("{line}");
+    code
+}

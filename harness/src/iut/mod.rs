@@ -1,0 +1,190 @@
+//! The implementation under test: its description (iut.toml) and how it is launched.
+
+pub mod driver;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::scenario::{KNOWN_CAPABILITIES, Role, line_of};
+use crate::transport::TransportKind;
+
+/// A mistake in an iut.toml.
+#[derive(Debug, thiserror::Error)]
+pub enum IutError {
+    #[error("{}:{line}: {message}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the reference provider binary was not found next to {} (looked for {}); build it with `cargo build --release` (the workspace builds both binaries)",
+        exe.display(),
+        looked.display()
+    )]
+    NoReference { exe: PathBuf, looked: PathBuf },
+}
+
+/// How to start the IUT.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Launch {
+    /// Program to run; a relative path is resolved against the iut.toml's directory.
+    pub command: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory; relative paths are resolved against the iut.toml's directory.
+    pub cwd: Option<PathBuf>,
+}
+
+/// Time limits for this IUT, in milliseconds.
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    /// From launch to the driver's `ready` event.
+    pub ready_ms: u64,
+    /// Default wait of one step.
+    pub step_ms: u64,
+    /// Whole scenario.
+    pub scenario_ms: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            ready_ms: 5_000,
+            step_ms: 2_000,
+            scenario_ms: 20_000,
+        }
+    }
+}
+
+impl Timeouts {
+    pub fn step(&self) -> Duration {
+        Duration::from_millis(self.step_ms)
+    }
+    pub fn scenario(&self) -> Duration {
+        Duration::from_millis(self.scenario_ms)
+    }
+    pub fn ready(&self) -> Duration {
+        Duration::from_millis(self.ready_ms)
+    }
+}
+
+/// An IUT description, from iut.toml or built in for the reference provider.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IutConfig {
+    pub name: String,
+    pub roles: Vec<Role>,
+    /// Optional capabilities the IUT claims (see SPEC.md).
+    #[serde(default)]
+    pub features: Vec<String>,
+    /// Transport used by scenarios that do not pin one.
+    pub transport: TransportKind,
+    pub launch: Launch,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+impl IutConfig {
+    /// Reads and validates an iut.toml; relative paths become absolute.
+    pub fn load(path: &Path) -> Result<IutConfig, IutError> {
+        let text = std::fs::read_to_string(path).map_err(|source| IutError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |offset: usize, message: String| IutError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of(&text, offset),
+            message,
+        };
+        let mut cfg: IutConfig = toml::from_str(&text).map_err(|e| {
+            invalid(e.span().map(|s| s.start).unwrap_or(0), e.message().to_string())
+        })?;
+        if cfg.roles.is_empty() {
+            return Err(invalid(0, "roles must name at least one of client, server, proxy".into()));
+        }
+        for f in &cfg.features {
+            if !KNOWN_CAPABILITIES.contains(&f.as_str()) {
+                return Err(invalid(
+                    0,
+                    format!("unknown feature {f:?} (known: {})", KNOWN_CAPABILITIES.join(", ")),
+                ));
+            }
+        }
+        let t = cfg.timeouts;
+        if t.ready_ms == 0 || t.step_ms == 0 || t.scenario_ms < t.step_ms {
+            return Err(invalid(0, "timeouts must be positive and scenario_ms ≥ step_ms".into()));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        if cfg.launch.command.components().count() > 1 && cfg.launch.command.is_relative() {
+            cfg.launch.command = base.join(&cfg.launch.command);
+        }
+        cfg.launch.cwd = Some(match cfg.launch.cwd.take() {
+            Some(c) if c.is_relative() => base.join(c),
+            Some(c) => c,
+            None => base.to_path_buf(),
+        });
+        Ok(cfg)
+    }
+
+    /// The bundled reference provider (client role), optionally with a mutant.
+    pub fn reference(mutant: Option<&str>) -> Result<IutConfig, IutError> {
+        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("gatecheck"));
+        let dir = exe.parent().unwrap_or(Path::new("."));
+        let name = format!("gatecheck-reference{}", std::env::consts::EXE_SUFFIX);
+        // Test binaries live in target/<profile>/deps; the reference binary one level up.
+        let candidates = [dir.join(&name), dir.join("..").join(&name)];
+        let command = candidates
+            .iter()
+            .find(|c| c.is_file())
+            .cloned()
+            .ok_or_else(|| IutError::NoReference {
+                exe: exe.clone(),
+                looked: candidates[0].clone(),
+            })?;
+        Ok(IutConfig::reference_at(command, mutant))
+    }
+
+    /// The reference provider at a known path.
+    pub fn reference_at(command: PathBuf, mutant: Option<&str>) -> IutConfig {
+        let mut args = Vec::new();
+        if let Some(m) = mutant {
+            args.push("--mutant".to_string());
+            args.push(m.to_string());
+        }
+        args.push("client".to_string());
+        IutConfig {
+            name: match mutant {
+                Some(m) => format!("gatecheck-reference --mutant {m}"),
+                None => "gatecheck-reference".to_string(),
+            },
+            roles: vec![Role::Client],
+            features: vec!["transport.noise".into(), "transport.tls".into()],
+            transport: TransportKind::Noise,
+            launch: Launch {
+                command,
+                args,
+                env: BTreeMap::new(),
+                cwd: None,
+            },
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    pub fn claims(&self, capability: &str) -> bool {
+        self.features.iter().any(|f| f == capability)
+    }
+}

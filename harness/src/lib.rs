@@ -1,0 +1,18 @@
+//! gatecheck: a conformance harness for third-party messaging interoperability.
+//!
+//! Layers, each depending only on those above it: `wire` (stanza codec) and
+//! `transport` (Noise_XX, TLS 1.3); `spec` (SPEC.md's requirements);
+//! `scenario` (the suite's files); `roles` (what the harness plays); `iut`
+//! (the implementation under test); `runner`; `report`; `cli`.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod exit;
+pub mod iut;
+pub mod report;
+pub mod roles;
+pub mod runner;
+pub mod scenario;
+pub mod spec;
+pub mod transport;
+pub mod wire;

@@ -1,0 +1,88 @@
+//! Reports: the run's JSON report (reports/<run-id>/report.json) and the
+//! terminal reporter. Both read results only; neither knows how scenarios run.
+
+pub mod terminal;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::runner::{ScenarioResult, Summary};
+
+/// Version of the report.json layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The IUT as a report names it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IutInfo {
+    pub name: String,
+    pub roles: Vec<String>,
+    pub features: Vec<String>,
+    pub transport: String,
+}
+
+/// reports/<run-id>/report.json (architecture.md).
+#[derive(Debug, serde::Serialize)]
+pub struct Report<'a> {
+    pub schema_version: u32,
+    pub run_id: &'a str,
+    pub seed: u64,
+    pub harness_version: &'static str,
+    pub iut: &'a IutInfo,
+    pub summary: &'a Summary,
+    pub scenarios: &'a [ScenarioResult],
+}
+
+/// A run id that sorts by time: `20261126T063000Z-s<seed>`.
+pub fn run_id(seed: u64) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{}-s{seed}", utc_stamp(secs))
+}
+
+/// Formats unix seconds as `YYYYMMDDTHHMMSSZ` (proleptic Gregorian, UTC).
+pub fn utc_stamp(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Writes report.json under `dir/<run_id>/`, returning its path.
+pub fn write_json(dir: &Path, report: &Report<'_>) -> std::io::Result<PathBuf> {
+    let run_dir = dir.join(report.run_id);
+    std::fs::create_dir_all(&run_dir)?;
+    let path = run_dir.join("report.json");
+    let json = serde_json::to_vec_pretty(report).map_err(std::io::Error::other)?;
+    let tmp = run_dir.join("report.json.tmp");
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps() {
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+        assert_eq!(utc_stamp(951_782_400), "20000229T000000Z");
+        assert_eq!(utc_stamp(1_795_660_245), "20261126T023045Z");
+    }
+}

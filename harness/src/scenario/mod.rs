@@ -1,0 +1,372 @@
+//! Scenario files: the suite's scripts, loaded from `scenarios/<area>/<name>.toml`.
+//!
+//! A scenario names the SPEC.md requirements it verifies, the IUT role and
+//! capabilities it needs, and an ordered list of steps. Loading validates
+//! everything that can be checked before a run (requirement IDs exist, each
+//! step has exactly one action, patterns are well-formed XML, fixtures exist)
+//! and reports a mistake as `file:line: what is wrong`.
+
+pub mod pattern;
+pub mod step;
+pub mod vars;
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::spec::Catalogue;
+use crate::transport::TransportKind;
+pub use step::{Action, HandshakeMode, Negotiate, SaslAnswer, Stage, Step};
+
+/// A mistake in a scenario file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}:{line}: {message}", path.display())]
+pub struct ScenarioError {
+    pub path: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+/// The IUT roles a scenario can target (model.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Server,
+    Proxy,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Client => "client",
+            Role::Server => "server",
+            Role::Proxy => "proxy",
+        })
+    }
+}
+
+/// One loaded, validated scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub id: String,
+    pub title: String,
+    pub requirements: Vec<String>,
+    pub role: Role,
+    /// Capabilities the IUT must claim for the scenario to apply.
+    pub needs: Vec<String>,
+    /// The transport the scenario pins, if any; else the IUT's default.
+    pub transport: Option<TransportKind>,
+    /// When false, an initial presence (no `to`, no `type`) is ignored wherever it arrives.
+    pub strict_presence: bool,
+    /// Patterns of IUT stanzas that may arrive at any time without failing the scenario.
+    pub ignore: Vec<String>,
+    pub timeout_ms: Option<u64>,
+    pub steps: Vec<Step>,
+    pub path: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    id: toml::Spanned<String>,
+    title: String,
+    requirements: toml::Spanned<Vec<String>>,
+    role: Role,
+    #[serde(default)]
+    needs: Vec<String>,
+    #[serde(default)]
+    transport: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    strict_presence: bool,
+    #[serde(default)]
+    ignore: Vec<String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(rename = "step")]
+    steps: Vec<toml::Spanned<step::RawStep>>,
+}
+
+/// Capability names a scenario may require (SPEC.md front matter).
+pub const KNOWN_CAPABILITIES: &[&str] = &[
+    "transport.noise",
+    "transport.tls",
+    "e2ee",
+    "enroll",
+    "media",
+    "push",
+    "proxy",
+];
+
+/// Where scenario files and fixtures live, for resolving `send_fixture` paths.
+#[derive(Debug, Clone)]
+pub struct SuiteDirs {
+    pub scenarios: PathBuf,
+    pub fixtures: PathBuf,
+}
+
+impl SuiteDirs {
+    /// The suite shipped with the source tree this binary was built from.
+    pub fn bundled() -> SuiteDirs {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        SuiteDirs {
+            scenarios: root.join("scenarios"),
+            fixtures: root.join("fixtures"),
+        }
+    }
+}
+
+/// Converts a byte offset in `text` to a 1-based line number.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+impl Scenario {
+    /// Parses and validates one scenario file's text.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        catalogue: &Catalogue,
+        dirs: &SuiteDirs,
+    ) -> Result<Scenario, ScenarioError> {
+        let err = |offset: usize, message: String| ScenarioError {
+            path: path.to_path_buf(),
+            line: line_of(text, offset),
+            message,
+        };
+        let raw: RawScenario = toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            err(offset, e.message().to_string())
+        })?;
+
+        let id_at = raw.id.span().start;
+        let id = raw.id.into_inner();
+        let id_ok = !id.is_empty()
+            && id.split('/').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            });
+        if !id_ok {
+            return Err(err(
+                id_at,
+                format!("id {id:?} must be `area/name` in lowercase letters, digits and '-'"),
+            ));
+        }
+        let expected_id = expected_id_from_path(path, &dirs.scenarios);
+        if let Some(expected) = expected_id
+            && expected != id
+        {
+            return Err(err(
+                id_at,
+                format!("id {id:?} does not match the file's place in the suite ({expected:?})"),
+            ));
+        }
+
+        let req_at = raw.requirements.span().start;
+        let requirements = raw.requirements.into_inner();
+        if requirements.is_empty() {
+            return Err(err(req_at, "a scenario must cite at least one SPEC.md requirement".into()));
+        }
+        let mut seen = BTreeSet::new();
+        for r in &requirements {
+            if !catalogue.contains(r) {
+                return Err(err(req_at, format!("requirement {r} is not in SPEC.md")));
+            }
+            if !seen.insert(r) {
+                return Err(err(req_at, format!("requirement {r} is cited twice")));
+            }
+        }
+        for need in &raw.needs {
+            if !KNOWN_CAPABILITIES.contains(&need.as_str()) {
+                return Err(err(
+                    0,
+                    format!(
+                        "unknown capability {need:?} in needs (known: {})",
+                        KNOWN_CAPABILITIES.join(", ")
+                    ),
+                ));
+            }
+        }
+        let transport = match raw.transport {
+            None => None,
+            Some(t) => {
+                let at = t.span().start;
+                let t = t.into_inner();
+                Some(t.parse::<TransportKind>().map_err(|_| {
+                    err(at, format!("transport {t:?} must be \"noise\" or \"tls\""))
+                })?)
+            }
+        };
+        let mut needs = raw.needs;
+        if let Some(t) = transport {
+            let cap = format!("transport.{t}");
+            if !needs.contains(&cap) {
+                needs.push(cap);
+            }
+        }
+        for p in &raw.ignore {
+            pattern::validate_template(p).map_err(|m| err(0, format!("ignore pattern: {m}")))?;
+        }
+        if raw.steps.is_empty() {
+            return Err(err(text.len(), "a scenario needs at least one [[step]]".into()));
+        }
+        let mut steps = Vec::with_capacity(raw.steps.len());
+        for s in raw.steps {
+            let at = s.span().start;
+            let line = line_of(text, at);
+            let step = step::Step::from_raw(s.into_inner(), line, dirs)
+                .map_err(|m| err(at, m))?;
+            steps.extend(step);
+        }
+        Ok(Scenario {
+            id,
+            title: raw.title,
+            requirements,
+            role: raw.role,
+            needs,
+            transport,
+            strict_presence: raw.strict_presence,
+            ignore: raw.ignore,
+            timeout_ms: raw.timeout_ms,
+            steps,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// `scenarios/stream/open.toml` must have id `stream/open`.
+fn expected_id_from_path(path: &Path, root: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let rel = rel.with_extension("");
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
+}
+
+/// Loads every `*.toml` below `dirs.scenarios`, sorted by id. All errors are
+/// collected so that one run reports every broken file at once.
+pub fn load_suite(dirs: &SuiteDirs, catalogue: &Catalogue) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    collect_toml(&dirs.scenarios, &mut files, &mut errors);
+    files.sort();
+    let mut scenarios: Vec<Scenario> = Vec::new();
+    for path in files {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => match Scenario::parse(&path, &text, catalogue, dirs) {
+                Ok(s) => scenarios.push(s),
+                Err(e) => errors.push(e),
+            },
+            Err(e) => errors.push(ScenarioError {
+                path: path.clone(),
+                line: 0,
+                message: format!("cannot read: {e}"),
+            }),
+        }
+    }
+    scenarios.sort_by(|a, b| a.id.cmp(&b.id));
+    for pair in scenarios.windows(2) {
+        if pair[0].id == pair[1].id {
+            errors.push(ScenarioError {
+                path: pair[1].path.clone(),
+                line: 1,
+                message: format!("duplicate scenario id {}", pair[1].id),
+            });
+        }
+    }
+    if errors.is_empty() { Ok(scenarios) } else { Err(errors) }
+}
+
+fn collect_toml(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ScenarioError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            errors.push(ScenarioError {
+                path: dir.to_path_buf(),
+                line: 0,
+                message: format!("cannot read scenario directory: {e}"),
+            });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_toml(&path, files, errors);
+        } else if path.extension().is_some_and(|e| e == "toml") {
+            files.push(path);
+        }
+    }
+}
+
+/// Selects scenarios by `--filter` (glob with `*`, else substring), `--scenario`
+/// (exact ids) and `--partition K/N` (every N-th scenario of the sorted suite).
+pub fn select<'a>(
+    scenarios: &'a [Scenario],
+    filter: Option<&str>,
+    exact: &[String],
+    partition: Option<(usize, usize)>,
+) -> Vec<&'a Scenario> {
+    scenarios
+        .iter()
+        .filter(|s| filter.is_none_or(|f| filter_matches(f, &s.id)))
+        .filter(|s| exact.is_empty() || exact.iter().any(|e| e == &s.id))
+        .enumerate()
+        .filter(|(i, _)| partition.is_none_or(|(k, n)| i % n == k - 1))
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// `*` matches any run of characters; a pattern without `*` matches as a substring.
+pub fn filter_matches(pattern: &str, id: &str) -> bool {
+    if !pattern.contains('*') {
+        return id.contains(pattern);
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let mut rest = id;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    rest.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_filter() {
+        assert!(filter_matches("stream/", "stream/open"));
+        assert!(filter_matches("stream/*", "stream/open"));
+        assert!(filter_matches("*open", "stream/open"));
+        assert!(filter_matches("s*m/o*", "stream/open"));
+        assert!(!filter_matches("stanza/*", "stream/open"));
+        assert!(!filter_matches("*close", "stream/open"));
+    }
+
+    #[test]
+    fn line_numbers() {
+        assert_eq!(line_of("a\nb\nc", 0), 1);
+        assert_eq!(line_of("a\nb\nc", 2), 2);
+        assert_eq!(line_of("a\nb\nc", 99), 3);
+    }
+}

@@ -1,0 +1,427 @@
+//! One scenario step: its TOML form, validation, and the typed action the runner executes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::SuiteDirs;
+use super::pattern;
+use crate::transport::TransportKind;
+
+/// A step as written in TOML: exactly one action key plus modifiers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStep {
+    // actions
+    session: Option<RawConnect>,
+    connect: Option<RawConnect>,
+    negotiate: Option<RawNegotiate>,
+    send: Option<String>,
+    send_fixture: Option<String>,
+    expect: Option<String>,
+    expect_any: Option<Vec<String>>,
+    expect_stream_error: Option<Vec<String>>,
+    expect_closed: Option<RawClosed>,
+    expect_nothing: Option<u64>,
+    driver: Option<serde_json::Value>,
+    expect_event: Option<serde_json::Value>,
+    expect_event_any: Option<Vec<serde_json::Value>>,
+    sleep: Option<u64>,
+    close_stream: Option<bool>,
+    hangup: Option<bool>,
+    // modifiers
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    ignore: Vec<String>,
+    /// Requirement the step's failure is attributed to, when not the scenario's first.
+    requirement: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConnect {
+    transport: Option<String>,
+    #[serde(default)]
+    handshake: Option<String>,
+    account: Option<String>,
+    credential: Option<String>,
+    /// For `session`: the SASL mechanisms the server offers.
+    mechanisms: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNegotiate {
+    upto: Option<String>,
+    mechanisms: Option<Vec<String>>,
+    sasl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClosed {
+    /// The IUT must send `</stream:stream>` before closing the connection.
+    #[serde(default)]
+    close_tag: bool,
+}
+
+/// How the gatekeeper server conducts the transport handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeMode {
+    /// A correct handshake with the key or certificate the IUT was given.
+    Normal,
+    /// Noise: the server uses a static key other than the one the IUT pinned.
+    WrongKey,
+    /// Noise: the server sends half of handshake message 2, then closes.
+    Truncate,
+    /// Noise: the server answers with random bytes instead of message 2.
+    Garbage,
+    /// TLS: the certificate chains to a CA the IUT was not given.
+    TlsUnknownCa,
+    /// TLS: the certificate is for another server name.
+    TlsWrongName,
+    /// TLS: the server speaks TLS 1.2 only.
+    Tls12Only,
+}
+
+impl HandshakeMode {
+    fn parse(s: &str) -> Option<HandshakeMode> {
+        Some(match s {
+            "normal" => HandshakeMode::Normal,
+            "wrong-key" => HandshakeMode::WrongKey,
+            "truncate" => HandshakeMode::Truncate,
+            "garbage" => HandshakeMode::Garbage,
+            "tls-unknown-ca" => HandshakeMode::TlsUnknownCa,
+            "tls-wrong-name" => HandshakeMode::TlsWrongName,
+            "tls12-only" => HandshakeMode::Tls12Only,
+            _ => return None,
+        })
+    }
+
+    /// The transport a mode only makes sense on.
+    pub fn transport(self) -> Option<TransportKind> {
+        match self {
+            HandshakeMode::Normal => None,
+            HandshakeMode::WrongKey | HandshakeMode::Truncate | HandshakeMode::Garbage => {
+                Some(TransportKind::Noise)
+            }
+            HandshakeMode::TlsUnknownCa | HandshakeMode::TlsWrongName | HandshakeMode::Tls12Only => {
+                Some(TransportKind::Tls)
+            }
+        }
+    }
+
+    /// False when the IUT is expected to abort the handshake.
+    pub fn completes(self) -> bool {
+        self == HandshakeMode::Normal
+    }
+}
+
+/// How far the gatekeeper server negotiates the stream on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Stage {
+    /// Read and check the IUT's stream header; send nothing.
+    Header,
+    /// Also send the server's header and the SASL features.
+    Features,
+    /// Also read the IUT's `<auth>` and answer it (success, or failure with `sasl = "reject"`).
+    Auth,
+    /// All the way: stream restart, resource binding, `connected` driver event.
+    Session,
+}
+
+/// The SASL answer the server gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslAnswer {
+    /// Success when the credentials are the ones given in `connect`, failure otherwise.
+    Verify,
+    /// Always `<failure><not-authorized/></failure>`.
+    Reject,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connect {
+    pub transport: Option<TransportKind>,
+    pub handshake: HandshakeMode,
+    pub account: Option<String>,
+    pub credential: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiate {
+    pub upto: Stage,
+    pub mechanisms: Vec<String>,
+    pub sasl: SaslAnswer,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send the driver `connect` command and accept the IUT's connection.
+    Connect(Connect),
+    /// Negotiate the stream as the gatekeeper server.
+    Negotiate(Negotiate),
+    /// Send literal bytes (after `${var}` substitution) on the stream.
+    Send(String),
+    /// Send the bytes of a fixture file (a `.gen` recipe is expanded).
+    SendFixture(PathBuf),
+    /// Expect one stanza matching one of the patterns.
+    Expect(Vec<String>),
+    /// Expect `<stream:error>` with one of the conditions.
+    ExpectStreamError(Vec<String>),
+    /// Expect the IUT to close the connection.
+    ExpectClosed { close_tag: bool },
+    /// Expect no stanza for this long.
+    ExpectNothing(Duration),
+    /// Send a driver command (a JSON object; `seq` is added).
+    Driver(serde_json::Value),
+    /// Expect a driver event whose fields include one of these objects.
+    ExpectEvent(Vec<serde_json::Value>),
+    Sleep(Duration),
+    /// Send `</stream:stream>`.
+    CloseStream,
+    /// Close the TCP connection without a closing tag.
+    Hangup,
+}
+
+impl Action {
+    /// Short name used in transcripts and failure messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Connect(_) => "connect",
+            Action::Negotiate(_) => "negotiate",
+            Action::Send(_) => "send",
+            Action::SendFixture(_) => "send_fixture",
+            Action::Expect(_) => "expect",
+            Action::ExpectStreamError(_) => "expect_stream_error",
+            Action::ExpectClosed { .. } => "expect_closed",
+            Action::ExpectNothing(_) => "expect_nothing",
+            Action::Driver(_) => "driver",
+            Action::ExpectEvent(_) => "expect_event",
+            Action::Sleep(_) => "sleep",
+            Action::CloseStream => "close_stream",
+            Action::Hangup => "hangup",
+        }
+    }
+}
+
+/// A validated step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// Line of the `[[step]]` header in the scenario file.
+    pub line: usize,
+    pub action: Action,
+    pub timeout: Option<Duration>,
+    pub ignore: Vec<String>,
+    pub requirement: Option<String>,
+}
+
+const MAX_WAIT_MS: u64 = 60_000;
+
+impl Step {
+    /// Validates a raw step. `session` expands into `connect` + `negotiate`,
+    /// hence a list.
+    pub(crate) fn from_raw(raw: RawStep, line: usize, dirs: &SuiteDirs) -> Result<Vec<Step>, String> {
+        let mut actions: Vec<Action> = Vec::new();
+        let mut names: Vec<&str> = Vec::new();
+        if let Some(c) = raw.session {
+            names.push("session");
+            let mechanisms = c.mechanisms.clone();
+            actions.push(Action::Connect(connect(c)?));
+            actions.push(Action::Negotiate(Negotiate {
+                upto: Stage::Session,
+                mechanisms: mechanisms.unwrap_or_else(default_mechanisms),
+                sasl: SaslAnswer::Verify,
+            }));
+        }
+        if let Some(c) = raw.connect {
+            names.push("connect");
+            if c.mechanisms.is_some() {
+                return Err("`mechanisms` belongs to `negotiate` or `session`, not `connect`".into());
+            }
+            actions.push(Action::Connect(connect(c)?));
+        }
+        if let Some(n) = raw.negotiate {
+            names.push("negotiate");
+            actions.push(Action::Negotiate(negotiate(n)?));
+        }
+        if let Some(s) = raw.send {
+            names.push("send");
+            vars_ok(&s)?;
+            actions.push(Action::Send(s));
+        }
+        if let Some(f) = raw.send_fixture {
+            names.push("send_fixture");
+            let path = dirs.fixtures.join(&f);
+            if f.contains("..") || !path.is_file() {
+                return Err(format!("send_fixture: no fixture {f:?} under {}", dirs.fixtures.display()));
+            }
+            actions.push(Action::SendFixture(PathBuf::from(f)));
+        }
+        if let Some(p) = raw.expect {
+            names.push("expect");
+            pattern::validate_template(&p).map_err(|m| format!("expect: {m}"))?;
+            actions.push(Action::Expect(vec![p]));
+        }
+        if let Some(ps) = raw.expect_any {
+            names.push("expect_any");
+            if ps.len() < 2 {
+                return Err("expect_any needs at least two alternatives (use expect for one)".into());
+            }
+            for p in &ps {
+                pattern::validate_template(p).map_err(|m| format!("expect_any: {m}"))?;
+            }
+            actions.push(Action::Expect(ps));
+        }
+        if let Some(conds) = raw.expect_stream_error {
+            names.push("expect_stream_error");
+            if conds.is_empty() {
+                return Err("expect_stream_error needs at least one condition".into());
+            }
+            for c in &conds {
+                if c.parse::<crate::wire::StreamErrorCondition>().is_err() {
+                    return Err(format!("{c:?} is not an RFC 6120 stream error condition"));
+                }
+            }
+            actions.push(Action::ExpectStreamError(conds));
+        }
+        if let Some(c) = raw.expect_closed {
+            names.push("expect_closed");
+            actions.push(Action::ExpectClosed { close_tag: c.close_tag });
+        }
+        if let Some(ms) = raw.expect_nothing {
+            names.push("expect_nothing");
+            wait_ok(ms)?;
+            actions.push(Action::ExpectNothing(Duration::from_millis(ms)));
+        }
+        if let Some(cmd) = raw.driver {
+            names.push("driver");
+            let ok = cmd.get("cmd").and_then(|c| c.as_str()).is_some();
+            if !ok || cmd.get("seq").is_some() {
+                return Err("driver needs an inline table with a string `cmd` (and no `seq`: the runner numbers commands)".into());
+            }
+            actions.push(Action::Driver(cmd));
+        }
+        if let Some(ev) = raw.expect_event {
+            names.push("expect_event");
+            event_ok(&ev)?;
+            actions.push(Action::ExpectEvent(vec![ev]));
+        }
+        if let Some(evs) = raw.expect_event_any {
+            names.push("expect_event_any");
+            if evs.len() < 2 {
+                return Err("expect_event_any needs at least two alternatives".into());
+            }
+            for ev in &evs {
+                event_ok(ev)?;
+            }
+            actions.push(Action::ExpectEvent(evs));
+        }
+        if let Some(ms) = raw.sleep {
+            names.push("sleep");
+            wait_ok(ms)?;
+            actions.push(Action::Sleep(Duration::from_millis(ms)));
+        }
+        if let Some(true) = raw.close_stream {
+            names.push("close_stream");
+            actions.push(Action::CloseStream);
+        }
+        if let Some(true) = raw.hangup {
+            names.push("hangup");
+            actions.push(Action::Hangup);
+        }
+        match names.len() {
+            0 => return Err("a step needs one action (session, connect, negotiate, send, send_fixture, expect, expect_any, expect_stream_error, expect_closed, expect_nothing, driver, expect_event, expect_event_any, sleep, close_stream, hangup)".into()),
+            1 => {}
+            _ => return Err(format!("a step has one action, this one has {}", names.join(", "))),
+        }
+        if let Some(ms) = raw.timeout_ms {
+            wait_ok(ms)?;
+        }
+        for p in &raw.ignore {
+            pattern::validate_template(p).map_err(|m| format!("ignore: {m}"))?;
+        }
+        let requirement = raw.requirement;
+        let timeout = raw.timeout_ms.map(Duration::from_millis);
+        Ok(actions
+            .into_iter()
+            .map(|action| Step {
+                line,
+                action,
+                timeout,
+                ignore: raw.ignore.clone(),
+                requirement: requirement.clone(),
+            })
+            .collect())
+    }
+}
+
+fn default_mechanisms() -> Vec<String> {
+    vec!["PLAIN".to_string()]
+}
+
+fn connect(c: RawConnect) -> Result<Connect, String> {
+    let transport = match c.transport {
+        None => None,
+        Some(t) => Some(
+            t.parse::<TransportKind>()
+                .map_err(|_| format!("transport {t:?} must be \"noise\" or \"tls\""))?,
+        ),
+    };
+    let handshake = match c.handshake {
+        None => HandshakeMode::Normal,
+        Some(h) => HandshakeMode::parse(&h).ok_or_else(|| {
+            format!("handshake {h:?} is not one of normal, wrong-key, truncate, garbage, tls-unknown-ca, tls-wrong-name, tls12-only")
+        })?,
+    };
+    if let (Some(t), Some(needed)) = (transport, handshake.transport())
+        && t != needed
+    {
+        return Err(format!("handshake mode needs transport {needed}, but the step pins {t}"));
+    }
+    Ok(Connect {
+        transport: transport.or(handshake.transport()),
+        handshake,
+        account: c.account,
+        credential: c.credential,
+    })
+}
+
+fn negotiate(n: RawNegotiate) -> Result<Negotiate, String> {
+    let upto = match n.upto.as_deref() {
+        None | Some("session") => Stage::Session,
+        Some("header") => Stage::Header,
+        Some("features") => Stage::Features,
+        Some("auth") => Stage::Auth,
+        Some(o) => return Err(format!("upto {o:?} is not one of header, features, auth, session")),
+    };
+    let sasl = match n.sasl.as_deref() {
+        None | Some("verify") => SaslAnswer::Verify,
+        Some("reject") => SaslAnswer::Reject,
+        Some(o) => return Err(format!("sasl {o:?} is not one of verify, reject")),
+    };
+    Ok(Negotiate {
+        upto,
+        mechanisms: n.mechanisms.unwrap_or_else(default_mechanisms),
+        sasl,
+    })
+}
+
+fn wait_ok(ms: u64) -> Result<(), String> {
+    if ms == 0 || ms > MAX_WAIT_MS {
+        return Err(format!("a duration must be 1..={MAX_WAIT_MS} ms, not {ms}"));
+    }
+    Ok(())
+}
+
+fn vars_ok(s: &str) -> Result<(), String> {
+    super::vars::check_template(s)
+}
+
+fn event_ok(ev: &serde_json::Value) -> Result<(), String> {
+    match ev.get("event").and_then(|e| e.as_str()) {
+        Some(_) => Ok(()),
+        None => Err("an expected event needs a string `event` field".into()),
+    }
+}

@@ -1,0 +1,33 @@
+//! The stanza layer: typed model, streaming codec on quick-xml, stream framing, limits (RFC 6120 §11).
+//!
+//! - [`StreamParser`] turns bytes (in any chunking) into [`StreamEvent`]s: the stream header,
+//!   each top-level element as an [`Element`] tree, the stream close. It enforces RFC 6120 §11
+//!   itself (no DTD, comment, processing instruction or undefined entity; UTF-8 only) and the
+//!   [`Limits`], and reports the first violation as a [`WireError`] with its byte offset and
+//!   the stream error condition to answer with.
+//! - [`Element::to_xml`] / [`Element::to_xml_in`] write trees back; parsing what they write
+//!   gives the same tree.
+//! - [`Stanza`] is the typed layer over `<message>`, `<iq>` and `<presence>`.
+//! - [`check_document`] backs `gatecheck check-stanza`.
+
+mod chars;
+mod condition;
+mod element;
+mod error;
+mod framer;
+mod limits;
+pub mod ns;
+mod parser;
+mod serialize;
+mod stanza;
+mod tree;
+
+pub use condition::{ErrorCondition, StanzaErrorCondition, StreamErrorCondition, UnknownCondition};
+pub use element::{Element, Node};
+pub use error::{Violation, WireError, stream_error_element};
+pub use limits::Limits;
+pub use parser::{Framing, StreamEvent, StreamHeader, StreamParser, check_document, parse_all};
+pub use serialize::STREAM_CLOSE;
+pub use stanza::{
+    Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza, StanzaError,
+};

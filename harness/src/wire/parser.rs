@@ -1,0 +1,356 @@
+//! The streaming parser: bytes in (any chunking), stream header, stanzas and close out.
+//!
+//! Design: the unconsumed bytes of the current top-level element are buffered; a resumable
+//! lexer (`framer`) finds where that element ends, looking at each byte once, and only then
+//! quick-xml tokenizes the complete element (`tree`). Why not drive quick-xml incrementally:
+//! quick-xml cannot resume inside a token when input runs out, so it would have to re-parse the
+//! partial element on every `feed` (quadratic with small chunks) and its errors would depend
+//! on where the input was cut. The lexer makes framing, limits and errors a function of the
+//! bytes alone, so the events and the first error (variant and offset) are identical for every
+//! split of the input, and memory stays bounded: the buffer never holds more than one
+//! element (at most `max_stanza_bytes`) plus the last chunk fed.
+//!
+//! Byte order mark: a UTF-8 BOM at offset 0 is tolerated and skipped (XML 1.0 §4.3.3 allows
+//! it; RFC 6120 only requires UTF-8); UTF-16 BOMs are refused as unsupported-encoding.
+
+use super::error::{Violation, WireError};
+use super::element::Element;
+use super::framer::{Frame, Framer, Mode};
+use super::limits::Limits;
+use super::ns;
+use super::tree::{self, NsContext};
+
+/// How the parser expects the input to be framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// An XMPP stream: `<stream:stream>` header, then stanzas (and other depth-1 elements such
+    /// as `<stream:features>`), then `</stream:stream>`.
+    Stream,
+    /// A sequence of top-level elements, each a stanza (for `check-stanza` and fuzzing).
+    Fragments,
+    /// Decide at the first element: a root named `stream` (any prefix, so a wrong stream
+    /// namespace is reported as such) means [`Framing::Stream`], anything else
+    /// [`Framing::Fragments`].
+    Auto,
+}
+
+/// The opening `<stream:stream>` tag.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamHeader {
+    /// The content namespace (the header's default namespace): `jabber:client` or
+    /// `jabber:server`.
+    pub default_ns: String,
+    /// The header's attributes in document order (`to`, `from`, `id`, `version`, `xml:lang`,
+    /// and prefix declarations other than the stream prefix's).
+    pub attrs: Vec<(String, String)>,
+}
+
+impl StreamHeader {
+    /// The value of the attribute with this qualified name.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `to`.
+    pub fn to(&self) -> Option<&str> {
+        self.attr("to")
+    }
+
+    /// `from`.
+    pub fn from(&self) -> Option<&str> {
+        self.attr("from")
+    }
+
+    /// `id`.
+    pub fn id(&self) -> Option<&str> {
+        self.attr("id")
+    }
+
+    /// `version`.
+    pub fn version(&self) -> Option<&str> {
+        self.attr("version")
+    }
+
+    /// `xml:lang`.
+    pub fn lang(&self) -> Option<&str> {
+        self.attr("xml:lang")
+    }
+}
+
+/// What the parser delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// The stream header (stream framing only).
+    Header(StreamHeader),
+    /// A complete top-level element: a stanza, or in a stream any depth-1 element
+    /// (`<stream:features>`, `<stream:error>`, SASL `<auth>`…); name and namespace tell them
+    /// apart.
+    Stanza(Element),
+    /// `</stream:stream>`.
+    Close,
+}
+
+/// Incremental parser over a byte stream; see the module documentation.
+#[derive(Debug)]
+pub struct StreamParser {
+    limits: Limits,
+    buf: Vec<u8>,
+    framer: Framer,
+    /// Bindings the stream header put in scope for stanzas.
+    ctx: NsContext,
+    /// `Close` owed after a self-closing header.
+    pending_close: bool,
+    /// The first error; every later call repeats it.
+    error: Option<WireError>,
+    fed: u64,
+    finished: bool,
+}
+
+impl StreamParser {
+    /// A parser for the given framing and limits.
+    pub fn new(framing: Framing, limits: Limits) -> Self {
+        let mode = match framing {
+            Framing::Stream => Mode::Stream,
+            Framing::Fragments => Mode::Fragments,
+            Framing::Auto => Mode::Auto,
+        };
+        Self {
+            limits,
+            buf: Vec::new(),
+            framer: Framer::new(mode),
+            ctx: NsContext::default(),
+            pending_close: false,
+            error: None,
+            fed: 0,
+            finished: false,
+        }
+    }
+
+    /// Appends input. Call [`StreamParser::next_event`] until it returns `Ok(None)` after each
+    /// feed: `feed` only buffers (after dropping what earlier events consumed), so the bound on
+    /// memory holds when events are drained between feeds. Input after an error or after
+    /// [`StreamParser::finish`] is discarded.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if self.error.is_some() || self.finished {
+            return;
+        }
+        let keep = self.framer.keep_from().min(self.buf.len());
+        if keep > 0 {
+            self.buf.drain(..keep);
+            self.framer.shift(keep);
+        }
+        self.buf.extend_from_slice(bytes);
+        self.fed = self.fed.saturating_add(bytes.len() as u64);
+    }
+
+    /// Bytes currently buffered (for checking the memory bound).
+    pub fn buffered_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Total bytes fed so far.
+    pub fn bytes_fed(&self) -> u64 {
+        self.fed
+    }
+
+    /// The framing in effect (for [`Framing::Auto`], once the first element decided it).
+    pub fn framing(&self) -> Framing {
+        match self.framer.mode() {
+            Mode::Stream => Framing::Stream,
+            Mode::Fragments => Framing::Fragments,
+            Mode::Auto => Framing::Auto,
+        }
+    }
+
+    /// The next event, `Ok(None)` if more input is needed (or, after `finish`, at the clean
+    /// end). The first error is sticky: every later call returns it again.
+    pub fn next_event(&mut self) -> Result<Option<StreamEvent>, WireError> {
+        if let Some(e) = &self.error {
+            return Err(e.clone());
+        }
+        if self.pending_close {
+            self.pending_close = false;
+            return Ok(Some(StreamEvent::Close));
+        }
+        loop {
+            let frame = match self.framer.next_frame(&self.buf, &self.limits) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => {
+                    if self.finished {
+                        if let Err(e) = self.framer.at_eof(&self.buf) {
+                            return Err(self.fail(e));
+                        }
+                    }
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.fail(e)),
+            };
+            match self.handle(frame) {
+                Ok(Some(event)) => return Ok(Some(event)),
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    /// Declares end of input. Events not yet taken with `next_event` are still validated
+    /// (and discarded); then it is an error to end inside a tag, an unfinished stanza or the
+    /// stream header. Ending a stream after complete stanzas without `</stream:stream>` is not.
+    pub fn finish(&mut self) -> Result<(), WireError> {
+        self.finished = true;
+        while self.next_event()?.is_some() {}
+        Ok(())
+    }
+
+    fn fail(&mut self, e: WireError) -> WireError {
+        self.error = Some(e.clone());
+        // Nothing more will be parsed: release the buffer.
+        self.buf = Vec::new();
+        e
+    }
+
+    fn handle(&mut self, frame: Frame) -> Result<Option<StreamEvent>, WireError> {
+        let base = self.framer.base();
+        let at = |i: usize| base.saturating_add(i as u64);
+        match frame {
+            Frame::Decl { start, end } => {
+                let bytes = self.buf.get(start..end).unwrap_or_default();
+                check_declaration(bytes, at(start))?;
+                Ok(None)
+            }
+            Frame::Header {
+                start,
+                end,
+                self_closing,
+            } => {
+                let bytes = self.buf.get(start..end).unwrap_or_default();
+                let (header, ctx) = parse_header(bytes, at(start), &self.limits)?;
+                self.ctx = ctx;
+                self.pending_close = self_closing;
+                Ok(Some(StreamEvent::Header(header)))
+            }
+            Frame::Element { start, end } => {
+                let bytes = self.buf.get(start..end).unwrap_or_default();
+                let element = tree::parse_element(bytes, at(start), &self.ctx, &self.limits)?;
+                Ok(Some(StreamEvent::Stanza(element)))
+            }
+            Frame::Close => Ok(Some(StreamEvent::Close)),
+        }
+    }
+}
+
+/// Checks the leading `<?xml ...?>`: version 1.0, encoding (if given) UTF-8.
+fn check_declaration(bytes: &[u8], base: u64) -> Result<(), WireError> {
+    use quick_xml::Reader;
+    use quick_xml::events::Event;
+
+    let src = tree::validate_text(bytes, base)?;
+    let mut reader = Reader::from_str(src);
+    let xml = |e: &dyn std::fmt::Display| WireError::new(base, Violation::Xml(e.to_string()));
+    let decl = match reader.read_event() {
+        Ok(Event::Decl(d)) => d,
+        Ok(_) => return Err(xml(&"malformed XML declaration")),
+        Err(e) => return Err(xml(&e)),
+    };
+    let version = decl.version().map_err(|e| xml(&e))?;
+    if version != "1.0" {
+        let version = version.into_owned();
+        return Err(WireError::new(base, Violation::UnsupportedXmlVersion { version }));
+    }
+    match decl.encoding() {
+        None => Ok(()),
+        Some(Ok(enc)) if enc.eq_ignore_ascii_case("utf-8") => Ok(()),
+        Some(Ok(enc)) => Err(WireError::new(
+            base,
+            Violation::UnsupportedEncoding {
+                encoding: enc.into_owned(),
+            },
+        )),
+        Some(Err(e)) => Err(xml(&e)),
+    }
+}
+
+/// Resolves and checks the header tag: `stream` in the streams namespace, default namespace
+/// `jabber:client` or `jabber:server` (RFC 6120 §4.8).
+fn parse_header(
+    bytes: &[u8],
+    base: u64,
+    limits: &Limits,
+) -> Result<(StreamHeader, NsContext), WireError> {
+    let parsed = tree::parse_start_tag(bytes, base, limits)?;
+    let element = parsed.element;
+    if element.name != "stream" {
+        let name = qualified_name(bytes);
+        return Err(WireError::new(base, Violation::NotAStreamHeader { name }));
+    }
+    if element.ns != ns::STREAMS {
+        let found = element.ns;
+        return Err(WireError::new(base, Violation::WrongStreamNamespace { found }));
+    }
+    let default_ns = parsed
+        .declared
+        .iter()
+        .rev()
+        .find(|(p, _)| p.is_empty())
+        .map(|(_, u)| u.clone())
+        .unwrap_or_default();
+    if default_ns != ns::JABBER_CLIENT && default_ns != ns::JABBER_SERVER {
+        return Err(WireError::new(
+            base,
+            Violation::WrongContentNamespace { found: default_ns },
+        ));
+    }
+    let attrs = element
+        .attrs
+        .into_iter()
+        .filter(|(n, v)| !(n.starts_with("xmlns:") && v == ns::STREAMS))
+        .collect();
+    let header = StreamHeader { default_ns, attrs };
+    Ok((
+        header,
+        NsContext {
+            bindings: parsed.declared,
+        },
+    ))
+}
+
+/// The tag name as written, from the bytes of a start tag.
+fn qualified_name(tag: &[u8]) -> String {
+    let name = tag.get(1..).unwrap_or_default();
+    let end = name
+        .iter()
+        .position(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>'))
+        .unwrap_or(name.len());
+    String::from_utf8_lossy(name.get(..end).unwrap_or_default()).into_owned()
+}
+
+/// Parses a whole input at once, framing auto-detected ([`Framing::Auto`]).
+pub fn parse_all(bytes: &[u8], limits: &Limits) -> Result<Vec<StreamEvent>, WireError> {
+    let mut parser = StreamParser::new(Framing::Auto, limits.clone());
+    parser.feed(bytes);
+    let mut events = Vec::new();
+    while let Some(event) = parser.next_event()? {
+        events.push(event);
+    }
+    parser.finish()?;
+    Ok(events)
+}
+
+/// Validates a whole document (auto-detected framing) and counts its stanzas (every
+/// top-level element; the stream header is not counted). Ending inside a stanza is an error;
+/// ending a stream without `</stream:stream>` after complete stanzas is not.
+pub fn check_document(bytes: &[u8], limits: &Limits) -> Result<usize, WireError> {
+    let mut parser = StreamParser::new(Framing::Auto, limits.clone());
+    parser.feed(bytes);
+    let mut stanzas = 0usize;
+    while let Some(event) = parser.next_event()? {
+        if matches!(event, StreamEvent::Stanza(_)) {
+            stanzas += 1;
+        }
+    }
+    parser.finish()?;
+    Ok(stanzas)
+}

@@ -1,0 +1,294 @@
+//! Writing elements and stream headers as XML: the exact inverse of the parser.
+//!
+//! Namespaces are declared minimally: an element gets `xmlns="..."` when its namespace differs
+//! from the default namespace in scope. Inside a stream ([`Element::to_xml_in`]) the `stream`
+//! prefix is bound by the header, so elements in the streams namespace are written
+//! `<stream:name>`; standalone ([`Element::to_xml`]) nothing is bound and they get a default
+//! namespace declaration instead. Text escapes `&`, `<`, `>` and CR (so a literal CR survives
+//! end-of-line normalization); attribute values escape `&`, `<`, `"` and TAB, LF, CR (so they
+//! survive attribute-value normalization).
+
+use super::element::{Element, Node};
+use super::ns;
+use super::parser::StreamHeader;
+
+/// The stream close tag, matching [`StreamHeader::to_xml`].
+pub const STREAM_CLOSE: &str = "</stream:stream>";
+
+/// Whether the `stream` prefix is bound, and to what, where an element is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamPrefix {
+    Unbound,
+    Streams,
+    Other,
+}
+
+/// Scope an element is written in: default namespace and `stream` prefix binding.
+#[derive(Debug, Clone, Copy)]
+struct Scope<'a> {
+    default_ns: &'a str,
+    stream_prefix: StreamPrefix,
+}
+
+impl Element {
+    /// This element as a standalone XML fragment (its namespace declared if non-empty).
+    pub fn to_xml(&self) -> String {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        bytes_to_string(out)
+    }
+
+    /// Appends this element as a standalone fragment.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        write_element(
+            self,
+            Scope {
+                default_ns: "",
+                stream_prefix: StreamPrefix::Unbound,
+            },
+            out,
+        );
+    }
+
+    /// This element as written inside a stream opened by [`StreamHeader::to_xml`] whose
+    /// default namespace is `parent_ns` (usually `jabber:client`): no redundant `xmlns`, and
+    /// streams-namespace elements use the header's `stream:` prefix.
+    pub fn to_xml_in(&self, parent_ns: &str) -> String {
+        let mut out = Vec::new();
+        self.write_in(parent_ns, &mut out);
+        bytes_to_string(out)
+    }
+
+    /// Appends this element as written inside a stream; see [`Element::to_xml_in`].
+    pub fn write_in(&self, parent_ns: &str, out: &mut Vec<u8>) {
+        write_element(
+            self,
+            Scope {
+                default_ns: parent_ns,
+                stream_prefix: StreamPrefix::Streams,
+            },
+            out,
+        );
+    }
+}
+
+impl StreamHeader {
+    /// The opening tag `<stream:stream xmlns='...' xmlns:stream='...' ...>` (no XML
+    /// declaration); close the stream with [`STREAM_CLOSE`].
+    pub fn to_xml(&self) -> String {
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(b"<stream:stream xmlns=\"");
+        escape_attr(&self.default_ns, &mut out);
+        out.extend_from_slice(b"\" xmlns:stream=\"");
+        out.extend_from_slice(ns::STREAMS.as_bytes());
+        out.push(b'"');
+        for (name, value) in &self.attrs {
+            write_attr(name, value, &mut out);
+        }
+        out.push(b'>');
+        bytes_to_string(out)
+    }
+}
+
+/// The writer only ever appends whole `&str`s, so this never loses data.
+fn bytes_to_string(out: Vec<u8>) -> String {
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Writes one element iteratively (no recursion, whatever the depth of a hand-built tree).
+fn write_element(root: &Element, scope: Scope<'_>, out: &mut Vec<u8>) {
+    // Each frame: the element, the index of the next child, and the scope for its children.
+    let mut stack: Vec<(&Element, usize, Scope<'_>, bool)> = Vec::new();
+    let (inner, prefixed) = open_tag(root, scope, out);
+    if root.children.is_empty() {
+        out.extend_from_slice(b"/>");
+        return;
+    }
+    out.push(b'>');
+    stack.push((root, 0, inner, prefixed));
+    while let Some(frame) = stack.last_mut() {
+        let (element, next, inner, prefixed) = *frame;
+        match element.children.get(next) {
+            Some(Node::Text(text)) => {
+                frame.1 += 1;
+                escape_text(text, out);
+            }
+            Some(Node::Element(child)) => {
+                frame.1 += 1;
+                let (child_scope, child_prefixed) = open_tag(child, inner, out);
+                if child.children.is_empty() {
+                    out.extend_from_slice(b"/>");
+                } else {
+                    out.push(b'>');
+                    stack.push((child, 0, child_scope, child_prefixed));
+                }
+            }
+            None => {
+                out.extend_from_slice(b"</");
+                if prefixed {
+                    out.extend_from_slice(b"stream:");
+                }
+                out.extend_from_slice(element.name.as_bytes());
+                out.push(b'>');
+                stack.pop();
+            }
+        }
+    }
+}
+
+/// Writes `<name ...attrs` (without the closing `>`); returns the scope for the children and
+/// whether the `stream:` prefix was used.
+fn open_tag<'a>(e: &'a Element, scope: Scope<'a>, out: &mut Vec<u8>) -> (Scope<'a>, bool) {
+    let mut stream_prefix = scope.stream_prefix;
+    for (name, value) in &e.attrs {
+        if name == "xmlns:stream" {
+            stream_prefix = if value == ns::STREAMS {
+                StreamPrefix::Streams
+            } else {
+                StreamPrefix::Other
+            };
+        }
+    }
+    out.push(b'<');
+    let prefixed = e.ns == ns::STREAMS && stream_prefix == StreamPrefix::Streams;
+    let default_ns = if prefixed {
+        out.extend_from_slice(b"stream:");
+        out.extend_from_slice(e.name.as_bytes());
+        scope.default_ns
+    } else {
+        out.extend_from_slice(e.name.as_bytes());
+        if e.ns != scope.default_ns {
+            out.extend_from_slice(b" xmlns=\"");
+            escape_attr(&e.ns, out);
+            out.push(b'"');
+        }
+        e.ns.as_str()
+    };
+    for (name, value) in &e.attrs {
+        write_attr(name, value, out);
+    }
+    (
+        Scope {
+            default_ns,
+            stream_prefix,
+        },
+        prefixed,
+    )
+}
+
+fn write_attr(name: &str, value: &str, out: &mut Vec<u8>) {
+    out.push(b' ');
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"=\"");
+    escape_attr(value, out);
+    out.push(b'"');
+}
+
+/// Escapes character data: `&`, `<`, `>` and CR.
+pub(crate) fn escape_text(text: &str, out: &mut Vec<u8>) {
+    escape_with(text, out, |b| match b {
+        b'&' => Some(b"&amp;"),
+        b'<' => Some(b"&lt;"),
+        b'>' => Some(b"&gt;"),
+        b'\r' => Some(b"&#13;"),
+        _ => None,
+    });
+}
+
+/// Escapes an attribute value for double quotes: `&`, `<`, `"`, TAB, LF, CR.
+pub(crate) fn escape_attr(value: &str, out: &mut Vec<u8>) {
+    escape_with(value, out, |b| match b {
+        b'&' => Some(b"&amp;"),
+        b'<' => Some(b"&lt;"),
+        b'"' => Some(b"&quot;"),
+        b'\t' => Some(b"&#9;"),
+        b'\n' => Some(b"&#10;"),
+        b'\r' => Some(b"&#13;"),
+        _ => None,
+    });
+}
+
+/// Copies `s`, replacing the ASCII bytes `replace` maps; runs without specials are copied whole.
+fn escape_with(s: &str, out: &mut Vec<u8>, replace: impl Fn(u8) -> Option<&'static [u8]>) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if let Some(rep) = replace(b) {
+            out.extend_from_slice(bytes.get(start..i).unwrap_or_default());
+            out.extend_from_slice(rep);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(bytes.get(start..).unwrap_or_default());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minimal_element() {
+        assert_eq!(Element::new("ping", ns::PING).to_xml(), "<ping xmlns=\"urn:xmpp:ping\"/>");
+        assert_eq!(Element::new("a", "").to_xml(), "<a/>");
+    }
+
+    #[test]
+    fn namespaces_are_declared_only_where_they_change() {
+        let e = Element::new("iq", ns::JABBER_CLIENT)
+            .with_attr("type", "get")
+            .with_child(Element::new("ping", ns::PING).with_child(Element::new("x", ns::PING)))
+            .with_child(Element::new("y", ""));
+        assert_eq!(
+            e.to_xml(),
+            "<iq xmlns=\"jabber:client\" type=\"get\"><ping xmlns=\"urn:xmpp:ping\"><x/></ping>\
+             <y xmlns=\"\"/></iq>"
+        );
+        assert_eq!(
+            e.to_xml_in(ns::JABBER_CLIENT),
+            "<iq type=\"get\"><ping xmlns=\"urn:xmpp:ping\"><x/></ping><y xmlns=\"\"/></iq>"
+        );
+    }
+
+    #[test]
+    fn text_and_attributes_are_escaped() {
+        let e = Element::new("body", "")
+            .with_attr("a", "<&\"'>\t\n\r")
+            .with_text("<&>\"'\r\n]]>");
+        assert_eq!(
+            e.to_xml(),
+            "<body a=\"&lt;&amp;&quot;'>&#9;&#10;&#13;\">&lt;&amp;&gt;\"'&#13;\n]]&gt;</body>"
+        );
+    }
+
+    #[test]
+    fn streams_elements_use_the_header_prefix_inside_a_stream() {
+        let features = Element::new("features", ns::STREAMS)
+            .with_child(Element::new("bind", ns::BIND));
+        assert_eq!(
+            features.to_xml_in(ns::JABBER_CLIENT),
+            "<stream:features><bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/></stream:features>"
+        );
+        assert_eq!(
+            features.to_xml(),
+            "<features xmlns=\"http://etherx.jabber.org/streams\">\
+             <bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/></features>"
+        );
+    }
+
+    #[test]
+    fn stream_header_opening_tag() {
+        let header = StreamHeader {
+            default_ns: ns::JABBER_CLIENT.into(),
+            attrs: vec![
+                ("to".into(), "example.net".into()),
+                ("version".into(), "1.0".into()),
+                ("xml:lang".into(), "en".into()),
+            ],
+        };
+        assert_eq!(
+            header.to_xml(),
+            "<stream:stream xmlns=\"jabber:client\" xmlns:stream=\"http://etherx.jabber.org/streams\" \
+             to=\"example.net\" version=\"1.0\" xml:lang=\"en\">"
+        );
+    }
+}

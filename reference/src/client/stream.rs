@@ -1,0 +1,258 @@
+//! One XML stream over an established transport: reading, parsing, writing, and every way it ends.
+//!
+//! Whoever detects the end of a stream performs the profile's closing ritual right here (stream
+//! error then closing tag then close, or closing tag then close), so that login and session
+//! code only decide *that* the stream ends, never *how*.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use gatecheck::transport::{SecureReader, SecureWriter, TransportError};
+use gatecheck::wire::{
+    Element, Framing, Limits, StreamErrorCondition, StreamEvent, StreamParser, ns,
+    stream_error_element,
+};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout_at};
+
+use super::Failure;
+use crate::mutant::Mutant;
+
+/// What the reader task passes on: plaintext, clean EOF, or a transport failure.
+pub type Inbound = Result<Option<Vec<u8>>, TransportError>;
+
+/// Writers kept open on purpose by the `linger-*` and `no-close-reply` mutants (the correct
+/// client closes them); they live until the process exits.
+static LINGERING: Mutex<Vec<SecureWriter>> = Mutex::new(Vec::new());
+
+/// How long to wait for the server's closing tag after our own (driver `disconnect`).
+pub const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// A stream whose transport handshake is done.
+pub struct XmlStream {
+    writer: Option<SecureWriter>,
+    rx: mpsc::Receiver<Inbound>,
+    reader_task: JoinHandle<()>,
+    parser: StreamParser,
+    pub mutant: Mutant,
+    /// Whether our `</stream:stream>` went out.
+    closed_by_us: bool,
+}
+
+impl Drop for XmlStream {
+    fn drop(&mut self) {
+        self.reader_task.abort();
+    }
+}
+
+fn limits(mutant: Mutant) -> Limits {
+    let mut limits = Limits::default();
+    if mutant == Mutant::LaxStanzaLimit {
+        // STREAM-32 deviation: the correct client refuses stanzas over 1 MiB.
+        limits.max_stanza_bytes = 16 << 20;
+        limits.max_text_bytes = 16 << 20;
+    }
+    limits
+}
+
+impl XmlStream {
+    pub fn new(reader: SecureReader, writer: SecureWriter, mutant: Mutant) -> Self {
+        let (tx, rx) = mpsc::channel(16);
+        let reader_task = tokio::spawn(read_loop(reader, tx));
+        XmlStream {
+            writer: Some(writer),
+            rx,
+            reader_task,
+            parser: StreamParser::new(Framing::Stream, limits(mutant)),
+            mutant,
+            closed_by_us: false,
+        }
+    }
+
+    /// Discards the parser state for a stream restart (STREAM-20).
+    pub fn restart_parser(&mut self) {
+        self.parser = StreamParser::new(Framing::Stream, limits(self.mutant));
+    }
+
+    /// Sends raw stream bytes.
+    pub async fn send_raw(&mut self, xml: &str) -> Result<(), Failure> {
+        let Some(writer) = self.writer.as_mut() else {
+            return Err(Failure::Io(TransportError::Closed));
+        };
+        writer.send(xml.as_bytes()).await.map_err(Failure::Io)
+    }
+
+    /// Sends one element inside the `jabber:client` stream.
+    pub async fn send(&mut self, element: &Element) -> Result<(), Failure> {
+        self.send_raw(&element.to_xml_in(ns::JABBER_CLIENT)).await
+    }
+
+    /// Next parsed event, reading from the transport as needed until `deadline`.
+    /// A parse error is answered on the spot (stream error, closing tag, close).
+    pub async fn next_event(&mut self, deadline: Instant) -> Result<StreamEvent, Failure> {
+        loop {
+            if let Some(event) = self.poll_parsed().await? {
+                return Ok(event);
+            }
+            let inbound = match timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(inbound)) => inbound,
+                // The reader task only ends after sending EOF or an error.
+                Ok(None) => Ok(None),
+                Err(_) => return Err(Failure::Timeout),
+            };
+            self.feed(inbound)?;
+        }
+    }
+
+    /// Feeds what the reader task delivered; EOF and transport errors end the stream.
+    pub fn feed(&mut self, inbound: Inbound) -> Result<(), Failure> {
+        match inbound {
+            Ok(Some(bytes)) => {
+                let bytes = mutated_input(self.mutant, bytes);
+                self.parser.feed(&bytes);
+                Ok(())
+            }
+            Ok(None) => Err(Failure::Eof),
+            Err(e) => Err(Failure::Io(e)),
+        }
+    }
+
+    /// The next event already in the parser, if any.
+    pub async fn poll_parsed(&mut self) -> Result<Option<StreamEvent>, Failure> {
+        match self.parser.next_event() {
+            Ok(event) => Ok(event),
+            Err(e) => Err(self.refuse(e.condition(), &e.to_string()).await),
+        }
+    }
+
+    /// The next inbound item from the reader task (cancel-safe, for `select!`).
+    pub async fn recv_inbound(&mut self) -> Inbound {
+        self.rx.recv().await.unwrap_or(Ok(None))
+    }
+
+    /// Refuses the stream (STREAM-24): `<stream:error>`, `</stream:stream>`, close.
+    pub async fn refuse(&mut self, condition: StreamErrorCondition, detail: &str) -> Failure {
+        let error = stream_error_element(condition, None);
+        let xml = format!("{}</stream:stream>", error.to_xml_in(ns::JABBER_CLIENT));
+        let _ = self.send_raw(&xml).await;
+        self.closed_by_us = true;
+        if self.mutant == Mutant::LingerAfterStreamError {
+            // STREAM-24 deviation: the correct client closes the connection here.
+            self.linger();
+        } else {
+            self.close_transport().await;
+        }
+        Failure::StreamErrorSent { condition: condition.as_str().to_owned(), detail: detail.into() }
+    }
+
+    /// Answers the server's `</stream:stream>` (STREAM-27) or `<stream:error>` (STREAM-26):
+    /// our closing tag if not sent yet, then close.
+    pub async fn close_in_reply(&mut self) {
+        if !self.closed_by_us {
+            let _ = self.send_raw("</stream:stream>").await;
+            self.closed_by_us = true;
+        }
+        self.close_transport().await;
+    }
+
+    /// Closes the stream from our side (driver `disconnect`, SASL failure, missing PLAIN):
+    /// closing tag, then wait up to [`CLOSE_WAIT`] for the server's, then close.
+    pub async fn close_locally(&mut self) {
+        if !self.closed_by_us {
+            let _ = self.send_raw("</stream:stream>").await;
+            self.closed_by_us = true;
+        }
+        let deadline = Instant::now() + CLOSE_WAIT;
+        loop {
+            match self.parser.next_event() {
+                Ok(Some(StreamEvent::Close)) | Err(_) => break,
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+            }
+            match timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(Ok(Some(bytes)))) => self.parser.feed(&bytes),
+                _ => break,
+            }
+        }
+        self.close_transport().await;
+    }
+
+    /// Keeps the connection open without closing it (mutants only).
+    pub fn linger(&mut self) {
+        if let Some(writer) = self.writer.take() {
+            if let Ok(mut lingering) = LINGERING.lock() {
+                lingering.push(writer);
+            }
+        }
+    }
+
+    /// Shuts the write side (FIN, or close_notify + FIN) and drops both halves.
+    pub async fn close_transport(&mut self) {
+        if let Some(mut writer) = self.writer.take() {
+            let _ = tokio::time::timeout(CLOSE_WAIT, writer.shutdown()).await;
+        }
+        self.reader_task.abort();
+    }
+}
+
+async fn read_loop(mut reader: SecureReader, tx: mpsc::Sender<Inbound>) {
+    loop {
+        let item = reader.recv().await;
+        let last = !matches!(item, Ok(Some(_)));
+        if tx.send(item).await.is_err() || last {
+            return;
+        }
+    }
+}
+
+/// The input-side mutants: bytes the correct client parses as they are.
+fn mutated_input(mutant: Mutant, bytes: Vec<u8>) -> Vec<u8> {
+    match mutant {
+        // STREAM-28 deviation: the correct client refuses DOCTYPE with restricted-xml.
+        Mutant::AcceptDoctype => strip_markup(&bytes, b"<!DOCTYPE", b">"),
+        // STREAM-28 deviation: the correct client refuses comments with restricted-xml.
+        Mutant::SkipRestrictedXmlForComments => strip_markup(&bytes, b"<!--", b"-->"),
+        _ => bytes,
+    }
+}
+
+/// Removes every `open ... close` span inside one chunk (good enough for a mutant; a DOCTYPE
+/// internal subset `[...]` is skipped as a whole).
+fn strip_markup(bytes: &[u8], open: &[u8], close: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(open) {
+            let mut j = i + open.len();
+            let mut in_subset = false;
+            while j < bytes.len() && (in_subset || !bytes[j..].starts_with(close)) {
+                match bytes[j] {
+                    b'[' => in_subset = true,
+                    b']' => in_subset = false,
+                    _ => {}
+                }
+                j += 1;
+            }
+            i = (j + close.len()).min(bytes.len());
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_markup;
+
+    #[test]
+    fn strips_doctype_and_comments() {
+        assert_eq!(
+            strip_markup(b"a<!DOCTYPE x [<!ENTITY e 'v'>]>b", b"<!DOCTYPE", b">"),
+            b"ab"
+        );
+        assert_eq!(strip_markup(b"<a><!-- c --></a>", b"<!--", b"-->"), b"<a></a>");
+    }
+}

@@ -1,0 +1,245 @@
+//! The driver protocol (harness/DRIVER.md): newline-delimited JSON commands on stdin, events on stdout.
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+use gatecheck::transport::TransportKind;
+
+/// Version of the driver protocol announced in `ready`.
+pub const DRIVER_VERSION: u32 = 1;
+/// Longest accepted command line, newline excluded.
+pub const MAX_LINE: usize = 1 << 20;
+
+/// Everything the IUT writes on stdout, one JSON object per line.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Ready {
+        driver: u32,
+        name: &'static str,
+        version: &'static str,
+        roles: &'static [&'static str],
+        features: &'static [&'static str],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mutant: Option<&'static str>,
+    },
+    Connected {
+        seq: i64,
+        jid: String,
+    },
+    Disconnected {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
+        reason: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        condition: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    StreamError {
+        direction: &'static str,
+        condition: String,
+    },
+    Error {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
+        code: &'static str,
+        detail: String,
+    },
+    Unsupported {
+        seq: i64,
+        cmd: String,
+    },
+}
+
+/// Writes events to stdout, flushing each line so the harness sees it at once.
+pub struct EventSink {
+    out: tokio::io::Stdout,
+}
+
+impl EventSink {
+    pub fn new() -> Self {
+        EventSink { out: tokio::io::stdout() }
+    }
+
+    pub async fn emit(&mut self, event: Event) {
+        let mut line = match serde_json::to_vec(&event) {
+            Ok(line) => line,
+            Err(e) => {
+                eprintln!("gatecheck-reference: cannot encode {event:?}: {e}");
+                return;
+            }
+        };
+        line.push(b'\n');
+        // A closed stdout means the harness is gone; the stdin EOF that follows ends the run.
+        if let Err(e) = self.out.write_all(&line).await {
+            eprintln!("gatecheck-reference: stdout: {e}");
+        }
+        let _ = self.out.flush().await;
+    }
+}
+
+/// The parameters of `connect`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ConnectParams {
+    pub host: String,
+    pub port: u16,
+    pub transport: TransportKind,
+    pub domain: String,
+    pub account: String,
+    pub credential: String,
+    /// Base64 of the server's 32-byte Noise static key (noise only).
+    #[serde(default)]
+    pub server_key: Option<String>,
+    /// PEM of the CA to trust (tls only).
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// Name checked against the certificate (tls only); defaults to `domain`.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// A command, after its `cmd` and `seq` were read.
+#[derive(Debug)]
+pub enum Command {
+    Connect(Box<ConnectParams>),
+    Disconnect,
+    Shutdown,
+    /// A command this IUT does not implement (yet): answered with `unsupported`.
+    Unsupported(String),
+}
+
+/// A line that is not a usable command: the `seq` if one could be read, and why.
+#[derive(Debug)]
+pub struct BadCommand {
+    pub seq: Option<i64>,
+    pub detail: String,
+}
+
+/// Parses one command line.
+pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
+    let value: Value = serde_json::from_str(line).map_err(|e| BadCommand {
+        seq: None,
+        detail: format!("not JSON: {e}"),
+    })?;
+    let Value::Object(map) = &value else {
+        return Err(BadCommand { seq: None, detail: "not a JSON object".into() });
+    };
+    let seq = map.get("seq").and_then(Value::as_i64);
+    let bad = |detail: String| BadCommand { seq, detail };
+    let Some(seq) = seq else {
+        return Err(bad("missing or non-integer \"seq\"".into()));
+    };
+    let Some(cmd) = map.get("cmd").and_then(Value::as_str) else {
+        return Err(bad("missing or non-string \"cmd\"".into()));
+    };
+    let command = match cmd {
+        "connect" => {
+            let params: ConnectParams = serde_json::from_value(value.clone())
+                .map_err(|e| bad(format!("connect: {e}")))?;
+            Command::Connect(Box::new(params))
+        }
+        "disconnect" => Command::Disconnect,
+        "shutdown" => Command::Shutdown,
+        // enroll, fetch_bundle, send_text, send_media and anything unknown.
+        other => Command::Unsupported(other.to_owned()),
+    };
+    Ok((seq, command))
+}
+
+/// One line from stdin, or a line that was too long to keep.
+#[derive(Debug)]
+pub enum InputLine {
+    Line(String),
+    TooLong,
+    NotUtf8,
+}
+
+/// Reads stdin in a task of its own (so that waiting for a command never loses socket input)
+/// and sends complete lines; ends the channel at EOF.
+pub fn spawn_stdin_reader() -> mpsc::Receiver<InputLine> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut discarding = false;
+        loop {
+            let n = match stdin.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            for &b in &chunk[..n] {
+                if b != b'\n' {
+                    if !discarding {
+                        buf.push(b);
+                        if buf.len() > MAX_LINE {
+                            buf.clear();
+                            discarding = true;
+                        }
+                    }
+                    continue;
+                }
+                let item = if discarding {
+                    discarding = false;
+                    InputLine::TooLong
+                } else {
+                    let line = std::mem::take(&mut buf);
+                    match String::from_utf8(line) {
+                        Ok(s) => InputLine::Line(s),
+                        Err(_) => InputLine::NotUtf8,
+                    }
+                };
+                if tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        }
+        if !buf.is_empty() && !discarding {
+            if let Ok(s) = String::from_utf8(buf) {
+                let _ = tx.send(InputLine::Line(s)).await;
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_as_documented() {
+        let e = Event::Disconnected {
+            seq: None,
+            reason: "remote-close",
+            condition: None,
+            detail: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"disconnected","reason":"remote-close"}"#
+        );
+        let e = Event::StreamError { direction: "sent", condition: "restricted-xml".into() };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"stream_error","direction":"sent","condition":"restricted-xml"}"#
+        );
+    }
+
+    #[test]
+    fn commands_parse() {
+        let (seq, cmd) = parse_command(r#"{"cmd":"send_text","seq":4,"to":"x","text":"y"}"#)
+            .expect("parses");
+        assert_eq!(seq, 4);
+        assert!(matches!(cmd, Command::Unsupported(ref c) if c == "send_text"));
+        let err = parse_command("{nope").expect_err("bad json");
+        assert!(err.seq.is_none());
+        let err = parse_command(r#"{"cmd":"connect","seq":2,"host":"h"}"#).expect_err("fields");
+        assert_eq!(err.seq, Some(2));
+        let err = parse_command(r#"{"cmd":"disconnect","seq":"1"}"#).expect_err("seq");
+        assert!(err.detail.contains("seq"));
+    }
+}

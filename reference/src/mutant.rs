@@ -1,0 +1,132 @@
+//! The reference provider's mutants: each one a single deliberate deviation from one SPEC.md requirement.
+//!
+//! A mutant is checked with `mutant == Mutant::X` at the exact point where the correct client
+//! would do otherwise; there is no copied code path. The harness must tell every mutant from
+//! the reference (a scenario that no mutant fails checks nothing).
+
+macro_rules! mutants {
+    ($($variant:ident => ($name:literal, $req:literal, $desc:literal),)+) => {
+        /// One deliberate deviation, or [`Mutant::None`] for the correct reference client.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Mutant {
+            /// No mutant: the reference behaviour.
+            None,
+            $($variant,)+
+        }
+
+        impl Mutant {
+            /// Every mutant (without [`Mutant::None`]), in `--list-mutants` order.
+            pub const ALL: &'static [Mutant] = &[$(Mutant::$variant,)+];
+
+            /// The name given to `--mutant`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    Mutant::None => "none",
+                    $(Mutant::$variant => $name,)+
+                }
+            }
+
+            /// The SPEC.md requirement the mutant breaks.
+            pub fn requirement(self) -> &'static str {
+                match self {
+                    Mutant::None => "",
+                    $(Mutant::$variant => $req,)+
+                }
+            }
+
+            /// What the mutant does differently.
+            pub fn description(self) -> &'static str {
+                match self {
+                    Mutant::None => "the reference behaviour",
+                    $(Mutant::$variant => $desc,)+
+                }
+            }
+        }
+    };
+}
+
+mutants! {
+    AcceptDoctype => ("accept-doctype", "STREAM-28",
+        "strips DOCTYPE declarations from the server's bytes instead of refusing them with restricted-xml"),
+    SkipRestrictedXmlForComments => ("skip-restricted-xml-for-comments", "STREAM-28",
+        "strips XML comments from the server's bytes instead of refusing them with restricted-xml"),
+    SendComment => ("send-comment", "STREAM-29",
+        "writes an XML comment right after its stream header"),
+    WrongStreamNs => ("wrong-stream-ns", "STREAM-13",
+        "opens its stream with the content namespace jabber:server"),
+    SkipHeaderCheck => ("skip-header-check", "STREAM-15",
+        "accepts a response stream header whose version is missing or not 1.x"),
+    NoKeyPin => ("no-key-pin", "STREAM-6",
+        "accepts any Noise server static key instead of the pinned one"),
+    TlsAcceptAnyCert => ("tls-accept-any-cert", "STREAM-11",
+        "does not verify the server certificate chain or name"),
+    AllowTls12 => ("allow-tls12", "STREAM-12",
+        "lets the server negotiate TLS 1.2"),
+    PlainWithoutOffer => ("plain-without-offer", "STREAM-19",
+        "sends SASL PLAIN credentials even when the server does not offer PLAIN"),
+    ContinueAfterSaslFailure => ("continue-after-sasl-failure", "STREAM-21",
+        "sends a bind request after a SASL failure before closing"),
+    PresenceBeforeBind => ("presence-before-bind", "STREAM-22",
+        "sends its initial presence before requesting resource binding"),
+    StaleResourceFrom => ("stale-resource-from", "STREAM-23",
+        "stamps from with the resource it proposed, not the JID the server bound"),
+    LingerAfterStreamError => ("linger-after-stream-error", "STREAM-24",
+        "keeps the TCP connection open after sending a stream error"),
+    IgnoreStreamError => ("ignore-stream-error", "STREAM-26",
+        "keeps the session open after receiving a stream error (no closing tag, no close)"),
+    NoCloseReply => ("no-close-reply", "STREAM-27",
+        "does not answer the server's </stream:stream> and keeps the connection open"),
+    LaxStanzaLimit => ("lax-stanza-limit", "STREAM-32",
+        "raises its stanza and text limits to 16 MiB, accepting stanzas over 1 MiB"),
+    AcceptUnknownStanza => ("accept-unknown-stanza", "STANZA-1",
+        "silently ignores top-level elements other than message, presence and iq"),
+    DropIqId => ("drop-iq-id", "STANZA-2",
+        "answers an iq that has no id with an iq that has no id"),
+    DoubleAnswer => ("double-answer", "STANZA-3",
+        "answers every ping twice"),
+    NoBadRequest => ("no-bad-request", "STANZA-4",
+        "answers a get/set with zero or several children with service-unavailable instead of bad-request"),
+    AnswerResult => ("answer-result", "STANZA-5",
+        "answers an iq of type result with an iq error"),
+    SilentUnknownIq => ("silent-unknown-iq", "STANZA-6",
+        "does not answer a get/set whose payload namespace it does not implement"),
+    PingError => ("ping-error", "STANZA-7",
+        "answers a ping with service-unavailable"),
+    DiscoLies => ("disco-lies", "STANZA-8",
+        "advertises urn:xmpp:jingle:1 in disco#info, which it does not implement"),
+    ErrorOnError => ("error-on-error", "STANZA-9",
+        "answers a message of type error with an error message"),
+    NoReceipt => ("no-receipt", "STANZA-13",
+        "never sends delivery receipts"),
+    ReceiptToBare => ("receipt-to-bare", "STANZA-13",
+        "sends delivery receipts to the sender's bare JID instead of the full JID"),
+    ReceiptWithoutRequest => ("receipt-without-request", "STANZA-14",
+        "sends a delivery receipt for a message that did not request one"),
+    ForgedFrom => ("forged-from", "STANZA-20",
+        "puts from='admin@DOMAIN' on every stanza it sends after binding"),
+    ErrorOnUnknownChild => ("error-on-unknown-child", "STANZA-21",
+        "answers a message carrying an unknown extension element with feature-not-implemented"),
+}
+
+impl Mutant {
+    /// The mutant called `name`, if any.
+    pub fn from_name(name: &str) -> Option<Mutant> {
+        Mutant::ALL.iter().copied().find(|m| m.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_round_trip() {
+        for (i, m) in Mutant::ALL.iter().enumerate() {
+            assert_eq!(Mutant::from_name(m.name()), Some(*m));
+            assert!(Mutant::ALL[i + 1..].iter().all(|o| o.name() != m.name()));
+            assert!(m.requirement().contains('-'), "{m:?}");
+        }
+        assert!(Mutant::ALL.len() >= 16);
+        assert_eq!(Mutant::from_name("none"), None);
+    }
+}
