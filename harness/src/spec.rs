@@ -317,7 +317,7 @@ mod tests {
         let e = Catalogue::parse(&doc).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "SPEC.md:21: requirement STREAM-1 appears twice (first at line 5)"
+            "SPEC.md:19: requirement STREAM-1 appears twice (first at line 5)"
         );
     }
 

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::io::{Read, Write};
+
 use tokio::sync::mpsc;
 
 use gatecheck::transport::TransportKind;
@@ -54,14 +55,17 @@ pub enum Event {
     },
 }
 
-/// Writes events to stdout, flushing each line so the harness sees it at once.
+/// Writes events to stdout, flushing each line so the harness sees it at once. (Plain
+/// blocking writes: a line is small, and the harness reads stdout continuously.)
 pub struct EventSink {
-    out: tokio::io::Stdout,
+    out: std::io::Stdout,
 }
 
 impl EventSink {
     pub fn new() -> Self {
-        EventSink { out: tokio::io::stdout() }
+        EventSink {
+            out: std::io::stdout(),
+        }
     }
 
     pub async fn emit(&mut self, event: Event) {
@@ -74,10 +78,10 @@ impl EventSink {
         };
         line.push(b'\n');
         // A closed stdout means the harness is gone; the stdin EOF that follows ends the run.
-        if let Err(e) = self.out.write_all(&line).await {
+        let mut out = self.out.lock();
+        if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
             eprintln!("gatecheck-reference: stdout: {e}");
         }
-        let _ = self.out.flush().await;
     }
 }
 
@@ -125,7 +129,10 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
         detail: format!("not JSON: {e}"),
     })?;
     let Value::Object(map) = &value else {
-        return Err(BadCommand { seq: None, detail: "not a JSON object".into() });
+        return Err(BadCommand {
+            seq: None,
+            detail: "not a JSON object".into(),
+        });
     };
     let seq = map.get("seq").and_then(Value::as_i64);
     let bad = |detail: String| BadCommand { seq, detail };
@@ -137,8 +144,8 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
     };
     let command = match cmd {
         "connect" => {
-            let params: ConnectParams = serde_json::from_value(value.clone())
-                .map_err(|e| bad(format!("connect: {e}")))?;
+            let params: ConnectParams =
+                serde_json::from_value(value.clone()).map_err(|e| bad(format!("connect: {e}")))?;
             Command::Connect(Box::new(params))
         }
         "disconnect" => Command::Disconnect,
@@ -157,18 +164,20 @@ pub enum InputLine {
     NotUtf8,
 }
 
-/// Reads stdin in a task of its own (so that waiting for a command never loses socket input)
+/// Reads stdin on a thread of its own (so that waiting for a command never loses socket input)
 /// and sends complete lines; ends the channel at EOF.
 pub fn spawn_stdin_reader() -> mpsc::Receiver<InputLine> {
     let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let mut stdin = tokio::io::stdin();
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
         let mut buf = Vec::new();
         let mut chunk = vec![0u8; 64 * 1024];
         let mut discarding = false;
         loop {
-            let n = match stdin.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
+            let n = match stdin.read(&mut chunk) {
+                Ok(0) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
                 Ok(n) => n,
             };
             for &b in &chunk[..n] {
@@ -192,15 +201,16 @@ pub fn spawn_stdin_reader() -> mpsc::Receiver<InputLine> {
                         Err(_) => InputLine::NotUtf8,
                     }
                 };
-                if tx.send(item).await.is_err() {
+                if tx.blocking_send(item).is_err() {
                     return;
                 }
             }
         }
-        if !buf.is_empty() && !discarding {
-            if let Ok(s) = String::from_utf8(buf) {
-                let _ = tx.send(InputLine::Line(s)).await;
-            }
+        if !buf.is_empty()
+            && !discarding
+            && let Ok(s) = String::from_utf8(buf)
+        {
+            let _ = tx.blocking_send(InputLine::Line(s));
         }
     });
     rx
@@ -222,7 +232,10 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"event":"disconnected","reason":"remote-close"}"#
         );
-        let e = Event::StreamError { direction: "sent", condition: "restricted-xml".into() };
+        let e = Event::StreamError {
+            direction: "sent",
+            condition: "restricted-xml".into(),
+        };
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
             r#"{"event":"stream_error","direction":"sent","condition":"restricted-xml"}"#
@@ -231,8 +244,8 @@ mod tests {
 
     #[test]
     fn commands_parse() {
-        let (seq, cmd) = parse_command(r#"{"cmd":"send_text","seq":4,"to":"x","text":"y"}"#)
-            .expect("parses");
+        let (seq, cmd) =
+            parse_command(r#"{"cmd":"send_text","seq":4,"to":"x","text":"y"}"#).expect("parses");
         assert_eq!(seq, 4);
         assert!(matches!(cmd, Command::Unsupported(ref c) if c == "send_text"));
         let err = parse_command("{nope").expect_err("bad json");

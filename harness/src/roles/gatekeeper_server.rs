@@ -164,6 +164,9 @@ pub async fn handshake(
             transport::write_raw(&mut tcp, &junk)
                 .await
                 .map_err(|e| Deviation::inconclusive(format!("could not send garbage: {e}")))?;
+            // The client writes its intro and message 1 before it reads anything:
+            // those bytes are legitimate; whatever follows them is not.
+            let _ = tokio::time::timeout_at(deadline, read_intro_and_first(&mut tcp)).await;
             Ok(Some(IutConn::raw(tcp, transcript.clone())))
         }
         (kind, mode) => Err(Deviation::error(format!(
@@ -196,6 +199,17 @@ fn aborted<T>(
     }
 }
 
+/// Reads the client's intro and its first handshake frame.
+async fn read_intro_and_first(tcp: &mut TcpStream) -> Result<Vec<u8>, String> {
+    use tokio::io::AsyncReadExt;
+    let mut intro = [0u8; 4];
+    tcp.read_exact(&mut intro).await.map_err(|e| e.to_string())?;
+    if intro != INTRO {
+        return Err(format!("bad intro {intro:02x?}"));
+    }
+    read_frame(tcp).await.map_err(|e| e.to_string())
+}
+
 /// Reads the intro and message 1, then sends half of a genuine message 2 and
 /// closes the write side.
 async fn truncated(
@@ -204,17 +218,8 @@ async fn truncated(
     deadline: Instant,
     transcript: &Transcript,
 ) -> Result<IutConn, Deviation> {
-    use tokio::io::AsyncReadExt;
     transcript.note("noise: reading intro and message 1, then sending half of message 2");
-    let read = async {
-        let mut intro = [0u8; 4];
-        tcp.read_exact(&mut intro).await.map_err(|e| e.to_string())?;
-        if intro != INTRO {
-            return Err(format!("bad intro {intro:02x?}"));
-        }
-        read_frame(&mut tcp).await.map_err(|e| e.to_string())
-    };
-    let msg1 = match tokio::time::timeout_at(deadline, read).await {
+    let msg1 = match tokio::time::timeout_at(deadline, read_intro_and_first(&mut tcp)).await {
         Err(_) => return Err(Deviation::fail(req::NOISE, "the intro and handshake message 1", "nothing in time")),
         Ok(Err(e)) => return Err(Deviation::fail(req::NOISE, "the intro and handshake message 1", e)),
         Ok(Ok(m)) => m,

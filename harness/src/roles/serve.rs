@@ -55,7 +55,7 @@ pub fn run(args: ServeArgs) -> i32 {
 }
 
 async fn serve(args: ServeArgs) -> i32 {
-    let keys = match ServerKeys::new(&mut rand::rng()) {
+    let keys = match ServerKeys::new(&mut os_rng()) {
         Ok(k) => Arc::new(k),
         Err(e) => {
             eprintln!("gatecheck: error: {e}");
@@ -108,7 +108,7 @@ async fn session(
     transcript: &Transcript,
 ) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut rng = rand::rng();
+    let mut rng = os_rng();
     let conn = gk::handshake(tcp, kind, HandshakeMode::Normal, keys, deadline, transcript, &mut rng).await;
     let mut conn: IutConn = match conn {
         Ok(Some(c)) => c,
@@ -148,6 +148,11 @@ async fn session(
             Some(Inbound::Header(_)) | Some(Inbound::RawBytes(_)) => return "unexpected input".into(),
         }
     }
+}
+
+fn os_rng() -> rand::rngs::StdRng {
+    use rand::SeedableRng;
+    rand::rngs::StdRng::from_os_rng()
 }
 
 /// Answers an iq get/set addressed to the server: ping with a result, anything else

@@ -382,7 +382,15 @@ impl<'a> Exec<'a> {
                 let path = self.dirs.fixtures.join(rel);
                 let bytes = crate::wire::fixture_bytes(&path)
                     .map_err(|e| Deviation::error(format!("fixture {}: {e}", path.display())))?;
-                self.conn()?.send(&bytes).await.map_err(Deviation::io)
+                // A receiver may refuse a hostile input before reading all of it:
+                // a write cut short is noted, and the next step judges the IUT.
+                let conn = self.conn()?;
+                match tokio::time::timeout_at(deadline, conn.send(&bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => self.transcript.note(format!("write stopped: {e}")),
+                    Err(_) => self.transcript.note("write stopped: the IUT stopped reading"),
+                }
+                Ok(())
             }
             Action::Expect(alternatives) => self.expect(step, alternatives, deadline).await,
             Action::ExpectStreamError(conds) => self.expect_stream_error(step, conds, deadline).await,

@@ -28,7 +28,8 @@ pub use noise::{
     noise_connect_verified,
 };
 pub use tls::{
-    ALPN_XMPP_CLIENT, TlsIdentity, client_config, server_config, tls_accept, tls_connect,
+    ALPN_XMPP_CLIENT, TlsIdentity, client_config, root_store, server_config, tls_accept,
+    tls_connect,
 };
 
 /// The 4 bytes a Noise initiator sends first; also the Noise prologue on both sides.

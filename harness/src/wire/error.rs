@@ -249,6 +249,12 @@ pub enum Violation {
     /// CDATA or markup declaration syntax that is not recognised.
     #[error("markup declaration: only <![CDATA[ may follow <! here")]
     UnknownMarkupDeclaration,
+    /// [`parse_fragment`](crate::wire::parse_fragment) input without exactly one element.
+    #[error("input: it must hold exactly one element, found {found}")]
+    ExpectedOneElement {
+        /// Elements found (2 means "more than one").
+        found: usize,
+    },
     /// Any other syntax error, as reported by the XML tokenizer.
     #[error("malformed XML: {0}")]
     Xml(String),
@@ -297,6 +303,7 @@ impl Violation {
             | V::UnquotedAttributeValue
             | V::CdataEndInText
             | V::UnknownMarkupDeclaration
+            | V::ExpectedOneElement { .. }
             | V::Xml(_) => C::NotWellFormed,
         }
     }
@@ -381,6 +388,7 @@ mod tests {
             Violation::UnquotedAttributeValue,
             Violation::CdataEndInText,
             Violation::UnknownMarkupDeclaration,
+            Violation::ExpectedOneElement { found: 0 },
             Violation::Xml("x".into()),
         ];
         for v in all {

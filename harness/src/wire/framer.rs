@@ -706,7 +706,11 @@ fn name_len(window: &[u8]) -> usize {
 }
 
 fn invalid_name_char(b: u8) -> Violation {
-    if b < 0x80 {
+    if b < 0x20 && !is_xml_space(b) {
+        Violation::InvalidChar {
+            codepoint: u32::from(b),
+        }
+    } else if b < 0x80 {
         Violation::InvalidNameChar { ch: char::from(b) }
     } else {
         Violation::InvalidUtf8

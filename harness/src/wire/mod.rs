@@ -14,6 +14,7 @@ mod chars;
 mod condition;
 mod element;
 mod error;
+mod fixture;
 mod framer;
 mod limits;
 pub mod ns;
@@ -25,9 +26,15 @@ mod tree;
 pub use condition::{ErrorCondition, StanzaErrorCondition, StreamErrorCondition, UnknownCondition};
 pub use element::{Element, Node};
 pub use error::{Violation, WireError, stream_error_element};
+pub use fixture::{FixtureError, MAX_GENERATED_BYTES, expand_recipe, fixture_bytes};
 pub use limits::Limits;
-pub use parser::{Framing, StreamEvent, StreamHeader, StreamParser, check_document, parse_all};
+pub use parser::{
+    Framing, StreamEvent, StreamHeader, StreamParser, check_document, parse_all, parse_fragment,
+};
 pub use serialize::STREAM_CLOSE;
 pub use stanza::{
-    Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza, StanzaError,
+    Envelope, Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza, StanzaError,
 };
+
+#[cfg(test)]
+mod tests;

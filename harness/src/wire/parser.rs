@@ -40,43 +40,85 @@ pub struct StreamHeader {
     /// The content namespace (the header's default namespace): `jabber:client` or
     /// `jabber:server`.
     pub default_ns: String,
-    /// The header's attributes in document order (`to`, `from`, `id`, `version`, `xml:lang`,
-    /// and prefix declarations other than the stream prefix's).
-    pub attrs: Vec<(String, String)>,
+    /// `to`.
+    pub to: Option<String>,
+    /// `from`.
+    pub from: Option<String>,
+    /// `id`.
+    pub id: Option<String>,
+    /// `version`.
+    pub version: Option<String>,
+    /// `xml:lang`.
+    pub lang: Option<String>,
+    /// Every other attribute in document order, including prefix declarations other than the
+    /// stream prefix's.
+    pub other_attrs: Vec<(String, String)>,
 }
 
 impl StreamHeader {
-    /// The value of the attribute with this qualified name.
-    pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+    /// A header for `default_ns` with no attributes.
+    pub fn new(default_ns: impl Into<String>) -> Self {
+        Self {
+            default_ns: default_ns.into(),
+            ..Self::default()
+        }
     }
 
-    /// `to`.
+    /// The value of the attribute with this qualified name.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        match name {
+            "to" => self.to.as_deref(),
+            "from" => self.from.as_deref(),
+            "id" => self.id.as_deref(),
+            "version" => self.version.as_deref(),
+            "xml:lang" => self.lang.as_deref(),
+            _ => self
+                .other_attrs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str()),
+        }
+    }
+
+    /// `to`, as a `&str` (the field is public too).
     pub fn to(&self) -> Option<&str> {
-        self.attr("to")
+        self.to.as_deref()
     }
 
     /// `from`.
     pub fn from(&self) -> Option<&str> {
-        self.attr("from")
+        self.from.as_deref()
     }
 
     /// `id`.
     pub fn id(&self) -> Option<&str> {
-        self.attr("id")
+        self.id.as_deref()
     }
 
     /// `version`.
     pub fn version(&self) -> Option<&str> {
-        self.attr("version")
+        self.version.as_deref()
     }
 
     /// `xml:lang`.
     pub fn lang(&self) -> Option<&str> {
-        self.attr("xml:lang")
+        self.lang.as_deref()
+    }
+
+    /// Every attribute as written by [`StreamHeader::to_xml`]: `to`, `from`, `id`, `version`,
+    /// `xml:lang`, then the others.
+    pub fn attrs(&self) -> impl Iterator<Item = (&str, &str)> {
+        let known = [
+            ("to", &self.to),
+            ("from", &self.from),
+            ("id", &self.id),
+            ("version", &self.version),
+            ("xml:lang", &self.lang),
+        ];
+        known
+            .into_iter()
+            .filter_map(|(n, v)| v.as_deref().map(|v| (n, v)))
+            .chain(self.other_attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
     }
 }
 
@@ -107,6 +149,8 @@ pub struct StreamParser {
     error: Option<WireError>,
     fed: u64,
     finished: bool,
+    /// Offset of the last element delivered.
+    last_start: u64,
 }
 
 impl StreamParser {
@@ -126,6 +170,7 @@ impl StreamParser {
             error: None,
             fed: 0,
             finished: false,
+            last_start: 0,
         }
     }
 
@@ -235,6 +280,7 @@ impl StreamParser {
             Frame::Element { start, end } => {
                 let bytes = self.buf.get(start..end).unwrap_or_default();
                 let element = tree::parse_element(bytes, at(start), &self.ctx, &self.limits)?;
+                self.last_start = at(start);
                 Ok(Some(StreamEvent::Stanza(element)))
             }
             Frame::Close => Ok(Some(StreamEvent::Close)),
@@ -303,12 +349,18 @@ fn parse_header(
             Violation::WrongContentNamespace { found: default_ns },
         ));
     }
-    let attrs = element
-        .attrs
-        .into_iter()
-        .filter(|(n, v)| !(n.starts_with("xmlns:") && v == ns::STREAMS))
-        .collect();
-    let header = StreamHeader { default_ns, attrs };
+    let mut header = StreamHeader::new(default_ns);
+    for (name, value) in element.attrs {
+        match name.as_str() {
+            "to" => header.to = Some(value),
+            "from" => header.from = Some(value),
+            "id" => header.id = Some(value),
+            "version" => header.version = Some(value),
+            "xml:lang" => header.lang = Some(value),
+            _ if name.starts_with("xmlns:") && value == ns::STREAMS => {}
+            _ => header.other_attrs.push((name, value)),
+        }
+    }
     Ok((
         header,
         NsContext {
@@ -337,6 +389,24 @@ pub fn parse_all(bytes: &[u8], limits: &Limits) -> Result<Vec<StreamEvent>, Wire
     }
     parser.finish()?;
     Ok(events)
+}
+
+/// Parses exactly one element (fragment framing): for patterns, fixtures and tests.
+pub fn parse_fragment(bytes: &[u8], limits: &Limits) -> Result<Element, WireError> {
+    let mut parser = StreamParser::new(Framing::Fragments, limits.clone());
+    parser.feed(bytes);
+    let mut found = None;
+    while let Some(event) = parser.next_event()? {
+        if let StreamEvent::Stanza(e) = event {
+            if found.is_some() {
+                let at = parser.last_start;
+                return Err(WireError::new(at, Violation::ExpectedOneElement { found: 2 }));
+            }
+            found = Some(e);
+        }
+    }
+    parser.finish()?;
+    found.ok_or_else(|| WireError::new(parser.fed, Violation::ExpectedOneElement { found: 0 }))
 }
 
 /// Validates a whole document (auto-detected framing) and counts its stanzas (every

@@ -82,7 +82,7 @@ impl StreamHeader {
         out.extend_from_slice(b"\" xmlns:stream=\"");
         out.extend_from_slice(ns::STREAMS.as_bytes());
         out.push(b'"');
-        for (name, value) in &self.attrs {
+        for (name, value) in self.attrs() {
             write_attr(name, value, &mut out);
         }
         out.push(b'>');
@@ -278,12 +278,10 @@ mod tests {
     #[test]
     fn stream_header_opening_tag() {
         let header = StreamHeader {
-            default_ns: ns::JABBER_CLIENT.into(),
-            attrs: vec![
-                ("to".into(), "example.net".into()),
-                ("version".into(), "1.0".into()),
-                ("xml:lang".into(), "en".into()),
-            ],
+            to: Some("example.net".into()),
+            version: Some("1.0".into()),
+            lang: Some("en".into()),
+            ..StreamHeader::new(ns::JABBER_CLIENT)
         };
         assert_eq!(
             header.to_xml(),

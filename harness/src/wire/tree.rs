@@ -278,6 +278,18 @@ impl<'a> Builder<'a> {
             let attr = attr.map_err(|err| self.attr_error(&err, name_at))?;
             let key: &str = attr.key.0;
             let key_at = self.offset_of(key, name_at);
+            let declared = if key == "xmlns" {
+                Some("")
+            } else {
+                key.strip_prefix("xmlns:")
+            };
+            if declared.is_some() {
+                decls += 1;
+                if decls > limits.max_namespace_decls {
+                    let limit = limits.max_namespace_decls;
+                    return Err(self.err(key_at, Violation::TooManyNamespaceDecls { limit }));
+                }
+            }
             if keys.len() >= limits.max_attributes {
                 let limit = limits.max_attributes;
                 return Err(self.err(key_at, Violation::TooManyAttributes { limit }));
@@ -293,17 +305,7 @@ impl<'a> Builder<'a> {
                 return Err(self.err(value_at, Violation::AttributeValueTooLong { limit }));
             }
             let value = unescape_attr(raw).map_err(|(i, v)| self.err(value_at.saturating_add(i), v))?;
-            let declared = if key == "xmlns" {
-                Some("")
-            } else {
-                key.strip_prefix("xmlns:")
-            };
             if let Some(decl_prefix) = declared {
-                decls += 1;
-                if decls > limits.max_namespace_decls {
-                    let limit = limits.max_namespace_decls;
-                    return Err(self.err(key_at, Violation::TooManyNamespaceDecls { limit }));
-                }
                 check_declaration(key, decl_prefix, &value).map_err(|v| self.err(key_at, v))?;
                 let value = match value {
                     Cow::Borrowed(s) => self.reborrow(s),

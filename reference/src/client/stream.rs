@@ -143,7 +143,10 @@ impl XmlStream {
         } else {
             self.close_transport().await;
         }
-        Failure::StreamErrorSent { condition: condition.as_str().to_owned(), detail: detail.into() }
+        Failure::StreamErrorSent {
+            condition: condition.as_str().to_owned(),
+            detail: detail.into(),
+        }
     }
 
     /// Answers the server's `</stream:stream>` (STREAM-27) or `<stream:error>` (STREAM-26):
@@ -180,10 +183,10 @@ impl XmlStream {
 
     /// Keeps the connection open without closing it (mutants only).
     pub fn linger(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            if let Ok(mut lingering) = LINGERING.lock() {
-                lingering.push(writer);
-            }
+        if let Some(writer) = self.writer.take()
+            && let Ok(mut lingering) = LINGERING.lock()
+        {
+            lingering.push(writer);
         }
     }
 
@@ -253,6 +256,9 @@ mod tests {
             strip_markup(b"a<!DOCTYPE x [<!ENTITY e 'v'>]>b", b"<!DOCTYPE", b">"),
             b"ab"
         );
-        assert_eq!(strip_markup(b"<a><!-- c --></a>", b"<!--", b"-->"), b"<a></a>");
+        assert_eq!(
+            strip_markup(b"<a><!-- c --></a>", b"<!--", b"-->"),
+            b"<a></a>"
+        );
     }
 }

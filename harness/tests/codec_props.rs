@@ -1,0 +1,223 @@
+//! Properties of the stanza codec: serialize-then-parse is the identity, and the parser's
+//! events and first error do not depend on how the input is chunked.
+
+use gatecheck::wire::{
+    Element, Framing, Limits, Node, StreamEvent, StreamHeader, StreamParser, WireError, ns,
+    parse_fragment,
+};
+use proptest::prelude::*;
+
+fn is_xml_char(c: char) -> bool {
+    matches!(c as u32, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x1_0000..=0x10_FFFF)
+}
+
+/// Text with the characters that need escaping, whitespace (CR included: it is written as a
+/// character reference), non-ASCII and astral characters.
+fn text() -> impl Strategy<Value = String> {
+    let ch = prop_oneof![
+        3 => prop::sample::select(vec!['&', '<', '>', '"', '\'', '\t', '\r', '\n', ' ', ']', ';', '#']),
+        3 => prop::char::range('a', 'z'),
+        2 => prop::sample::select(vec!['é', 'ß', '日', '€', '\u{FFFD}', '😀', '𝄞', '\u{10FFFF}', '\u{85}']),
+        1 => any::<char>().prop_filter("XML Char", |c| is_xml_char(*c)),
+    ];
+    prop::collection::vec(ch, 0..24).prop_map(|v| v.into_iter().collect())
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["a", "body", "x-y.z", "_u", "é", "名前", "message", "q1"])
+        .prop_map(str::to_owned)
+}
+
+fn namespace() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "",
+        ns::JABBER_CLIENT,
+        ns::OMEMO,
+        ns::STREAMS,
+        "urn:x",
+        "http://example.com/a?b=1&c=<2>\"'",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn attrs() -> impl Strategy<Value = Vec<(String, String)>> {
+    let names = prop::sample::subsequence(vec!["a", "id", "to", "xml:lang", "x-1", "é"], 0..4);
+    (names, prop::collection::vec(text(), 4)).prop_map(|(names, values)| {
+        names
+            .into_iter()
+            .zip(values)
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect()
+    })
+}
+
+/// Merges adjacent text and drops empty text: the form the parser produces.
+fn canonical(children: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::new();
+    for child in children {
+        match (child, out.last_mut()) {
+            (Node::Text(t), _) if t.is_empty() => {}
+            (Node::Text(t), Some(Node::Text(last))) => last.push_str(&t),
+            (child, _) => out.push(child),
+        }
+    }
+    out
+}
+
+fn element() -> impl Strategy<Value = Element> {
+    let leaf = (name(), namespace(), attrs()).prop_map(|(name, ns, attrs)| Element {
+        name,
+        ns,
+        attrs,
+        children: Vec::new(),
+    });
+    leaf.prop_recursive(4, 32, 5, |inner| {
+        let child = prop_oneof![inner.prop_map(Node::Element), text().prop_map(Node::Text)];
+        (name(), namespace(), attrs(), prop::collection::vec(child, 0..5)).prop_map(
+            |(name, ns, attrs, children)| Element {
+                name,
+                ns,
+                attrs,
+                children: canonical(children),
+            },
+        )
+    })
+}
+
+/// A stream: header, stanzas written in it (with keepalive whitespace), maybe the close.
+fn stream() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::collection::vec((element(), prop::sample::select(vec!["", " ", "\n", "\r\n\t"])), 0..6),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(stanzas, declaration, close)| {
+            let mut out = String::new();
+            if declaration {
+                out.push_str("<?xml version='1.0' encoding='UTF-8'?>\n");
+            }
+            let header = StreamHeader {
+                to: Some("example.net".into()),
+                version: Some("1.0".into()),
+                ..StreamHeader::new(ns::JABBER_CLIENT)
+            };
+            out.push_str(&header.to_xml());
+            for (stanza, ws) in stanzas {
+                out.push_str(ws);
+                out.push_str(&stanza.to_xml_in(ns::JABBER_CLIENT));
+            }
+            if close {
+                out.push_str("</stream:stream>");
+            }
+            out.into_bytes()
+        })
+}
+
+/// Snippets that exercise the error paths when spliced into valid input.
+fn hostile() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::sample::select(vec![
+            &b"<!DOCTYPE x>"[..], b"<!--c-->", b"<?pi x?>", b"&foo;", b"&#0;", b"\0", b"\xff",
+            b"\xc0\xaf", b"</x>", b"<a b='1' b='2'>", b"<p:x/>", b"]]>", b"<![CDATA[x]]>", b"<",
+            b">", b"'", b"\"", b"=", b"&", b"<?xml version='1.0'?>", b"\xef\xbb\xbf", b"\xf0\x9f",
+        ])
+        .prop_map(<[u8]>::to_vec),
+        prop::collection::vec(any::<u8>(), 0..8),
+    ]
+}
+
+/// Valid streams and fragments, mutated; and plain random bytes.
+fn mutated() -> impl Strategy<Value = Vec<u8>> {
+    let fragment = element().prop_map(|e| e.to_xml().into_bytes());
+    let base = prop_oneof![stream(), fragment];
+    prop_oneof![
+        3 => (base, any::<prop::sample::Index>(), hostile()).prop_map(|(mut bytes, at, snippet)| {
+            let at = at.index(bytes.len() + 1);
+            bytes.splice(at..at, snippet);
+            bytes
+        }),
+        1 => (stream(), any::<prop::sample::Index>()).prop_map(|(mut bytes, at)| {
+            let at = at.index(bytes.len() + 1);
+            bytes.truncate(at);
+            bytes
+        }),
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+    ]
+}
+
+/// Everything the parser says about `input` fed in pieces cut at `cuts`: the events, then
+/// either the first error or the end.
+fn run(input: &[u8], cuts: &[usize]) -> (Vec<StreamEvent>, Result<(), WireError>) {
+    let mut parser = StreamParser::new(Framing::Auto, Limits::default());
+    let mut events = Vec::new();
+    let mut start = 0;
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    bounds.sort_unstable();
+    bounds.push(input.len());
+    for end in bounds {
+        if end < start {
+            continue;
+        }
+        parser.feed(&input[start..end]);
+        start = end;
+        loop {
+            match parser.next_event() {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => break,
+                Err(e) => return (events, Err(e)),
+            }
+        }
+    }
+    (events, parser.finish())
+}
+
+fn one_byte_cuts(len: usize) -> Vec<usize> {
+    (1..len).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn serialize_then_parse_is_identity(e in element()) {
+        let xml = e.to_xml();
+        let parsed = parse_fragment(xml.as_bytes(), &Limits::default());
+        prop_assert_eq!(parsed.as_ref(), Ok(&e), "{}", xml);
+    }
+
+    #[test]
+    fn written_in_a_stream_parses_back(stanzas in prop::collection::vec(element(), 1..4)) {
+        let mut doc = StreamHeader::new(ns::JABBER_CLIENT).to_xml();
+        for s in &stanzas {
+            doc.push_str(&s.to_xml_in(ns::JABBER_CLIENT));
+        }
+        let (events, end) = run(doc.as_bytes(), &[]);
+        prop_assert_eq!(end, Ok(()));
+        let got: Vec<&Element> = events.iter().filter_map(|e| match e {
+            StreamEvent::Stanza(s) => Some(s),
+            _ => None,
+        }).collect();
+        prop_assert_eq!(got, stanzas.iter().collect::<Vec<_>>(), "{}", doc);
+    }
+
+    #[test]
+    fn valid_streams_are_chunking_invariant(
+        input in stream(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let whole = run(&input, &[]);
+        prop_assert_eq!(&whole.1, &Ok(()), "{}", String::from_utf8_lossy(&input));
+        prop_assert_eq!(&run(&input, &cuts), &whole);
+        prop_assert_eq!(&run(&input, &one_byte_cuts(input.len())), &whole);
+    }
+
+    #[test]
+    fn hostile_input_is_chunking_invariant(
+        input in mutated(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let whole = run(&input, &[]);
+        prop_assert_eq!(&run(&input, &cuts), &whole, "{:?}", String::from_utf8_lossy(&input));
+        prop_assert_eq!(&run(&input, &one_byte_cuts(input.len())), &whole);
+    }
+}

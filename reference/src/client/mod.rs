@@ -1,0 +1,226 @@
+//! The reference provider client: connect (TCP, transport, stream, SASL, bind), then serve the session.
+//!
+//! Its state machines are its own (see login.rs and session.rs); it shares only the codec and
+//! the transports with the harness, so that a bug in the harness's gatekeeper and one here do
+//! not silently cancel out.
+
+mod login;
+mod session;
+mod stream;
+mod tls;
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use gatecheck::transport::{
+    NoiseKeypair, TransportError, TransportKind, noise_connect, noise_connect_verified, tls_connect,
+};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+use crate::driver::{ConnectParams, Event};
+use crate::mutant::Mutant;
+
+pub use session::Session;
+pub use stream::Inbound as SessionInbound;
+use stream::XmlStream;
+
+/// Bound on the TCP connect, on the transport handshake, and on each login step.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connect attempt or a session ended: one variant per cause. [`Failure::code`],
+/// [`Failure::reason`] and [`Failure::stream_error`] map it, exhaustively, onto the driver
+/// protocol's vocabulary.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("invalid connect parameters: {0}")]
+    BadParams(String),
+    #[error("TCP connect failed: {0}")]
+    TcpConnect(std::io::Error),
+    #[error("TCP connect timed out after {STEP_TIMEOUT:?}")]
+    TcpTimeout,
+    #[error("{0}")]
+    Handshake(TransportError),
+    #[error("{0} handshake timed out after {STEP_TIMEOUT:?}")]
+    HandshakeTimeout(TransportKind),
+    #[error("connection failed: {0}")]
+    Io(TransportError),
+    #[error("connection closed without a closing stream tag")]
+    Eof,
+    #[error("the server sent nothing usable for {STEP_TIMEOUT:?} during login")]
+    Timeout,
+    #[error("stream error {condition} sent: {detail}")]
+    StreamErrorSent { condition: String, detail: String },
+    #[error("stream error {condition} received{}", text.as_deref().map(|t| format!(": {t}")).unwrap_or_default())]
+    StreamErrorReceived {
+        condition: String,
+        text: Option<String>,
+    },
+    #[error("the server closed the stream")]
+    RemoteClose,
+    #[error("the server does not offer SASL PLAIN")]
+    NoMechanism,
+    #[error("SASL failure: {condition}")]
+    AuthFailed { condition: String },
+    #[error("resource binding failed: {0}")]
+    BindFailed(String),
+}
+
+impl Failure {
+    /// The `code` of the `error` event answering a failed `connect`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Failure::BadParams(_) => "bad-command",
+            Failure::TcpConnect(_) | Failure::TcpTimeout | Failure::Io(_) | Failure::Eof => {
+                "transport"
+            }
+            Failure::Handshake(e) => match e {
+                TransportError::ServerKeyMismatch { .. } => "server-key-mismatch",
+                TransportError::Tls(_) => "tls",
+                TransportError::UnknownKind(_) => "bad-command",
+                // Io, BadIntro, ZeroLengthFrame, FrameTooLarge, Noise, HandshakeLength, Closed,
+                // and whatever the library adds later: the Noise handshake did not complete.
+                _ => "handshake",
+            },
+            Failure::HandshakeTimeout(TransportKind::Noise) => "handshake",
+            Failure::HandshakeTimeout(TransportKind::Tls) => "tls",
+            Failure::Timeout
+            | Failure::StreamErrorSent { .. }
+            | Failure::StreamErrorReceived { .. }
+            | Failure::RemoteClose => "protocol",
+            Failure::NoMechanism => "no-mechanism",
+            Failure::AuthFailed { .. } => "auth-failed",
+            Failure::BindFailed(_) => "bind-failed",
+        }
+    }
+
+    /// The `reason` of the `disconnected` event, or `None` when no stream was ever opened.
+    pub fn reason(&self) -> Option<&'static str> {
+        match self {
+            Failure::BadParams(_)
+            | Failure::TcpConnect(_)
+            | Failure::TcpTimeout
+            | Failure::Handshake(_)
+            | Failure::HandshakeTimeout(_) => None,
+            Failure::Io(_) | Failure::Eof => Some("transport-error"),
+            Failure::Timeout | Failure::BindFailed(_) => Some("local"),
+            Failure::StreamErrorSent { .. } => Some("stream-error-sent"),
+            Failure::StreamErrorReceived { .. } => Some("stream-error-received"),
+            Failure::RemoteClose => Some("remote-close"),
+            Failure::NoMechanism | Failure::AuthFailed { .. } => Some("auth-failed"),
+        }
+    }
+
+    /// The `stream_error` event this failure implies: (direction, condition).
+    pub fn stream_error(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Failure::StreamErrorSent { condition, .. } => Some(("sent", condition)),
+            Failure::StreamErrorReceived { condition, .. } => Some(("received", condition)),
+            _ => None,
+        }
+    }
+
+    /// The events reporting this failure, in order: `stream_error` (if any), `error` (when it
+    /// answers a `connect`), `disconnected` (when a stream had been opened).
+    pub fn events(&self, connect_seq: Option<i64>) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let Some((direction, condition)) = self.stream_error() {
+            events.push(Event::StreamError {
+                direction,
+                condition: condition.to_owned(),
+            });
+        }
+        if let Some(seq) = connect_seq {
+            events.push(Event::Error {
+                seq: Some(seq),
+                code: self.code(),
+                detail: self.to_string(),
+            });
+        }
+        if let Some(reason) = self.reason() {
+            events.push(Event::Disconnected {
+                seq: connect_seq,
+                reason,
+                condition: self.stream_error().map(|(_, c)| c.to_owned()),
+                detail: Some(self.to_string()),
+            });
+        }
+        events
+    }
+}
+
+/// Runs a whole connect: TCP, transport handshake, stream, SASL PLAIN, bind, initial presence.
+/// `notes` collects events to emit before the outcome (e.g. an ignored stream error).
+pub async fn connect(
+    params: &ConnectParams,
+    mutant: Mutant,
+    notes: &mut Vec<Event>,
+) -> Result<Session, Failure> {
+    // Parameters are checked before any byte goes out.
+    let pinned = match params.transport {
+        TransportKind::Noise => Some(server_key(params)?),
+        TransportKind::Tls => None,
+    };
+    let tls_config = match params.transport {
+        TransportKind::Tls => Some(
+            tls::config(params.ca_pem.as_deref(), mutant)
+                .map_err(|e| Failure::BadParams(e.to_string()))?,
+        ),
+        TransportKind::Noise => None,
+    };
+
+    let tcp = timeout(
+        STEP_TIMEOUT,
+        TcpStream::connect((params.host.as_str(), params.port)),
+    )
+    .await
+    .map_err(|_| Failure::TcpTimeout)?
+    .map_err(Failure::TcpConnect)?;
+    let _ = tcp.set_nodelay(true);
+
+    let handshake = async {
+        match (&pinned, tls_config) {
+            (Some(pinned), _) => {
+                // A fresh client static key per connection: the profile does not authenticate
+                // clients by it (SPEC.md §7.1).
+                let keypair = NoiseKeypair::generate();
+                if mutant == Mutant::NoKeyPin {
+                    // STREAM-6 deviation: the correct client compares with the pinned key.
+                    noise_connect_verified(tcp, &keypair, |_| Ok(())).await
+                } else {
+                    noise_connect(tcp, &keypair, pinned).await
+                }
+            }
+            (None, Some(config)) => {
+                let name = params.server_name.as_deref().unwrap_or(&params.domain);
+                tls_connect(tcp, config, name).await
+            }
+            (None, None) => Err(TransportError::UnknownKind("none".into())),
+        }
+    };
+    let established = timeout(STEP_TIMEOUT, handshake)
+        .await
+        .map_err(|_| Failure::HandshakeTimeout(params.transport))?
+        .map_err(Failure::Handshake)?;
+
+    let stream = XmlStream::new(established.reader, established.writer, mutant);
+    login::run(stream, params, notes).await
+}
+
+fn server_key(params: &ConnectParams) -> Result<Vec<u8>, Failure> {
+    let Some(b64) = params.server_key.as_deref() else {
+        return Err(Failure::BadParams(
+            "server_key is required for noise".into(),
+        ));
+    };
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|e| Failure::BadParams(format!("server_key is not base64: {e}")))?;
+    if key.len() != 32 {
+        return Err(Failure::BadParams(format!(
+            "server_key has {} bytes, not 32",
+            key.len()
+        )));
+    }
+    Ok(key)
+}

@@ -1,0 +1,322 @@
+//! The bound session: answering iq requests, receipts, and the stream's end (SPEC.md §8).
+
+use std::hash::{BuildHasher, Hasher};
+
+use gatecheck::wire::{Element, StreamErrorCondition, StreamEvent, ns};
+
+use super::Failure;
+use super::login::{PROPOSED_RESOURCE, stream_error_condition};
+use super::stream::{Inbound, XmlStream};
+use crate::driver::{ConnectParams, Event};
+use crate::mutant::Mutant;
+
+/// What disco#info advertises: exactly what this client implements (STANZA-8).
+/// `eu.siacs.conversations.axolotl` joins once E2EE is implemented.
+pub const FEATURES: &[&str] = &[ns::DISCO_INFO, ns::PING, ns::RECEIPTS];
+
+/// Namespaces of message children this client understands (for `error-on-unknown-child`).
+const KNOWN_MESSAGE_NS: &[&str] = &[ns::JABBER_CLIENT, ns::RECEIPTS, ns::CHATSTATES, ns::HINTS];
+
+/// A bound stream: the only state in which stanzas flow.
+pub struct Session {
+    stream: XmlStream,
+    jid: String,
+    domain: String,
+    account: String,
+    id_prefix: String,
+    next_id: u64,
+}
+
+impl Session {
+    pub(super) fn new(stream: XmlStream, jid: String, params: &ConnectParams) -> Self {
+        // 64 random bits per session (RandomState is seeded from the OS) plus a counter.
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Session {
+            stream,
+            jid,
+            domain: params.domain.clone(),
+            account: params.account.clone(),
+            id_prefix: format!("gcr-{random:016x}"),
+            next_id: 0,
+        }
+    }
+
+    /// The full JID the server bound.
+    pub fn jid(&self) -> &str {
+        &self.jid
+    }
+
+    pub fn mutant(&self) -> Mutant {
+        self.stream.mutant
+    }
+
+    fn fresh_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{}-{}", self.id_prefix, self.next_id)
+    }
+
+    /// Sends a stanza. The correct client omits `from` (STANZA-20, STREAM-23).
+    pub async fn send_stanza(&mut self, mut stanza: Element) -> Result<(), Failure> {
+        match self.mutant() {
+            // STANZA-20 deviation.
+            Mutant::ForgedFrom => stanza.set_attr("from", format!("admin@{}", self.domain)),
+            // STREAM-23 deviation: uses the proposed resource, not the bound JID.
+            Mutant::StaleResourceFrom => stanza.set_attr(
+                "from",
+                format!("{}@{}/{PROPOSED_RESOURCE}", self.account, self.domain),
+            ),
+            _ => {}
+        }
+        self.stream.send(&stanza).await
+    }
+
+    /// Waits for the reader task (cancel-safe: for the driver's `select!`).
+    pub async fn recv_inbound(&mut self) -> Inbound {
+        self.stream.recv_inbound().await
+    }
+
+    /// Processes what the reader delivered. `Err` means the session is over (the stream was
+    /// already closed as the profile demands); `notes` gets events to emit meanwhile.
+    pub async fn on_inbound(
+        &mut self,
+        inbound: Inbound,
+        notes: &mut Vec<Event>,
+    ) -> Result<(), Failure> {
+        self.stream.feed(inbound)?;
+        while let Some(event) = self.stream.poll_parsed().await? {
+            match event {
+                StreamEvent::Close => {
+                    if self.mutant() == Mutant::NoCloseReply {
+                        // STREAM-27 deviation: the correct client answers and closes.
+                        self.stream.linger();
+                    } else {
+                        self.stream.close_in_reply().await;
+                    }
+                    return Err(Failure::RemoteClose);
+                }
+                StreamEvent::Header(_) => {
+                    let detail = "stream header inside a bound stream";
+                    return Err(self
+                        .stream
+                        .refuse(StreamErrorCondition::BadFormat, detail)
+                        .await);
+                }
+                StreamEvent::Stanza(el) => self.on_element(el, notes).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_element(&mut self, el: Element, notes: &mut Vec<Event>) -> Result<(), Failure> {
+        if el.is("error", ns::STREAMS) {
+            let (condition, text) = stream_error_condition(&el);
+            if self.mutant() == Mutant::IgnoreStreamError {
+                // STREAM-26 deviation: the correct client closes the stream.
+                notes.push(Event::StreamError {
+                    direction: "received",
+                    condition,
+                });
+                return Ok(());
+            }
+            self.stream.close_in_reply().await;
+            return Err(Failure::StreamErrorReceived { condition, text });
+        }
+        if el.ns == ns::JABBER_CLIENT {
+            match el.name.as_str() {
+                "iq" => return self.on_iq(&el).await,
+                "message" => return self.on_message(&el).await,
+                // Presence (of any type, error included) needs no answer from this client.
+                "presence" => return Ok(()),
+                _ => {}
+            }
+        }
+        if self.mutant() == Mutant::AcceptUnknownStanza {
+            // STANZA-1 deviation: the correct client refuses the stream.
+            return Ok(());
+        }
+        let detail = format!("top-level <{}> in {}", el.name, el.ns);
+        Err(self
+            .stream
+            .refuse(StreamErrorCondition::UnsupportedStanzaType, &detail)
+            .await)
+    }
+
+    /// STANZA-2..8: one answer per get/set, none for result/error.
+    async fn on_iq(&mut self, iq: &Element) -> Result<(), Failure> {
+        let kind = iq.attr("type");
+        match kind {
+            Some("get" | "set") => {}
+            Some("result") => {
+                if self.mutant() == Mutant::AnswerResult {
+                    // STANZA-5 deviation: the correct client never answers a response.
+                    let reply = iq_error(iq, "cancel", "service-unavailable");
+                    self.send_stanza(reply).await?;
+                }
+                return Ok(());
+            }
+            Some("error") => return Ok(()),
+            _ => {
+                let detail = format!("iq with type {kind:?}");
+                return Err(self
+                    .stream
+                    .refuse(StreamErrorCondition::BadFormat, &detail)
+                    .await);
+            }
+        }
+        if iq.attr("id").is_none_or(str::is_empty) && self.mutant() != Mutant::DropIqId {
+            // A request without id cannot be answered (STANZA-2 forbids an iq without id), so
+            // it is structurally unusable: bad-format (SPEC.md §7.3).
+            let detail = "iq get/set without an id";
+            return Err(self
+                .stream
+                .refuse(StreamErrorCondition::BadFormat, detail)
+                .await);
+        }
+
+        let children: Vec<&Element> = iq.child_elements().collect();
+        let [payload] = children.as_slice() else {
+            let reply = if self.mutant() == Mutant::NoBadRequest {
+                // STANZA-4 deviation: the correct condition is bad-request, type modify.
+                iq_error(iq, "cancel", "service-unavailable")
+            } else {
+                iq_error(iq, "modify", "bad-request")
+            };
+            return self.send_stanza(reply).await;
+        };
+
+        let reply = match (kind, payload.name.as_str(), payload.ns.as_str()) {
+            (Some("get"), "ping", ns::PING) => {
+                if self.mutant() == Mutant::PingError {
+                    // STANZA-7 deviation: the correct answer is an empty result.
+                    iq_error(iq, "cancel", "service-unavailable")
+                } else {
+                    if self.mutant() == Mutant::DoubleAnswer {
+                        // STANZA-3 deviation: the correct client answers once.
+                        self.send_stanza(iq_reply(iq, "result")).await?;
+                    }
+                    iq_reply(iq, "result")
+                }
+            }
+            (Some("get"), "query", ns::DISCO_INFO) if payload.attr("node").is_none() => {
+                iq_reply(iq, "result").with_child(self.disco_info())
+            }
+            (Some("get"), "query", ns::DISCO_INFO) => iq_error(iq, "cancel", "item-not-found"),
+            _ => {
+                if self.mutant() == Mutant::SilentUnknownIq {
+                    // STANZA-6 deviation: the correct client answers service-unavailable.
+                    return Ok(());
+                }
+                iq_error(iq, "cancel", "service-unavailable")
+            }
+        };
+        self.send_stanza(reply).await
+    }
+
+    fn disco_info(&self) -> Element {
+        let mut query = Element::new("query", ns::DISCO_INFO).with_child(
+            Element::new("identity", ns::DISCO_INFO)
+                .with_attr("category", "client")
+                .with_attr("type", "phone")
+                .with_attr("name", "gatecheck-reference"),
+        );
+        for feature in FEATURES {
+            query = query
+                .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *feature));
+        }
+        if self.mutant() == Mutant::DiscoLies {
+            // STANZA-8 deviation: Jingle is not implemented.
+            query = query.with_child(
+                Element::new("feature", ns::DISCO_INFO).with_attr("var", "urn:xmpp:jingle:1"),
+            );
+        }
+        query
+    }
+
+    /// STANZA-9, STANZA-13, STANZA-14, STANZA-21, STANZA-22.
+    async fn on_message(&mut self, message: &Element) -> Result<(), Failure> {
+        let from = message.attr("from");
+        let id = message.attr("id").filter(|id| !id.is_empty());
+        if message.attr("type") == Some("error") {
+            if self.mutant() == Mutant::ErrorOnError {
+                // STANZA-9 deviation: the correct client never answers an error.
+                let reply = message_error(message, "service-unavailable");
+                self.send_stanza(reply).await?;
+            }
+            return Ok(());
+        }
+        if self.mutant() == Mutant::ErrorOnUnknownChild
+            && message
+                .child_elements()
+                .any(|c| !KNOWN_MESSAGE_NS.contains(&c.ns.as_str()))
+        {
+            // STANZA-21 deviation: the correct client ignores unknown extensions.
+            let reply = message_error(message, "feature-not-implemented");
+            self.send_stanza(reply).await?;
+        }
+        let requested = message.child("request", ns::RECEIPTS).is_some();
+        // STANZA-14 deviation when the mutant answers a message with a body but no request.
+        let unrequested = self.mutant() == Mutant::ReceiptWithoutRequest
+            && message.child("body", ns::JABBER_CLIENT).is_some();
+        let (Some(from), Some(id)) = (from, id) else {
+            return Ok(());
+        };
+        // Receipts go to users (local@domain/...), never to the server itself.
+        if !(requested || unrequested) || !from.contains('@') || self.mutant() == Mutant::NoReceipt
+        {
+            // NoReceipt: STANZA-13 deviation.
+            return Ok(());
+        }
+        let to = if self.mutant() == Mutant::ReceiptToBare {
+            // STANZA-13 deviation: the receipt goes to the full JID the message came from.
+            from.split('/').next().unwrap_or(from)
+        } else {
+            from
+        };
+        let receipt = Element::new("message", ns::JABBER_CLIENT)
+            .with_attr("to", to)
+            .with_attr("id", self.fresh_id())
+            .with_child(Element::new("received", ns::RECEIPTS).with_attr("id", id));
+        self.send_stanza(receipt).await
+    }
+
+    /// Driver `disconnect`: closing tag, up to 2 s for the server's, close.
+    pub async fn disconnect(mut self) {
+        self.stream.close_locally().await;
+    }
+}
+
+/// `<iq type=TYPE id=ID to=FROM/>` answering `request`.
+fn iq_reply(request: &Element, kind: &str) -> Element {
+    let mut iq = Element::new("iq", ns::JABBER_CLIENT).with_attr("type", kind);
+    if let Some(id) = request.attr("id") {
+        iq.set_attr("id", id);
+    }
+    if let Some(from) = request.attr("from") {
+        iq.set_attr("to", from);
+    }
+    iq
+}
+
+/// STANZA-10: `<error type=...><CONDITION xmlns=stanzas/></error>`.
+fn stanza_error(error_type: &str, condition: &str) -> Element {
+    Element::new("error", ns::JABBER_CLIENT)
+        .with_attr("type", error_type)
+        .with_child(Element::new(condition, ns::STANZAS))
+}
+
+fn iq_error(request: &Element, error_type: &str, condition: &str) -> Element {
+    iq_reply(request, "error").with_child(stanza_error(error_type, condition))
+}
+
+fn message_error(message: &Element, condition: &str) -> Element {
+    let mut reply = Element::new("message", ns::JABBER_CLIENT).with_attr("type", "error");
+    if let Some(id) = message.attr("id") {
+        reply.set_attr("id", id);
+    }
+    if let Some(from) = message.attr("from") {
+        reply.set_attr("to", from);
+    }
+    reply.with_child(stanza_error("cancel", condition))
+}
