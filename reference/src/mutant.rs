@@ -55,7 +55,7 @@ mutants! {
     WrongStreamNs => ("wrong-stream-ns", "STREAM-13",
         "opens its stream with the content namespace jabber:server"),
     SkipHeaderCheck => ("skip-header-check", "STREAM-15",
-        "accepts a response stream header whose version is missing or not 1.x"),
+        "accepts a response header with content namespace jabber:server or a version other than 1.x"),
     NoKeyPin => ("no-key-pin", "STREAM-6",
         "accepts any Noise server static key instead of the pinned one"),
     TlsAcceptAnyCert => ("tls-accept-any-cert", "STREAM-11",

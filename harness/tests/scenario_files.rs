@@ -1,0 +1,97 @@
+//! The suite's files: every bundled scenario loads and cites real requirements,
+//! and a broken scenario file is reported with file:line and what is wrong.
+
+use std::path::Path;
+
+use gatecheck::roles::gatekeeper_server::req;
+use gatecheck::scenario::{Scenario, SuiteDirs, load_suite};
+use gatecheck::spec::Catalogue;
+
+#[test]
+fn the_bundled_suite_loads_and_cites_only_spec_ids() {
+    let dirs = SuiteDirs::bundled();
+    let suite = load_suite(&dirs, Catalogue::embedded()).unwrap_or_else(|errors| {
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        panic!("invalid scenario files:\n{}", lines.join("\n"))
+    });
+    assert!(suite.len() >= 30, "only {} scenarios", suite.len());
+    for s in &suite {
+        for r in &s.requirements {
+            assert!(Catalogue::embedded().contains(r), "{} cites {r}", s.id);
+        }
+    }
+}
+
+#[test]
+fn requirement_ids_cited_by_the_harness_exist() {
+    for id in req::ALL {
+        assert!(Catalogue::embedded().contains(id), "harness check cites {id}, not in SPEC.md");
+    }
+}
+
+fn parse(text: &str) -> Result<Scenario, String> {
+    let dirs = SuiteDirs::bundled();
+    let path = dirs.scenarios.join("stream/example.toml");
+    Scenario::parse(&path, text, Catalogue::embedded(), &dirs).map_err(|e| {
+        let shown = e.to_string();
+        // Strip the directory so the assertion reads the same on every machine.
+        let file = Path::new(&shown).to_string_lossy().into_owned();
+        file.rsplit_once("scenarios/").map(|(_, rest)| rest.to_string()).unwrap_or(file)
+    })
+}
+
+const HEAD: &str = "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"STREAM-13\"]\nrole = \"client\"\n";
+
+#[test]
+fn a_valid_example_parses() {
+    let s = parse(&format!("{HEAD}\n[[step]]\nsession = {{}}\n\n[[step]]\nexpect_nothing = 10\n")).expect("valid");
+    assert_eq!(s.steps.len(), 3, "session expands into connect + negotiate");
+    assert_eq!(s.steps[2].line, 9);
+}
+
+#[test]
+fn mistakes_are_reported_with_file_and_line() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"STREAM-999\"]\nrole = \"client\"\n[[step]]\nsleep = 1\n",
+            "stream/example.toml:3: requirement STREAM-999 is not in SPEC.md",
+        ),
+        (
+            "id = \"stream/other\"\ntitle = \"t\"\nrequirements = [\"STREAM-13\"]\nrole = \"client\"\n[[step]]\nsleep = 1\n",
+            "stream/example.toml:1: id \"stream/other\" does not match the file's place in the suite (\"stream/example\")",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\nsend = \"<a/>\"\nsleep = 5\n"),
+            "stream/example.toml:6: a step has one action, this one has send, sleep",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\nexpect = \"<iq type='result'\"\n"),
+            "stream/example.toml:6: expect: pattern is not well-formed XML",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\nsend_fixture = \"stanzas/bad/nope.xml\"\n"),
+            "stream/example.toml:6: send_fixture: no fixture \"stanzas/bad/nope.xml\"",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\nexpect_stream_error = [\"restricted-xmll\"]\n"),
+            "stream/example.toml:6: \"restricted-xmll\" is not an RFC 6120 stream error condition",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\nconnect = {{ handshake = \"wrong-key\", transport = \"tls\" }}\n"),
+            "stream/example.toml:6: handshake mode needs transport noise, but the step pins tls",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\nsend = \"${{oops\"\n"),
+            "stream/example.toml:6: unclosed `${` in \"${oops\"",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\nsendd = \"<a/>\"\n"),
+            "stream/example.toml:7: unknown field `sendd`",
+        ),
+        (&format!("{HEAD}"), "stream/example.toml:1: missing field `step`"),
+    ];
+    for (text, want) in cases {
+        let got = parse(text).expect_err(want);
+        assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
+    }
+}
