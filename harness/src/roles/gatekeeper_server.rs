@@ -391,7 +391,10 @@ async fn expect_header(conn: &mut IutConn, deadline: Instant, requirement: &str)
 }
 
 fn check_header(h: &StreamHeader, requirement: &str) -> Result<(), Deviation> {
-    let expected = format!("a stream header with to='{DOMAIN}' and version='1.0'");
+    let expected = format!("a stream header in jabber:client with to='{DOMAIN}' and version='1.0'");
+    if h.default_ns != ns::JABBER_CLIENT {
+        return Err(Deviation::fail(requirement, expected, format!("content namespace {:?}", h.default_ns)));
+    }
     if h.to.as_deref() != Some(DOMAIN) {
         return Err(Deviation::fail(requirement, expected, format!("to={:?}", h.to)));
     }

@@ -43,6 +43,8 @@ pub struct IutConn {
     limits: Limits,
     transcript: Transcript,
     ended: bool,
+    /// The harness has sent `</stream:stream>`.
+    close_sent: bool,
 }
 
 impl IutConn {
@@ -56,6 +58,7 @@ impl IutConn {
             limits,
             transcript,
             ended: false,
+            close_sent: false,
         }
     }
 
@@ -67,6 +70,7 @@ impl IutConn {
             limits,
             transcript,
             ended: false,
+            close_sent: false,
         }
     }
 
@@ -86,6 +90,12 @@ impl IutConn {
             Link::Raw(tcp) => tcp.write_all(bytes).await.map_err(|e| e.to_string()),
             Link::Gone => Err("the connection is closed".into()),
         }
+    }
+
+    /// Sends `</stream:stream>` (once).
+    pub async fn send_close(&mut self) -> Result<(), String> {
+        self.close_sent = true;
+        self.send(crate::wire::STREAM_CLOSE.as_bytes()).await
     }
 
     /// Closes the harness's side without a closing tag.
@@ -115,7 +125,14 @@ impl IutConn {
                         return Some(match ev {
                             StreamEvent::Header(h) => Inbound::Header(h),
                             StreamEvent::Stanza(e) => Inbound::Stanza(e),
-                            StreamEvent::Close => Inbound::Close,
+                            StreamEvent::Close => {
+                                // As a server does (RFC 6120 §4.4): answer the closing tag,
+                                // so the IUT can finish closing without waiting.
+                                if !self.close_sent {
+                                    let _ = self.send_close().await;
+                                }
+                                Inbound::Close
+                            }
                         });
                     }
                     Ok(None) => {}

@@ -405,7 +405,7 @@ impl<'a> Exec<'a> {
                 tokio::time::sleep(*d).await;
                 Ok(())
             }
-            Action::CloseStream => self.conn()?.send(b"</stream:stream>").await.map_err(Deviation::io),
+            Action::CloseStream => self.conn()?.send_close().await.map_err(Deviation::io),
             Action::Hangup => {
                 self.conn()?.hangup().await;
                 Ok(())

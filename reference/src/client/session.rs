@@ -11,8 +11,9 @@ use crate::driver::{ConnectParams, Event};
 use crate::mutant::Mutant;
 
 /// What disco#info advertises: exactly what this client implements (STANZA-8).
-/// `eu.siacs.conversations.axolotl` joins once E2EE is implemented.
-pub const FEATURES: &[&str] = &[ns::DISCO_INFO, ns::PING, ns::RECEIPTS];
+/// `eu.siacs.conversations.axolotl` and `urn:xmpp:receipts` join once E2EE is
+/// implemented: a receipt acknowledges decrypted content (STANZA-13, STANZA-14).
+pub const FEATURES: &[&str] = &[ns::DISCO_INFO, ns::PING];
 
 /// Namespaces of message children this client understands (for `error-on-unknown-child`).
 const KNOWN_MESSAGE_NS: &[&str] = &[ns::JABBER_CLIENT, ns::RECEIPTS, ns::CHATSTATES, ns::HINTS];
@@ -225,16 +226,10 @@ impl Session {
             query = query
                 .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *feature));
         }
-        if self.mutant() == Mutant::DiscoLies {
-            // STANZA-8 deviation: Jingle is not implemented.
-            query = query.with_child(
-                Element::new("feature", ns::DISCO_INFO).with_attr("var", "urn:xmpp:jingle:1"),
-            );
-        }
         query
     }
 
-    /// STANZA-9, STANZA-13, STANZA-14, STANZA-21, STANZA-22.
+    /// STANZA-9, STANZA-14, STANZA-21, STANZA-22.
     async fn on_message(&mut self, message: &Element) -> Result<(), Failure> {
         let from = message.attr("from");
         let id = message.attr("id").filter(|id| !id.is_empty());
@@ -255,27 +250,18 @@ impl Session {
             let reply = message_error(message, "feature-not-implemented");
             self.send_stanza(reply).await?;
         }
+        // STANZA-13, STANZA-14: a receipt acknowledges content surfaced to the user.
+        // Without end-to-end encryption nothing is surfaced, so nothing is acknowledged.
         let requested = message.child("request", ns::RECEIPTS).is_some();
-        // STANZA-14 deviation when the mutant answers a message with a body but no request.
-        let unrequested = self.mutant() == Mutant::ReceiptWithoutRequest
-            && message.child("body", ns::JABBER_CLIENT).is_some();
+        if !requested || self.mutant() != Mutant::ReceiptWithoutDelivery {
+            return Ok(());
+        }
         let (Some(from), Some(id)) = (from, id) else {
             return Ok(());
         };
-        // Receipts go to users (local@domain/...), never to the server itself.
-        if !(requested || unrequested) || !from.contains('@') || self.mutant() == Mutant::NoReceipt
-        {
-            // NoReceipt: STANZA-13 deviation.
-            return Ok(());
-        }
-        let to = if self.mutant() == Mutant::ReceiptToBare {
-            // STANZA-13 deviation: the receipt goes to the full JID the message came from.
-            from.split('/').next().unwrap_or(from)
-        } else {
-            from
-        };
+        // STANZA-14 deviation: acknowledges a message it never surfaced.
         let receipt = Element::new("message", ns::JABBER_CLIENT)
-            .with_attr("to", to)
+            .with_attr("to", from)
             .with_attr("id", self.fresh_id())
             .with_child(Element::new("received", ns::RECEIPTS).with_attr("id", id));
         self.send_stanza(receipt).await
