@@ -89,6 +89,7 @@ async fn serve(args: ServeArgs) -> i32 {
             _ = tokio::signal::ctrl_c() => return exit::OK,
         };
         let Ok((tcp, peer)) = accepted else { continue };
+        let _ = tcp.set_nodelay(true);
         let keys = Arc::clone(&keys);
         let creds = Arc::clone(&creds);
         tokio::spawn(async move {

@@ -450,6 +450,8 @@ impl<'a> Exec<'a> {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         self.transcript.note(format!("accepted TCP connection from {peer}"));
+                        // Small writes (header, then features) must not wait for delayed ACKs.
+                        let _ = tcp.set_nodelay(true);
                         break tcp;
                     }
                     Err(e) => return Err(Deviation::error(format!("accept failed: {e}"))),

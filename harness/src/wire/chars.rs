@@ -23,6 +23,14 @@ pub(crate) fn is_name_char(c: char) -> bool {
 
 /// Whether `s` is an `NCName` (a name without colons).
 pub(crate) fn is_ncname(s: &str) -> bool {
+    // Fast path for the usual ASCII names.
+    if let Some((&first, rest)) = s.as_bytes().split_first() {
+        if first.is_ascii() && rest.iter().all(u8::is_ascii) {
+            return first != b':'
+                && name_byte_class(first) == Some(true)
+                && rest.iter().all(|&b| b != b':' && name_byte_class(b).is_some());
+        }
+    }
     let mut chars = s.chars();
     match chars.next() {
         Some(c) if is_name_start_char(c) => chars.all(is_name_char),

@@ -270,7 +270,8 @@ impl<'a> Builder<'a> {
         let mark = self.bindings.len();
         let limits = self.limits;
         let mut attrs: Vec<(String, String)> = Vec::new();
-        let mut keys: Vec<&str> = Vec::new();
+        let mut count = 0usize;
+        let mut default_declared = false;
         // Prefixed (non-declaration) attributes, resolved once all declarations are known.
         let mut prefixed: Vec<(&str, &str, &str, usize)> = Vec::new();
         let mut decls = 0usize;
@@ -290,14 +291,21 @@ impl<'a> Builder<'a> {
                     return Err(self.err(key_at, Violation::TooManyNamespaceDecls { limit }));
                 }
             }
-            if keys.len() >= limits.max_attributes {
+            if count >= limits.max_attributes {
                 let limit = limits.max_attributes;
                 return Err(self.err(key_at, Violation::TooManyAttributes { limit }));
             }
-            if keys.contains(&key) {
+            count += 1;
+            // Every attribute but the default declaration lands in `attrs`, so that is where
+            // literal duplicates show (at most `max_attributes` comparisons).
+            let duplicate = if key == "xmlns" {
+                std::mem::replace(&mut default_declared, true)
+            } else {
+                attrs.iter().any(|(n, _)| n == key)
+            };
+            if duplicate {
                 return Err(self.err(key_at, Violation::DuplicateAttribute { name: key.to_owned() }));
             }
-            keys.push(key);
             let raw: &str = &attr.value;
             let value_at = self.offset_of(raw, key_at);
             if raw.len() > limits.max_attr_value_bytes {
