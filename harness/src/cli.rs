@@ -166,6 +166,7 @@ fn load(dirs: &SuiteDirs) -> Result<Vec<scenario::Scenario>, i32> {
 }
 
 fn cmd_run(args: RunArgs) -> i32 {
+    let custom_dir = args.scenarios.clone();
     let dirs = suite_dirs(args.scenarios);
     let suite = match load(&dirs) {
         Ok(s) => s,
@@ -197,6 +198,9 @@ fn cmd_run(args: RunArgs) -> i32 {
     }
     if let Some(m) = &args.mutant {
         rerun.push_str(&format!(" --mutant {m}"));
+    }
+    if let Some(d) = &custom_dir {
+        rerun.push_str(&format!(" --scenarios {}", d.display()));
     }
     let opts = RunOptions { seed, jobs, dirs };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

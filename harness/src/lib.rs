@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod exit;
+pub mod http;
 pub mod iut;
 pub mod report;
 pub mod roles;

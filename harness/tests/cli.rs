@@ -203,3 +203,36 @@ fn scenarios_needing_an_unclaimed_transport_are_not_applicable() {
     assert_eq!(code, Some(0), "not-applicable is not a failure");
     assert_eq!(v["scenarios"][0]["verdict"], "not-applicable", "{v}");
 }
+
+/// Runs the HTTP step suite (harness/tests/data/server-suite) against the probe server.
+fn run_http_probe(iut: &str) -> (Option<i32>, String) {
+    let reports = tempdir(iut);
+    let out = bin()
+        .arg("run")
+        .arg("--iut")
+        .arg(root().join("fixtures/iut/http-probe").join(iut))
+        .arg("--scenarios")
+        .arg(root().join("harness/tests/data/server-suite"))
+        .arg("--report-dir")
+        .arg(&reports)
+        .env("CI", "true")
+        .output()
+        .expect("runs");
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn http_steps_against_a_real_server() {
+    let (code, stdout) = run_http_probe("iut.toml");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("pass                 3"), "{stdout}");
+}
+
+#[test]
+fn http_steps_catch_an_echoed_secret() {
+    let (code, stdout) = run_http_probe("iut-echo.toml");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("FAIL   server/auth-no-token-echo"), "{stdout}");
+    assert!(stdout.contains("requirement AUTH-10"), "{stdout}");
+    assert!(stdout.contains("--scenarios "), "the rerun line keeps the suite directory: {stdout}");
+}

@@ -9,7 +9,9 @@ use gatecheck::wire::{
 };
 
 fn corpus(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stanzas").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/stanzas")
+        .join(kind);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())
@@ -61,10 +63,17 @@ fn good_inputs_parse_and_round_trip() {
         for event in events {
             match event {
                 StreamEvent::Header(h) => {
-                    let again = parse_all(format!("{}</stream:stream>", h.to_xml()).as_bytes(), &limits)
-                        .unwrap_or_else(|e| panic!("{name}: header {e}"));
+                    let again = parse_all(
+                        format!("{}</stream:stream>", h.to_xml()).as_bytes(),
+                        &limits,
+                    )
+                    .unwrap_or_else(|e| panic!("{name}: header {e}"));
                     default_ns = Some(h.default_ns.clone());
-                    assert_eq!(again, vec![StreamEvent::Header(h), StreamEvent::Close], "{name}");
+                    assert_eq!(
+                        again,
+                        vec![StreamEvent::Header(h), StreamEvent::Close],
+                        "{name}"
+                    );
                 }
                 StreamEvent::Stanza(e) => {
                     let standalone = e.to_xml();
@@ -78,7 +87,11 @@ fn good_inputs_parse_and_round_trip() {
                         );
                         let doc = format!("{head}{}</stream:stream>", e.to_xml_in(ns));
                         let evs = parse_all(doc.as_bytes(), &limits).unwrap();
-                        assert_eq!(evs.get(1), Some(&StreamEvent::Stanza(e.clone())), "{name}: {doc}");
+                        assert_eq!(
+                            evs.get(1),
+                            Some(&StreamEvent::Stanza(e.clone())),
+                            "{name}: {doc}"
+                        );
                     }
                 }
                 StreamEvent::Close => {}
@@ -91,7 +104,8 @@ fn good_inputs_parse_and_round_trip() {
 /// chunks the buffer never holds more than the limit plus one chunk.
 #[test]
 fn huge_text_is_refused_quickly_with_bounded_memory() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stanzas/bad/12-huge-text.gen");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stanzas/bad/12-huge-text.gen");
     let bytes = fixture_bytes(&path).unwrap();
     assert!(bytes.len() > 20 << 20);
     let limits = Limits::default();
@@ -119,8 +133,16 @@ fn huge_text_is_refused_quickly_with_bounded_memory() {
     assert_eq!(error.condition(), StreamErrorCondition::PolicyViolation);
     assert_eq!(error.offset, limits.max_stanza_bytes as u64);
     assert!(max_buffered <= bound, "buffered {max_buffered} > {bound}");
-    assert!(parser.bytes_fed() <= bound as u64, "fed {} bytes before refusing", parser.bytes_fed());
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        parser.bytes_fed() <= bound as u64,
+        "fed {} bytes before refusing",
+        parser.bytes_fed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     // Input after the error is not buffered.
     parser.feed(&bytes[..chunk]);
     assert_eq!(parser.buffered_len(), 0);
@@ -129,7 +151,8 @@ fn huge_text_is_refused_quickly_with_bounded_memory() {
 /// 10,000 nested elements are refused at depth 65 without building anything.
 #[test]
 fn deep_nesting_is_refused_at_the_depth_limit() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stanzas/bad/11-deep-nesting.gen");
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stanzas/bad/11-deep-nesting.gen");
     let bytes = fixture_bytes(&path).unwrap();
     let err = check_document(&bytes, &Limits::default()).unwrap_err();
     assert_eq!(err.condition(), StreamErrorCondition::PolicyViolation);

@@ -24,8 +24,10 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn name() -> impl Strategy<Value = String> {
-    prop::sample::select(vec!["a", "body", "x-y.z", "_u", "é", "名前", "message", "q1"])
-        .prop_map(str::to_owned)
+    prop::sample::select(vec![
+        "a", "body", "x-y.z", "_u", "é", "名前", "message", "q1",
+    ])
+    .prop_map(str::to_owned)
 }
 
 fn namespace() -> impl Strategy<Value = String> {
@@ -73,21 +75,31 @@ fn element() -> impl Strategy<Value = Element> {
     });
     leaf.prop_recursive(4, 32, 5, |inner| {
         let child = prop_oneof![inner.prop_map(Node::Element), text().prop_map(Node::Text)];
-        (name(), namespace(), attrs(), prop::collection::vec(child, 0..5)).prop_map(
-            |(name, ns, attrs, children)| Element {
+        (
+            name(),
+            namespace(),
+            attrs(),
+            prop::collection::vec(child, 0..5),
+        )
+            .prop_map(|(name, ns, attrs, children)| Element {
                 name,
                 ns,
                 attrs,
                 children: canonical(children),
-            },
-        )
+            })
     })
 }
 
 /// A stream: header, stanzas written in it (with keepalive whitespace), maybe the close.
 fn stream() -> impl Strategy<Value = Vec<u8>> {
     (
-        prop::collection::vec((element(), prop::sample::select(vec!["", " ", "\n", "\r\n\t"])), 0..6),
+        prop::collection::vec(
+            (
+                element(),
+                prop::sample::select(vec!["", " ", "\n", "\r\n\t"]),
+            ),
+            0..6,
+        ),
         any::<bool>(),
         any::<bool>(),
     )
@@ -117,9 +129,28 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
 fn hostile() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         prop::sample::select(vec![
-            &b"<!DOCTYPE x>"[..], b"<!--c-->", b"<?pi x?>", b"&foo;", b"&#0;", b"\0", b"\xff",
-            b"\xc0\xaf", b"</x>", b"<a b='1' b='2'>", b"<p:x/>", b"]]>", b"<![CDATA[x]]>", b"<",
-            b">", b"'", b"\"", b"=", b"&", b"<?xml version='1.0'?>", b"\xef\xbb\xbf", b"\xf0\x9f",
+            &b"<!DOCTYPE x>"[..],
+            b"<!--c-->",
+            b"<?pi x?>",
+            b"&foo;",
+            b"&#0;",
+            b"\0",
+            b"\xff",
+            b"\xc0\xaf",
+            b"</x>",
+            b"<a b='1' b='2'>",
+            b"<p:x/>",
+            b"]]>",
+            b"<![CDATA[x]]>",
+            b"<",
+            b">",
+            b"'",
+            b"\"",
+            b"=",
+            b"&",
+            b"<?xml version='1.0'?>",
+            b"\xef\xbb\xbf",
+            b"\xf0\x9f",
         ])
         .prop_map(<[u8]>::to_vec),
         prop::collection::vec(any::<u8>(), 0..8),

@@ -34,6 +34,7 @@ pub struct DriverProcess {
     child: Child,
     stdin: Option<ChildStdin>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
+    stderr_task: Option<tokio::task::JoinHandle<()>>,
     next_seq: u64,
 }
 
@@ -58,13 +59,15 @@ impl DriverProcess {
         if let Some(out) = child.stdout.take() {
             tokio::spawn(read_lines(out, tx));
         }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(keep_tail(err, stderr_tail.clone()));
-        }
+        let stderr_task = child
+            .stderr
+            .take()
+            .map(|err| tokio::spawn(keep_tail(err, stderr_tail.clone())));
         Ok(DriverProcess {
             child,
             stdin,
             stderr_tail,
+            stderr_task,
             next_seq: 1,
         })
     }
@@ -93,10 +96,25 @@ impl DriverProcess {
         self.child.try_wait().ok().flatten()
     }
 
-    /// The last bytes the IUT wrote to stderr, lossily decoded.
-    pub fn stderr_tail(&self) -> String {
+    /// The exit status, waiting up to `wait` for a process that is ending to be reaped.
+    pub async fn exit_status_within(&mut self, wait: std::time::Duration) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(wait, self.child.wait()).await.ok().and_then(Result::ok)
+    }
+
+    /// The last bytes the IUT wrote to stderr, lossily decoded, once stderr has
+    /// closed (or after a short wait, if a child of the IUT keeps it open).
+    pub async fn stderr_tail(&mut self) -> String {
+        if let Some(task) = self.stderr_task.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(300), task).await;
+        }
         let tail = self.stderr_tail.lock().map(|t| t.clone()).unwrap_or_default();
         String::from_utf8_lossy(&tail).into_owned()
+    }
+
+    /// Kills the process and reaps it.
+    pub async fn kill(&mut self) {
+        self.stdin = None;
+        let _ = self.child.kill().await;
     }
 
     /// Asks politely (shutdown command, stdin closed), then kills after `grace`.

@@ -48,6 +48,31 @@ pub struct Launch {
     pub cwd: Option<PathBuf>,
 }
 
+impl Launch {
+    /// Makes the command (when it is a relative path) and the working directory absolute.
+    fn resolve(&mut self, base: &Path) {
+        if self.command.components().count() > 1 && self.command.is_relative() {
+            self.command = base.join(&self.command);
+        }
+        self.cwd = Some(match self.cwd.take() {
+            Some(c) if c.is_relative() => base.join(c),
+            Some(c) => c,
+            None => base.to_path_buf(),
+        });
+    }
+
+    /// A copy with `${port}` replaced in the arguments and environment.
+    pub fn with_port(&self, port: u16) -> Launch {
+        let sub = |s: &String| s.replace("${port}", &port.to_string());
+        Launch {
+            command: self.command.clone(),
+            args: self.args.iter().map(sub).collect(),
+            env: self.env.iter().map(|(k, v)| (k.clone(), sub(v))).collect(),
+            cwd: self.cwd.clone(),
+        }
+    }
+}
+
 /// Time limits for this IUT, in milliseconds.
 #[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -91,11 +116,29 @@ pub struct IutConfig {
     /// Optional capabilities the IUT claims (see SPEC.md).
     #[serde(default)]
     pub features: Vec<String>,
-    /// Transport used by scenarios that do not pin one.
+    /// Transport used by scenarios that do not pin one (client role).
+    #[serde(default = "default_transport")]
     pub transport: TransportKind,
-    pub launch: Launch,
+    /// How to start the client (driven over the driver protocol); required for the client role.
+    pub launch: Option<Launch>,
+    /// Where the provider's server is reached (server role).
+    pub server: Option<ServerSide>,
     #[serde(default)]
     pub timeouts: Timeouts,
+}
+
+fn default_transport() -> TransportKind {
+    TransportKind::Noise
+}
+
+/// The provider's server: reached at `base_url`, started first when `launch` is set.
+/// `${port}` in `base_url`, `launch.args` and `launch.env` is replaced by a free
+/// loopback port chosen for each scenario.
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSide {
+    pub base_url: String,
+    pub launch: Option<Launch>,
 }
 
 impl IutConfig {
@@ -128,15 +171,23 @@ impl IutConfig {
         if t.ready_ms == 0 || t.step_ms == 0 || t.scenario_ms < t.step_ms {
             return Err(invalid(0, "timeouts must be positive and scenario_ms ≥ step_ms".into()));
         }
-        let base = path.parent().unwrap_or(Path::new("."));
-        if cfg.launch.command.components().count() > 1 && cfg.launch.command.is_relative() {
-            cfg.launch.command = base.join(&cfg.launch.command);
+        if cfg.roles.contains(&Role::Client) && cfg.launch.is_none() {
+            return Err(invalid(0, "the client role needs a [launch] table (the driver shim to start)".into()));
         }
-        cfg.launch.cwd = Some(match cfg.launch.cwd.take() {
-            Some(c) if c.is_relative() => base.join(c),
-            Some(c) => c,
-            None => base.to_path_buf(),
-        });
+        if cfg.roles.contains(&Role::Server) {
+            let Some(server) = &cfg.server else {
+                return Err(invalid(0, "the server role needs a [server] table with base_url".into()));
+            };
+            let probe = server.base_url.replace("${port}", "1");
+            crate::http::client::loopback_authority(&probe).map_err(|m| invalid(0, m))?;
+        }
+        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        if let Some(l) = cfg.launch.as_mut() {
+            l.resolve(&base);
+        }
+        if let Some(l) = cfg.server.as_mut().and_then(|s| s.launch.as_mut()) {
+            l.resolve(&base);
+        }
         Ok(cfg)
     }
 
@@ -174,12 +225,13 @@ impl IutConfig {
             roles: vec![Role::Client],
             features: vec!["transport.noise".into(), "transport.tls".into()],
             transport: TransportKind::Noise,
-            launch: Launch {
+            launch: Some(Launch {
                 command,
                 args,
                 env: BTreeMap::new(),
                 cwd: None,
-            },
+            }),
+            server: None,
             timeouts: Timeouts::default(),
         }
     }

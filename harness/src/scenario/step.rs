@@ -30,6 +30,8 @@ pub(crate) struct RawStep {
     sleep: Option<u64>,
     close_stream: Option<bool>,
     hangup: Option<bool>,
+    http: Option<RawHttp>,
+    expect_http: Option<RawExpectHttp>,
     // modifiers
     timeout_ms: Option<u64>,
     #[serde(default)]
@@ -64,6 +66,65 @@ struct RawClosed {
     /// The IUT must send `</stream:stream>` before closing the connection.
     #[serde(default)]
     close_tag: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    method: String,
+    path: String,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    body: Option<String>,
+    /// A JSON body (sets content-type application/json unless `headers` does).
+    json: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(u16),
+    Many(Vec<u16>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawExpectHttp {
+    status: OneOrMany,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    json: Option<serde_json::Value>,
+    body: Option<String>,
+    #[serde(default)]
+    body_excludes: Vec<String>,
+    within_ms: Option<u64>,
+}
+
+/// A request the gatekeeper sends to the provider's server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpStep {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    pub json: Option<serde_json::Value>,
+}
+
+/// What the last response must look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectHttp {
+    /// Acceptable status codes.
+    pub status: Vec<u16>,
+    /// Header values (`*` any present value, `!` absent); names are case-insensitive.
+    pub headers: Vec<(String, String)>,
+    /// Fields the JSON body must contain (as driver events are matched).
+    pub json: Option<serde_json::Value>,
+    /// The exact body.
+    pub body: Option<String>,
+    /// Strings that must not appear in the body (e.g. a secret that must not be echoed).
+    pub body_excludes: Vec<String>,
+    /// The response must have arrived within this many milliseconds.
+    pub within_ms: Option<u64>,
 }
 
 /// How the gatekeeper server conducts the transport handshake.
@@ -183,6 +244,10 @@ pub enum Action {
     CloseStream,
     /// Close the TCP connection without a closing tag.
     Hangup,
+    /// Send an HTTP request to the provider's server; the response is kept for `expect_http`.
+    Http(HttpStep),
+    /// Check the response to the last `http` step.
+    ExpectHttp(ExpectHttp),
 }
 
 impl Action {
@@ -202,6 +267,8 @@ impl Action {
             Action::Sleep(_) => "sleep",
             Action::CloseStream => "close_stream",
             Action::Hangup => "hangup",
+            Action::Http(_) => "http",
+            Action::ExpectHttp(_) => "expect_http",
         }
     }
 }
@@ -331,8 +398,16 @@ impl Step {
             names.push("hangup");
             actions.push(Action::Hangup);
         }
+        if let Some(h) = raw.http {
+            names.push("http");
+            actions.push(Action::Http(http_step(h)?));
+        }
+        if let Some(e) = raw.expect_http {
+            names.push("expect_http");
+            actions.push(Action::ExpectHttp(expect_http(e)?));
+        }
         match names.len() {
-            0 => return Err("a step needs one action (session, connect, negotiate, send, send_fixture, expect, expect_any, expect_stream_error, expect_closed, expect_nothing, driver, expect_event, expect_event_any, sleep, close_stream, hangup)".into()),
+            0 => return Err("a step needs one action (session, connect, negotiate, send, send_fixture, expect, expect_any, expect_stream_error, expect_closed, expect_nothing, driver, expect_event, expect_event_any, sleep, close_stream, hangup, http, expect_http)".into()),
             1 => {}
             _ => return Err(format!("a step has one action, this one has {}", names.join(", "))),
         }
@@ -355,6 +430,51 @@ impl Step {
             })
             .collect())
     }
+}
+
+fn http_step(h: RawHttp) -> Result<HttpStep, String> {
+    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    if !METHODS.contains(&h.method.as_str()) {
+        return Err(format!("http method {:?} is not one of {}", h.method, METHODS.join(", ")));
+    }
+    if !h.path.starts_with('/') {
+        return Err(format!("http path {:?} must start with /", h.path));
+    }
+    if h.body.is_some() && h.json.is_some() {
+        return Err("http takes body or json, not both".into());
+    }
+    vars_ok(&h.path)?;
+    if let Some(b) = &h.body {
+        vars_ok(b)?;
+    }
+    Ok(HttpStep {
+        method: h.method,
+        path: h.path,
+        headers: h.headers.into_iter().collect(),
+        body: h.body,
+        json: h.json,
+    })
+}
+
+fn expect_http(e: RawExpectHttp) -> Result<ExpectHttp, String> {
+    let status = match e.status {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    if status.is_empty() || status.iter().any(|s| !(100..=599).contains(s)) {
+        return Err("expect_http status must be one or more codes in 100..=599".into());
+    }
+    if let Some(ms) = e.within_ms {
+        wait_ok(ms)?;
+    }
+    Ok(ExpectHttp {
+        status,
+        headers: e.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        json: e.json,
+        body: e.body,
+        body_excludes: e.body_excludes,
+        within_ms: e.within_ms,
+    })
 }
 
 fn default_mechanisms() -> Vec<String> {

@@ -24,12 +24,15 @@ pub(crate) fn is_name_char(c: char) -> bool {
 /// Whether `s` is an `NCName` (a name without colons).
 pub(crate) fn is_ncname(s: &str) -> bool {
     // Fast path for the usual ASCII names.
-    if let Some((&first, rest)) = s.as_bytes().split_first() {
-        if first.is_ascii() && rest.iter().all(u8::is_ascii) {
-            return first != b':'
-                && name_byte_class(first) == Some(true)
-                && rest.iter().all(|&b| b != b':' && name_byte_class(b).is_some());
-        }
+    if let Some((&first, rest)) = s.as_bytes().split_first()
+        && first.is_ascii()
+        && rest.iter().all(u8::is_ascii)
+    {
+        return first != b':'
+            && name_byte_class(first) == Some(true)
+            && rest
+                .iter()
+                .all(|&b| b != b':' && name_byte_class(b).is_some());
     }
     let mut chars = s.chars();
     match chars.next() {
@@ -185,8 +188,14 @@ mod tests {
         assert_eq!(find_forbidden_char(b"abc\0"), Some((3, 0)));
         let long = [b"a".repeat(40), b"\x0b".to_vec()].concat();
         assert_eq!(find_forbidden_char(&long), Some((40, 0xB)));
-        assert_eq!(find_forbidden_char("x\u{FFFF}".as_bytes()), Some((1, 0xFFFF)));
-        assert_eq!(find_forbidden_char("x\u{FFFE}".as_bytes()), Some((1, 0xFFFE)));
+        assert_eq!(
+            find_forbidden_char("x\u{FFFF}".as_bytes()),
+            Some((1, 0xFFFF))
+        );
+        assert_eq!(
+            find_forbidden_char("x\u{FFFE}".as_bytes()),
+            Some((1, 0xFFFE))
+        );
         assert_eq!(find_forbidden_char("\u{FFFD}\u{F000}".as_bytes()), None);
     }
 }

@@ -164,7 +164,9 @@ mod tests {
 
     #[test]
     fn unknown_condition_is_refused_with_its_name() {
-        let err = "not-a-condition".parse::<StreamErrorCondition>().unwrap_err();
+        let err = "not-a-condition"
+            .parse::<StreamErrorCondition>()
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "unknown stream error condition \"not-a-condition\""

@@ -149,7 +149,9 @@ mod tests {
 
     #[test]
     fn with_attr_replaces() {
-        let e = Element::new("a", "").with_attr("x", "1").with_attr("x", "2");
+        let e = Element::new("a", "")
+            .with_attr("x", "1")
+            .with_attr("x", "2");
         assert_eq!(e.attrs, vec![("x".into(), "2".into())]);
         assert_eq!(e.attr("x"), Some("2"));
         assert_eq!(e.attr("y"), None);
@@ -162,7 +164,10 @@ mod tests {
             .with_text(" ")
             .with_child(Element::new("request", "urn:xmpp:receipts"))
             .with_child(Element::new("body", "jabber:client"));
-        assert_eq!(e.child("body", "jabber:client").map(Element::text), Some("hi".into()));
+        assert_eq!(
+            e.child("body", "jabber:client").map(Element::text),
+            Some("hi".into())
+        );
         assert!(e.child("body", "urn:other").is_none());
         assert_eq!(e.children_named("body", "jabber:client").count(), 2);
         assert_eq!(e.child_elements().count(), 3);

@@ -60,7 +60,9 @@ pub enum Violation {
     #[error("DOCTYPE declaration: DTDs are forbidden (RFC 6120 §11.1)")]
     DoctypeForbidden,
     /// `<?target ...?>` anywhere except the leading XML declaration.
-    #[error("processing instruction <?{target}: processing instructions are forbidden (RFC 6120 §11.1)")]
+    #[error(
+        "processing instruction <?{target}: processing instructions are forbidden (RFC 6120 §11.1)"
+    )]
     ProcessingInstructionForbidden {
         /// The PI target as written.
         target: String,
@@ -72,13 +74,17 @@ pub enum Violation {
     #[error("comment: comments are forbidden (RFC 6120 §11.1)")]
     CommentForbidden,
     /// `&name;` other than `lt`, `gt`, `amp`, `apos`, `quot`.
-    #[error("entity reference &{name};: only the five predefined entities are allowed (RFC 6120 §11.1)")]
+    #[error(
+        "entity reference &{name};: only the five predefined entities are allowed (RFC 6120 §11.1)"
+    )]
     UndefinedEntity {
         /// The entity name.
         name: String,
     },
     /// `&#...;` that is malformed or names a character XML 1.0 forbids (e.g. `&#0;`).
-    #[error("character reference &{reference};: it does not denote a character allowed in XML 1.0 (XML 1.0 §4.1)")]
+    #[error(
+        "character reference &{reference};: it does not denote a character allowed in XML 1.0 (XML 1.0 §4.1)"
+    )]
     InvalidCharReference {
         /// The reference between `&` and `;`.
         reference: String,
@@ -160,13 +166,17 @@ pub enum Violation {
         name: String,
     },
     /// The stream element is not in `http://etherx.jabber.org/streams`.
-    #[error("stream namespace {found:?}: the stream element must be in http://etherx.jabber.org/streams (RFC 6120 §4.8.1)")]
+    #[error(
+        "stream namespace {found:?}: the stream element must be in http://etherx.jabber.org/streams (RFC 6120 §4.8.1)"
+    )]
     WrongStreamNamespace {
         /// The namespace found.
         found: String,
     },
     /// The stream header's default namespace is not a supported content namespace.
-    #[error("content namespace {found:?}: the default namespace must be jabber:client or jabber:server (RFC 6120 §4.8.3)")]
+    #[error(
+        "content namespace {found:?}: the default namespace must be jabber:client or jabber:server (RFC 6120 §4.8.3)"
+    )]
     WrongContentNamespace {
         /// The default namespace found (empty if none).
         found: String,
@@ -271,9 +281,7 @@ impl Violation {
             | V::CommentForbidden
             | V::UndefinedEntity { .. } => C::RestrictedXml,
             V::UndeclaredPrefix { .. } => C::BadNamespacePrefix,
-            V::WrongStreamNamespace { .. } | V::WrongContentNamespace { .. } => {
-                C::InvalidNamespace
-            }
+            V::WrongStreamNamespace { .. } | V::WrongContentNamespace { .. } => C::InvalidNamespace,
             V::NotAStreamHeader { .. } => C::BadFormat,
             V::UnsupportedEncoding { .. } => C::UnsupportedEncoding,
             V::StanzaTooLarge { .. }
@@ -353,14 +361,19 @@ mod tests {
             Violation::XmlDeclarationNotAtStart,
             Violation::CommentForbidden,
             Violation::UndefinedEntity { name: "a".into() },
-            Violation::InvalidCharReference { reference: "#0".into() },
+            Violation::InvalidCharReference {
+                reference: "#0".into(),
+            },
             Violation::InvalidChar { codepoint: 0 },
             Violation::InvalidUtf8,
             Violation::InvalidNameChar { ch: '1' },
             Violation::InvalidName { name: "a:".into() },
             Violation::UnclosedTag { name: "a".into() },
             Violation::UnexpectedEof { context: "a tag" },
-            Violation::MismatchedTag { expected: "a".into(), found: "b".into() },
+            Violation::MismatchedTag {
+                expected: "a".into(),
+                found: "b".into(),
+            },
             Violation::UnexpectedCloseTag { name: "a".into() },
             Violation::DuplicateAttribute { name: "a".into() },
             Violation::UndeclaredPrefix { prefix: "a".into() },
@@ -372,8 +385,12 @@ mod tests {
             Violation::NotAStreamHeader { name: "a".into() },
             Violation::WrongStreamNamespace { found: "a".into() },
             Violation::WrongContentNamespace { found: "a".into() },
-            Violation::UnsupportedEncoding { encoding: "a".into() },
-            Violation::UnsupportedXmlVersion { version: "1.1".into() },
+            Violation::UnsupportedEncoding {
+                encoding: "a".into(),
+            },
+            Violation::UnsupportedXmlVersion {
+                version: "1.1".into(),
+            },
             Violation::StanzaTooLarge { limit: 1 },
             Violation::HeaderTooLarge { limit: 1 },
             Violation::TooDeep { limit: 1 },
@@ -409,12 +426,21 @@ mod tests {
             C::BadNamespacePrefix
         );
         assert_eq!(
-            Violation::WrongContentNamespace { found: String::new() }.condition(),
+            Violation::WrongContentNamespace {
+                found: String::new()
+            }
+            .condition(),
             C::InvalidNamespace
         );
-        assert_eq!(Violation::StanzaTooLarge { limit: 1 }.condition(), C::PolicyViolation);
         assert_eq!(
-            Violation::UnsupportedEncoding { encoding: "x".into() }.condition(),
+            Violation::StanzaTooLarge { limit: 1 }.condition(),
+            C::PolicyViolation
+        );
+        assert_eq!(
+            Violation::UnsupportedEncoding {
+                encoding: "x".into()
+            }
+            .condition(),
             C::UnsupportedEncoding
         );
     }

@@ -74,7 +74,9 @@ pub fn expand_recipe(recipe: &str) -> Result<Vec<u8>, FixtureError> {
                 .map_err(|e| bad(format!("bad count {count:?}: {e}")))?;
             (count, text)
         } else {
-            return Err(bad(format!("unknown segment {line:?} (expected text: or repeat:)")));
+            return Err(bad(format!(
+                "unknown segment {line:?} (expected text: or repeat:)"
+            )));
         };
         let unit = unescape(text).map_err(bad)?;
         let total = unit
@@ -114,7 +116,8 @@ fn unescape(text: &str) -> Result<Vec<u8>, String> {
                 out.push(value);
             }
             other => {
-                let what = other.map_or("end of line".to_owned(), |c| format!("{:?}", char::from(c)));
+                let what =
+                    other.map_or("end of line".to_owned(), |c| format!("{:?}", char::from(c)));
                 return Err(format!("unknown escape before {what}"));
             }
         }
@@ -145,7 +148,10 @@ mod tests {
             "recipe line 1: unknown segment \"bogus\" (expected text: or repeat:)"
         );
         let err = expand_recipe("repeat:99999999999:ab").unwrap_err();
-        assert_eq!(err.to_string(), "recipe line 1: expansion exceeds 67108864 bytes");
+        assert_eq!(
+            err.to_string(),
+            "recipe line 1: expansion exceeds 67108864 bytes"
+        );
         let err = expand_recipe("text:\\xZ1").unwrap_err();
         assert_eq!(err.to_string(), "recipe line 1: \\x needs two hex digits");
     }

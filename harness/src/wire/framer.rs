@@ -182,10 +182,9 @@ impl Framer {
 
     /// Exclusive buffer index past which bytes exceed a limit, and the violation for it.
     fn limit_end(&self, limits: &Limits) -> (usize, Violation) {
-        let header_end = usize::try_from(
-            (limits.max_header_bytes as u64).saturating_sub(self.base),
-        )
-        .unwrap_or(usize::MAX);
+        let header_end =
+            usize::try_from((limits.max_header_bytes as u64).saturating_sub(self.base))
+                .unwrap_or(usize::MAX);
         let header = (
             header_end,
             Violation::HeaderTooLarge {
@@ -261,7 +260,10 @@ impl Framer {
             }
             Lex::Bom(n) => {
                 if UTF8_BOM.get(usize::from(n)) != Some(&b) {
-                    return Err(self.err(pos.saturating_sub(usize::from(n)), Violation::TextAtStreamLevel));
+                    return Err(self.err(
+                        pos.saturating_sub(usize::from(n)),
+                        Violation::TextAtStreamLevel,
+                    ));
                 }
                 self.pos += 1;
                 if n + 1 == 3 {
@@ -312,10 +314,9 @@ impl Framer {
                         self.lex = Lex::EmptySlash;
                         Ok(None)
                     }
-                    b'<' => Err(self.err(
-                        at,
-                        Violation::Xml("'<' is not allowed inside a tag".into()),
-                    )),
+                    b'<' => {
+                        Err(self.err(at, Violation::Xml("'<' is not allowed inside a tag".into())))
+                    }
                     q => {
                         self.lex = Lex::AttrValue(q);
                         Ok(None)
@@ -623,9 +624,14 @@ impl Framer {
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         if self.region == Region::Stanza {
             let Some((start, len)) = self.open.pop() else {
-                return Err(self.err(self.tag_start, Violation::UnexpectedCloseTag { name: lossy(found) }));
+                return Err(self.err(
+                    self.tag_start,
+                    Violation::UnexpectedCloseTag { name: lossy(found) },
+                ));
             };
-            let expected = buf.get(start..start.saturating_add(len)).unwrap_or_default();
+            let expected = buf
+                .get(start..start.saturating_add(len))
+                .unwrap_or_default();
             if expected != found {
                 return Err(self.err(
                     self.tag_start,
@@ -657,7 +663,10 @@ impl Framer {
             self.region = Region::Closed;
             return Ok(Some(Frame::Close));
         }
-        Err(self.err(self.tag_start, Violation::UnexpectedCloseTag { name: lossy(found) }))
+        Err(self.err(
+            self.tag_start,
+            Violation::UnexpectedCloseTag { name: lossy(found) },
+        ))
     }
 
     /// At end of input (`len` bytes buffered): an error unless between elements.

@@ -13,8 +13,8 @@
 //! Byte order mark: a UTF-8 BOM at offset 0 is tolerated and skipped (XML 1.0 §4.3.3 allows
 //! it; RFC 6120 only requires UTF-8); UTF-16 BOMs are refused as unsupported-encoding.
 
-use super::error::{Violation, WireError};
 use super::element::Element;
+use super::error::{Violation, WireError};
 use super::framer::{Frame, Framer, Mode};
 use super::limits::Limits;
 use super::ns;
@@ -118,7 +118,11 @@ impl StreamHeader {
         known
             .into_iter()
             .filter_map(|(n, v)| v.as_deref().map(|v| (n, v)))
-            .chain(self.other_attrs.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .chain(
+                self.other_attrs
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), v.as_str())),
+            )
     }
 }
 
@@ -224,10 +228,10 @@ impl StreamParser {
             let frame = match self.framer.next_frame(&self.buf, &self.limits) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
-                    if self.finished {
-                        if let Err(e) = self.framer.at_eof(&self.buf) {
-                            return Err(self.fail(e));
-                        }
+                    if self.finished
+                        && let Err(e) = self.framer.at_eof(&self.buf)
+                    {
+                        return Err(self.fail(e));
                     }
                     return Ok(None);
                 }
@@ -304,7 +308,10 @@ fn check_declaration(bytes: &[u8], base: u64) -> Result<(), WireError> {
     let version = decl.version().map_err(|e| xml(&e))?;
     if version != "1.0" {
         let version = version.into_owned();
-        return Err(WireError::new(base, Violation::UnsupportedXmlVersion { version }));
+        return Err(WireError::new(
+            base,
+            Violation::UnsupportedXmlVersion { version },
+        ));
     }
     match decl.encoding() {
         None => Ok(()),
@@ -334,7 +341,10 @@ fn parse_header(
     }
     if element.ns != ns::STREAMS {
         let found = element.ns;
-        return Err(WireError::new(base, Violation::WrongStreamNamespace { found }));
+        return Err(WireError::new(
+            base,
+            Violation::WrongStreamNamespace { found },
+        ));
     }
     let default_ns = parsed
         .declared
@@ -400,7 +410,10 @@ pub fn parse_fragment(bytes: &[u8], limits: &Limits) -> Result<Element, WireErro
         if let StreamEvent::Stanza(e) = event {
             if found.is_some() {
                 let at = parser.last_start;
-                return Err(WireError::new(at, Violation::ExpectedOneElement { found: 2 }));
+                return Err(WireError::new(
+                    at,
+                    Violation::ExpectedOneElement { found: 2 },
+                ));
             }
             found = Some(e);
         }

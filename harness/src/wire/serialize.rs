@@ -228,7 +228,10 @@ mod tests {
 
     #[test]
     fn minimal_element() {
-        assert_eq!(Element::new("ping", ns::PING).to_xml(), "<ping xmlns=\"urn:xmpp:ping\"/>");
+        assert_eq!(
+            Element::new("ping", ns::PING).to_xml(),
+            "<ping xmlns=\"urn:xmpp:ping\"/>"
+        );
         assert_eq!(Element::new("a", "").to_xml(), "<a/>");
     }
 
@@ -262,8 +265,8 @@ mod tests {
 
     #[test]
     fn streams_elements_use_the_header_prefix_inside_a_stream() {
-        let features = Element::new("features", ns::STREAMS)
-            .with_child(Element::new("bind", ns::BIND));
+        let features =
+            Element::new("features", ns::STREAMS).with_child(Element::new("bind", ns::BIND));
         assert_eq!(
             features.to_xml_in(ns::JABBER_CLIENT),
             "<stream:features><bind xmlns=\"urn:ietf:params:xml:ns:xmpp-bind\"/></stream:features>"

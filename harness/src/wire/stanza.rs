@@ -341,11 +341,19 @@ fn join(name: &str, kind: Option<&'static str>, env: Envelope, payloads: Vec<Ele
 impl From<Stanza> for Element {
     fn from(s: Stanza) -> Self {
         match s {
-            Stanza::Message(m) => join("message", m.kind.map(MessageType::as_str), m.envelope, m.payloads),
+            Stanza::Message(m) => join(
+                "message",
+                m.kind.map(MessageType::as_str),
+                m.envelope,
+                m.payloads,
+            ),
             Stanza::Iq(i) => join("iq", Some(i.kind.as_str()), i.envelope, i.payloads),
-            Stanza::Presence(p) => {
-                join("presence", p.kind.map(PresenceType::as_str), p.envelope, p.payloads)
-            }
+            Stanza::Presence(p) => join(
+                "presence",
+                p.kind.map(PresenceType::as_str),
+                p.envelope,
+                p.payloads,
+            ),
         }
     }
 }
@@ -365,7 +373,9 @@ mod tests {
     #[test]
     fn minimal_message() {
         let s = Stanza::try_from(client("message")).unwrap();
-        let Stanza::Message(m) = &s else { panic!("{s:?}") };
+        let Stanza::Message(m) = &s else {
+            panic!("{s:?}")
+        };
         assert_eq!(m.kind, None);
         assert!(m.payloads.is_empty());
         assert_eq!(Element::from(s), client("message"));
@@ -378,40 +388,85 @@ mod tests {
             .with_attr("id", "p1")
             .with_attr("to", "example.net")
             .with_attr("custom", "x")
-            .with_child(Element::new("ping", ns::PING).with_child(Element::new("unknown", "urn:x")));
+            .with_child(
+                Element::new("ping", ns::PING).with_child(Element::new("unknown", "urn:x")),
+            );
         let s = Stanza::try_from(e.clone()).unwrap();
-        assert_eq!(s.envelope().other_attrs, vec![("custom".into(), "x".into())]);
+        assert_eq!(
+            s.envelope().other_attrs,
+            vec![("custom".into(), "x".into())]
+        );
         assert_eq!(Element::from(s), e);
     }
 
     #[test]
     fn presence_types() {
         let s = Stanza::try_from(client("presence").with_attr("type", "unavailable")).unwrap();
-        assert!(matches!(s, Stanza::Presence(Presence { kind: Some(PresenceType::Unavailable), .. })));
+        assert!(matches!(
+            s,
+            Stanza::Presence(Presence {
+                kind: Some(PresenceType::Unavailable),
+                ..
+            })
+        ));
     }
 
     #[test]
     fn errors_have_exact_messages_and_conditions() {
         let cases = [
-            (Element::new("features", ns::STREAMS), "element <features> in namespace \"http://etherx.jabber.org/streams\" is not a stanza", "stream error unsupported-stanza-type"),
-            (Element::new("message", "urn:x"), "stanza <message> is in namespace \"urn:x\", not jabber:client or jabber:server", "stream error invalid-namespace"),
-            (client("message").with_attr("type", "bogus"), "message type \"bogus\" is not defined by RFC 6120", "stanza error bad-request"),
-            (client("iq").with_attr("id", "1"), "iq without a type attribute", "stanza error bad-request"),
-            (client("iq").with_attr("type", "get"), "iq without an id attribute", "stanza error bad-request"),
-            (client("iq").with_attr("type", "set").with_attr("id", "1"), "iq of type set has 0 child elements, expected exactly one", "stanza error bad-request"),
             (
-                client("iq").with_attr("type", "result").with_attr("id", "1")
-                    .with_child(client("a")).with_child(client("b")),
+                Element::new("features", ns::STREAMS),
+                "element <features> in namespace \"http://etherx.jabber.org/streams\" is not a stanza",
+                "stream error unsupported-stanza-type",
+            ),
+            (
+                Element::new("message", "urn:x"),
+                "stanza <message> is in namespace \"urn:x\", not jabber:client or jabber:server",
+                "stream error invalid-namespace",
+            ),
+            (
+                client("message").with_attr("type", "bogus"),
+                "message type \"bogus\" is not defined by RFC 6120",
+                "stanza error bad-request",
+            ),
+            (
+                client("iq").with_attr("id", "1"),
+                "iq without a type attribute",
+                "stanza error bad-request",
+            ),
+            (
+                client("iq").with_attr("type", "get"),
+                "iq without an id attribute",
+                "stanza error bad-request",
+            ),
+            (
+                client("iq").with_attr("type", "set").with_attr("id", "1"),
+                "iq of type set has 0 child elements, expected exactly one",
+                "stanza error bad-request",
+            ),
+            (
+                client("iq")
+                    .with_attr("type", "result")
+                    .with_attr("id", "1")
+                    .with_child(client("a"))
+                    .with_child(client("b")),
                 "iq of type result has 2 child elements, expected at most one",
                 "stanza error bad-request",
             ),
-            (client("iq").with_attr("type", "error").with_attr("id", "1"), "iq of type error without an <error/> child", "stanza error bad-request"),
+            (
+                client("iq").with_attr("type", "error").with_attr("id", "1"),
+                "iq of type error without an <error/> child",
+                "stanza error bad-request",
+            ),
         ];
         for (e, message, condition) in cases {
             let error = Stanza::try_from(e).unwrap_err();
             assert_eq!(error.to_string(), message);
             assert_eq!(error.condition().to_string(), condition);
         }
-        assert_eq!(err(client("presence").with_attr("type", "x")), "presence type \"x\" is not defined by RFC 6120");
+        assert_eq!(
+            err(client("presence").with_attr("type", "x")),
+            "presence type \"x\" is not defined by RFC 6120"
+        );
     }
 }

@@ -82,18 +82,27 @@ fn stream_with_header_features_stanzas_and_close() {
                  </stream:features> <message><body>x</body></message>\n</stream:stream> \n";
     let evs = events(input.as_bytes()).unwrap();
     assert_eq!(evs.len(), 4);
-    let StreamEvent::Header(h) = &evs[0] else { panic!("{evs:?}") };
+    let StreamEvent::Header(h) = &evs[0] else {
+        panic!("{evs:?}")
+    };
     assert_eq!(h.to.as_deref(), Some("example.net"));
     assert_eq!(h.version.as_deref(), Some("1.0"));
     assert_eq!(h.lang.as_deref(), Some("en"));
     assert_eq!(h.default_ns, ns::JABBER_CLIENT);
     assert!(h.other_attrs.is_empty());
-    let StreamEvent::Stanza(f) = &evs[1] else { panic!() };
+    let StreamEvent::Stanza(f) = &evs[1] else {
+        panic!()
+    };
     assert!(f.is("features", ns::STREAMS));
     assert!(f.child("bind", ns::BIND).is_some());
-    let StreamEvent::Stanza(m) = &evs[2] else { panic!() };
+    let StreamEvent::Stanza(m) = &evs[2] else {
+        panic!()
+    };
     assert!(m.is("message", ns::JABBER_CLIENT));
-    assert_eq!(m.to_xml_in(ns::JABBER_CLIENT), "<message><body>x</body></message>");
+    assert_eq!(
+        m.to_xml_in(ns::JABBER_CLIENT),
+        "<message><body>x</body></message>"
+    );
     assert_eq!(evs[3], StreamEvent::Close);
     // The header writes back to an equivalent header.
     let again = events(format!("{}{}", h.to_xml(), STREAM_CLOSE).as_bytes()).unwrap();
@@ -103,14 +112,24 @@ fn stream_with_header_features_stanzas_and_close() {
 
 #[test]
 fn self_closing_header_is_header_then_close() {
-    let evs = events(b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'/>").unwrap();
-    assert!(matches!(&evs[..], [StreamEvent::Header(_), StreamEvent::Close]));
+    let evs = events(
+        b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams'/>",
+    )
+    .unwrap();
+    assert!(matches!(
+        &evs[..],
+        [StreamEvent::Header(_), StreamEvent::Close]
+    ));
 }
 
 #[test]
 fn stream_without_close_is_fine_but_not_inside_a_stanza() {
-    let head = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
-    assert_eq!(check_document(format!("{head}<presence/>").as_bytes(), &Limits::default()), Ok(1));
+    let head =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+    assert_eq!(
+        check_document(format!("{head}<presence/>").as_bytes(), &Limits::default()),
+        Ok(1)
+    );
     assert_eq!(
         error(format!("{head}<presence>").as_bytes()),
         "element <presence> at byte 95: it is not closed at the end of the input"
@@ -119,7 +138,10 @@ fn stream_without_close_is_fine_but_not_inside_a_stanza() {
 
 #[test]
 fn bom_is_skipped_and_empty_input_has_no_stanzas() {
-    assert_eq!(check_document(b"\xEF\xBB\xBF<?xml version='1.0'?><a/>", &Limits::default()), Ok(1));
+    assert_eq!(
+        check_document(b"\xEF\xBB\xBF<?xml version='1.0'?><a/>", &Limits::default()),
+        Ok(1)
+    );
     assert_eq!(check_document(b"", &Limits::default()), Ok(0));
     assert_eq!(check_document(b" \n\t", &Limits::default()), Ok(0));
 }
@@ -218,8 +240,14 @@ fn structure_errors() {
         error(b"<a><b></a>"),
         "end tag </a> at byte 6: it does not match the open element <b>"
     );
-    assert_eq!(error(b"</a>"), "end tag </a> at byte 0: there is no open element to close");
-    assert_eq!(error(b"<a><b"), "end of input at byte 5: the input ends inside a tag");
+    assert_eq!(
+        error(b"</a>"),
+        "end tag </a> at byte 0: there is no open element to close"
+    );
+    assert_eq!(
+        error(b"<a><b"),
+        "end of input at byte 5: the input ends inside a tag"
+    );
     assert_eq!(
         error(b"<a b='1' b='2'/>"),
         "attribute b at byte 9: it appears more than once on the element (XML 1.0 §3.1)"
@@ -276,7 +304,8 @@ fn namespace_errors() {
 
 #[test]
 fn stream_level_errors() {
-    let head = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+    let head =
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
     assert_eq!(
         error(format!("{head}</stream:other>").as_bytes()),
         "end tag </stream:other> at byte 85: it does not match the open element <stream:stream>"

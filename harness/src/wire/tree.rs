@@ -46,7 +46,8 @@ pub(crate) fn validate_text(bytes: &[u8], base: u64) -> Result<&str, WireError> 
     if let Some((i, codepoint)) = forbidden {
         return Err(WireError::new(at(i), Violation::InvalidChar { codepoint }));
     }
-    std::str::from_utf8(bytes).map_err(|e| WireError::new(at(e.valid_up_to()), Violation::InvalidUtf8))
+    std::str::from_utf8(bytes)
+        .map_err(|e| WireError::new(at(e.valid_up_to()), Violation::InvalidUtf8))
 }
 
 /// Parses the complete bytes of one top-level element into a tree.
@@ -62,7 +63,11 @@ pub(crate) fn parse_element(
 }
 
 /// Parses a lone start tag (the stream header) with no inherited bindings.
-pub(crate) fn parse_start_tag(bytes: &[u8], base: u64, limits: &Limits) -> Result<ParsedStart, WireError> {
+pub(crate) fn parse_start_tag(
+    bytes: &[u8],
+    base: u64,
+    limits: &Limits,
+) -> Result<ParsedStart, WireError> {
     let src = validate_text(bytes, base)?;
     let empty = NsContext::default();
     let mut b = Builder::new(src, base, limits, &empty);
@@ -78,7 +83,10 @@ pub(crate) fn parse_start_tag(bytes: &[u8], base: u64, limits: &Limits) -> Resul
                 .collect();
             Ok(ParsedStart { element, declared })
         }
-        Ok(_) => Err(WireError::new(base, Violation::Xml("expected a start tag".into()))),
+        Ok(_) => Err(WireError::new(
+            base,
+            Violation::Xml("expected a start tag".into()),
+        )),
         Err(e) => Err(b.xml_error(&reader, &e)),
     }
 }
@@ -220,7 +228,11 @@ impl<'a> Builder<'a> {
                 }
                 Event::Decl(_) => return Err(self.err(at, Violation::XmlDeclarationNotAtStart)),
                 Event::Eof => {
-                    let name = self.stack.last().map(|e| e.name.clone()).unwrap_or_default();
+                    let name = self
+                        .stack
+                        .last()
+                        .map(|e| e.name.clone())
+                        .unwrap_or_default();
                     return Err(self.err(self.src.len(), Violation::UnclosedTag { name }));
                 }
             }
@@ -265,17 +277,21 @@ impl<'a> Builder<'a> {
         let qname: &str = e.name().0;
         let name_at = at.saturating_add(1);
         let Some((prefix, local)) = split_qname(qname) else {
-            return Err(self.err(name_at, Violation::InvalidName { name: qname.to_owned() }));
+            return Err(self.err(
+                name_at,
+                Violation::InvalidName {
+                    name: qname.to_owned(),
+                },
+            ));
         };
         let mark = self.bindings.len();
         let limits = self.limits;
         let mut attrs: Vec<(String, String)> = Vec::new();
-        let mut count = 0usize;
         let mut default_declared = false;
         // Prefixed (non-declaration) attributes, resolved once all declarations are known.
         let mut prefixed: Vec<(&str, &str, &str, usize)> = Vec::new();
         let mut decls = 0usize;
-        for attr in e.attributes().with_checks(false) {
+        for (count, attr) in e.attributes().with_checks(false).enumerate() {
             let attr = attr.map_err(|err| self.attr_error(&err, name_at))?;
             let key: &str = attr.key.0;
             let key_at = self.offset_of(key, name_at);
@@ -295,7 +311,6 @@ impl<'a> Builder<'a> {
                 let limit = limits.max_attributes;
                 return Err(self.err(key_at, Violation::TooManyAttributes { limit }));
             }
-            count += 1;
             // Every attribute but the default declaration lands in `attrs`, so that is where
             // literal duplicates show (at most `max_attributes` comparisons).
             let duplicate = if key == "xmlns" {
@@ -304,7 +319,12 @@ impl<'a> Builder<'a> {
                 attrs.iter().any(|(n, _)| n == key)
             };
             if duplicate {
-                return Err(self.err(key_at, Violation::DuplicateAttribute { name: key.to_owned() }));
+                return Err(self.err(
+                    key_at,
+                    Violation::DuplicateAttribute {
+                        name: key.to_owned(),
+                    },
+                ));
             }
             let raw: &str = &attr.value;
             let value_at = self.offset_of(raw, key_at);
@@ -312,7 +332,8 @@ impl<'a> Builder<'a> {
                 let limit = limits.max_attr_value_bytes;
                 return Err(self.err(value_at, Violation::AttributeValueTooLong { limit }));
             }
-            let value = unescape_attr(raw).map_err(|(i, v)| self.err(value_at.saturating_add(i), v))?;
+            let value =
+                unescape_attr(raw).map_err(|(i, v)| self.err(value_at.saturating_add(i), v))?;
             if let Some(decl_prefix) = declared {
                 check_declaration(key, decl_prefix, &value).map_err(|v| self.err(key_at, v))?;
                 let value = match value {
@@ -328,7 +349,12 @@ impl<'a> Builder<'a> {
             }
             match split_qname(key) {
                 None => {
-                    return Err(self.err(key_at, Violation::InvalidName { name: key.to_owned() }));
+                    return Err(self.err(
+                        key_at,
+                        Violation::InvalidName {
+                            name: key.to_owned(),
+                        },
+                    ));
                 }
                 Some((Some(p), l)) => prefixed.push((p, l, key, key_at)),
                 Some((None, _)) => {}
@@ -344,10 +370,20 @@ impl<'a> Builder<'a> {
         let mut resolved: Vec<(&str, &str)> = Vec::with_capacity(prefixed.len());
         for &(p, l, key, key_at) in &prefixed {
             let Some(uri) = self.resolve(Some(p)) else {
-                return Err(self.err(key_at, Violation::UndeclaredPrefix { prefix: p.to_owned() }));
+                return Err(self.err(
+                    key_at,
+                    Violation::UndeclaredPrefix {
+                        prefix: p.to_owned(),
+                    },
+                ));
             };
             if resolved.iter().any(|&(u, rl)| u == uri && rl == l) {
-                return Err(self.err(key_at, Violation::DuplicateAttribute { name: key.to_owned() }));
+                return Err(self.err(
+                    key_at,
+                    Violation::DuplicateAttribute {
+                        name: key.to_owned(),
+                    },
+                ));
             }
             resolved.push((uri, l));
         }
@@ -365,12 +401,15 @@ impl<'a> Builder<'a> {
         let rel = |p: usize| name_at.saturating_add(p);
         match *err {
             AttrError::UnquotedValue(p) => self.err(rel(p), Violation::UnquotedAttributeValue),
-            AttrError::Duplicated(p, _) => {
-                self.err(rel(p), Violation::DuplicateAttribute { name: String::new() })
-            }
-            AttrError::ExpectedEq(p) | AttrError::ExpectedValue(p) | AttrError::ExpectedQuote(p, _) => {
-                self.err(rel(p), Violation::Xml(err.to_string()))
-            }
+            AttrError::Duplicated(p, _) => self.err(
+                rel(p),
+                Violation::DuplicateAttribute {
+                    name: String::new(),
+                },
+            ),
+            AttrError::ExpectedEq(p)
+            | AttrError::ExpectedValue(p)
+            | AttrError::ExpectedQuote(p, _) => self.err(rel(p), Violation::Xml(err.to_string())),
         }
     }
 }
@@ -383,7 +422,9 @@ fn check_declaration(key: &str, prefix: &str, value: &str) -> Result<(), Violati
         reason,
     };
     if !prefix.is_empty() && !is_ncname(prefix) {
-        return Err(Violation::InvalidName { name: key.to_owned() });
+        return Err(Violation::InvalidName {
+            name: key.to_owned(),
+        });
     }
     match prefix {
         "xmlns" => Err(bad("the xmlns prefix cannot be declared")),
@@ -409,8 +450,12 @@ pub(crate) fn resolve_reference(name: &str) -> Result<char, Violation> {
             Some(num) => parse_char_ref(num).ok_or_else(|| Violation::InvalidCharReference {
                 reference: name.to_owned(),
             }),
-            None if is_ncname(name) => Err(Violation::UndefinedEntity { name: name.to_owned() }),
-            None => Err(Violation::Xml(format!("'&{name};' is not a valid reference"))),
+            None if is_ncname(name) => Err(Violation::UndefinedEntity {
+                name: name.to_owned(),
+            }),
+            None => Err(Violation::Xml(format!(
+                "'&{name};' is not a valid reference"
+            ))),
         },
     }
 }
@@ -437,7 +482,10 @@ fn parse_char_ref(num: &str) -> Option<char> {
 /// returns the byte index in `raw` and the violation.
 fn unescape_attr(raw: &str) -> Result<Cow<'_, str>, (usize, Violation)> {
     let bytes = raw.as_bytes();
-    if !bytes.iter().any(|&b| matches!(b, b'&' | b'\t' | b'\n' | b'\r')) {
+    if !bytes
+        .iter()
+        .any(|&b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
+    {
         return Ok(Cow::Borrowed(raw));
     }
     let mut out = String::with_capacity(raw.len());
@@ -449,7 +497,10 @@ fn unescape_attr(raw: &str) -> Result<Cow<'_, str>, (usize, Violation)> {
                 out.push_str(raw.get(run..i).unwrap_or_default());
                 let rest = raw.get(i + 1..).unwrap_or_default();
                 let Some(semi) = rest.find(';') else {
-                    return Err((i, Violation::Xml("'&' must start a reference ending with ';'".into())));
+                    return Err((
+                        i,
+                        Violation::Xml("'&' must start a reference ending with ';'".into()),
+                    ));
                 };
                 let name = rest.get(..semi).unwrap_or_default();
                 out.push(resolve_reference(name).map_err(|v| (i, v))?);
@@ -459,7 +510,11 @@ fn unescape_attr(raw: &str) -> Result<Cow<'_, str>, (usize, Violation)> {
             b'\t' | b'\n' | b'\r' => {
                 out.push_str(raw.get(run..i).unwrap_or_default());
                 out.push(' ');
-                i += if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') { 2 } else { 1 };
+                i += if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                };
                 run = i;
             }
             _ => i += 1,
