@@ -236,3 +236,12 @@ fn http_steps_catch_an_echoed_secret() {
     assert!(stdout.contains("requirement AUTH-10"), "{stdout}");
     assert!(stdout.contains("--scenarios "), "the rerun line keeps the suite directory: {stdout}");
 }
+
+#[test]
+fn an_unsupported_answer_is_not_applicable_never_a_pass() {
+    let (code, v) = run_broken("answers-unsupported", "stanza/ping");
+    assert_eq!(code, Some(0), "{v}");
+    let s = &v["scenarios"][0];
+    assert_eq!(s["verdict"], "not-applicable", "{s}");
+    assert_eq!(v["summary"]["pass"], 0);
+}

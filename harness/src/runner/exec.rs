@@ -37,9 +37,30 @@ pub(super) async fn run_guarded(
     let task = {
         let scenario = Arc::clone(&scenario);
         let transcript = transcript.clone();
-        tokio::spawn(async move { Exec::run(&scenario, &iut, &dirs, seed, transcript).await })
+        async move { Exec::run(&scenario, &iut, &dirs, seed, transcript).await }
     };
-    let (verdict, failure, stderr) = match task.await {
+    let (verdict, failure, stderr) = catch_panic(task).await;
+    let keep_details = verdict != Verdict::Pass;
+    ScenarioResult {
+        id: scenario.id.clone(),
+        title: scenario.title.clone(),
+        requirements: scenario.requirements.clone(),
+        verdict,
+        duration_ms: started.elapsed().as_millis() as u64,
+        seed,
+        failure,
+        transcript: keep_details.then(|| transcript.entries()),
+        iut_stderr: if keep_details { stderr.filter(|s| !s.is_empty()) } else { None },
+    }
+}
+
+/// Runs a scenario's future in its own task: a panic there becomes an error
+/// verdict for that scenario alone, and the run goes on.
+async fn catch_panic<F>(scenario: F) -> Outcome
+where
+    F: std::future::Future<Output = Outcome> + Send + 'static,
+{
+    match tokio::spawn(scenario).await {
         Ok(outcome) => outcome,
         Err(e) => {
             let why = if e.is_panic() {
@@ -65,18 +86,6 @@ pub(super) async fn run_guarded(
                 None,
             )
         }
-    };
-    let keep_details = verdict != Verdict::Pass;
-    ScenarioResult {
-        id: scenario.id.clone(),
-        title: scenario.title.clone(),
-        requirements: scenario.requirements.clone(),
-        verdict,
-        duration_ms: started.elapsed().as_millis() as u64,
-        seed,
-        failure,
-        transcript: keep_details.then(|| transcript.entries()),
-        iut_stderr: if keep_details { stderr.filter(|s| !s.is_empty()) } else { None },
     }
 }
 
@@ -850,5 +859,30 @@ impl Deviation {
             self.requirement = None;
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_becomes_an_error_verdict() {
+        let (verdict, failure, _) = catch_panic(async {
+            let v: Vec<u8> = Vec::new();
+            // A deliberate out-of-bounds index, as a harness bug would do.
+            let i = v.len() + 3;
+            (Verdict::Pass, None, Some(v[i].to_string()))
+        })
+        .await;
+        assert_eq!(verdict, Verdict::Error);
+        let got = failure.map(|f| f.got).unwrap_or_default();
+        assert!(got.starts_with("harness panic: index out of bounds"), "{got}");
+    }
+
+    #[tokio::test]
+    async fn an_outcome_passes_through() {
+        let (verdict, failure, stderr) = catch_panic(async { (Verdict::Fail, None, Some("e".into())) }).await;
+        assert_eq!((verdict, failure, stderr.as_deref()), (Verdict::Fail, None, Some("e")));
     }
 }

@@ -364,6 +364,21 @@ mod tests {
     }
 
     #[test]
+    fn partitions_cover_the_suite_once() {
+        let dirs = SuiteDirs::bundled();
+        let suite = load_suite(&dirs, Catalogue::embedded()).expect("bundled suite loads");
+        let mut seen: Vec<&str> = Vec::new();
+        for k in 1..=3 {
+            seen.extend(select(&suite, None, &[], Some((k, 3))).iter().map(|s| s.id.as_str()));
+        }
+        seen.sort();
+        let all: Vec<&str> = suite.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(seen, all);
+        let exact = select(&suite, None, &["stanza/ping".to_string()], None);
+        assert_eq!(exact.len(), 1);
+    }
+
+    #[test]
     fn line_numbers() {
         assert_eq!(line_of("a\nb\nc", 0), 1);
         assert_eq!(line_of("a\nb\nc", 2), 2);
