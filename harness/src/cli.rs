@@ -109,8 +109,12 @@ pub struct RunArgs {
 
 fn parse_partition(s: &str) -> Result<(usize, usize), String> {
     let (k, n) = s.split_once('/').ok_or("expected K/N, e.g. 1/4")?;
-    let k: usize = k.parse().map_err(|_| format!("K in {s:?} is not a number"))?;
-    let n: usize = n.parse().map_err(|_| format!("N in {s:?} is not a number"))?;
+    let k: usize = k
+        .parse()
+        .map_err(|_| format!("K in {s:?} is not a number"))?;
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("N in {s:?} is not a number"))?;
     if n == 0 || k == 0 || k > n {
         return Err(format!("need 1 ≤ K ≤ N, got {k}/{n}"));
     }
@@ -123,12 +127,20 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::ERROR } else { exit::OK };
+            return if e.use_stderr() {
+                exit::ERROR
+            } else {
+                exit::OK
+            };
         }
     };
     match cli.command {
         Command::Run(args) => cmd_run(args),
-        Command::List { filter, scenarios, json } => cmd_list(filter.as_deref(), scenarios, json),
+        Command::List {
+            filter,
+            scenarios,
+            json,
+        } => cmd_list(filter.as_deref(), scenarios, json),
         Command::Explain { id, json } => cmd_explain(id.as_deref(), json),
         Command::CheckStanza { input } => cmd_check_stanza(&input),
         Command::Serve(args) => crate::roles::serve::run(args),
@@ -145,7 +157,10 @@ fn suite_dirs(scenarios: Option<PathBuf>) -> SuiteDirs {
     match scenarios {
         Some(dir) => {
             // Fixtures resolve beside a custom suite when it has them.
-            let fixtures = dir.parent().map(|p| p.join("fixtures")).filter(|f| f.is_dir());
+            let fixtures = dir
+                .parent()
+                .map(|p| p.join("fixtures"))
+                .filter(|f| f.is_dir());
             SuiteDirs {
                 scenarios: dir,
                 fixtures: fixtures.unwrap_or(bundled.fixtures),
@@ -180,18 +195,24 @@ fn cmd_run(args: RunArgs) -> i32 {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let selected: Vec<scenario::Scenario> =
-        scenario::select(&suite, args.filter.as_deref(), &args.scenario_ids, args.partition)
-            .into_iter()
-            .cloned()
-            .collect();
+    let selected: Vec<scenario::Scenario> = scenario::select(
+        &suite,
+        args.filter.as_deref(),
+        &args.scenario_ids,
+        args.partition,
+    )
+    .into_iter()
+    .cloned()
+    .collect();
     if selected.is_empty() {
         return fail("no scenario matches the selection (see `gatecheck list`)");
     }
     let seed = args.seed.unwrap_or_else(fresh_seed);
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
     let mut rerun = String::from("gatecheck run");
     if let Some(p) = &args.iut {
         rerun.push_str(&format!(" --iut {}", p.display()));
@@ -203,14 +224,18 @@ fn cmd_run(args: RunArgs) -> i32 {
         rerun.push_str(&format!(" --scenarios {}", d.display()));
     }
     let opts = RunOptions { seed, jobs, dirs };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     let stdout = std::io::stdout();
     let mut reporter = TerminalReporter::new(stdout.lock(), rerun, live_progress());
-    let (results, summary) =
-        runtime.block_on(runner::run(&selected, &iut, &opts, |ev| reporter.handle(ev)));
+    let (results, summary) = runtime.block_on(runner::run(&selected, &iut, &opts, |ev| {
+        reporter.handle(ev)
+    }));
     let run_id = report::run_id(seed);
     let info = IutInfo {
         name: iut.name.clone(),
@@ -229,9 +254,18 @@ fn cmd_run(args: RunArgs) -> i32 {
     };
     match report::write_json(&args.report_dir, &report) {
         Ok(path) => println!("report: {}", path.display()),
-        Err(e) => return fail(format!("cannot write the report under {}: {e}", args.report_dir.display())),
+        Err(e) => {
+            return fail(format!(
+                "cannot write the report under {}: {e}",
+                args.report_dir.display()
+            ));
+        }
     }
-    if summary.all_passed() { exit::OK } else { exit::FAILED }
+    if summary.all_passed() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
 }
 
 fn fresh_seed() -> u64 {
@@ -258,7 +292,13 @@ fn cmd_list(filter: Option<&str>, scenarios: Option<PathBuf>, json: bool) -> i32
             })
             .to_string()
         } else {
-            format!("{:<44} {:<7} {:<28} {}", s.id, s.role.to_string(), s.requirements.join(","), s.title)
+            format!(
+                "{:<44} {:<7} {:<28} {}",
+                s.id,
+                s.role.to_string(),
+                s.requirements.join(","),
+                s.title
+            )
         };
         if writeln!(out, "{line}").is_err() {
             return exit::ERROR;
@@ -321,7 +361,10 @@ const MAX_CHECK_INPUT: u64 = 64 * 1024 * 1024;
 fn cmd_check_stanza(input: &str) -> i32 {
     let mut bytes = Vec::new();
     let read = if input == "-" {
-        std::io::stdin().lock().take(MAX_CHECK_INPUT + 1).read_to_end(&mut bytes)
+        std::io::stdin()
+            .lock()
+            .take(MAX_CHECK_INPUT + 1)
+            .read_to_end(&mut bytes)
     } else {
         match std::fs::File::open(input) {
             Ok(f) => f.take(MAX_CHECK_INPUT + 1).read_to_end(&mut bytes),

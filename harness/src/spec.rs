@@ -90,7 +90,9 @@ pub struct Requirement {
 /// A defect in SPEC.md's requirement format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
-    #[error("SPEC.md:{line}: malformed requirement heading {heading:?}: expected `#### PREFIX-N [LEVEL] Title`")]
+    #[error(
+        "SPEC.md:{line}: malformed requirement heading {heading:?}: expected `#### PREFIX-N [LEVEL] Title`"
+    )]
     MalformedHeading { line: usize, heading: String },
     #[error("SPEC.md:{line}: unknown requirement prefix {prefix:?} (known: {})", PREFIXES.join(", "))]
     UnknownPrefix { line: usize, prefix: String },

@@ -23,7 +23,12 @@ fn run_with_stdin(args: &[&str], stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("gatecheck starts");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
     child.wait_with_output().expect("gatecheck finishes")
 }
 
@@ -40,7 +45,13 @@ fn check_stanza_refuses_a_doctype_from_stdin() {
     assert_eq!(v["ok"], false);
     assert_eq!(v["condition"], "restricted-xml");
     assert_eq!(v["offset"], 0);
-    assert!(v["message"].as_str().unwrap_or_default().contains("DOCTYPE"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("DOCTYPE"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -56,7 +67,11 @@ fn check_stanza_accepts_every_good_fixture() {
         let v = json_line(&out);
         assert_eq!(out.status.code(), Some(0), "{}: {v}", path.display());
         assert_eq!(v["ok"], true);
-        assert!(v["stanzas"].as_u64().unwrap_or(0) >= 1, "{}: {v}", path.display());
+        assert!(
+            v["stanzas"].as_u64().unwrap_or(0) >= 1,
+            "{}: {v}",
+            path.display()
+        );
         seen += 1;
     }
     assert!(seen >= 12, "only {seen} good fixtures");
@@ -64,7 +79,10 @@ fn check_stanza_accepts_every_good_fixture() {
 
 #[test]
 fn check_stanza_reports_a_missing_file_as_usage_error() {
-    let out = bin().args(["check-stanza", "/nonexistent/gatecheck.xml"]).output().expect("runs");
+    let out = bin()
+        .args(["check-stanza", "/nonexistent/gatecheck.xml"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/gatecheck.xml"), "{err}");
@@ -86,15 +104,26 @@ fn explain_works_for_every_requirement() {
 
 #[test]
 fn explain_unknown_id_suggests_neighbours() {
-    let out = bin().args(["explain", "STREAM-999"]).output().expect("runs");
+    let out = bin()
+        .args(["explain", "STREAM-999"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("no requirement \"STREAM-999\"") && err.contains("STREAM-1"), "{err}");
+    assert!(
+        err.contains("no requirement \"STREAM-999\"") && err.contains("STREAM-1"),
+        "{err}"
+    );
 }
 
 #[test]
 fn help_texts() {
-    for args in [vec!["--help"], vec!["run", "--help"], vec!["check-stanza", "--help"], vec!["explain", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["check-stanza", "--help"],
+        vec!["explain", "--help"],
+    ] {
         let out = bin().args(&args).output().expect("runs");
         assert_eq!(out.status.code(), Some(0));
         let name = match args[0] {
@@ -107,7 +136,10 @@ fn help_texts() {
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = bin().args(["run", "--partition", "3/2"]).output().expect("runs");
+    let out = bin()
+        .args(["run", "--partition", "3/2"])
+        .output()
+        .expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let out = bin().args(["frobnicate"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2));
@@ -118,11 +150,16 @@ fn list_shows_every_scenario_with_requirements() {
     let out = bin().args(["list", "--json"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    let lines: Vec<serde_json::Value> =
-        text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert!(lines.len() >= 30, "only {} scenarios", lines.len());
     for l in &lines {
-        assert!(!l["requirements"].as_array().expect("array").is_empty(), "{l}");
+        assert!(
+            !l["requirements"].as_array().expect("array").is_empty(),
+            "{l}"
+        );
     }
 }
 
@@ -165,8 +202,20 @@ fn an_iut_that_dies_mid_run_fails_and_the_report_is_written() {
     assert_eq!(code, Some(1));
     let s = &v["scenarios"][0];
     assert_eq!(s["verdict"], "fail", "{s}");
-    assert!(s["failure"]["got"].as_str().unwrap_or_default().contains("exited"), "{s}");
-    assert!(s["iut_stderr"].as_str().unwrap_or_default().contains("exiting on purpose"), "{s}");
+    assert!(
+        s["failure"]["got"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exited"),
+        "{s}"
+    );
+    assert!(
+        s["iut_stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exiting on purpose"),
+        "{s}"
+    );
     assert_eq!(v["summary"]["fail"], 1);
 }
 
@@ -185,7 +234,10 @@ fn an_iut_that_never_connects_fails_within_the_step_timeout() {
     assert_eq!(s["verdict"], "fail", "{s}");
     assert_eq!(s["failure"]["step"], 1);
     assert!(s["duration_ms"].as_u64().unwrap_or(u64::MAX) < 4000, "{s}");
-    assert!(s["transcript"].as_array().is_some_and(|t| !t.is_empty()), "{s}");
+    assert!(
+        s["transcript"].as_array().is_some_and(|t| !t.is_empty()),
+        "{s}"
+    );
 }
 
 #[test]
@@ -194,7 +246,13 @@ fn garbage_on_the_driver_channel_fails_with_the_line() {
     assert_eq!(code, Some(1));
     let s = &v["scenarios"][0];
     assert_eq!(s["verdict"], "fail", "{s}");
-    assert!(s["failure"]["got"].as_str().unwrap_or_default().contains("this is not json"), "{s}");
+    assert!(
+        s["failure"]["got"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("this is not json"),
+        "{s}"
+    );
 }
 
 #[test]
@@ -218,7 +276,10 @@ fn run_http_probe(iut: &str) -> (Option<i32>, String) {
         .env("CI", "true")
         .output()
         .expect("runs");
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -232,9 +293,15 @@ fn http_steps_against_a_real_server() {
 fn http_steps_catch_an_echoed_secret() {
     let (code, stdout) = run_http_probe("iut-echo.toml");
     assert_eq!(code, Some(1), "{stdout}");
-    assert!(stdout.contains("FAIL   server/auth-no-token-echo"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL   server/auth-no-token-echo"),
+        "{stdout}"
+    );
     assert!(stdout.contains("requirement AUTH-10"), "{stdout}");
-    assert!(stdout.contains("--scenarios "), "the rerun line keeps the suite directory: {stdout}");
+    assert!(
+        stdout.contains("--scenarios "),
+        "the rerun line keeps the suite directory: {stdout}"
+    );
 }
 
 #[test]

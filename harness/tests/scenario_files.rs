@@ -25,7 +25,10 @@ fn the_bundled_suite_loads_and_cites_only_spec_ids() {
 #[test]
 fn requirement_ids_cited_by_the_harness_exist() {
     for id in req::ALL {
-        assert!(Catalogue::embedded().contains(id), "harness check cites {id}, not in SPEC.md");
+        assert!(
+            Catalogue::embedded().contains(id),
+            "harness check cites {id}, not in SPEC.md"
+        );
     }
 }
 
@@ -36,15 +39,21 @@ fn parse(text: &str) -> Result<Scenario, String> {
         let shown = e.to_string();
         // Strip the directory so the assertion reads the same on every machine.
         let file = Path::new(&shown).to_string_lossy().into_owned();
-        file.rsplit_once("scenarios/").map(|(_, rest)| rest.to_string()).unwrap_or(file)
+        file.rsplit_once("scenarios/")
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or(file)
     })
 }
 
-const HEAD: &str = "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"STREAM-13\"]\nrole = \"client\"\n";
+const HEAD: &str =
+    "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"STREAM-13\"]\nrole = \"client\"\n";
 
 #[test]
 fn a_valid_example_parses() {
-    let s = parse(&format!("{HEAD}\n[[step]]\nsession = {{}}\n\n[[step]]\nexpect_nothing = 10\n")).expect("valid");
+    let s = parse(&format!(
+        "{HEAD}\n[[step]]\nsession = {{}}\n\n[[step]]\nexpect_nothing = 10\n"
+    ))
+    .expect("valid");
     assert_eq!(s.steps.len(), 3, "session expands into connect + negotiate");
     assert_eq!(s.steps[2].line, 9);
 }
@@ -77,7 +86,9 @@ fn mistakes_are_reported_with_file_and_line() {
             "stream/example.toml:6: \"restricted-xmll\" is not an RFC 6120 stream error condition",
         ),
         (
-            &format!("{HEAD}\n[[step]]\nconnect = {{ handshake = \"wrong-key\", transport = \"tls\" }}\n"),
+            &format!(
+                "{HEAD}\n[[step]]\nconnect = {{ handshake = \"wrong-key\", transport = \"tls\" }}\n"
+            ),
             "stream/example.toml:6: handshake mode needs transport noise, but the step pins tls",
         ),
         (
@@ -88,7 +99,7 @@ fn mistakes_are_reported_with_file_and_line() {
             &format!("{HEAD}\n[[step]]\nsendd = \"<a/>\"\n"),
             "stream/example.toml:7: unknown field `sendd`",
         ),
-        (&format!("{HEAD}"), "stream/example.toml:1: missing field `step`"),
+        (HEAD, "stream/example.toml:1: missing field `step`"),
     ];
     for (text, want) in cases {
         let got = parse(text).expect_err(want);

@@ -42,7 +42,10 @@ fn main() {
     let launches: Vec<Duration> = (0..SAMPLES)
         .map(|_| {
             let t = Instant::now();
-            let ok = Command::new(&reference).arg("--list-mutants").output().expect("runs");
+            let ok = Command::new(&reference)
+                .arg("--list-mutants")
+                .output()
+                .expect("runs");
             assert!(ok.status.success());
             t.elapsed()
         })
@@ -55,18 +58,29 @@ fn main() {
     let path = dirs.scenarios.join("bench/overhead.toml");
     let overhead_scenario = Scenario::parse(&path, text, catalogue, &dirs).expect("bench scenario");
     let one = vec![overhead_scenario];
-    let opts = |seed| RunOptions { seed, jobs: 1, dirs: dirs.clone() };
+    let opts = |seed| RunOptions {
+        seed,
+        jobs: 1,
+        dirs: dirs.clone(),
+    };
     let mut overheads = Vec::with_capacity(SAMPLES);
     for i in 0..SAMPLES {
         let t = Instant::now();
         let (results, _) = rt.block_on(runner::run(&one, &iut, &opts(i as u64), |_| {}));
-        assert_eq!(results[0].verdict, Verdict::Pass, "{:?}", results[0].failure);
+        assert_eq!(
+            results[0].verdict,
+            Verdict::Pass,
+            "{:?}",
+            results[0].failure
+        );
         overheads.push(t.elapsed());
     }
     let overhead = median(overheads);
 
     // The whole suite, as `gatecheck run` does it (jobs = cores).
-    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let jobs = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let mut walls = Vec::with_capacity(SUITE_RUNS);
     let mut busy = Duration::ZERO;
     for i in 0..SUITE_RUNS {
@@ -74,21 +88,49 @@ fn main() {
         let (results, summary) = rt.block_on(runner::run(
             &suite,
             &iut,
-            &RunOptions { seed: 100 + i as u64, jobs, dirs: dirs.clone() },
+            &RunOptions {
+                seed: 100 + i as u64,
+                jobs,
+                dirs: dirs.clone(),
+            },
             |_| {},
         ));
         walls.push(t.elapsed());
         assert!(summary.all_passed(), "the reference must pass: {summary:?}");
-        busy = results.iter().map(|r| Duration::from_millis(r.duration_ms)).sum();
+        busy = results
+            .iter()
+            .map(|r| Duration::from_millis(r.duration_ms))
+            .sum();
     }
     let wall = median(walls);
 
-    println!("runner benchmark ({} scenarios, {jobs} jobs, medians)", suite.len());
+    println!(
+        "runner benchmark ({} scenarios, {jobs} jobs, medians)",
+        suite.len()
+    );
     println!("{:<46} {:>10}", "measure", "ms");
-    println!("{:<46} {:>10.2}", "baseline: launch + exit of gatecheck-reference", ms(launch));
-    println!("{:<46} {:>10.2}", "per-scenario overhead (launch, connect, teardown)", ms(overhead));
+    println!(
+        "{:<46} {:>10.2}",
+        "baseline: launch + exit of gatecheck-reference",
+        ms(launch)
+    );
+    println!(
+        "{:<46} {:>10.2}",
+        "per-scenario overhead (launch, connect, teardown)",
+        ms(overhead)
+    );
     println!("{:<46} {:>10.2}", "whole suite, wall", ms(wall));
-    println!("{:<46} {:>10.2}", "whole suite, sum of scenario durations", ms(busy));
-    println!("ratio overhead / launch baseline: {:.2}", ms(overhead) / ms(launch));
-    println!("ratio suite wall / sum of scenario durations: {:.2}", ms(wall) / ms(busy));
+    println!(
+        "{:<46} {:>10.2}",
+        "whole suite, sum of scenario durations",
+        ms(busy)
+    );
+    println!(
+        "ratio overhead / launch baseline: {:.2}",
+        ms(overhead) / ms(launch)
+    );
+    println!(
+        "ratio suite wall / sum of scenario durations: {:.2}",
+        ms(wall) / ms(busy)
+    );
 }

@@ -73,7 +73,12 @@ async fn no_receipt_without_delivered_content() {
     conn.send("<iq type='get' id='p1' from='gk.gatecheck.test'><ping xmlns='urn:xmpp:ping'/></iq>")
         .await;
     let next = conn.stanza().await;
-    assert_eq!(next.name, "iq", "expected the ping result first, got {}", next.to_xml());
+    assert_eq!(
+        next.name,
+        "iq",
+        "expected the ping result first, got {}",
+        next.to_xml()
+    );
     assert_eq!(next.attr("id"), Some("p1"));
     iut.shutdown().await;
 }

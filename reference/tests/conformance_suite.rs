@@ -60,7 +60,13 @@ fn the_reference_provider_passes_every_scenario() {
         .filter(|r| r.verdict != Verdict::Pass)
         .map(describe)
         .collect();
-    assert!(bad.is_empty(), "{} of {} scenarios did not pass:\n{}", bad.len(), summary.total(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of {} scenarios did not pass:\n{}",
+        bad.len(),
+        summary.total(),
+        bad.join("\n")
+    );
 }
 
 struct Mutant {
@@ -69,14 +75,26 @@ struct Mutant {
 }
 
 fn mutants() -> Vec<Mutant> {
-    let out = Command::new(reference()).arg("--list-mutants").output().expect("lists mutants");
+    let out = Command::new(reference())
+        .arg("--list-mutants")
+        .output()
+        .expect("lists mutants");
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).expect("UTF-8");
     text.lines()
         .map(|line| {
             let cols: Vec<&str> = line.split('\t').collect();
-            assert_eq!(cols.len(), 3, "mutant line is name<TAB>REQ<TAB>description: {line:?}");
-            assert!(Catalogue::embedded().contains(cols[1]), "mutant {} cites unknown {}", cols[0], cols[1]);
+            assert_eq!(
+                cols.len(),
+                3,
+                "mutant line is name<TAB>REQ<TAB>description: {line:?}"
+            );
+            assert!(
+                Catalogue::embedded().contains(cols[1]),
+                "mutant {} cites unknown {}",
+                cols[0],
+                cols[1]
+            );
             assert!(!cols[2].is_empty());
             Mutant {
                 name: cols[0].to_string(),
@@ -136,5 +154,9 @@ fn every_mutant_fails_a_scenario_that_cites_the_requirement_it_breaks() {
         });
         problems.extend(outcomes.into_iter().filter_map(Result::err));
     }
-    assert!(problems.is_empty(), "mutants not caught:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "mutants not caught:\n{}",
+        problems.join("\n")
+    );
 }

@@ -34,7 +34,10 @@ pub struct HttpResponse {
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -47,12 +50,15 @@ pub fn loopback_authority(base_url: &str) -> Result<(String, u16), String> {
     let (host, port) = match authority.rsplit_once(':') {
         Some((h, p)) if !h.is_empty() => (
             h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse::<u16>().map_err(|_| format!("{base_url:?}: bad port {p:?}"))?,
+            p.parse::<u16>()
+                .map_err(|_| format!("{base_url:?}: bad port {p:?}"))?,
         ),
         _ => (authority.to_string(), 80),
     };
     let loopback = host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
     if !loopback {
         return Err(format!(
             "{base_url:?}: gatecheck only talks to loopback addresses (127.0.0.1, ::1, localhost)"
@@ -62,7 +68,11 @@ pub fn loopback_authority(base_url: &str) -> Result<(String, u16), String> {
 }
 
 /// Sends one request to `base_url` and reads the whole response before `deadline`.
-pub async fn send(base_url: &str, req: &HttpRequest, deadline: Instant) -> Result<HttpResponse, String> {
+pub async fn send(
+    base_url: &str,
+    req: &HttpRequest,
+    deadline: Instant,
+) -> Result<HttpResponse, String> {
     let started = Instant::now();
     let (host, port) = loopback_authority(base_url)?;
     let work = async {
@@ -92,7 +102,12 @@ pub async fn send(base_url: &str, req: &HttpRequest, deadline: Instant) -> Resul
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let body = Limited::new(response.into_body(), MAX_RESPONSE_BODY)
             .collect()
@@ -123,10 +138,23 @@ mod tests {
 
     #[test]
     fn only_loopback_base_urls() {
-        assert_eq!(loopback_authority("http://127.0.0.1:8080").unwrap(), ("127.0.0.1".into(), 8080));
-        assert_eq!(loopback_authority("http://[::1]:9/x").unwrap(), ("::1".into(), 9));
-        assert_eq!(loopback_authority("http://localhost").unwrap(), ("localhost".into(), 80));
-        assert!(loopback_authority("http://10.0.0.1:80").unwrap_err().contains("loopback"));
+        assert_eq!(
+            loopback_authority("http://127.0.0.1:8080").unwrap(),
+            ("127.0.0.1".into(), 8080)
+        );
+        assert_eq!(
+            loopback_authority("http://[::1]:9/x").unwrap(),
+            ("::1".into(), 9)
+        );
+        assert_eq!(
+            loopback_authority("http://localhost").unwrap(),
+            ("localhost".into(), 80)
+        );
+        assert!(
+            loopback_authority("http://10.0.0.1:80")
+                .unwrap_err()
+                .contains("loopback")
+        );
         assert!(loopback_authority("https://127.0.0.1:1").is_err());
     }
 
@@ -140,16 +168,26 @@ mod tests {
                 let (mut s, _) = listener.accept().await.unwrap();
                 let mut buf = vec![0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {body_len}\r\n\r\n");
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {body_len}\r\n\r\n"
+                );
                 let _ = s.write_all(head.as_bytes()).await;
                 let _ = s.write_all(&vec![b'k'; body_len]).await;
             }
         });
         let base = format!("http://127.0.0.1:{port}");
-        let req = HttpRequest { method: "GET".into(), path: "/x".into(), headers: vec![], body: vec![] };
+        let req = HttpRequest {
+            method: "GET".into(),
+            path: "/x".into(),
+            headers: vec![],
+            body: vec![],
+        };
         let deadline = Instant::now() + Duration::from_secs(5);
         let r = send(&base, &req, deadline).await.unwrap();
-        assert_eq!((r.status, r.body.as_slice(), r.header("Content-Type")), (200, &b"kk"[..], Some("text/plain")));
+        assert_eq!(
+            (r.status, r.body.as_slice(), r.header("Content-Type")),
+            (200, &b"kk"[..], Some("text/plain"))
+        );
         let e = send(&base, &req, deadline).await.unwrap_err();
         assert!(e.contains("limit"), "{e}");
     }

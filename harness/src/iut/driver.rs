@@ -40,7 +40,10 @@ pub struct DriverProcess {
 
 impl DriverProcess {
     /// Starts the IUT; its stdout is parsed into `tx`.
-    pub fn spawn(launch: &Launch, tx: mpsc::UnboundedSender<DriverMsg>) -> std::io::Result<DriverProcess> {
+    pub fn spawn(
+        launch: &Launch,
+        tx: mpsc::UnboundedSender<DriverMsg>,
+    ) -> std::io::Result<DriverProcess> {
         let mut cmd = Command::new(&launch.command);
         cmd.args(&launch.args)
             .envs(&launch.env)
@@ -52,7 +55,10 @@ impl DriverProcess {
             cmd.current_dir(cwd);
         }
         let mut child = cmd.spawn().map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot start {}: {e}", launch.command.display()))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot start {}: {e}", launch.command.display()),
+            )
         })?;
         let stdin = child.stdin.take();
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
@@ -81,10 +87,9 @@ impl DriverProcess {
         }
         let mut line = command.to_string();
         line.push('\n');
-        let stdin = self
-            .stdin
-            .as_mut()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "IUT stdin is closed"))?;
+        let stdin = self.stdin.as_mut().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "IUT stdin is closed")
+        })?;
         stdin.write_all(line.as_bytes()).await?;
         stdin.flush().await?;
         line.pop();
@@ -97,8 +102,14 @@ impl DriverProcess {
     }
 
     /// The exit status, waiting up to `wait` for a process that is ending to be reaped.
-    pub async fn exit_status_within(&mut self, wait: std::time::Duration) -> Option<std::process::ExitStatus> {
-        tokio::time::timeout(wait, self.child.wait()).await.ok().and_then(Result::ok)
+    pub async fn exit_status_within(
+        &mut self,
+        wait: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        tokio::time::timeout(wait, self.child.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
     }
 
     /// The last bytes the IUT wrote to stderr, lossily decoded, once stderr has
@@ -107,7 +118,11 @@ impl DriverProcess {
         if let Some(task) = self.stderr_task.take() {
             let _ = tokio::time::timeout(std::time::Duration::from_millis(300), task).await;
         }
-        let tail = self.stderr_tail.lock().map(|t| t.clone()).unwrap_or_default();
+        let tail = self
+            .stderr_tail
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
         String::from_utf8_lossy(&tail).into_owned()
     }
 
@@ -123,7 +138,10 @@ impl DriverProcess {
             let _ = self.send(serde_json::json!({"cmd": "shutdown"})).await;
         }
         self.stdin = None;
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             let _ = self.child.kill().await;
         }
     }
@@ -172,7 +190,9 @@ async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::UnboundedSender<
 }
 
 fn parse_line(bytes: &[u8]) -> DriverMsg {
-    let line = String::from_utf8_lossy(bytes).trim_end_matches('\r').to_string();
+    let line = String::from_utf8_lossy(bytes)
+        .trim_end_matches('\r')
+        .to_string();
     match serde_json::from_str::<serde_json::Value>(&line) {
         Ok(v) if v.get("event").and_then(|e| e.as_str()).is_some() => DriverMsg::Event(v),
         Ok(_) => DriverMsg::Bad {
@@ -204,11 +224,18 @@ async fn keep_tail<R: AsyncRead + Unpin>(mut err: R, tail: Arc<Mutex<Vec<u8>>>) 
 
 /// Whether `event` contains every field of `expected` with an equal value
 /// (objects recursively; the string `*` accepts any present value).
-pub fn event_matches(expected: &serde_json::Value, event: &serde_json::Value) -> Result<(), String> {
+pub fn event_matches(
+    expected: &serde_json::Value,
+    event: &serde_json::Value,
+) -> Result<(), String> {
     use serde_json::Value;
     match (expected, event) {
         (Value::String(s), v) if s == "*" => {
-            if v.is_null() { Err("missing".into()) } else { Ok(()) }
+            if v.is_null() {
+                Err("missing".into())
+            } else {
+                Ok(())
+            }
         }
         (Value::Object(e), Value::Object(a)) => {
             for (k, ev) in e {
@@ -239,16 +266,25 @@ mod tests {
             "field code: expected \"tls\", got \"server-key-mismatch\""
         );
         assert_eq!(
-            event_matches(&json!({"event":"connected","jid":"*"}), &json!({"event":"connected"}))
-                .unwrap_err(),
+            event_matches(
+                &json!({"event":"connected","jid":"*"}),
+                &json!({"event":"connected"})
+            )
+            .unwrap_err(),
             "field jid is missing (expected \"*\")"
         );
     }
 
     #[test]
     fn lines_are_classified() {
-        assert!(matches!(parse_line(br#"{"event":"ready"}"#), DriverMsg::Event(_)));
-        assert!(matches!(parse_line(br#"{"cmd":"x"}"#), DriverMsg::Bad { .. }));
+        assert!(matches!(
+            parse_line(br#"{"event":"ready"}"#),
+            DriverMsg::Event(_)
+        ));
+        assert!(matches!(
+            parse_line(br#"{"cmd":"x"}"#),
+            DriverMsg::Bad { .. }
+        ));
         assert!(matches!(parse_line(b"hello"), DriverMsg::Bad { .. }));
     }
 

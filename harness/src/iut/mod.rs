@@ -154,29 +154,47 @@ impl IutConfig {
             message,
         };
         let mut cfg: IutConfig = toml::from_str(&text).map_err(|e| {
-            invalid(e.span().map(|s| s.start).unwrap_or(0), e.message().to_string())
+            invalid(
+                e.span().map(|s| s.start).unwrap_or(0),
+                e.message().to_string(),
+            )
         })?;
         if cfg.roles.is_empty() {
-            return Err(invalid(0, "roles must name at least one of client, server, proxy".into()));
+            return Err(invalid(
+                0,
+                "roles must name at least one of client, server, proxy".into(),
+            ));
         }
         for f in &cfg.features {
             if !KNOWN_CAPABILITIES.contains(&f.as_str()) {
                 return Err(invalid(
                     0,
-                    format!("unknown feature {f:?} (known: {})", KNOWN_CAPABILITIES.join(", ")),
+                    format!(
+                        "unknown feature {f:?} (known: {})",
+                        KNOWN_CAPABILITIES.join(", ")
+                    ),
                 ));
             }
         }
         let t = cfg.timeouts;
         if t.ready_ms == 0 || t.step_ms == 0 || t.scenario_ms < t.step_ms {
-            return Err(invalid(0, "timeouts must be positive and scenario_ms ≥ step_ms".into()));
+            return Err(invalid(
+                0,
+                "timeouts must be positive and scenario_ms ≥ step_ms".into(),
+            ));
         }
         if cfg.roles.contains(&Role::Client) && cfg.launch.is_none() {
-            return Err(invalid(0, "the client role needs a [launch] table (the driver shim to start)".into()));
+            return Err(invalid(
+                0,
+                "the client role needs a [launch] table (the driver shim to start)".into(),
+            ));
         }
         if cfg.roles.contains(&Role::Server) {
             let Some(server) = &cfg.server else {
-                return Err(invalid(0, "the server role needs a [server] table with base_url".into()));
+                return Err(invalid(
+                    0,
+                    "the server role needs a [server] table with base_url".into(),
+                ));
             };
             let probe = server.base_url.replace("${port}", "1");
             crate::http::client::loopback_authority(&probe).map_err(|m| invalid(0, m))?;

@@ -40,10 +40,17 @@ impl<W: Write> TerminalReporter<W> {
         match event {
             RunEvent::Started { total, seed, jobs } => {
                 self.seed = seed;
-                let _ = writeln!(self.out, "gatecheck: {total} scenario(s), {jobs} job(s), seed {seed}");
+                let _ = writeln!(
+                    self.out,
+                    "gatecheck: {total} scenario(s), {jobs} job(s), seed {seed}"
+                );
             }
             RunEvent::ScenarioStarted { .. } => {}
-            RunEvent::ScenarioFinished { result, done, total } => {
+            RunEvent::ScenarioFinished {
+                result,
+                done,
+                total,
+            } => {
                 if self.live {
                     eprint!("\r\x1b[2K");
                 }
@@ -70,7 +77,13 @@ impl<W: Write> TerminalReporter<W> {
             Verdict::NotApplicable => "N/A",
             Verdict::Error => "ERROR",
         };
-        let _ = writeln!(self.out, "{tag:<6} {:<44} {:>6} ms  {}", r.id, r.duration_ms, r.requirements.join(" "));
+        let _ = writeln!(
+            self.out,
+            "{tag:<6} {:<44} {:>6} ms  {}",
+            r.id,
+            r.duration_ms,
+            r.requirements.join(" ")
+        );
         if matches!(r.verdict, Verdict::Pass | Verdict::NotApplicable) {
             if let (Verdict::NotApplicable, Some(f)) = (r.verdict, &r.failure) {
                 let _ = writeln!(self.out, "       {}", f.got);
@@ -111,7 +124,10 @@ impl<W: Write> TerminalReporter<W> {
 
 /// Keeps a failure line on one line, cut at 400 characters.
 fn one_line(s: &str) -> String {
-    let flat: String = s.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+    let flat: String = s
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
+        .collect();
     if flat.chars().count() > 400 {
         let cut: String = flat.chars().take(400).collect();
         format!("{cut}…")

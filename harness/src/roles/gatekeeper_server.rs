@@ -105,7 +105,11 @@ pub async fn handshake(
 ) -> Result<Option<IutConn>, Deviation> {
     let timeout = |what: &str| {
         Deviation::fail(
-            if mode.completes() { req::NOISE } else { req::ABORT_HANDSHAKE },
+            if mode.completes() {
+                req::NOISE
+            } else {
+                req::ABORT_HANDSHAKE
+            },
             format!("the {kind} handshake to {what}"),
             "nothing: the IUT neither completed nor aborted the handshake in time",
         )
@@ -113,12 +117,21 @@ pub async fn handshake(
     match (kind, mode) {
         (TransportKind::Noise, HandshakeMode::Normal) => {
             transcript.note("noise: accepting handshake with the pinned static key");
-            match tokio::time::timeout_at(deadline, transport::noise_accept(tcp, &keys.noise)).await {
+            match tokio::time::timeout_at(deadline, transport::noise_accept(tcp, &keys.noise)).await
+            {
                 Err(_) => Err(timeout("complete")),
-                Ok(Err(e)) => Err(Deviation::fail(req::NOISE, "a complete Noise_XX handshake", e.to_string())),
+                Ok(Err(e)) => Err(Deviation::fail(
+                    req::NOISE,
+                    "a complete Noise_XX handshake",
+                    e.to_string(),
+                )),
                 Ok(Ok(est)) => {
                     transcript.note("noise: handshake complete");
-                    Ok(Some(IutConn::secure(est, Limits::default(), transcript.clone())))
+                    Ok(Some(IutConn::secure(
+                        est,
+                        Limits::default(),
+                        transcript.clone(),
+                    )))
                 }
             }
         }
@@ -127,29 +140,54 @@ pub async fn handshake(
             let cfg = transport::server_config(&keys.tls, false);
             match tokio::time::timeout_at(deadline, transport::tls_accept(tcp, cfg)).await {
                 Err(_) => Err(timeout("complete")),
-                Ok(Err(e)) => Err(Deviation::fail(req::TLS, "a complete TLS 1.3 handshake with ALPN xmpp-client", e.to_string())),
+                Ok(Err(e)) => Err(Deviation::fail(
+                    req::TLS,
+                    "a complete TLS 1.3 handshake with ALPN xmpp-client",
+                    e.to_string(),
+                )),
                 Ok(Ok(est)) => {
                     transcript.note("tls: handshake complete");
-                    Ok(Some(IutConn::secure(est, Limits::default(), transcript.clone())))
+                    Ok(Some(IutConn::secure(
+                        est,
+                        Limits::default(),
+                        transcript.clone(),
+                    )))
                 }
             }
         }
         (TransportKind::Noise, HandshakeMode::WrongKey) => {
             transcript.note("noise: answering with a static key the IUT did not pin");
-            let accepted = tokio::time::timeout_at(deadline, transport::noise_accept(tcp, &keys.other_noise)).await;
-            aborted(accepted, req::PINNED_KEY, "the client aborts after message 2 (server static key is not the pinned one)", transcript)
+            let accepted =
+                tokio::time::timeout_at(deadline, transport::noise_accept(tcp, &keys.other_noise))
+                    .await;
+            aborted(
+                accepted,
+                req::PINNED_KEY,
+                "the client aborts after message 2 (server static key is not the pinned one)",
+                transcript,
+            )
         }
         (TransportKind::Tls, HandshakeMode::TlsUnknownCa) => {
             transcript.note("tls: presenting a certificate from a CA the IUT was not given");
             let cfg = transport::server_config(&keys.other_tls, false);
             let accepted = tokio::time::timeout_at(deadline, transport::tls_accept(tcp, cfg)).await;
-            aborted(accepted, req::TLS_AUTH, "the client refuses a certificate that does not chain to its trust anchor", transcript)
+            aborted(
+                accepted,
+                req::TLS_AUTH,
+                "the client refuses a certificate that does not chain to its trust anchor",
+                transcript,
+            )
         }
         (TransportKind::Tls, HandshakeMode::Tls12Only) => {
             transcript.note("tls: offering TLS 1.2 only");
             let cfg = transport::server_config(&keys.tls, true);
             let accepted = tokio::time::timeout_at(deadline, transport::tls_accept(tcp, cfg)).await;
-            aborted(accepted, req::TLS_VERSION, "the client refuses a TLS 1.2 connection", transcript)
+            aborted(
+                accepted,
+                req::TLS_VERSION,
+                "the client refuses a TLS 1.2 connection",
+                transcript,
+            )
         }
         (TransportKind::Noise, HandshakeMode::Truncate) => {
             truncated(tcp, keys, deadline, transcript).await.map(Some)
@@ -160,7 +198,9 @@ pub async fn handshake(
             rng.fill_bytes(&mut junk[2..]);
             junk[0] = 0;
             junk[1] = 64;
-            transcript.note("noise: sending a 64-byte frame of random bytes before any handshake message");
+            transcript.note(
+                "noise: sending a 64-byte frame of random bytes before any handshake message",
+            );
             transport::write_raw(&mut tcp, &junk)
                 .await
                 .map_err(|e| Deviation::inconclusive(format!("could not send garbage: {e}")))?;
@@ -203,7 +243,9 @@ fn aborted<T>(
 async fn read_intro_and_first(tcp: &mut TcpStream) -> Result<Vec<u8>, String> {
     use tokio::io::AsyncReadExt;
     let mut intro = [0u8; 4];
-    tcp.read_exact(&mut intro).await.map_err(|e| e.to_string())?;
+    tcp.read_exact(&mut intro)
+        .await
+        .map_err(|e| e.to_string())?;
     if intro != INTRO {
         return Err(format!("bad intro {intro:02x?}"));
     }
@@ -220,8 +262,20 @@ async fn truncated(
 ) -> Result<IutConn, Deviation> {
     transcript.note("noise: reading intro and message 1, then sending half of message 2");
     let msg1 = match tokio::time::timeout_at(deadline, read_intro_and_first(&mut tcp)).await {
-        Err(_) => return Err(Deviation::fail(req::NOISE, "the intro and handshake message 1", "nothing in time")),
-        Ok(Err(e)) => return Err(Deviation::fail(req::NOISE, "the intro and handshake message 1", e)),
+        Err(_) => {
+            return Err(Deviation::fail(
+                req::NOISE,
+                "the intro and handshake message 1",
+                "nothing in time",
+            ));
+        }
+        Ok(Err(e)) => {
+            return Err(Deviation::fail(
+                req::NOISE,
+                "the intro and handshake message 1",
+                e,
+            ));
+        }
         Ok(Ok(m)) => m,
     };
     let params = NOISE_PARAMS
@@ -296,8 +350,12 @@ pub async fn negotiate(
         return Ok(out);
     }
     let sid = token(rng);
-    conn.send(server_header(&sid).as_bytes()).await.map_err(Deviation::io)?;
-    conn.send(sasl_features(&n.mechanisms).as_bytes()).await.map_err(Deviation::io)?;
+    conn.send(server_header(&sid).as_bytes())
+        .await
+        .map_err(Deviation::io)?;
+    conn.send(sasl_features(&n.mechanisms).as_bytes())
+        .await
+        .map_err(Deviation::io)?;
     if n.upto == Stage::Features {
         return Ok(out);
     }
@@ -344,13 +402,25 @@ pub async fn negotiate(
     }
     expect_header(conn, deadline, req::RESTART).await?;
     let sid = token(rng);
-    conn.send(server_header(&sid).as_bytes()).await.map_err(Deviation::io)?;
-    conn.send(format!("<stream:features><bind xmlns='{}'/></stream:features>", ns::BIND).as_bytes())
+    conn.send(server_header(&sid).as_bytes())
         .await
         .map_err(Deviation::io)?;
+    conn.send(
+        format!(
+            "<stream:features><bind xmlns='{}'/></stream:features>",
+            ns::BIND
+        )
+        .as_bytes(),
+    )
+    .await
+    .map_err(Deviation::io)?;
     let bind = next_stanza(conn, deadline, "the resource binding iq", req::BIND_FIRST).await?;
     let bind_child = bind.child("bind", ns::BIND);
-    if bind.name != "iq" || bind.ns != ns::JABBER_CLIENT || bind.attr("type") != Some("set") || bind_child.is_none() {
+    if bind.name != "iq"
+        || bind.ns != ns::JABBER_CLIENT
+        || bind.attr("type") != Some("set")
+        || bind_child.is_none()
+    {
         return Err(Deviation::fail(
             req::BIND_FIRST,
             "<iq type='set'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq> before any other stanza",
@@ -359,7 +429,13 @@ pub async fn negotiate(
     }
     let id = match bind.attr("id") {
         Some(id) if !id.is_empty() => id.to_string(),
-        _ => return Err(Deviation::fail(req::IQ_ID, "an iq with a non-empty id", bind.to_xml())),
+        _ => {
+            return Err(Deviation::fail(
+                req::IQ_ID,
+                "an iq with a non-empty id",
+                bind.to_xml(),
+            ));
+        }
     };
     // The server always assigns its own resource, so a client that ignores the
     // bind result and keeps its proposed one is caught (STREAM-23).
@@ -367,8 +443,13 @@ pub async fn negotiate(
     let result = Element::new("iq", ns::JABBER_CLIENT)
         .with_attr("type", "result")
         .with_attr("id", &id)
-        .with_child(Element::new("bind", ns::BIND).with_child(Element::new("jid", ns::BIND).with_text(&jid)));
-    conn.send(result.to_xml().as_bytes()).await.map_err(Deviation::io)?;
+        .with_child(
+            Element::new("bind", ns::BIND)
+                .with_child(Element::new("jid", ns::BIND).with_text(&jid)),
+        );
+    conn.send(result.to_xml().as_bytes())
+        .await
+        .map_err(Deviation::io)?;
     out.jid = Some(jid);
     Ok(out)
 }
@@ -379,7 +460,11 @@ fn token(rng: &mut impl RngCore) -> String {
         .collect()
 }
 
-async fn expect_header(conn: &mut IutConn, deadline: Instant, requirement: &str) -> Result<StreamHeader, Deviation> {
+async fn expect_header(
+    conn: &mut IutConn,
+    deadline: Instant,
+    requirement: &str,
+) -> Result<StreamHeader, Deviation> {
     let what = "the client's stream header";
     match conn.next(deadline).await {
         Some(Inbound::Header(h)) => {
@@ -393,18 +478,35 @@ async fn expect_header(conn: &mut IutConn, deadline: Instant, requirement: &str)
 fn check_header(h: &StreamHeader, requirement: &str) -> Result<(), Deviation> {
     let expected = format!("a stream header in jabber:client with to='{DOMAIN}' and version='1.0'");
     if h.default_ns != ns::JABBER_CLIENT {
-        return Err(Deviation::fail(requirement, expected, format!("content namespace {:?}", h.default_ns)));
+        return Err(Deviation::fail(
+            requirement,
+            expected,
+            format!("content namespace {:?}", h.default_ns),
+        ));
     }
     if h.to.as_deref() != Some(DOMAIN) {
-        return Err(Deviation::fail(requirement, expected, format!("to={:?}", h.to)));
+        return Err(Deviation::fail(
+            requirement,
+            expected,
+            format!("to={:?}", h.to),
+        ));
     }
     if h.version.as_deref() != Some("1.0") {
-        return Err(Deviation::fail(requirement, expected, format!("version={:?}", h.version)));
+        return Err(Deviation::fail(
+            requirement,
+            expected,
+            format!("version={:?}", h.version),
+        ));
     }
     Ok(())
 }
 
-async fn next_stanza(conn: &mut IutConn, deadline: Instant, what: &str, requirement: &str) -> Result<Element, Deviation> {
+async fn next_stanza(
+    conn: &mut IutConn,
+    deadline: Instant,
+    what: &str,
+    requirement: &str,
+) -> Result<Element, Deviation> {
     match conn.next(deadline).await {
         Some(Inbound::Stanza(e)) => Ok(e),
         other => Err(unexpected(other, what, requirement)),
@@ -416,7 +518,11 @@ pub fn unexpected(got: Option<Inbound>, what: &str, requirement: &str) -> Deviat
     match got {
         None => Deviation::fail(requirement, what, "nothing before the step's deadline"),
         Some(Inbound::Invalid(e)) => Deviation::fail(
-            if e.condition().as_str() == "restricted-xml" { req::RESTRICTED_XML_SENT } else { req::WELL_FORMED },
+            if e.condition().as_str() == "restricted-xml" {
+                req::RESTRICTED_XML_SENT
+            } else {
+                req::WELL_FORMED
+            },
             what,
             format!("XML the profile forbids: {e}"),
         ),
@@ -431,6 +537,10 @@ pub fn unexpected(got: Option<Inbound>, what: &str, requirement: &str) -> Deviat
         Some(Inbound::Close) => Deviation::fail(requirement, what, "</stream:stream>"),
         Some(Inbound::Header(_)) => Deviation::fail(requirement, what, "a second stream header"),
         Some(Inbound::Stanza(e)) => Deviation::fail(requirement, what, e.to_xml()),
-        Some(Inbound::RawBytes(n)) => Deviation::fail(requirement, what, format!("{n} bytes after an aborted handshake")),
+        Some(Inbound::RawBytes(n)) => Deviation::fail(
+            requirement,
+            what,
+            format!("{n} bytes after an aborted handshake"),
+        ),
     }
 }

@@ -17,7 +17,11 @@ pub struct Deviation {
 }
 
 impl Deviation {
-    pub fn fail(requirement: &str, expected: impl Into<String>, got: impl Into<String>) -> Deviation {
+    pub fn fail(
+        requirement: &str,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+    ) -> Deviation {
         Deviation {
             verdict: Verdict::Fail,
             requirement: Some(requirement.to_string()),

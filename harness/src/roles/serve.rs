@@ -41,10 +41,16 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> i32 {
     if !args.host.is_loopback() {
-        eprintln!("gatecheck: error: serve binds loopback addresses only (127.0.0.1 or ::1), not {}", args.host);
+        eprintln!(
+            "gatecheck: error: serve binds loopback addresses only (127.0.0.1 or ::1), not {}",
+            args.host
+        );
         return exit::ERROR;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("gatecheck: error: cannot start the async runtime: {e}");
@@ -72,14 +78,34 @@ async fn serve(args: ServeArgs) -> i32 {
         }
     };
     if let Err(e) = std::fs::write(&args.ca_out, &keys.tls.ca_pem) {
-        eprintln!("gatecheck: error: cannot write {}: {e}", args.ca_out.display());
+        eprintln!(
+            "gatecheck: error: cannot write {}: {e}",
+            args.ca_out.display()
+        );
         return exit::ERROR;
     }
     let port = |l: &TcpListener| l.local_addr().map(|a| a.port()).unwrap_or(0);
-    println!("gatecheck serve: simulated gatekeeper for domain {}", gk::DOMAIN);
-    println!("  noise  {}:{}  static key (base64) {}", args.host, port(&noise), keys.noise.public_base64());
-    println!("  tls    {}:{}  CA {}  server name {}", args.host, port(&tls), args.ca_out.display(), gk::DOMAIN);
-    println!("  login  account {:?} credential {:?}", args.account, args.credential);
+    println!(
+        "gatecheck serve: simulated gatekeeper for domain {}",
+        gk::DOMAIN
+    );
+    println!(
+        "  noise  {}:{}  static key (base64) {}",
+        args.host,
+        port(&noise),
+        keys.noise.public_base64()
+    );
+    println!(
+        "  tls    {}:{}  CA {}  server name {}",
+        args.host,
+        port(&tls),
+        args.ca_out.display(),
+        gk::DOMAIN
+    );
+    println!(
+        "  login  account {:?} credential {:?}",
+        args.account, args.credential
+    );
     println!("transcripts follow on stderr; Ctrl-C stops");
     let creds = Arc::new((args.account, args.credential));
     loop {
@@ -110,23 +136,57 @@ async fn session(
 ) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut rng = os_rng();
-    let conn = gk::handshake(tcp, kind, HandshakeMode::Normal, keys, deadline, transcript, &mut rng).await;
+    let conn = gk::handshake(
+        tcp,
+        kind,
+        HandshakeMode::Normal,
+        keys,
+        deadline,
+        transcript,
+        &mut rng,
+    )
+    .await;
     let mut conn: IutConn = match conn {
         Ok(Some(c)) => c,
         Ok(None) => return "handshake aborted".into(),
-        Err(d) => return format!("{} (expected {}; got {})", d.requirement.unwrap_or_default(), d.expected, d.got),
+        Err(d) => {
+            return format!(
+                "{} (expected {}; got {})",
+                d.requirement.unwrap_or_default(),
+                d.expected,
+                d.got
+            );
+        }
     };
-    let n = Negotiate { upto: Stage::Session, mechanisms: vec!["PLAIN".into()], sasl: SaslAnswer::Verify };
-    let c = Credentials { account: &creds.0, credential: &creds.1 };
+    let n = Negotiate {
+        upto: Stage::Session,
+        mechanisms: vec!["PLAIN".into()],
+        sasl: SaslAnswer::Verify,
+    };
+    let c = Credentials {
+        account: &creds.0,
+        credential: &creds.1,
+    };
     if let Err(d) = gk::negotiate(&mut conn, &n, &c, deadline, &mut rng).await {
-        return format!("negotiation failed: {} (expected {}; got {})", d.requirement.unwrap_or_default(), d.expected, d.got);
+        return format!(
+            "negotiation failed: {} (expected {}; got {})",
+            d.requirement.unwrap_or_default(),
+            d.expected,
+            d.got
+        );
     }
     loop {
         let idle = Instant::now() + Duration::from_secs(300);
         match conn.next(idle).await {
             None => {
-                let _ = conn.send(stream_error_element(crate::wire::StreamErrorCondition::ConnectionTimeout, None).to_xml().as_bytes()).await;
-                let _ = conn.send(b"</stream:stream>").await;
+                let error = stream_error_element(
+                    crate::wire::StreamErrorCondition::ConnectionTimeout,
+                    None,
+                );
+                let _ = conn
+                    .send(error.to_xml_in(ns::JABBER_CLIENT).as_bytes())
+                    .await;
+                let _ = conn.send_close().await;
                 return "idle for 300 s".into();
             }
             Some(Inbound::Stanza(e)) => {
@@ -135,18 +195,23 @@ async fn session(
                 }
             }
             Some(Inbound::Close) => {
-                let _ = conn.send(b"</stream:stream>").await;
+                // IutConn has already answered with our closing tag.
                 conn.hangup().await;
                 return "client closed the stream".into();
             }
             Some(Inbound::Invalid(e)) => {
-                let _ = conn.send(stream_error_element(e.condition(), None).to_xml().as_bytes()).await;
-                let _ = conn.send(b"</stream:stream>").await;
+                let error = stream_error_element(e.condition(), None);
+                let _ = conn
+                    .send(error.to_xml_in(ns::JABBER_CLIENT).as_bytes())
+                    .await;
+                let _ = conn.send_close().await;
                 conn.hangup().await;
                 return format!("client sent invalid XML: {e}");
             }
             Some(Inbound::Eof(_)) => return "connection closed".into(),
-            Some(Inbound::Header(_)) | Some(Inbound::RawBytes(_)) => return "unexpected input".into(),
+            Some(Inbound::Header(_)) | Some(Inbound::RawBytes(_)) => {
+                return "unexpected input".into();
+            }
         }
     }
 }
@@ -163,7 +228,9 @@ fn answer_iq(e: &Element) -> Option<Element> {
         return None;
     }
     let id = e.attr("id").unwrap_or_default();
-    let mut answer = Element::new("iq", ns::JABBER_CLIENT).with_attr("id", id).with_attr("from", gk::DOMAIN);
+    let mut answer = Element::new("iq", ns::JABBER_CLIENT)
+        .with_attr("id", id)
+        .with_attr("from", gk::DOMAIN);
     if e.child("ping", ns::PING).is_some() {
         answer.set_attr("type", "result");
     } else {

@@ -11,14 +11,14 @@ use tokio::time::Instant;
 use super::conn::{Inbound, IutConn};
 use super::transcript::{Direction, Transcript};
 use super::{Failure, ScenarioResult, Verdict};
+use crate::http::{HttpRequest, HttpResponse};
 use crate::iut::IutConfig;
 use crate::iut::driver::{DriverMsg, DriverProcess, event_matches};
 use crate::roles::Deviation;
 use crate::roles::gatekeeper_server::{self as gk, Credentials, ServerKeys};
-use crate::http::{HttpRequest, HttpResponse};
 use crate::scenario::step::{ExpectHttp, HttpStep};
-use crate::scenario::{Action, Role, Scenario, Step, SuiteDirs, pattern};
 use crate::scenario::vars::Vars;
+use crate::scenario::{Action, Role, Scenario, Step, SuiteDirs, pattern};
 use crate::transport::TransportKind;
 use crate::wire::{Element, ns};
 
@@ -50,7 +50,11 @@ pub(super) async fn run_guarded(
         seed,
         failure,
         transcript: keep_details.then(|| transcript.entries()),
-        iut_stderr: if keep_details { stderr.filter(|s| !s.is_empty()) } else { None },
+        iut_stderr: if keep_details {
+            stderr.filter(|s| !s.is_empty())
+        } else {
+            None
+        },
     }
 }
 
@@ -168,7 +172,10 @@ impl<'a> Exec<'a> {
         let credential = vars.get("rand:credential").unwrap_or_default();
         vars.set("gk.domain", gk::DOMAIN);
         vars.set("gk.user", gk::GK_USER);
-        vars.set("gk.user.bare", gk::GK_USER.split('/').next().unwrap_or(gk::GK_USER));
+        vars.set(
+            "gk.user.bare",
+            gk::GK_USER.split('/').next().unwrap_or(gk::GK_USER),
+        );
         vars.set("client.account", account.clone());
         vars.set("client.bare", format!("{account}@{}", gk::DOMAIN));
         let mut exec = Exec {
@@ -242,13 +249,22 @@ impl<'a> Exec<'a> {
         match self.scenario.role {
             Role::Client => self.launch().await?,
             Role::Server => self.launch_server().await?,
-            Role::Proxy => return Err(Deviation::error("scenarios for the proxy role are not supported by this harness version")),
+            Role::Proxy => {
+                return Err(Deviation::error(
+                    "scenarios for the proxy role are not supported by this harness version",
+                ));
+            }
         }
         let steps = &self.scenario.steps;
         for (i, step) in steps.iter().enumerate() {
             *current = Some((i, step));
             let deadline = Instant::now() + step.timeout.unwrap_or(self.iut.timeouts.step());
-            self.transcript.note(format!("step {} (line {}): {}", i + 1, step.line, step.action.name()));
+            self.transcript.note(format!(
+                "step {} (line {}): {}",
+                i + 1,
+                step.line,
+                step.action.name()
+            ));
             self.step(step, deadline).await?;
         }
         *current = None;
@@ -260,14 +276,20 @@ impl<'a> Exec<'a> {
             return Err(Deviation::error("IUT launched twice"));
         };
         self.transcript.note(format!("launching {}", self.iut.name));
-        let launch = self.iut.launch.as_ref().ok_or_else(|| Deviation::error("the IUT has no [launch] for its client"))?;
+        let launch = self
+            .iut
+            .launch
+            .as_ref()
+            .ok_or_else(|| Deviation::error("the IUT has no [launch] for its client"))?;
         let driver = DriverProcess::spawn(launch, tx)
             .map_err(|e| Deviation::inconclusive(format!("the IUT did not start: {e}")))?;
         self.driver = Some(driver);
         let deadline = Instant::now() + self.iut.timeouts.ready();
         match self.next_event(deadline).await {
             Ok(Some(ev)) if ev.get("event").and_then(|e| e.as_str()) == Some("ready") => Ok(()),
-            Ok(Some(ev)) => Err(Deviation::inconclusive(format!("the IUT's first driver event was {ev}, not ready"))),
+            Ok(Some(ev)) => Err(Deviation::inconclusive(format!(
+                "the IUT's first driver event was {ev}, not ready"
+            ))),
             Ok(None) => Err(Deviation::inconclusive(format!(
                 "the IUT sent no ready event within {} ms",
                 self.iut.timeouts.ready_ms
@@ -284,25 +306,36 @@ impl<'a> Exec<'a> {
             .server
             .as_ref()
             .ok_or_else(|| Deviation::error("the IUT has no [server] section"))?;
-        let port = free_port().map_err(|e| Deviation::error(format!("no free loopback port: {e}")))?;
+        let port =
+            free_port().map_err(|e| Deviation::error(format!("no free loopback port: {e}")))?;
         let url = server.base_url.replace("${port}", &port.to_string());
-        let (host, port) = crate::http::client::loopback_authority(&url).map_err(Deviation::error)?;
+        let (host, port) =
+            crate::http::client::loopback_authority(&url).map_err(Deviation::error)?;
         if let Some(launch) = &server.launch {
             let Some(tx) = self.events_tx.take() else {
                 return Err(Deviation::error("IUT launched twice"));
             };
-            self.transcript.note(format!("launching the provider server {} at {url}", self.iut.name));
-            let process = DriverProcess::spawn(&launch.with_port(port), tx)
-                .map_err(|e| Deviation::inconclusive(format!("the provider server did not start: {e}")))?;
+            self.transcript.note(format!(
+                "launching the provider server {} at {url}",
+                self.iut.name
+            ));
+            let process = DriverProcess::spawn(&launch.with_port(port), tx).map_err(|e| {
+                Deviation::inconclusive(format!("the provider server did not start: {e}"))
+            })?;
             self.driver = Some(process);
         }
         let deadline = Instant::now() + self.iut.timeouts.ready();
         loop {
-            if tokio::net::TcpStream::connect((host.as_str(), port)).await.is_ok() {
+            if tokio::net::TcpStream::connect((host.as_str(), port))
+                .await
+                .is_ok()
+            {
                 break;
             }
             if let Some(status) = self.driver.as_mut().and_then(|d| d.try_exit_status()) {
-                return Err(Deviation::inconclusive(format!("the provider server exited ({status}) before listening")));
+                return Err(Deviation::inconclusive(format!(
+                    "the provider server exited ({status}) before listening"
+                )));
             }
             if Instant::now() >= deadline {
                 return Err(Deviation::inconclusive(format!(
@@ -317,10 +350,9 @@ impl<'a> Exec<'a> {
     }
 
     async fn http(&mut self, h: &HttpStep, deadline: Instant) -> Result<(), Deviation> {
-        let url = self
-            .server_url
-            .clone()
-            .ok_or_else(|| Deviation::error("an http step needs a scenario with role = \"server\""))?;
+        let url = self.server_url.clone().ok_or_else(|| {
+            Deviation::error("an http step needs a scenario with role = \"server\"")
+        })?;
         let sub = |v: &mut Vars, s: &str| v.substitute_raw(s).map_err(Deviation::error);
         let path = sub(&mut self.vars, &h.path)?;
         let mut headers = Vec::with_capacity(h.headers.len() + 1);
@@ -330,18 +362,44 @@ impl<'a> Exec<'a> {
         let body = match (&h.body, &h.json) {
             (Some(b), _) => sub(&mut self.vars, b)?.into_bytes(),
             (None, Some(j)) => {
-                if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+                if !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                {
                     headers.push(("content-type".into(), "application/json".into()));
                 }
-                self.vars.substitute_json(j).map_err(Deviation::error)?.to_string().into_bytes()
+                self.vars
+                    .substitute_json(j)
+                    .map_err(Deviation::error)?
+                    .to_string()
+                    .into_bytes()
             }
             (None, None) => Vec::new(),
         };
-        let req = HttpRequest { method: h.method.clone(), path, headers, body };
-        self.transcript.record(Direction::ToIut, http_text(&format!("{} {} HTTP/1.1", req.method, req.path), &req.headers, &req.body));
+        let req = HttpRequest {
+            method: h.method.clone(),
+            path,
+            headers,
+            body,
+        };
+        self.transcript.record(
+            Direction::ToIut,
+            http_text(
+                &format!("{} {} HTTP/1.1", req.method, req.path),
+                &req.headers,
+                &req.body,
+            ),
+        );
         let result = crate::http::send(&url, &req, deadline).await;
         match &result {
-            Ok(r) => self.transcript.record(Direction::FromIut, http_text(&format!("HTTP/1.1 {} ({} ms)", r.status, r.elapsed.as_millis()), &r.headers, &r.body)),
+            Ok(r) => self.transcript.record(
+                Direction::FromIut,
+                http_text(
+                    &format!("HTTP/1.1 {} ({} ms)", r.status, r.elapsed.as_millis()),
+                    &r.headers,
+                    &r.body,
+                ),
+            ),
             Err(e) => self.transcript.note(format!("HTTP request failed: {e}")),
         }
         self.last_http = Some(result);
@@ -351,50 +409,89 @@ impl<'a> Exec<'a> {
     fn expect_http(&mut self, e: &ExpectHttp) -> Result<(), Deviation> {
         let r = match &self.last_http {
             None => return Err(Deviation::error("expect_http needs an http step before it")),
-            Some(Err(why)) => return Err(Deviation::fail_here(format!("an HTTP response with status {:?}", e.status), why.clone())),
+            Some(Err(why)) => {
+                return Err(Deviation::fail_here(
+                    format!("an HTTP response with status {:?}", e.status),
+                    why.clone(),
+                ));
+            }
             Some(Ok(r)) => r.clone(),
         };
         let body_text = String::from_utf8_lossy(&r.body).into_owned();
         if !e.status.contains(&r.status) {
-            return Err(Deviation::fail_here(format!("status {:?}", e.status), format!("status {}: {}", r.status, cut(&body_text))));
+            return Err(Deviation::fail_here(
+                format!("status {:?}", e.status),
+                format!("status {}: {}", r.status, cut(&body_text)),
+            ));
         }
         if let Some(ms) = e.within_ms
             && r.elapsed.as_millis() > u128::from(ms)
         {
-            return Err(Deviation::fail_here(format!("a response within {ms} ms"), format!("{} ms", r.elapsed.as_millis())));
+            return Err(Deviation::fail_here(
+                format!("a response within {ms} ms"),
+                format!("{} ms", r.elapsed.as_millis()),
+            ));
         }
         for (name, want) in &e.headers {
             let want = self.vars.substitute_raw(want).map_err(Deviation::error)?;
             match (want.as_str(), r.header(name)) {
                 ("!", None) | ("*", Some(_)) => {}
-                ("!", Some(v)) => return Err(Deviation::fail_here(format!("no {name} header"), format!("{name}: {v}"))),
+                ("!", Some(v)) => {
+                    return Err(Deviation::fail_here(
+                        format!("no {name} header"),
+                        format!("{name}: {v}"),
+                    ));
+                }
                 (w, Some(v)) if w == v => {}
-                (w, got) => return Err(Deviation::fail_here(format!("{name}: {w}"), format!("{name}: {}", got.unwrap_or("(absent)")))),
+                (w, got) => {
+                    return Err(Deviation::fail_here(
+                        format!("{name}: {w}"),
+                        format!("{name}: {}", got.unwrap_or("(absent)")),
+                    ));
+                }
             }
         }
         if let Some(want) = &e.body {
             let want = self.vars.substitute_raw(want).map_err(Deviation::error)?;
             if want != body_text {
-                return Err(Deviation::fail_here(format!("body {want:?}"), format!("body {:?}", cut(&body_text))));
+                return Err(Deviation::fail_here(
+                    format!("body {want:?}"),
+                    format!("body {:?}", cut(&body_text)),
+                ));
             }
         }
         if let Some(want) = &e.json {
             let want = self.vars.substitute_json(want).map_err(Deviation::error)?;
-            let got: serde_json::Value = serde_json::from_slice(&r.body)
-                .map_err(|err| Deviation::fail_here(format!("a JSON body containing {want}"), format!("not JSON ({err}): {}", cut(&body_text))))?;
-            event_matches(&want, &got).map_err(|m| Deviation::fail_here(format!("a JSON body containing {want}"), format!("{m} in {}", cut(&body_text))))?;
+            let got: serde_json::Value = serde_json::from_slice(&r.body).map_err(|err| {
+                Deviation::fail_here(
+                    format!("a JSON body containing {want}"),
+                    format!("not JSON ({err}): {}", cut(&body_text)),
+                )
+            })?;
+            event_matches(&want, &got).map_err(|m| {
+                Deviation::fail_here(
+                    format!("a JSON body containing {want}"),
+                    format!("{m} in {}", cut(&body_text)),
+                )
+            })?;
         }
         for secret in &e.body_excludes {
             let secret = self.vars.substitute_raw(secret).map_err(Deviation::error)?;
             if !secret.is_empty() && body_text.contains(&secret) {
-                return Err(Deviation::fail_here(format!("a body without {secret:?}"), cut(&body_text)));
+                return Err(Deviation::fail_here(
+                    format!("a body without {secret:?}"),
+                    cut(&body_text),
+                ));
             }
         }
         Ok(())
     }
 
     /// The next driver event, from the queue or the IUT. `Ok(None)` on timeout.
-    async fn next_event(&mut self, deadline: Instant) -> Result<Option<serde_json::Value>, Deviation> {
+    async fn next_event(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<serde_json::Value>, Deviation> {
         if let Some(ev) = self.pending.pop_front() {
             return Ok(Some(ev));
         }
@@ -404,12 +501,16 @@ impl<'a> Exec<'a> {
         match tokio::time::timeout_at(deadline, self.events.recv()).await {
             Err(_) => Ok(None),
             Ok(Some(DriverMsg::Event(v))) => {
-                self.transcript.record(Direction::DriverEvent, v.to_string());
+                self.transcript
+                    .record(Direction::DriverEvent, v.to_string());
                 Ok(Some(v))
             }
             Ok(Some(DriverMsg::Bad { line, why })) => {
                 self.transcript.record(Direction::DriverEvent, &line);
-                Err(Deviation::fail_here("driver events as DRIVER.md defines them", format!("{why}: {line}")))
+                Err(Deviation::fail_here(
+                    "driver events as DRIVER.md defines them",
+                    format!("{why}: {line}"),
+                ))
             }
             Ok(Some(DriverMsg::Eof)) | Ok(None) => {
                 self.driver_gone = true;
@@ -433,13 +534,19 @@ impl<'a> Exec<'a> {
     }
 
     async fn send_command(&mut self, cmd: serde_json::Value) -> Result<u64, Deviation> {
-        let driver = self.driver.as_mut().ok_or_else(|| Deviation::error("no IUT process"))?;
+        let driver = self
+            .driver
+            .as_mut()
+            .ok_or_else(|| Deviation::error("no IUT process"))?;
         match driver.send(cmd).await {
             Ok((seq, line)) => {
                 self.transcript.record(Direction::DriverCommand, line);
                 Ok(seq)
             }
-            Err(e) => Err(Deviation::fail_here("the IUT to read driver commands", format!("{e}"))),
+            Err(e) => Err(Deviation::fail_here(
+                "the IUT to read driver commands",
+                format!("{e}"),
+            )),
         }
     }
 
@@ -449,9 +556,11 @@ impl<'a> Exec<'a> {
     }
 
     fn conn(&mut self) -> Result<&mut IutConn, Deviation> {
-        self.conn
-            .as_mut()
-            .ok_or_else(|| Deviation::error("this step needs a connection: add a `connect` or `session` step before it"))
+        self.conn.as_mut().ok_or_else(|| {
+            Deviation::error(
+                "this step needs a connection: add a `connect` or `session` step before it",
+            )
+        })
     }
 
     fn keys(&mut self) -> Result<&ServerKeys, Deviation> {
@@ -459,7 +568,9 @@ impl<'a> Exec<'a> {
             let keys = ServerKeys::new(self.vars.rng()).map_err(Deviation::error)?;
             self.keys = Some(keys);
         }
-        self.keys.as_ref().ok_or_else(|| Deviation::error("no server keys"))
+        self.keys
+            .as_ref()
+            .ok_or_else(|| Deviation::error("no server keys"))
     }
 
     /// Whether an IUT stanza may be skipped while waiting for something else.
@@ -508,7 +619,10 @@ impl<'a> Exec<'a> {
                     account: &creds_account,
                     credential: &creds_credential,
                 };
-                let conn = self.conn.as_mut().ok_or_else(|| Deviation::error("negotiate needs a completed handshake"))?;
+                let conn = self
+                    .conn
+                    .as_mut()
+                    .ok_or_else(|| Deviation::error("negotiate needs a completed handshake"))?;
                 let done = gk::negotiate(conn, n, &creds, deadline, self.vars.rng()).await?;
                 if let Some(jid) = done.jid {
                     self.vars.set("client.jid", jid.clone());
@@ -518,7 +632,10 @@ impl<'a> Exec<'a> {
             }
             Action::Send(template) => {
                 let text = self.vars.substitute(template).map_err(Deviation::error)?;
-                self.conn()?.send(text.as_bytes()).await.map_err(Deviation::io)
+                self.conn()?
+                    .send(text.as_bytes())
+                    .await
+                    .map_err(Deviation::io)
             }
             Action::SendFixture(rel) => {
                 let path = self.dirs.fixtures.join(rel);
@@ -530,13 +647,19 @@ impl<'a> Exec<'a> {
                 match tokio::time::timeout_at(deadline, conn.send(&bytes)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => self.transcript.note(format!("write stopped: {e}")),
-                    Err(_) => self.transcript.note("write stopped: the IUT stopped reading"),
+                    Err(_) => self
+                        .transcript
+                        .note("write stopped: the IUT stopped reading"),
                 }
                 Ok(())
             }
             Action::Expect(alternatives) => self.expect(step, alternatives, deadline).await,
-            Action::ExpectStreamError(conds) => self.expect_stream_error(step, conds, deadline).await,
-            Action::ExpectClosed { close_tag } => self.expect_closed(step, *close_tag, deadline).await,
+            Action::ExpectStreamError(conds) => {
+                self.expect_stream_error(step, conds, deadline).await
+            }
+            Action::ExpectClosed { close_tag } => {
+                self.expect_closed(step, *close_tag, deadline).await
+            }
             Action::ExpectNothing(d) => self.expect_nothing(step, Instant::now() + *d).await,
             Action::Driver(cmd) => {
                 let cmd = self.vars.substitute_json(cmd).map_err(Deviation::error)?;
@@ -557,10 +680,19 @@ impl<'a> Exec<'a> {
         }
     }
 
-    async fn connect(&mut self, c: &crate::scenario::step::Connect, deadline: Instant) -> Result<(), Deviation> {
-        let kind = c.transport.or(self.scenario.transport).unwrap_or(self.iut.transport);
+    async fn connect(
+        &mut self,
+        c: &crate::scenario::step::Connect,
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
+        let kind = c
+            .transport
+            .or(self.scenario.transport)
+            .unwrap_or(self.iut.transport);
         if !self.iut.claims(&format!("transport.{kind}")) {
-            return Err(Deviation::not_applicable(format!("the IUT does not claim transport.{kind}")));
+            return Err(Deviation::not_applicable(format!(
+                "the IUT does not claim transport.{kind}"
+            )));
         }
         if let Some(a) = &c.account {
             self.account = self.vars.substitute_raw(a).map_err(Deviation::error)?;
@@ -612,8 +744,20 @@ impl<'a> Exec<'a> {
                 },
             }
         };
-        let keys = self.keys.take().ok_or_else(|| Deviation::error("no server keys"))?;
-        let result = gk::handshake(tcp, kind, c.handshake, &keys, deadline, &self.transcript, self.vars.rng()).await;
+        let keys = self
+            .keys
+            .take()
+            .ok_or_else(|| Deviation::error("no server keys"))?;
+        let result = gk::handshake(
+            tcp,
+            kind,
+            c.handshake,
+            &keys,
+            deadline,
+            &self.transcript,
+            self.vars.rng(),
+        )
+        .await;
         self.keys = Some(keys);
         self.conn = result?;
         Ok(())
@@ -634,19 +778,31 @@ impl<'a> Exec<'a> {
                 Some("connected") => {
                     let got = ev.get("jid").and_then(|j| j.as_str()).unwrap_or_default();
                     if got != jid {
-                        return Err(Deviation::fail(gk::req::BOUND_JID, format!("connected with jid {jid}"), ev.to_string()));
+                        return Err(Deviation::fail(
+                            gk::req::BOUND_JID,
+                            format!("connected with jid {jid}"),
+                            ev.to_string(),
+                        ));
                     }
                     return Ok(());
                 }
                 Some("error") | Some("disconnected") => {
-                    return Err(Deviation::fail_here("the driver event connected", ev.to_string()));
+                    return Err(Deviation::fail_here(
+                        "the driver event connected",
+                        ev.to_string(),
+                    ));
                 }
                 _ => {}
             }
         }
     }
 
-    async fn expect(&mut self, step: &Step, alternatives: &[String], deadline: Instant) -> Result<(), Deviation> {
+    async fn expect(
+        &mut self,
+        step: &Step,
+        alternatives: &[String],
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
         let mut patterns = Vec::with_capacity(alternatives.len());
         for a in alternatives {
             patterns.push(self.pattern(a)?);
@@ -676,12 +832,22 @@ impl<'a> Exec<'a> {
                 self.transcript.note(format!("ignored: <{}>", e.name));
                 continue;
             }
-            let why = first_mismatch.map(|m| format!(" (mismatch at {m})")).unwrap_or_default();
-            return Err(Deviation::fail_here(expected, format!("{}{why}", e.to_xml())));
+            let why = first_mismatch
+                .map(|m| format!(" (mismatch at {m})"))
+                .unwrap_or_default();
+            return Err(Deviation::fail_here(
+                expected,
+                format!("{}{why}", e.to_xml()),
+            ));
         }
     }
 
-    async fn expect_stream_error(&mut self, step: &Step, conds: &[String], deadline: Instant) -> Result<(), Deviation> {
+    async fn expect_stream_error(
+        &mut self,
+        step: &Step,
+        conds: &[String],
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
         let expected = format!("<stream:error> with condition {}", conds.join(" or "));
         loop {
             let got = self.conn()?.next(deadline).await;
@@ -705,9 +871,15 @@ impl<'a> Exec<'a> {
         }
     }
 
-    async fn expect_closed(&mut self, step: &Step, close_tag: bool, deadline: Instant) -> Result<(), Deviation> {
+    async fn expect_closed(
+        &mut self,
+        step: &Step,
+        close_tag: bool,
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
         let Some(_) = self.conn.as_ref() else {
-            self.transcript.note("no connection left open: the handshake was aborted");
+            self.transcript
+                .note("no connection left open: the handshake was aborted");
             return Ok(());
         };
         let mut saw_close = false;
@@ -728,11 +900,20 @@ impl<'a> Exec<'a> {
                 None => {
                     return Err(Deviation::fail_here(
                         "the IUT to close the connection",
-                        if saw_close { "</stream:stream>, but the connection stayed open" } else { "the connection stayed open" },
+                        if saw_close {
+                            "</stream:stream>, but the connection stayed open"
+                        } else {
+                            "the connection stayed open"
+                        },
                     ));
                 }
                 other => {
-                    return Err(gk::unexpected(other, "nothing more before the connection closes", "").into_here());
+                    return Err(gk::unexpected(
+                        other,
+                        "nothing more before the connection closes",
+                        "",
+                    )
+                    .into_here());
                 }
             }
         }
@@ -749,16 +930,30 @@ impl<'a> Exec<'a> {
         }
     }
 
-    async fn expect_event(&mut self, alternatives: &[serde_json::Value], deadline: Instant) -> Result<(), Deviation> {
+    async fn expect_event(
+        &mut self,
+        alternatives: &[serde_json::Value],
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
         let mut expected = Vec::with_capacity(alternatives.len());
         for a in alternatives {
             expected.push(self.vars.substitute_json(a).map_err(Deviation::error)?);
         }
-        let names: Vec<&str> = expected.iter().filter_map(|e| e.get("event")?.as_str()).collect();
-        let shown = expected.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(" or ");
+        let names: Vec<&str> = expected
+            .iter()
+            .filter_map(|e| e.get("event")?.as_str())
+            .collect();
+        let shown = expected
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(" or ");
         loop {
             let Some(ev) = self.next_event(deadline).await? else {
-                return Err(Deviation::fail_here(format!("driver event {shown}"), "no such event before the step's deadline"));
+                return Err(Deviation::fail_here(
+                    format!("driver event {shown}"),
+                    "no such event before the step's deadline",
+                ));
             };
             if ev.get("event").and_then(|e| e.as_str()) == Some("unsupported") {
                 return Err(Deviation::not_applicable(format!("the IUT answered {ev}")));
@@ -768,7 +963,10 @@ impl<'a> Exec<'a> {
             }
             let name = ev.get("event").and_then(|e| e.as_str()).unwrap_or_default();
             if names.contains(&name) {
-                return Err(Deviation::fail_here(format!("driver event {shown}"), ev.to_string()));
+                return Err(Deviation::fail_here(
+                    format!("driver event {shown}"),
+                    ev.to_string(),
+                ));
             }
             // Other kinds of events (informative ones such as stream_error) are skipped.
         }
@@ -781,7 +979,8 @@ impl<'a> Exec<'a> {
         }
         while let Ok(msg) = self.events.try_recv() {
             if let DriverMsg::Event(v) = msg {
-                self.transcript.record(Direction::DriverEvent, v.to_string());
+                self.transcript
+                    .record(Direction::DriverEvent, v.to_string());
             }
         }
         let driver = self.driver.as_mut()?;
@@ -823,7 +1022,10 @@ fn cut(s: &str) -> String {
 
 fn is_unsupported(ev: &serde_json::Value, seq: u64) -> bool {
     ev.get("event").and_then(|e| e.as_str()) == Some("unsupported")
-        && ev.get("seq").and_then(|s| s.as_u64()).is_none_or(|s| s == seq)
+        && ev
+            .get("seq")
+            .and_then(|s| s.as_u64())
+            .is_none_or(|s| s == seq)
 }
 
 fn error_outcome(why: String) -> Outcome {
@@ -845,7 +1047,12 @@ fn not_applicable(s: &Scenario, iut: &IutConfig) -> Option<String> {
     if !iut.roles.contains(&s.role) {
         return Some(format!("the IUT does not implement the {} role", s.role));
     }
-    let missing: Vec<&str> = s.needs.iter().filter(|n| !iut.claims(n)).map(String::as_str).collect();
+    let missing: Vec<&str> = s
+        .needs
+        .iter()
+        .filter(|n| !iut.claims(n))
+        .map(String::as_str)
+        .collect();
     if !missing.is_empty() {
         return Some(format!("the IUT does not claim {}", missing.join(", ")));
     }
@@ -877,12 +1084,19 @@ mod tests {
         .await;
         assert_eq!(verdict, Verdict::Error);
         let got = failure.map(|f| f.got).unwrap_or_default();
-        assert!(got.starts_with("harness panic: index out of bounds"), "{got}");
+        assert!(
+            got.starts_with("harness panic: index out of bounds"),
+            "{got}"
+        );
     }
 
     #[tokio::test]
     async fn an_outcome_passes_through() {
-        let (verdict, failure, stderr) = catch_panic(async { (Verdict::Fail, None, Some("e".into())) }).await;
-        assert_eq!((verdict, failure, stderr.as_deref()), (Verdict::Fail, None, Some("e")));
+        let (verdict, failure, stderr) =
+            catch_panic(async { (Verdict::Fail, None, Some("e".into())) }).await;
+        assert_eq!(
+            (verdict, failure, stderr.as_deref()),
+            (Verdict::Fail, None, Some("e"))
+        );
     }
 }

@@ -110,10 +110,23 @@ impl Summary {
 /// What the runner tells reporters.
 #[derive(Debug)]
 pub enum RunEvent<'a> {
-    Started { total: usize, seed: u64, jobs: usize },
-    ScenarioStarted { id: &'a str },
-    ScenarioFinished { result: &'a ScenarioResult, done: usize, total: usize },
-    Finished { summary: &'a Summary, elapsed: Duration },
+    Started {
+        total: usize,
+        seed: u64,
+        jobs: usize,
+    },
+    ScenarioStarted {
+        id: &'a str,
+    },
+    ScenarioFinished {
+        result: &'a ScenarioResult,
+        done: usize,
+        total: usize,
+    },
+    Finished {
+        summary: &'a Summary,
+        elapsed: Duration,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -199,7 +212,11 @@ pub async fn run(
         .map(|(slot, s)| {
             slot.unwrap_or_else(|| {
                 summary.add(Verdict::Error);
-                exec::harness_error(s, scenario_seed(opts.seed, &s.id), "the scenario task was lost")
+                exec::harness_error(
+                    s,
+                    scenario_seed(opts.seed, &s.id),
+                    "the scenario task was lost",
+                )
             })
         })
         .collect();

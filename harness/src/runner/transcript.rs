@@ -85,9 +85,15 @@ impl Transcript {
         let bytes = data.as_ref();
         let t_ms = self.start.elapsed().as_micros() as f64 / 1000.0;
         if self.live {
-            eprintln!("{t_ms:>10.3} ms  {:<10}  {}", dir.arrow(), String::from_utf8_lossy(bytes));
+            eprintln!(
+                "{t_ms:>10.3} ms  {:<10}  {}",
+                dir.arrow(),
+                String::from_utf8_lossy(bytes)
+            );
         }
-        let Ok(mut inner) = self.inner.lock() else { return };
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
         if inner.bytes >= MAX_TRANSCRIPT_BYTES {
             inner.dropped += 1;
             return;
@@ -98,7 +104,11 @@ impl Transcript {
             text.push_str(&format!("… [{} more bytes]", bytes.len() - keep));
         }
         inner.bytes += text.len();
-        inner.entries.push(Entry { t_ms, dir, data: text });
+        inner.entries.push(Entry {
+            t_ms,
+            dir,
+            data: text,
+        });
     }
 
     pub fn note(&self, text: impl AsRef<str>) {
@@ -107,7 +117,9 @@ impl Transcript {
 
     /// The entries, with a final note when some were dropped.
     pub fn entries(&self) -> Vec<Entry> {
-        let Ok(inner) = self.inner.lock() else { return Vec::new() };
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
         let mut out = inner.entries.clone();
         if inner.dropped > 0 {
             out.push(Entry {

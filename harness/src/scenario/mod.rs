@@ -30,7 +30,9 @@ pub struct ScenarioError {
 }
 
 /// The IUT roles a scenario can target (model.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Client,
@@ -121,7 +123,11 @@ impl SuiteDirs {
 /// Converts a byte offset in `text` to a 1-based line number.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
 }
 
 impl Scenario {
@@ -170,7 +176,10 @@ impl Scenario {
         let req_at = raw.requirements.span().start;
         let requirements = raw.requirements.into_inner();
         if requirements.is_empty() {
-            return Err(err(req_at, "a scenario must cite at least one SPEC.md requirement".into()));
+            return Err(err(
+                req_at,
+                "a scenario must cite at least one SPEC.md requirement".into(),
+            ));
         }
         let mut seen = BTreeSet::new();
         for r in &requirements {
@@ -213,14 +222,16 @@ impl Scenario {
             pattern::validate_template(p).map_err(|m| err(0, format!("ignore pattern: {m}")))?;
         }
         if raw.steps.is_empty() {
-            return Err(err(text.len(), "a scenario needs at least one [[step]]".into()));
+            return Err(err(
+                text.len(),
+                "a scenario needs at least one [[step]]".into(),
+            ));
         }
         let mut steps = Vec::with_capacity(raw.steps.len());
         for s in raw.steps {
             let at = s.span().start;
             let line = line_of(text, at);
-            let step = step::Step::from_raw(s.into_inner(), line, dirs)
-                .map_err(|m| err(at, m))?;
+            let step = step::Step::from_raw(s.into_inner(), line, dirs).map_err(|m| err(at, m))?;
             steps.extend(step);
         }
         Ok(Scenario {
@@ -252,7 +263,10 @@ fn expected_id_from_path(path: &Path, root: &Path) -> Option<String> {
 
 /// Loads every `*.toml` below `dirs.scenarios`, sorted by id. All errors are
 /// collected so that one run reports every broken file at once.
-pub fn load_suite(dirs: &SuiteDirs, catalogue: &Catalogue) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
+pub fn load_suite(
+    dirs: &SuiteDirs,
+    catalogue: &Catalogue,
+) -> Result<Vec<Scenario>, Vec<ScenarioError>> {
     let mut files = Vec::new();
     let mut errors = Vec::new();
     collect_toml(&dirs.scenarios, &mut files, &mut errors);
@@ -281,7 +295,11 @@ pub fn load_suite(dirs: &SuiteDirs, catalogue: &Catalogue) -> Result<Vec<Scenari
             });
         }
     }
-    if errors.is_empty() { Ok(scenarios) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(scenarios)
+    } else {
+        Err(errors)
+    }
 }
 
 fn collect_toml(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ScenarioError>) {
@@ -369,7 +387,11 @@ mod tests {
         let suite = load_suite(&dirs, Catalogue::embedded()).expect("bundled suite loads");
         let mut seen: Vec<&str> = Vec::new();
         for k in 1..=3 {
-            seen.extend(select(&suite, None, &[], Some((k, 3))).iter().map(|s| s.id.as_str()));
+            seen.extend(
+                select(&suite, None, &[], Some((k, 3)))
+                    .iter()
+                    .map(|s| s.id.as_str()),
+            );
         }
         seen.sort();
         let all: Vec<&str> = suite.iter().map(|s| s.id.as_str()).collect();

@@ -74,7 +74,12 @@ impl std::fmt::Display for Mismatch {
 /// Matches `actual` against `pattern`; on success returns the captures.
 pub fn matches(pattern: &Element, actual: &Element) -> Result<Vec<(String, String)>, Mismatch> {
     let mut captures = Vec::new();
-    match_at(pattern, actual, &format!("/{}", pattern.name), &mut captures)?;
+    match_at(
+        pattern,
+        actual,
+        &format!("/{}", pattern.name),
+        &mut captures,
+    )?;
     Ok(captures)
 }
 
@@ -193,9 +198,15 @@ mod tests {
         let caps = matches(&p, &stanza("<iq type='result' id='q1' from='a@b'/>")).unwrap();
         assert_eq!(caps, vec![("id".to_string(), "q1".to_string())]);
         let m = matches(&p, &stanza("<iq type='error' id='q1' from='a'/>")).unwrap_err();
-        assert_eq!(m.to_string(), "/iq: attribute type: expected \"result\", got \"error\"");
+        assert_eq!(
+            m.to_string(),
+            "/iq: attribute type: expected \"result\", got \"error\""
+        );
         let m = matches(&p, &stanza("<iq type='result' id='q1'/>")).unwrap_err();
-        assert_eq!(m.to_string(), "/iq: attribute from is missing (expected \"*\")");
+        assert_eq!(
+            m.to_string(),
+            "/iq: attribute from is missing (expected \"*\")"
+        );
         let m = matches(&p, &stanza("<iq type='result' id='q1' from='a' to='b'/>")).unwrap_err();
         assert_eq!(m.to_string(), "/iq: attribute to must be absent, got \"b\"");
     }
@@ -203,9 +214,13 @@ mod tests {
     #[test]
     fn children_in_order_and_only() {
         let p = parse("<iq type='error'><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>").unwrap();
-        let ok = stanza("<iq type='error'><ping xmlns='urn:xmpp:ping'/><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no</text></error></iq>");
+        let ok = stanza(
+            "<iq type='error'><ping xmlns='urn:xmpp:ping'/><error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no</text></error></iq>",
+        );
         assert!(matches(&p, &ok).is_ok());
-        let bad = stanza("<iq type='error'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
+        let bad = stanza(
+            "<iq type='error'><error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>",
+        );
         let m = matches(&p, &bad).unwrap_err();
         assert_eq!(m.path, "/iq/error/service-unavailable");
 
@@ -217,18 +232,37 @@ mod tests {
 
     #[test]
     fn namespace_and_text() {
-        let p = parse("<message><received xmlns='urn:xmpp:receipts' id='m1'/><body>*</body></message>").unwrap();
-        let m = matches(&p, &stanza("<message><received xmlns='urn:xmpp:receipt' id='m1'/><body>hi</body></message>")).unwrap_err();
+        let p =
+            parse("<message><received xmlns='urn:xmpp:receipts' id='m1'/><body>*</body></message>")
+                .unwrap();
+        let m = matches(
+            &p,
+            &stanza(
+                "<message><received xmlns='urn:xmpp:receipt' id='m1'/><body>hi</body></message>",
+            ),
+        )
+        .unwrap_err();
         assert_eq!(m.reason, "missing child {urn:xmpp:receipts}received");
         assert!(matches(&p, &stanza("<message><received xmlns='urn:xmpp:receipts' id='m1'/><body>hi</body></message>")).is_ok());
-        let m = matches(&p, &stanza("<message><received xmlns='urn:xmpp:receipts' id='m1'/><body/></message>")).unwrap_err();
+        let m = matches(
+            &p,
+            &stanza("<message><received xmlns='urn:xmpp:receipts' id='m1'/><body/></message>"),
+        )
+        .unwrap_err();
         assert_eq!(m.reason, "expected some text, got none");
     }
 
     #[test]
     fn invalid_patterns_are_reported() {
         assert!(validate_template("<iq type='${x}'/>").is_ok());
-        assert!(validate_template("<iq").unwrap_err().starts_with("pattern is not well-formed XML"));
-        assert_eq!(validate_template("<a/><b/>").unwrap_err(), "pattern holds more than one top-level element");
+        assert!(
+            validate_template("<iq")
+                .unwrap_err()
+                .starts_with("pattern is not well-formed XML")
+        );
+        assert_eq!(
+            validate_template("<a/><b/>").unwrap_err(),
+            "pattern holds more than one top-level element"
+        );
     }
 }

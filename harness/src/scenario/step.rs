@@ -167,9 +167,9 @@ impl HandshakeMode {
             HandshakeMode::WrongKey | HandshakeMode::Truncate | HandshakeMode::Garbage => {
                 Some(TransportKind::Noise)
             }
-            HandshakeMode::TlsUnknownCa | HandshakeMode::TlsWrongName | HandshakeMode::Tls12Only => {
-                Some(TransportKind::Tls)
-            }
+            HandshakeMode::TlsUnknownCa
+            | HandshakeMode::TlsWrongName
+            | HandshakeMode::Tls12Only => Some(TransportKind::Tls),
         }
     }
 
@@ -232,7 +232,9 @@ pub enum Action {
     /// Expect `<stream:error>` with one of the conditions.
     ExpectStreamError(Vec<String>),
     /// Expect the IUT to close the connection.
-    ExpectClosed { close_tag: bool },
+    ExpectClosed {
+        close_tag: bool,
+    },
     /// Expect no stanza for this long.
     ExpectNothing(Duration),
     /// Send a driver command (a JSON object; `seq` is added).
@@ -289,7 +291,11 @@ const MAX_WAIT_MS: u64 = 60_000;
 impl Step {
     /// Validates a raw step. `session` expands into `connect` + `negotiate`,
     /// hence a list.
-    pub(crate) fn from_raw(raw: RawStep, line: usize, dirs: &SuiteDirs) -> Result<Vec<Step>, String> {
+    pub(crate) fn from_raw(
+        raw: RawStep,
+        line: usize,
+        dirs: &SuiteDirs,
+    ) -> Result<Vec<Step>, String> {
         let mut actions: Vec<Action> = Vec::new();
         let mut names: Vec<&str> = Vec::new();
         if let Some(c) = raw.session {
@@ -305,7 +311,9 @@ impl Step {
         if let Some(c) = raw.connect {
             names.push("connect");
             if c.mechanisms.is_some() {
-                return Err("`mechanisms` belongs to `negotiate` or `session`, not `connect`".into());
+                return Err(
+                    "`mechanisms` belongs to `negotiate` or `session`, not `connect`".into(),
+                );
             }
             actions.push(Action::Connect(connect(c)?));
         }
@@ -322,7 +330,10 @@ impl Step {
             names.push("send_fixture");
             let path = dirs.fixtures.join(&f);
             if f.contains("..") || !path.is_file() {
-                return Err(format!("send_fixture: no fixture {f:?} under {}", dirs.fixtures.display()));
+                return Err(format!(
+                    "send_fixture: no fixture {f:?} under {}",
+                    dirs.fixtures.display()
+                ));
             }
             actions.push(Action::SendFixture(PathBuf::from(f)));
         }
@@ -334,7 +345,9 @@ impl Step {
         if let Some(ps) = raw.expect_any {
             names.push("expect_any");
             if ps.len() < 2 {
-                return Err("expect_any needs at least two alternatives (use expect for one)".into());
+                return Err(
+                    "expect_any needs at least two alternatives (use expect for one)".into(),
+                );
             }
             for p in &ps {
                 pattern::validate_template(p).map_err(|m| format!("expect_any: {m}"))?;
@@ -355,7 +368,9 @@ impl Step {
         }
         if let Some(c) = raw.expect_closed {
             names.push("expect_closed");
-            actions.push(Action::ExpectClosed { close_tag: c.close_tag });
+            actions.push(Action::ExpectClosed {
+                close_tag: c.close_tag,
+            });
         }
         if let Some(ms) = raw.expect_nothing {
             names.push("expect_nothing");
@@ -435,7 +450,11 @@ impl Step {
 fn http_step(h: RawHttp) -> Result<HttpStep, String> {
     const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
     if !METHODS.contains(&h.method.as_str()) {
-        return Err(format!("http method {:?} is not one of {}", h.method, METHODS.join(", ")));
+        return Err(format!(
+            "http method {:?} is not one of {}",
+            h.method,
+            METHODS.join(", ")
+        ));
     }
     if !h.path.starts_with('/') {
         return Err(format!("http path {:?} must start with /", h.path));
@@ -469,7 +488,11 @@ fn expect_http(e: RawExpectHttp) -> Result<ExpectHttp, String> {
     }
     Ok(ExpectHttp {
         status,
-        headers: e.headers.into_iter().map(|(k, v)| (k.to_ascii_lowercase(), v)).collect(),
+        headers: e
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
         json: e.json,
         body: e.body,
         body_excludes: e.body_excludes,
@@ -498,7 +521,9 @@ fn connect(c: RawConnect) -> Result<Connect, String> {
     if let (Some(t), Some(needed)) = (transport, handshake.transport())
         && t != needed
     {
-        return Err(format!("handshake mode needs transport {needed}, but the step pins {t}"));
+        return Err(format!(
+            "handshake mode needs transport {needed}, but the step pins {t}"
+        ));
     }
     Ok(Connect {
         transport: transport.or(handshake.transport()),
@@ -514,7 +539,11 @@ fn negotiate(n: RawNegotiate) -> Result<Negotiate, String> {
         Some("header") => Stage::Header,
         Some("features") => Stage::Features,
         Some("auth") => Stage::Auth,
-        Some(o) => return Err(format!("upto {o:?} is not one of header, features, auth, session")),
+        Some(o) => {
+            return Err(format!(
+                "upto {o:?} is not one of header, features, auth, session"
+            ));
+        }
     };
     let sasl = match n.sasl.as_deref() {
         None | Some("verify") => SaslAnswer::Verify,

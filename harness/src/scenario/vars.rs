@@ -90,7 +90,10 @@ impl Vars {
 
     /// All values set so far.
     pub fn snapshot(&self) -> Vec<(String, String)> {
-        self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.values
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     /// The generator, for other seeded choices of the scenario (keys, ids).
@@ -108,7 +111,11 @@ impl Vars {
         self.substitute_with(template, str::to_string)
     }
 
-    fn substitute_with(&mut self, template: &str, esc: fn(&str) -> String) -> Result<String, String> {
+    fn substitute_with(
+        &mut self,
+        template: &str,
+        esc: fn(&str) -> String,
+    ) -> Result<String, String> {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
         while let Some(at) = rest.find("${") {
@@ -135,11 +142,16 @@ impl Vars {
     }
 
     /// Substitutes inside every string of a JSON value (driver commands, expected events).
-    pub fn substitute_json(&mut self, value: &serde_json::Value) -> Result<serde_json::Value, String> {
+    pub fn substitute_json(
+        &mut self,
+        value: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
         Ok(match value {
             serde_json::Value::String(s) => serde_json::Value::String(self.substitute_raw(s)?),
             serde_json::Value::Array(a) => serde_json::Value::Array(
-                a.iter().map(|v| self.substitute_json(v)).collect::<Result<_, _>>()?,
+                a.iter()
+                    .map(|v| self.substitute_json(v))
+                    .collect::<Result<_, _>>()?,
             ),
             serde_json::Value::Object(o) => {
                 let mut m = serde_json::Map::new();
