@@ -213,7 +213,11 @@ fn cmd_run(args: RunArgs) -> i32 {
             .map(|n| n.get())
             .unwrap_or(2)
     });
-    let mut rerun = String::from("gatecheck run");
+    // The rerun line names the binary as it was invoked, so it can be pasted as is.
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "gatecheck".into());
+    let mut rerun = format!("{program} run");
     if let Some(p) = &args.iut {
         rerun.push_str(&format!(" --iut {}", p.display()));
     }

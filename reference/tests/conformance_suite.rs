@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 
 use gatecheck::iut::IutConfig;
 use gatecheck::runner::{self, RunOptions, ScenarioResult, Verdict};
@@ -104,59 +103,100 @@ fn mutants() -> Vec<Mutant> {
         .collect()
 }
 
+/// Runs `scenarios` against the reference with `mutant` switched on.
+async fn run_mutant(mutant: String, scenarios: Vec<Scenario>) -> Vec<ScenarioResult> {
+    let iut = IutConfig::reference_at(reference(), Some(&mutant));
+    runner::run(&scenarios, &iut, &opts(2), |_| {}).await.0
+}
+
+/// Runs the (mutant, scenarios) jobs two at a time (two scenarios each: four IUT
+/// processes on two cores) and returns the results in job order.
+fn run_jobs(
+    rt: &tokio::runtime::Runtime,
+    jobs: Vec<(String, Vec<Scenario>)>,
+) -> Vec<Vec<ScenarioResult>> {
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let batch: Vec<_> = jobs.by_ref().take(2).collect();
+        let results = rt.block_on(async {
+            let handles: Vec<_> = batch
+                .into_iter()
+                .map(|(m, s)| tokio::spawn(run_mutant(m, s)))
+                .collect();
+            let mut v = Vec::new();
+            for h in handles {
+                v.push(h.await.unwrap_or_default());
+            }
+            v
+        });
+        out.extend(results);
+    }
+    out
+}
+
 #[test]
-fn every_mutant_fails_a_scenario_that_cites_the_requirement_it_breaks() {
+fn mutants_and_scenarios_kill_each_other() {
     let mutants = mutants();
     assert!(mutants.len() >= 10, "only {} mutants", mutants.len());
-    let suite = Arc::new(suite());
+    let suite = suite();
     let rt = runtime();
     let mut problems = Vec::new();
-    // Two mutants at a time, two scenarios each: four IUT processes on two cores.
-    for pair in mutants.chunks(2) {
-        let runs = pair.iter().map(|m| {
-            let citing: Vec<Scenario> = suite
+    let mut killed: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+
+    // 1. Every mutant fails a scenario that cites the requirement it breaks.
+    let jobs: Vec<(String, Vec<Scenario>)> = mutants
+        .iter()
+        .map(|m| {
+            let citing = suite
                 .iter()
                 .filter(|s| s.requirements.contains(&m.requirement))
                 .cloned()
                 .collect();
-            let iut = IutConfig::reference_at(reference(), Some(&m.name));
-            let (name, requirement) = (m.name.clone(), m.requirement.clone());
-            async move {
-                let m = Mutant { name, requirement };
-                if citing.is_empty() {
-                    return Err(format!("{}: no scenario cites {}", m.name, m.requirement));
-                }
-                let (results, _) = runner::run(&citing, &iut, &opts(2), |_| {}).await;
-                if results.iter().any(|r| r.verdict == Verdict::Fail) {
-                    Ok(())
-                } else {
-                    let seen: Vec<String> = results.iter().map(describe).collect();
-                    Err(format!(
-                        "{} (breaks {}) passed every scenario citing it:\n  {}",
-                        m.name,
-                        m.requirement,
-                        seen.join("\n  ")
-                    ))
-                }
-            }
-        });
-        let runs: Vec<_> = runs.collect();
-        let outcomes = rt.block_on(async {
-            let mut set = tokio::task::JoinSet::new();
-            for r in runs {
-                set.spawn(r);
-            }
-            let mut v = Vec::new();
-            while let Some(o) = set.join_next().await {
-                v.push(o.unwrap_or_else(|e| Err(format!("mutant run panicked: {e}"))));
-            }
-            v
-        });
-        problems.extend(outcomes.into_iter().filter_map(Result::err));
+            (m.name.clone(), citing)
+        })
+        .collect();
+    for (m, results) in mutants.iter().zip(run_jobs(&rt, jobs)) {
+        if results.is_empty() {
+            problems.push(format!("{}: no scenario cites {}", m.name, m.requirement));
+            continue;
+        }
+        let failed: Vec<&ScenarioResult> = results
+            .iter()
+            .filter(|r| r.verdict == Verdict::Fail)
+            .collect();
+        if failed.is_empty() {
+            let seen: Vec<String> = results.iter().map(describe).collect();
+            problems.push(format!(
+                "{} (breaks {}) passed every scenario citing it:\n  {}",
+                m.name,
+                m.requirement,
+                seen.join("\n  ")
+            ));
+        }
+        killed.extend(failed.iter().map(|r| r.id.clone()));
     }
-    assert!(
-        problems.is_empty(),
-        "mutants not caught:\n{}",
-        problems.join("\n")
-    );
+
+    // 2. Every scenario fails against at least one mutant (a check that cannot fail is a defect).
+    for s in suite.iter().filter(|s| !killed.contains(&s.id)) {
+        let mut caught = false;
+        for chunk in mutants.chunks(2) {
+            let jobs = chunk
+                .iter()
+                .map(|m| (m.name.clone(), vec![s.clone()]))
+                .collect();
+            if run_jobs(&rt, jobs)
+                .iter()
+                .flatten()
+                .any(|r| r.verdict == Verdict::Fail)
+            {
+                caught = true;
+                break;
+            }
+        }
+        if !caught {
+            problems.push(format!("scenario {} fails against no mutant", s.id));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

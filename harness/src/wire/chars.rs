@@ -23,16 +23,14 @@ pub(crate) fn is_name_char(c: char) -> bool {
 
 /// Whether `s` is an `NCName` (a name without colons).
 pub(crate) fn is_ncname(s: &str) -> bool {
-    // Fast path for the usual ASCII names.
+    // Fast path for the usual ASCII names: one table lookup per byte.
     if let Some((&first, rest)) = s.as_bytes().split_first()
-        && first.is_ascii()
-        && rest.iter().all(u8::is_ascii)
+        && rest.iter().fold(first, |acc, &b| acc | b) < 0x80
     {
-        return first != b':'
-            && name_byte_class(first) == Some(true)
+        return ASCII_NCNAME_CLASS.get(usize::from(first)) == Some(&2)
             && rest
                 .iter()
-                .all(|&b| b != b':' && name_byte_class(b).is_some());
+                .all(|&b| ASCII_NCNAME_CLASS.get(usize::from(b)).is_some_and(|&c| c != 0));
     }
     let mut chars = s.chars();
     match chars.next() {
@@ -44,9 +42,10 @@ pub(crate) fn is_ncname(s: &str) -> bool {
 /// Splits a qualified name into (prefix, local); `None` unless it is `NCName` or
 /// `NCName:NCName`.
 pub(crate) fn split_qname(name: &str) -> Option<(Option<&str>, &str)> {
-    match name.split_once(':') {
+    match name.bytes().position(|b| b == b':') {
         None => is_ncname(name).then_some((None, name)),
-        Some((prefix, local)) => {
+        Some(i) => {
+            let (prefix, local) = (name.get(..i)?, name.get(i + 1..)?);
             (is_ncname(prefix) && is_ncname(local)).then_some((Some(prefix), local))
         }
     }
@@ -72,6 +71,13 @@ const fn ascii_name_class() -> [u8; 128] {
 }
 
 static ASCII_NAME_CLASS: [u8; 128] = ascii_name_class();
+
+/// [`ASCII_NAME_CLASS`] without the colon (NCName characters).
+static ASCII_NCNAME_CLASS: [u8; 128] = {
+    let mut t = ascii_name_class();
+    t[b':' as usize] = 0;
+    t
+};
 
 /// For a byte in a name: `Some(true)` if it may start a name, `Some(false)` if it may only
 /// continue one, `None` if it may not appear in a name. Non-ASCII bytes are accepted here and

@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 
 use quick_xml::Reader;
-use quick_xml::events::attributes::AttrError;
+use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::events::{BytesStart, Event};
 
 use super::chars::{find_forbidden_char, is_ncname, is_xml_char, split_qname};
@@ -19,6 +19,8 @@ use super::element::{Element, Node};
 use super::error::{Violation, WireError};
 use super::limits::Limits;
 use super::ns;
+
+mod fast;
 
 /// Namespace bindings inherited from the stream header: `(prefix, uri)`, `""` for the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,17 +39,15 @@ pub(crate) fn validate_text(bytes: &[u8], base: u64) -> Result<&str, WireError> 
     let at = |i: usize| base.saturating_add(i as u64);
     // The character scan works on raw bytes; a UTF-8 error before the first bad character
     // wins so the earliest violation is the one reported.
-    let forbidden = find_forbidden_char(bytes);
-    let checked_len = forbidden.map_or(bytes.len(), |(i, _)| i);
-    let prefix = bytes.get(..checked_len).unwrap_or_default();
+    let Some((i, codepoint)) = find_forbidden_char(bytes) else {
+        return std::str::from_utf8(bytes)
+            .map_err(|e| WireError::new(at(e.valid_up_to()), Violation::InvalidUtf8));
+    };
+    let prefix = bytes.get(..i).unwrap_or_default();
     if let Err(e) = std::str::from_utf8(prefix) {
         return Err(WireError::new(at(e.valid_up_to()), Violation::InvalidUtf8));
     }
-    if let Some((i, codepoint)) = forbidden {
-        return Err(WireError::new(at(i), Violation::InvalidChar { codepoint }));
-    }
-    std::str::from_utf8(bytes)
-        .map_err(|e| WireError::new(at(e.valid_up_to()), Violation::InvalidUtf8))
+    Err(WireError::new(at(i), Violation::InvalidChar { codepoint }))
 }
 
 /// Parses the complete bytes of one top-level element into a tree.
@@ -58,8 +58,16 @@ pub(crate) fn parse_element(
     limits: &Limits,
 ) -> Result<Element, WireError> {
     let src = validate_text(bytes, base)?;
-    let mut b = Builder::new(src, base, limits, ctx);
-    b.run()
+    if let Some(element) = Builder::new(src, base, limits, ctx).run_fast() {
+        // Debug builds (the test suites) check the fast path against the quick-xml path.
+        #[cfg(debug_assertions)]
+        {
+            let slow = Builder::new(src, base, limits, ctx).run();
+            debug_assert_eq!(slow.as_ref().ok(), Some(&element), "fast path on {src:?}");
+        }
+        return Ok(element);
+    }
+    Builder::new(src, base, limits, ctx).run()
 }
 
 /// Parses a lone start tag (the stream header) with no inherited bindings.
@@ -203,7 +211,7 @@ impl<'a> Builder<'a> {
                 }
                 Event::Text(t) => {
                     let raw: &str = &t;
-                    if raw.contains('\r') {
+                    if raw.as_bytes().contains(&b'\r') {
                         let normalized = raw.replace("\r\n", "\n").replace('\r', "\n");
                         self.push_text(&normalized, at)?;
                     } else {
@@ -274,7 +282,16 @@ impl<'a> Builder<'a> {
 
     /// Resolves a start tag at `at` (its `<`) into an element and pushes its bindings.
     fn start(&mut self, e: &BytesStart<'_>, at: usize) -> Result<Element, WireError> {
-        let qname: &str = e.name().0;
+        self.start_with(e.name().0, at, e.attributes().with_checks(false))
+    }
+
+    /// [`Builder::start`] over any tokenizer: the qualified name and the attributes as written.
+    fn start_with<'x>(
+        &mut self,
+        qname: &str,
+        at: usize,
+        attributes: impl Iterator<Item = Result<Attribute<'x>, AttrError>>,
+    ) -> Result<Element, WireError> {
         let name_at = at.saturating_add(1);
         let Some((prefix, local)) = split_qname(qname) else {
             return Err(self.err(
@@ -291,7 +308,7 @@ impl<'a> Builder<'a> {
         // Prefixed (non-declaration) attributes, resolved once all declarations are known.
         let mut prefixed: Vec<(&str, &str, &str, usize)> = Vec::new();
         let mut decls = 0usize;
-        for (count, attr) in e.attributes().with_checks(false).enumerate() {
+        for (count, attr) in attributes.enumerate() {
             let attr = attr.map_err(|err| self.attr_error(&err, name_at))?;
             let key: &str = attr.key.0;
             let key_at = self.offset_of(key, name_at);

@@ -200,8 +200,12 @@ pub async fn connect(
     };
     let established = timeout(STEP_TIMEOUT, handshake)
         .await
-        .map_err(|_| Failure::HandshakeTimeout(params.transport))?
-        .map_err(Failure::Handshake)?;
+        .map_err(|_| Failure::HandshakeTimeout(params.transport))?;
+    if established.is_err() && mutant == Mutant::SilentHandshakeFailure {
+        // STREAM-7 deviation: the correct client aborts and reports the failure.
+        std::future::pending::<()>().await;
+    }
+    let established = established.map_err(Failure::Handshake)?;
 
     let stream = XmlStream::new(established.reader, established.writer, mutant);
     login::run(stream, params, notes).await

@@ -129,7 +129,15 @@ impl Session {
                 "iq" => return self.on_iq(&el).await,
                 "message" => return self.on_message(&el).await,
                 // Presence (of any type, error included) needs no answer from this client.
-                "presence" => return Ok(()),
+                "presence" => {
+                    if el.attr("type") == Some("error") && self.mutant() == Mutant::ErrorOnError {
+                        // STANZA-9 deviation: the correct client never answers an error.
+                        let mut reply = message_error(&el, "service-unavailable");
+                        reply.name = "presence".into();
+                        self.send_stanza(reply).await?;
+                    }
+                    return Ok(());
+                }
                 _ => {}
             }
         }
@@ -149,7 +157,7 @@ impl Session {
         let kind = iq.attr("type");
         match kind {
             Some("get" | "set") => {}
-            Some("result") => {
+            Some("result" | "error") => {
                 if self.mutant() == Mutant::AnswerResult {
                     // STANZA-5 deviation: the correct client never answers a response.
                     let reply = iq_error(iq, "cancel", "service-unavailable");
@@ -157,7 +165,6 @@ impl Session {
                 }
                 return Ok(());
             }
-            Some("error") => return Ok(()),
             _ => {
                 let detail = format!("iq with type {kind:?}");
                 return Err(self
@@ -240,6 +247,16 @@ impl Session {
                 self.send_stanza(reply).await?;
             }
             return Ok(());
+        }
+        let known_type = matches!(
+            message.attr("type"),
+            None | Some("chat" | "normal" | "headline" | "groupchat")
+        );
+        if !known_type && self.mutant() == Mutant::RejectUnknownMessageType {
+            // STANZA-23 deviation: the correct client treats an unknown type as normal.
+            let mut reply = message_error(message, "bad-request");
+            reply.set_attr("type", "error");
+            self.send_stanza(reply).await?;
         }
         if self.mutant() == Mutant::ErrorOnUnknownChild
             && message

@@ -50,8 +50,13 @@ fn limits(mutant: Mutant) -> Limits {
     let mut limits = Limits::default();
     if mutant == Mutant::LaxStanzaLimit {
         // STREAM-32 deviation: the correct client refuses stanzas over 1 MiB.
-        limits.max_stanza_bytes = 16 << 20;
-        limits.max_text_bytes = 16 << 20;
+        limits.max_stanza_bytes = 64 << 20;
+        limits.max_text_bytes = 64 << 20;
+        limits.max_depth = 100_000;
+    }
+    if mutant == Mutant::TightStanzaLimit {
+        // STREAM-31 deviation: the correct client accepts stanzas of 256 KiB.
+        limits.max_stanza_bytes = 128 << 10;
     }
     limits
 }
@@ -216,6 +221,13 @@ fn mutated_input(mutant: Mutant, bytes: Vec<u8>) -> Vec<u8> {
         Mutant::AcceptDoctype => strip_markup(&bytes, b"<!DOCTYPE", b">"),
         // STREAM-28 deviation: the correct client refuses comments with restricted-xml.
         Mutant::SkipRestrictedXmlForComments => strip_markup(&bytes, b"<!--", b"-->"),
+        // STREAM-33 deviation: the correct client accepts whitespace between stanzas; this
+        // one turns a whitespace-only chunk into a NUL, which the codec refuses.
+        Mutant::WhitespaceIsError
+            if !bytes.is_empty() && bytes.iter().all(u8::is_ascii_whitespace) =>
+        {
+            vec![0]
+        }
         _ => bytes,
     }
 }
