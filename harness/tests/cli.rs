@@ -189,6 +189,11 @@ fn run_broken(name: &str, scenario: &str) -> (Option<i32>, serde_json::Value) {
     (out.status.code(), v)
 }
 
+/// A JSON string value, or "" when absent.
+fn text(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
 fn tempdir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("gatecheck-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -202,20 +207,8 @@ fn an_iut_that_dies_mid_run_fails_and_the_report_is_written() {
     assert_eq!(code, Some(1));
     let s = &v["scenarios"][0];
     assert_eq!(s["verdict"], "fail", "{s}");
-    assert!(
-        s["failure"]["got"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("exited"),
-        "{s}"
-    );
-    assert!(
-        s["iut_stderr"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("exiting on purpose"),
-        "{s}"
-    );
+    assert!(text(&s["failure"]["got"]).contains("exited"), "{s}");
+    assert!(text(&s["iut_stderr"]).contains("exiting on purpose"), "{s}");
     assert_eq!(v["summary"]["fail"], 1);
 }
 
@@ -247,10 +240,7 @@ fn garbage_on_the_driver_channel_fails_with_the_line() {
     let s = &v["scenarios"][0];
     assert_eq!(s["verdict"], "fail", "{s}");
     assert!(
-        s["failure"]["got"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("this is not json"),
+        text(&s["failure"]["got"]).contains("this is not json"),
         "{s}"
     );
 }

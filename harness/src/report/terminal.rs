@@ -56,7 +56,7 @@ impl<W: Write> TerminalReporter<W> {
                 }
                 self.line(result);
                 if self.live {
-                    eprint!("[{done}/{total}] running…");
+                    eprint!("{}", progress_bar(done, total, 30));
                     let _ = std::io::stderr().flush();
                 }
             }
@@ -122,6 +122,19 @@ impl<W: Write> TerminalReporter<W> {
     }
 }
 
+/// `[#########.....................] 12/40`
+fn progress_bar(done: usize, total: usize, width: usize) -> String {
+    let filled = (done * width)
+        .checked_div(total)
+        .unwrap_or(width)
+        .min(width);
+    format!(
+        "[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    )
+}
+
 /// Keeps a failure line on one line, cut at 400 characters.
 fn one_line(s: &str) -> String {
     let flat: String = s
@@ -133,5 +146,90 @@ fn one_line(s: &str) -> String {
         format!("{cut}…")
     } else {
         flat
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar() {
+        assert_eq!(progress_bar(0, 4, 8), "[........] 0/4");
+        assert_eq!(progress_bar(2, 4, 8), "[####....] 2/4");
+        assert_eq!(progress_bar(4, 4, 8), "[########] 4/4");
+        assert_eq!(progress_bar(0, 0, 8), "[########] 0/0");
+    }
+
+    fn result(
+        id: &str,
+        verdict: Verdict,
+        failure: Option<crate::runner::Failure>,
+    ) -> ScenarioResult {
+        ScenarioResult {
+            id: id.into(),
+            title: "t".into(),
+            requirements: vec!["STANZA-7".into(), "STANZA-3".into()],
+            verdict,
+            duration_ms: 12,
+            seed: 1,
+            failure,
+            transcript: None,
+            iut_stderr: None,
+        }
+    }
+
+    #[test]
+    fn plain_output() {
+        let mut out = Vec::new();
+        let mut r =
+            TerminalReporter::new(&mut out, "gatecheck run --mutant ping-error".into(), false);
+        r.handle(RunEvent::Started {
+            total: 3,
+            seed: 42,
+            jobs: 2,
+        });
+        let pass = result("stanza/iq-id-echoed", Verdict::Pass, None);
+        let fail = result(
+            "stanza/ping",
+            Verdict::Fail,
+            Some(crate::runner::Failure {
+                step: Some(3),
+                line: Some(14),
+                requirement: Some("STANZA-7".into()),
+                expected: "<iq type='result' id='p1'/>".into(),
+                got: "<iq type=\"error\" id=\"p1\">\n<error/></iq>".into(),
+            }),
+        );
+        let na = result(
+            "transport/tls-session",
+            Verdict::NotApplicable,
+            Some(crate::runner::Failure {
+                step: None,
+                line: None,
+                requirement: None,
+                expected: String::new(),
+                got: "the IUT does not claim transport.tls".into(),
+            }),
+        );
+        for (i, x) in [&pass, &fail, &na].into_iter().enumerate() {
+            r.handle(RunEvent::ScenarioFinished {
+                result: x,
+                done: i + 1,
+                total: 3,
+            });
+        }
+        let summary = Summary {
+            pass: 1,
+            fail: 1,
+            inconclusive: 0,
+            not_applicable: 1,
+            error: 0,
+        };
+        r.handle(RunEvent::Finished {
+            summary: &summary,
+            elapsed: std::time::Duration::from_millis(1500),
+        });
+        insta::assert_snapshot!(String::from_utf8_lossy(&out));
     }
 }

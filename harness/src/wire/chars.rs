@@ -96,6 +96,21 @@ pub(crate) fn is_xml_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// Index of the first byte of `hay` for which `hit` holds. Whole 32-byte blocks are tested
+/// branch-free first (the compiler vectorises that for simple byte comparisons), so long runs
+/// without a hit cost a fraction of an instruction per byte.
+#[inline(always)]
+pub(crate) fn find_by(hay: &[u8], hit: impl Fn(u8) -> bool + Copy) -> Option<usize> {
+    let (blocks, rest) = hay.as_chunks::<32>();
+    for (n, block) in blocks.iter().enumerate() {
+        if block.iter().fold(false, |acc, &b| acc | hit(b)) {
+            return block.iter().position(|&b| hit(b)).map(|i| n * 32 + i);
+        }
+    }
+    let base = blocks.len() * 32;
+    rest.iter().position(|&b| hit(b)).map(|i| base + i)
+}
+
 /// Position of the first byte equal to `a` or `b`, eight bytes at a time.
 pub(crate) fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
     const LO: u64 = 0x0101_0101_0101_0101;
@@ -175,6 +190,18 @@ mod tests {
         assert_eq!(split_qname("a:"), None);
         assert_eq!(split_qname("1a"), None);
         assert_eq!(split_qname(""), None);
+    }
+
+    #[test]
+    fn find_by_matches_a_naive_search() {
+        let hay = [b"0123456789abcdef".repeat(5), b"<ghijklmnop>qrstuvwxyz".to_vec()].concat();
+        for start in 0..hay.len() {
+            let slice = &hay[start..];
+            let naive = slice.iter().position(|&c| c == b'<' || c == b'>');
+            assert_eq!(find_by(slice, |c| c == b'<' || c == b'>'), naive);
+        }
+        assert_eq!(find_by(b"\x80\x81\xff<", |c| c == b'<'), Some(3));
+        assert_eq!(find_by(&[b'a'; 70], |c| c == b'<'), None);
     }
 
     #[test]

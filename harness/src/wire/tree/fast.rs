@@ -15,7 +15,7 @@ use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::name::QName;
 
 use super::Builder;
-use crate::wire::chars::is_xml_space;
+use crate::wire::chars::{find_by, is_xml_space};
 use crate::wire::element::Element;
 
 /// Whether `b` may appear in a name the fast path accepts (ASCII name bytes, colon included).
@@ -75,18 +75,14 @@ impl<'a> Iterator for Attrs<'a> {
         }
         let value_start = key_end + 2;
         let value_rest = s.get(value_start..).unwrap_or_default();
-        let Some(value_len) = value_rest.iter().position(|&c| Some(c) == quote) else {
+        let q = quote.unwrap_or(b'"');
+        let stop = value_rest
+            .iter()
+            .position(|&c| c == q || matches!(c, b'&' | b'<' | b'\t' | b'\n' | b'\r'));
+        let Some(value_len) = stop.filter(|&n| value_rest.get(n).copied() == quote) else {
             self.bad = true;
             return None;
         };
-        let value_bytes = value_rest.get(..value_len).unwrap_or_default();
-        if value_bytes
-            .iter()
-            .any(|&c| matches!(c, b'&' | b'<' | b'\t' | b'\n' | b'\r'))
-        {
-            self.bad = true;
-            return None;
-        }
         let (Some(key), Some(value)) = (
             self.src.get(key_start..key_end),
             self.src.get(value_start..value_start + value_len),
@@ -110,13 +106,12 @@ impl<'a> Builder<'a> {
         let mut i = 0usize;
         loop {
             let rest = s.get(i..)?;
-            let lt = i + rest.iter().position(|&c| c == b'<')?;
+            let lt = i + find_by(rest, |c| matches!(c, b'<' | b'&' | b'\r'))?;
+            if s.get(lt) != Some(&b'<') {
+                return None;
+            }
             if lt > i {
-                let text = src.get(i..lt)?;
-                if text.bytes().any(|c| c == b'&' || c == b'\r') {
-                    return None;
-                }
-                self.push_text(text, i).ok()?;
+                self.push_text(src.get(i..lt)?, i).ok()?;
             }
             match s.get(lt + 1)? {
                 b'/' => {
