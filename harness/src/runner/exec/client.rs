@@ -1,0 +1,171 @@
+//! Bringing a client IUT up: launching its driver shim, the `connect` step
+//! (driver command, TCP accept, transport handshake), and the `connected`
+//! event that ends a negotiated session.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::Exec;
+use crate::iut::driver::DriverProcess;
+use crate::roles::Deviation;
+use crate::roles::gatekeeper_server as gk;
+use crate::transport::TransportKind;
+
+impl Exec<'_> {
+    pub(super) async fn connect(
+        &mut self,
+        c: &crate::scenario::step::Connect,
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
+        let kind = c
+            .transport
+            .or(self.scenario.transport)
+            .unwrap_or(self.iut.transport);
+        if !self.iut.claims(&format!("transport.{kind}")) {
+            return Err(Deviation::not_applicable(format!(
+                "the IUT does not claim transport.{kind}"
+            )));
+        }
+        if let Some(a) = &c.account {
+            self.account = self.vars.substitute_raw(a).map_err(Deviation::error)?;
+        }
+        if let Some(p) = &c.credential {
+            self.credential = self.vars.substitute_raw(p).map_err(Deviation::error)?;
+        }
+        // A new connection replaces the old one (reconnect scenarios).
+        if let Some(mut old) = self.conn.take() {
+            old.hangup().await;
+        }
+        let keys = self.keys()?;
+        let server_key = keys.noise.public_base64();
+        let ca_pem = keys.tls.ca_pem.clone();
+        let cmd = serde_json::json!({
+            "cmd": "connect",
+            "host": "127.0.0.1",
+            "port": self.port,
+            "transport": kind.as_str(),
+            "domain": gk::DOMAIN,
+            "account": self.account,
+            "credential": self.credential,
+            "server_key": if kind == TransportKind::Noise { serde_json::Value::from(server_key) } else { serde_json::Value::Null },
+            "ca_pem": if kind == TransportKind::Tls { serde_json::Value::from(ca_pem) } else { serde_json::Value::Null },
+            "server_name": gk::DOMAIN,
+        });
+        let seq = self.send_command(cmd).await?;
+        let listener = Arc::clone(&self.listener);
+        let tcp = loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, peer)) => {
+                        self.transcript.note(format!("accepted TCP connection from {peer}"));
+                        // Small writes (header, then features) must not wait for delayed ACKs.
+                        let _ = tcp.set_nodelay(true);
+                        break tcp;
+                    }
+                    Err(e) => return Err(Deviation::error(format!("accept failed: {e}"))),
+                },
+                ev = self.next_event(deadline) => match ev? {
+                    None => return Err(Deviation::fail_here(
+                        format!("a {kind} connection to 127.0.0.1:{}", self.port),
+                        "no connection before the step's deadline",
+                    )),
+                    Some(ev) if is_unsupported(&ev, seq) => {
+                        return Err(Deviation::not_applicable("the IUT answered `unsupported` to connect"));
+                    }
+                    Some(ev) => self.pending.push_back(ev),
+                },
+            }
+        };
+        let keys = self
+            .keys
+            .take()
+            .ok_or_else(|| Deviation::error("no server keys"))?;
+        let result = gk::handshake(
+            tcp,
+            kind,
+            c.handshake,
+            &keys,
+            deadline,
+            &self.transcript,
+            self.vars.rng(),
+        )
+        .await;
+        self.keys = Some(keys);
+        self.conn = result?;
+        Ok(())
+    }
+
+    /// After binding, the IUT reports `connected` with the JID it was given.
+    pub(super) async fn await_connected(
+        &mut self,
+        jid: &str,
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
+        loop {
+            let ev = self.next_event(deadline).await?;
+            let Some(ev) = ev else {
+                return Err(Deviation::fail(
+                    gk::req::BOUND_JID,
+                    "the driver event connected after resource binding",
+                    "no event before the step's deadline",
+                ));
+            };
+            match ev.get("event").and_then(|e| e.as_str()) {
+                Some("connected") => {
+                    let got = ev.get("jid").and_then(|j| j.as_str()).unwrap_or_default();
+                    if got != jid {
+                        return Err(Deviation::fail(
+                            gk::req::BOUND_JID,
+                            format!("connected with jid {jid}"),
+                            ev.to_string(),
+                        ));
+                    }
+                    return Ok(());
+                }
+                Some("error") | Some("disconnected") => {
+                    return Err(Deviation::fail_here(
+                        "the driver event connected",
+                        ev.to_string(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) async fn launch(&mut self) -> Result<(), Deviation> {
+        let Some(tx) = self.events_tx.take() else {
+            return Err(Deviation::error("IUT launched twice"));
+        };
+        self.transcript.note(format!("launching {}", self.iut.name));
+        let launch = self
+            .iut
+            .launch
+            .as_ref()
+            .ok_or_else(|| Deviation::error("the IUT has no [launch] for its client"))?;
+        let driver = DriverProcess::spawn(launch, tx)
+            .map_err(|e| Deviation::inconclusive(format!("the IUT did not start: {e}")))?;
+        self.driver = Some(driver);
+        let deadline = Instant::now() + self.iut.timeouts.ready();
+        match self.next_event(deadline).await {
+            Ok(Some(ev)) if ev.get("event").and_then(|e| e.as_str()) == Some("ready") => Ok(()),
+            Ok(Some(ev)) => Err(Deviation::inconclusive(format!(
+                "the IUT's first driver event was {ev}, not ready"
+            ))),
+            Ok(None) => Err(Deviation::inconclusive(format!(
+                "the IUT sent no ready event within {} ms",
+                self.iut.timeouts.ready_ms
+            ))),
+            Err(d) => Err(Deviation::inconclusive(d.got)),
+        }
+    }
+}
+
+fn is_unsupported(ev: &serde_json::Value, seq: u64) -> bool {
+    ev.get("event").and_then(|e| e.as_str()) == Some("unsupported")
+        && ev
+            .get("seq")
+            .and_then(|s| s.as_u64())
+            .is_none_or(|s| s == seq)
+}

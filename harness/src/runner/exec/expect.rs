@@ -1,0 +1,225 @@
+//! The expecting steps: stanzas, stream errors, closes, silence and driver
+//! events, with strict matching and the scenario's ignore rules.
+
+use tokio::time::Instant;
+
+use super::Exec;
+use crate::iut::driver::event_matches;
+use crate::roles::Deviation;
+use crate::roles::gatekeeper_server as gk;
+use crate::runner::conn::Inbound;
+use crate::scenario::{Step, pattern};
+use crate::wire::{Element, ns};
+
+impl Exec<'_> {
+    /// Whether an IUT stanza may be skipped while waiting for something else.
+    pub(super) fn ignorable(&mut self, step: &Step, e: &Element) -> Result<bool, Deviation> {
+        if !self.scenario.strict_presence
+            && e.name == "presence"
+            && e.ns == ns::JABBER_CLIENT
+            && e.attr("to").is_none()
+            && e.attr("type").is_none()
+        {
+            return Ok(true);
+        }
+        if self.ignore.iter().any(|p| pattern::matches(p, e).is_ok()) {
+            return Ok(true);
+        }
+        for p in &step.ignore {
+            let parsed = self.pattern(p)?;
+            if pattern::matches(&parsed, e).is_ok() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    pub(super) async fn expect(
+        &mut self,
+        step: &Step,
+        alternatives: &[String],
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
+        let mut patterns = Vec::with_capacity(alternatives.len());
+        for a in alternatives {
+            patterns.push(self.pattern(a)?);
+        }
+        let expected = alternatives.join("  or  ");
+        let expected = self.vars.substitute(&expected).unwrap_or(expected);
+        loop {
+            let got = self.conn()?.next(deadline).await;
+            let Some(Inbound::Stanza(e)) = got else {
+                return Err(gk::unexpected(got, &expected, "").into_here());
+            };
+            let mut first_mismatch = None;
+            for p in &patterns {
+                match pattern::matches(p, &e) {
+                    Ok(captures) => {
+                        for (k, v) in captures {
+                            self.vars.set(&k, v);
+                        }
+                        return Ok(());
+                    }
+                    Err(m) => {
+                        first_mismatch.get_or_insert(m);
+                    }
+                }
+            }
+            if self.ignorable(step, &e)? {
+                self.transcript.note(format!("ignored: <{}>", e.name));
+                continue;
+            }
+            let why = first_mismatch
+                .map(|m| format!(" (mismatch at {m})"))
+                .unwrap_or_default();
+            return Err(Deviation::fail_here(
+                expected,
+                format!("{}{why}", e.to_xml()),
+            ));
+        }
+    }
+
+    pub(super) async fn expect_stream_error(
+        &mut self,
+        step: &Step,
+        conds: &[String],
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
+        let expected = format!("<stream:error> with condition {}", conds.join(" or "));
+        loop {
+            let got = self.conn()?.next(deadline).await;
+            let Some(Inbound::Stanza(e)) = got else {
+                return Err(gk::unexpected(got, &expected, "").into_here());
+            };
+            if e.name == "error" && e.ns == ns::STREAMS {
+                let cond = e
+                    .child_elements()
+                    .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
+                    .map(|c| c.name.clone());
+                return match cond {
+                    Some(c) if conds.contains(&c) => Ok(()),
+                    _ => Err(Deviation::fail("STREAM-25", expected, e.to_xml())),
+                };
+            }
+            if self.ignorable(step, &e)? {
+                continue;
+            }
+            return Err(Deviation::fail_here(expected, e.to_xml()));
+        }
+    }
+
+    pub(super) async fn expect_closed(
+        &mut self,
+        step: &Step,
+        close_tag: bool,
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
+        let Some(_) = self.conn.as_ref() else {
+            self.transcript
+                .note("no connection left open: the handshake was aborted");
+            return Ok(());
+        };
+        let mut saw_close = false;
+        loop {
+            let got = self.conn()?.next(deadline).await;
+            match got {
+                Some(Inbound::Close) => saw_close = true,
+                Some(Inbound::Eof(_)) => {
+                    if close_tag && !saw_close {
+                        return Err(Deviation::fail_here(
+                            "</stream:stream> before the connection closes",
+                            "the connection closed without the closing tag",
+                        ));
+                    }
+                    return Ok(());
+                }
+                Some(Inbound::Stanza(e)) if !saw_close && self.ignorable(step, &e)? => {}
+                None => {
+                    return Err(Deviation::fail_here(
+                        "the IUT to close the connection",
+                        if saw_close {
+                            "</stream:stream>, but the connection stayed open"
+                        } else {
+                            "the connection stayed open"
+                        },
+                    ));
+                }
+                other => {
+                    return Err(gk::unexpected(
+                        other,
+                        "nothing more before the connection closes",
+                        "",
+                    )
+                    .into_here());
+                }
+            }
+        }
+    }
+
+    pub(super) async fn expect_nothing(
+        &mut self,
+        step: &Step,
+        until: Instant,
+    ) -> Result<(), Deviation> {
+        loop {
+            let got = self.conn()?.next(until).await;
+            match got {
+                None => return Ok(()),
+                Some(Inbound::Stanza(e)) if self.ignorable(step, &e)? => {}
+                other => return Err(gk::unexpected(other, "nothing from the IUT", "").into_here()),
+            }
+        }
+    }
+
+    pub(super) async fn expect_event(
+        &mut self,
+        alternatives: &[serde_json::Value],
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
+        let mut expected = Vec::with_capacity(alternatives.len());
+        for a in alternatives {
+            expected.push(self.vars.substitute_json(a).map_err(Deviation::error)?);
+        }
+        let names: Vec<&str> = expected
+            .iter()
+            .filter_map(|e| e.get("event")?.as_str())
+            .collect();
+        let shown = expected
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        loop {
+            let Some(ev) = self.next_event(deadline).await? else {
+                return Err(Deviation::fail_here(
+                    format!("driver event {shown}"),
+                    "no such event before the step's deadline",
+                ));
+            };
+            if ev.get("event").and_then(|e| e.as_str()) == Some("unsupported") {
+                return Err(Deviation::not_applicable(format!("the IUT answered {ev}")));
+            }
+            if expected.iter().any(|e| event_matches(e, &ev).is_ok()) {
+                return Ok(());
+            }
+            let name = ev.get("event").and_then(|e| e.as_str()).unwrap_or_default();
+            if names.contains(&name) {
+                return Err(Deviation::fail_here(
+                    format!("driver event {shown}"),
+                    ev.to_string(),
+                ));
+            }
+            // Other kinds of events (informative ones such as stream_error) are skipped.
+        }
+    }
+}
+
+impl Deviation {
+    /// Drops an empty requirement so the step's or scenario's applies.
+    pub(super) fn into_here(mut self) -> Deviation {
+        if self.requirement.as_deref() == Some("") {
+            self.requirement = None;
+        }
+        self
+    }
+}
