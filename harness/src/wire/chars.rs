@@ -28,9 +28,11 @@ pub(crate) fn is_ncname(s: &str) -> bool {
         && rest.iter().fold(first, |acc, &b| acc | b) < 0x80
     {
         return ASCII_NCNAME_CLASS.get(usize::from(first)) == Some(&2)
-            && rest
-                .iter()
-                .all(|&b| ASCII_NCNAME_CLASS.get(usize::from(b)).is_some_and(|&c| c != 0));
+            && rest.iter().all(|&b| {
+                ASCII_NCNAME_CLASS
+                    .get(usize::from(b))
+                    .is_some_and(|&c| c != 0)
+            });
     }
     let mut chars = s.chars();
     match chars.next() {
@@ -96,45 +98,39 @@ pub(crate) fn is_xml_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-/// Index of the first byte of `hay` for which `hit` holds. Whole 32-byte blocks are tested
-/// branch-free first (the compiler vectorises that for simple byte comparisons), so long runs
-/// without a hit cost a fraction of an instruction per byte.
-#[inline(always)]
-pub(crate) fn find_by(hay: &[u8], hit: impl Fn(u8) -> bool + Copy) -> Option<usize> {
-    let (blocks, rest) = hay.as_chunks::<32>();
-    for (n, block) in blocks.iter().enumerate() {
-        if block.iter().fold(false, |acc, &b| acc | hit(b)) {
-            return block.iter().position(|&b| hit(b)).map(|i| n * 32 + i);
+/// Position of the first byte equal to any of `needles`, eight bytes at a time.
+pub(crate) fn find_any<const N: usize>(hay: &[u8], needles: [u8; N]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let splat = needles.map(|n| LO * u64::from(n));
+    let (words, rest) = hay.as_chunks::<8>();
+    for (n, word) in words.iter().enumerate() {
+        let x = u64::from_le_bytes(*word);
+        let hit = splat.iter().fold(0, |acc, &v| {
+            let y = x ^ v;
+            acc | (y.wrapping_sub(LO) & !y & HI)
+        });
+        if hit != 0 {
+            // The lowest flagged byte is exact (borrows only propagate upwards).
+            return Some(n * 8 + (hit.trailing_zeros() / 8) as usize);
         }
     }
-    let base = blocks.len() * 32;
-    rest.iter().position(|&b| hit(b)).map(|i| base + i)
+    let base = words.len() * 8;
+    rest.iter()
+        .position(|c| needles.contains(c))
+        .map(|i| base + i)
+}
+
+/// Whether `b` is an ASCII byte allowed in a name (colon included).
+pub(crate) fn is_ascii_name_byte(b: u8) -> bool {
+    ASCII_NAME_CLASS
+        .get(usize::from(b))
+        .is_some_and(|&c| c != 0)
 }
 
 /// Position of the first byte equal to `a` or `b`, eight bytes at a time.
 pub(crate) fn find2(hay: &[u8], a: u8, b: u8) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let (va, vb) = (LO * u64::from(a), LO * u64::from(b));
-    let mut chunks = hay.chunks_exact(8);
-    let mut base = 0;
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let (xa, xb) = (x ^ va, x ^ vb);
-        let hit = (xa.wrapping_sub(LO) & !xa & HI) | (xb.wrapping_sub(LO) & !xb & HI);
-        if hit != 0 {
-            // The lowest flagged byte is exact (borrows only propagate upwards).
-            return Some(base + (hit.trailing_zeros() / 8) as usize);
-        }
-        base += 8;
-    }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&c| c == a || c == b)
-        .map(|i| base + i)
+    find_any(hay, [a, b])
 }
 
 /// The first character XML 1.0 forbids in valid UTF-8 `s`: C0 controls other than TAB, LF,
@@ -193,15 +189,22 @@ mod tests {
     }
 
     #[test]
-    fn find_by_matches_a_naive_search() {
-        let hay = [b"0123456789abcdef".repeat(5), b"<ghijklmnop>qrstuvwxyz".to_vec()].concat();
+    fn find_any_matches_a_naive_search() {
+        let hay = [
+            b"0123456789abcdef".repeat(3),
+            b"<ghij&klmnop>qrstuvwxyz".to_vec(),
+        ]
+        .concat();
         for start in 0..hay.len() {
             let slice = &hay[start..];
-            let naive = slice.iter().position(|&c| c == b'<' || c == b'>');
-            assert_eq!(find_by(slice, |c| c == b'<' || c == b'>'), naive);
+            let naive = slice.iter().position(|&c| c == b'&' || c == b'>');
+            assert_eq!(find_any(slice, [b'&', b'>']), naive);
         }
-        assert_eq!(find_by(b"\x80\x81\xff<", |c| c == b'<'), Some(3));
-        assert_eq!(find_by(&[b'a'; 70], |c| c == b'<'), None);
+        assert_eq!(
+            find_any(b"\x80\x81\xff\xff\xff\xff\xff\xff\xff<", [b'<']),
+            Some(9)
+        );
+        assert_eq!(find_any(&[b'a'; 70], [b'<', b'&', b'\r']), None);
     }
 
     #[test]

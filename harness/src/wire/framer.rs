@@ -6,9 +6,11 @@
 //! known before a whole element is buffered: the size, depth and name limits, tag matching,
 //! and RFC 6120 §11's refusals of DTDs, comments and processing instructions.
 
-use super::chars::{find2, is_xml_space, name_byte_class};
+use super::chars::{find_any, find2, is_xml_space, name_byte_class};
 use super::error::{Violation, WireError};
 use super::limits::Limits;
+
+mod tags;
 
 /// How the input is framed, once known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +96,16 @@ enum Lex {
 
 const CDATA_OPEN: &[u8] = b"CDATA[";
 
-#[derive(Debug)]
+/// Which bound [`Framer::limit_end`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Over {
+    Header,
+    Stanza,
+    /// No size bound (between elements); the index is `usize::MAX`.
+    Text,
+}
+
+#[derive(Debug, Clone)]
 pub(crate) struct Framer {
     mode: Mode,
     lex: Lex,
@@ -166,6 +177,30 @@ impl Framer {
         }
     }
 
+    /// The buffer index of the `<` of the next top-level element, if the lexer is between
+    /// elements and only whitespace precedes a start tag there: the parser may then take the
+    /// element whole ([`Framer::skip_element`]) instead of having it framed byte by byte.
+    pub(crate) fn element_ahead(&self, buf: &[u8]) -> Option<usize> {
+        if self.region != Region::Between || self.lex != Lex::Text {
+            return None;
+        }
+        let rest = buf.get(self.pos..)?;
+        let ws = rest.iter().position(|&c| !is_xml_space(c))?;
+        let starts_tag = rest.get(ws) == Some(&b'<')
+            && rest
+                .get(ws + 1)
+                .is_some_and(|&c| name_byte_class(c) == Some(true));
+        starts_tag.then_some(self.pos + ws)
+    }
+
+    /// The element at `start..end` (from [`Framer::element_ahead`]) was taken whole and checked
+    /// by the caller: continue after it, as if it had been framed.
+    pub(crate) fn skip_element(&mut self, start: usize, end: usize) {
+        self.elem_start = start;
+        self.tag_start = start;
+        self.pos = end;
+    }
+
     /// The buffer dropped its first `n` bytes.
     pub(crate) fn shift(&mut self, n: usize) {
         self.base = self.base.saturating_add(n as u64);
@@ -180,28 +215,17 @@ impl Framer {
         }
     }
 
-    /// Exclusive buffer index past which bytes exceed a limit, and the violation for it.
-    fn limit_end(&self, limits: &Limits) -> (usize, Violation) {
+    /// Exclusive buffer index past which bytes exceed a limit, and which limit it is.
+    fn limit_end(&self, limits: &Limits) -> (usize, Over) {
         let header_end =
             usize::try_from((limits.max_header_bytes as u64).saturating_sub(self.base))
                 .unwrap_or(usize::MAX);
-        let header = (
-            header_end,
-            Violation::HeaderTooLarge {
-                limit: limits.max_header_bytes,
-            },
-        );
-        let stanza = (
-            self.elem_start.saturating_add(limits.max_stanza_bytes),
-            Violation::StanzaTooLarge {
-                limit: limits.max_stanza_bytes,
-            },
-        );
+        let stanza_end = self.elem_start.saturating_add(limits.max_stanza_bytes);
         match self.region {
-            Region::Prolog | Region::Header => header,
-            Region::Undecided if header.0 <= stanza.0 => header,
-            Region::Undecided | Region::Stanza => stanza,
-            Region::Between | Region::Closed => (usize::MAX, Violation::TextAtStreamLevel),
+            Region::Prolog | Region::Header => (header_end, Over::Header),
+            Region::Undecided if header_end <= stanza_end => (header_end, Over::Header),
+            Region::Undecided | Region::Stanza => (stanza_end, Over::Stanza),
+            Region::Between | Region::Closed => (usize::MAX, Over::Text),
         }
     }
 
@@ -216,16 +240,32 @@ impl Framer {
             let end = buf.len().min(limit);
             if self.pos >= end {
                 if self.pos >= limit && buf.len() > limit {
-                    return Err(self.err(limit, over));
+                    let violation = match over {
+                        Over::Header => Violation::HeaderTooLarge {
+                            limit: limits.max_header_bytes,
+                        },
+                        Over::Stanza => Violation::StanzaTooLarge {
+                            limit: limits.max_stanza_bytes,
+                        },
+                        Over::Text => Violation::TextAtStreamLevel,
+                    };
+                    return Err(self.err(limit, violation));
                 }
                 return Ok(None);
             }
-            let window = buf.get(self.pos..end).unwrap_or_default();
-            let Some(&b) = window.first() else {
-                return Ok(None);
-            };
-            if let Some(frame) = self.step(b, window, buf, limits)? {
-                return Ok(Some(frame));
+            // The bound depends only on the region, the element start and the base (which
+            // only `shift` moves): step on without recomputing it while they stay put.
+            let (region, elem_start) = (self.region, self.elem_start);
+            while let Some(window) = buf.get(self.pos..end) {
+                let Some(&b) = window.first() else {
+                    break;
+                };
+                if let Some(frame) = self.step(b, window, buf, limits)? {
+                    return Ok(Some(frame));
+                }
+                if self.region != region || self.elem_start != elem_start {
+                    break;
+                }
             }
         }
     }
@@ -299,10 +339,7 @@ impl Framer {
                 }
             }
             Lex::InTag => {
-                let Some(i) = window
-                    .iter()
-                    .position(|&c| matches!(c, b'>' | b'/' | b'"' | b'\'' | b'<'))
-                else {
+                let Some(i) = find_any(window, [b'>', b'/', b'"', b'\'', b'<']) else {
                     self.pos += window.len();
                     return Ok(None);
                 };
@@ -468,205 +505,6 @@ impl Framer {
                 Ok(None)
             }
         }
-    }
-
-    /// Character data, or whitespace between elements.
-    fn text(&mut self, b: u8, window: &[u8], buf: &[u8]) -> Result<Option<Frame>, WireError> {
-        let pos = self.pos;
-        if self.region == Region::Stanza {
-            let Some(i) = find2(window, b'<', b'>') else {
-                self.pos += window.len();
-                return Ok(None);
-            };
-            let at = pos + i;
-            self.pos = at + 1;
-            if window.get(i) == Some(&b'<') {
-                self.tag_start = at;
-                self.lex = Lex::Lt;
-            } else if buf.get(at.saturating_sub(2)..at) == Some(b"]]".as_slice()) {
-                return Err(self.err(at.saturating_sub(2), Violation::CdataEndInText));
-            }
-            return Ok(None);
-        }
-        if is_xml_space(b) {
-            self.pos += 1;
-            return Ok(None);
-        }
-        if self.region == Region::Closed {
-            return Err(self.err(pos, Violation::ContentAfterClose));
-        }
-        if b == b'<' {
-            self.tag_start = pos;
-            self.lex = Lex::Lt;
-            self.pos += 1;
-            return Ok(None);
-        }
-        if b < 0x20 {
-            return Err(self.err(
-                pos,
-                Violation::InvalidChar {
-                    codepoint: u32::from(b),
-                },
-            ));
-        }
-        Err(self.err(pos, Violation::TextAtStreamLevel))
-    }
-
-    /// The byte after `<`.
-    fn after_lt(&mut self, b: u8, limits: &Limits) -> Result<Option<Frame>, WireError> {
-        let pos = self.pos;
-        match b {
-            b'/' => self.lex = Lex::EndLt,
-            b'!' => self.lex = Lex::Bang,
-            b'?' => {
-                self.lex = Lex::PiTarget;
-                self.name_start = pos + 1;
-            }
-            _ if name_byte_class(b) == Some(true) => {
-                match self.region {
-                    Region::Prolog => {
-                        self.elem_start = self.tag_start;
-                        self.region = match self.mode {
-                            Mode::Auto => Region::Undecided,
-                            Mode::Stream => Region::Header,
-                            Mode::Fragments => Region::Stanza,
-                        };
-                    }
-                    Region::Between => {
-                        self.elem_start = self.tag_start;
-                        self.region = Region::Stanza;
-                    }
-                    _ => {}
-                }
-                if matches!(self.region, Region::Stanza | Region::Undecided)
-                    && self.open.len() >= limits.max_depth
-                {
-                    let limit = limits.max_depth;
-                    return Err(self.err(self.tag_start, Violation::TooDeep { limit }));
-                }
-                self.name_start = pos;
-                self.lex = Lex::StartName;
-            }
-            _ => return Err(self.err(pos, invalid_name_char(b))),
-        }
-        self.pos += 1;
-        Ok(None)
-    }
-
-    fn check_name_len(&self, name_end: usize, limits: &Limits) -> Result<(), WireError> {
-        if name_end.saturating_sub(self.name_start) > limits.max_name_bytes {
-            let at = self.name_start.saturating_add(limits.max_name_bytes);
-            let limit = limits.max_name_bytes;
-            return Err(self.err(at, Violation::NameTooLong { limit }));
-        }
-        Ok(())
-    }
-
-    /// A start tag's name ended at `self.pos`.
-    fn start_name_done(&mut self, buf: &[u8]) -> Result<(), WireError> {
-        let name = self.name_start..self.pos;
-        if self.region == Region::Undecided {
-            let qname = buf.get(name.clone()).unwrap_or_default();
-            let local = qname.rsplit(|&c| c == b':').next().unwrap_or_default();
-            if local == b"stream" {
-                self.mode = Mode::Stream;
-                self.region = Region::Header;
-            } else {
-                self.mode = Mode::Fragments;
-                self.region = Region::Stanza;
-            }
-        }
-        match self.region {
-            Region::Header => {
-                self.stream_name = buf.get(name).unwrap_or_default().to_vec();
-            }
-            _ => self.open.push((name.start, name.end - name.start)),
-        }
-        Ok(())
-    }
-
-    /// The `>` of a start tag was consumed.
-    fn start_tag_done(&mut self, self_closing: bool) -> Result<Option<Frame>, WireError> {
-        self.lex = Lex::Text;
-        match self.region {
-            Region::Header => {
-                self.region = if self_closing {
-                    Region::Closed
-                } else {
-                    Region::Between
-                };
-                Ok(Some(Frame::Header {
-                    start: self.elem_start,
-                    end: self.pos,
-                    self_closing,
-                }))
-            }
-            _ => {
-                if self_closing {
-                    self.open.pop();
-                }
-                if self.open.is_empty() {
-                    self.region = Region::Between;
-                    return Ok(Some(Frame::Element {
-                        start: self.elem_start,
-                        end: self.pos,
-                    }));
-                }
-                Ok(None)
-            }
-        }
-    }
-
-    /// The `>` of an end tag whose name is `name_start..name_end` was consumed.
-    fn end_tag_done(&mut self, buf: &[u8], name_end: usize) -> Result<Option<Frame>, WireError> {
-        self.lex = Lex::Text;
-        let found = buf.get(self.name_start..name_end).unwrap_or_default();
-        let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        if self.region == Region::Stanza {
-            let Some((start, len)) = self.open.pop() else {
-                return Err(self.err(
-                    self.tag_start,
-                    Violation::UnexpectedCloseTag { name: lossy(found) },
-                ));
-            };
-            let expected = buf
-                .get(start..start.saturating_add(len))
-                .unwrap_or_default();
-            if expected != found {
-                return Err(self.err(
-                    self.tag_start,
-                    Violation::MismatchedTag {
-                        expected: lossy(expected),
-                        found: lossy(found),
-                    },
-                ));
-            }
-            if self.open.is_empty() {
-                self.region = Region::Between;
-                return Ok(Some(Frame::Element {
-                    start: self.elem_start,
-                    end: self.pos,
-                }));
-            }
-            return Ok(None);
-        }
-        if self.mode == Mode::Stream && self.region == Region::Between {
-            if found != self.stream_name.as_slice() {
-                return Err(self.err(
-                    self.tag_start,
-                    Violation::MismatchedTag {
-                        expected: lossy(&self.stream_name),
-                        found: lossy(found),
-                    },
-                ));
-            }
-            self.region = Region::Closed;
-            return Ok(Some(Frame::Close));
-        }
-        Err(self.err(
-            self.tag_start,
-            Violation::UnexpectedCloseTag { name: lossy(found) },
-        ))
     }
 
     /// At end of input (`len` bytes buffered): an error unless between elements.

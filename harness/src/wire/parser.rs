@@ -18,7 +18,7 @@ use super::error::{Violation, WireError};
 use super::framer::{Frame, Framer, Mode};
 use super::limits::Limits;
 use super::ns;
-use super::tree::{self, NsContext};
+use super::tree::{self, NsContext, Scratch};
 
 /// How the parser expects the input to be framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +155,10 @@ pub struct StreamParser {
     finished: bool,
     /// Offset of the last element delivered.
     last_start: u64,
+    /// The tree builder's working vectors, reused from stanza to stanza.
+    scratch: Scratch,
+    /// Offset of the last element the fast path declined (it is not tried there again).
+    declined: u64,
 }
 
 impl StreamParser {
@@ -175,6 +179,8 @@ impl StreamParser {
             fed: 0,
             finished: false,
             last_start: 0,
+            scratch: Scratch::default(),
+            declined: u64::MAX,
         }
     }
 
@@ -225,6 +231,9 @@ impl StreamParser {
             return Ok(Some(StreamEvent::Close));
         }
         loop {
+            if let Some(element) = self.whole_element() {
+                return Ok(Some(StreamEvent::Stanza(element)));
+            }
             let frame = match self.framer.next_frame(&self.buf, &self.limits) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => {
@@ -252,6 +261,42 @@ impl StreamParser {
         self.finished = true;
         while self.next_event()?.is_some() {}
         Ok(())
+    }
+
+    /// The fast path: between elements, a complete element in the common stanza shape is
+    /// parsed in one pass and skipped by the framer. Anything else (an incomplete element, an
+    /// error, an unusual construct) is left to the framer and the exact path, which then
+    /// report exactly what they would have; each element start is tried once, so feeding an
+    /// element in small pieces costs no rescans.
+    fn whole_element(&mut self) -> Option<Element> {
+        let start = self.framer.element_ahead(&self.buf)?;
+        let at = self.framer.base().saturating_add(start as u64);
+        if at == self.declined {
+            return None;
+        }
+        let bytes = self.buf.get(start..).unwrap_or_default();
+        let Some((element, len)) =
+            tree::parse_leading(bytes, at, &self.ctx, &self.limits, &mut self.scratch)
+        else {
+            self.declined = at;
+            return None;
+        };
+        #[cfg(debug_assertions)]
+        {
+            // The framer must have found the same element, and the exact path the same tree.
+            let mut framer = self.framer.clone();
+            let frame = framer.next_frame(&self.buf, &self.limits);
+            let expected = Frame::Element {
+                start,
+                end: start + len,
+            };
+            debug_assert_eq!(frame, Ok(Some(expected)));
+            let whole = bytes.get(..len).unwrap_or_default();
+            tree::check_fast_path(whole, at, &self.ctx, &self.limits, &element);
+        }
+        self.framer.skip_element(start, start + len);
+        self.last_start = at;
+        Some(element)
     }
 
     fn fail(&mut self, e: WireError) -> WireError {
@@ -283,7 +328,13 @@ impl StreamParser {
             }
             Frame::Element { start, end } => {
                 let bytes = self.buf.get(start..end).unwrap_or_default();
-                let element = tree::parse_element(bytes, at(start), &self.ctx, &self.limits)?;
+                let element = tree::parse_element(
+                    bytes,
+                    at(start),
+                    &self.ctx,
+                    &self.limits,
+                    &mut self.scratch,
+                )?;
                 self.last_start = at(start);
                 Ok(Some(StreamEvent::Stanza(element)))
             }

@@ -7,6 +7,10 @@
 //! characters), attribute syntax and duplicates (also after namespace resolution), namespace
 //! declarations and prefixes, and the per-element and per-text limits. The tree is built
 //! iteratively, so no recursion depends on the input.
+//!
+//! Common stanzas take the one-pass tokenizer in [`fast`] instead (it also delimits the element
+//! itself when the parser offers it the rest of the buffer); it shares the checks above and
+//! hands anything unusual, and every error, back to this exact path.
 
 use std::borrow::Cow;
 
@@ -21,6 +25,10 @@ use super::limits::Limits;
 use super::ns;
 
 mod fast;
+
+#[cfg(debug_assertions)]
+pub(crate) use fast::check_fast_path;
+pub(crate) use fast::parse_leading;
 
 /// Namespace bindings inherited from the stream header: `(prefix, uri)`, `""` for the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,24 +58,48 @@ pub(crate) fn validate_text(bytes: &[u8], base: u64) -> Result<&str, WireError> 
     Err(WireError::new(at(i), Violation::InvalidChar { codepoint }))
 }
 
+/// The builder's working vectors, kept between elements so each stanza does not allocate them
+/// again (they are always left empty).
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    bindings: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    marks: Vec<usize>,
+    stack: Vec<Element>,
+    /// The fast path's open tag names.
+    open: Vec<(usize, usize)>,
+    /// Length of the last element the fast path built.
+    last_len: usize,
+}
+
+/// An empty vector reusing `v`'s allocation for an element type of another lifetime (the
+/// in-place `collect` of the standard library keeps the buffer when the layouts match).
+fn recycle<'x, 'y>(mut v: Vec<(Cow<'x, str>, Cow<'x, str>)>) -> Vec<(Cow<'y, str>, Cow<'y, str>)> {
+    v.clear();
+    // `filter_map` (not `filter`) because the item type changes; no item ever reaches it.
+    #[allow(clippy::unnecessary_filter_map)]
+    v.into_iter().filter_map(|_| None).collect()
+}
+
 /// Parses the complete bytes of one top-level element into a tree.
 pub(crate) fn parse_element(
     bytes: &[u8],
     base: u64,
     ctx: &NsContext,
     limits: &Limits,
+    scratch: &mut Scratch,
 ) -> Result<Element, WireError> {
-    let src = validate_text(bytes, base)?;
-    if let Some(element) = Builder::new(src, base, limits, ctx).run_fast() {
-        // Debug builds (the test suites) check the fast path against the quick-xml path.
+    if let Some((element, len)) = parse_leading(bytes, base, ctx, limits, scratch)
+        && len == bytes.len()
+    {
         #[cfg(debug_assertions)]
-        {
-            let slow = Builder::new(src, base, limits, ctx).run();
-            debug_assert_eq!(slow.as_ref().ok(), Some(&element), "fast path on {src:?}");
-        }
+        check_fast_path(bytes, base, ctx, limits, &element);
         return Ok(element);
     }
-    Builder::new(src, base, limits, ctx).run()
+    let src = validate_text(bytes, base)?;
+    let mut slow = Builder::new(src, base, limits, ctx, scratch);
+    let result = slow.run();
+    slow.give_back(scratch);
+    result
 }
 
 /// Parses a lone start tag (the stream header) with no inherited bindings.
@@ -78,7 +110,7 @@ pub(crate) fn parse_start_tag(
 ) -> Result<ParsedStart, WireError> {
     let src = validate_text(bytes, base)?;
     let empty = NsContext::default();
-    let mut b = Builder::new(src, base, limits, &empty);
+    let mut b = Builder::new(src, base, limits, &empty, &mut Scratch::default());
     let mut reader = Reader::from_str(src);
     reader.config_mut().check_end_names = false;
     match reader.read_event() {
@@ -100,13 +132,16 @@ pub(crate) fn parse_start_tag(
 }
 
 /// Offset of `part` inside `whole`, if `part` is a sub-slice of it.
-fn offset_in(whole: &str, part: &str) -> Option<usize> {
+fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
     let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
     (start.checked_add(part.len())? <= whole.len()).then_some(start)
 }
 
 struct Builder<'a> {
+    /// The element as a string (the quick-xml path), or empty (the fast path reads `bytes`).
     src: &'a str,
+    /// The bytes tokens are taken from (`src`'s, or the unvalidated buffer for the fast path).
+    bytes: &'a [u8],
     base: u64,
     limits: &'a Limits,
     /// In-scope bindings, innermost last; `""` is the default namespace.
@@ -120,21 +155,42 @@ struct Builder<'a> {
 }
 
 impl<'a> Builder<'a> {
-    fn new(src: &'a str, base: u64, limits: &'a Limits, ctx: &'a NsContext) -> Self {
-        let bindings = ctx
-            .bindings
-            .iter()
-            .map(|(p, u)| (Cow::Borrowed(p.as_str()), Cow::Borrowed(u.as_str())))
-            .collect();
+    fn new(
+        src: &'a str,
+        base: u64,
+        limits: &'a Limits,
+        ctx: &'a NsContext,
+        scratch: &mut Scratch,
+    ) -> Self {
+        let mut bindings = recycle(std::mem::take(&mut scratch.bindings));
+        bindings.extend(
+            ctx.bindings
+                .iter()
+                .map(|(p, u)| (Cow::Borrowed(p.as_str()), Cow::Borrowed(u.as_str()))),
+        );
+        let mut marks = std::mem::take(&mut scratch.marks);
+        marks.clear();
+        let mut stack = std::mem::take(&mut scratch.stack);
+        stack.clear();
         Self {
             src,
+            bytes: src.as_bytes(),
             base,
             limits,
             bindings,
-            marks: Vec::new(),
-            stack: Vec::new(),
+            marks,
+            stack,
             text: String::new(),
         }
+    }
+
+    /// Returns the working vectors to `scratch`, emptied.
+    fn give_back(self, scratch: &mut Scratch) {
+        scratch.bindings = recycle(self.bindings);
+        scratch.marks = self.marks;
+        scratch.marks.clear();
+        scratch.stack = self.stack;
+        scratch.stack.clear();
     }
 
     fn err(&self, at: usize, violation: Violation) -> WireError {
@@ -150,14 +206,18 @@ impl<'a> Builder<'a> {
 
     /// The `src` slice equal to `part` (borrowed for `'a`), or a copy if it is not from `src`.
     fn reborrow(&self, part: &str) -> Cow<'a, str> {
-        match offset_in(self.src, part).and_then(|o| self.src.get(o..o + part.len())) {
+        let bytes = self.bytes;
+        let same = offset_in(bytes, part.as_bytes())
+            .and_then(|o| bytes.get(o..o + part.len()))
+            .and_then(|b| std::str::from_utf8(b).ok());
+        match same {
             Some(s) => Cow::Borrowed(s),
             None => Cow::Owned(part.to_owned()),
         }
     }
 
     fn offset_of(&self, part: &str, fallback: usize) -> usize {
-        offset_in(self.src, part).unwrap_or(fallback)
+        offset_in(self.bytes, part.as_bytes()).unwrap_or(fallback)
     }
 
     fn resolve(&self, prefix: Option<&str>) -> Option<&str> {
@@ -282,15 +342,18 @@ impl<'a> Builder<'a> {
 
     /// Resolves a start tag at `at` (its `<`) into an element and pushes its bindings.
     fn start(&mut self, e: &BytesStart<'_>, at: usize) -> Result<Element, WireError> {
-        self.start_with(e.name().0, at, e.attributes().with_checks(false))
+        self.start_with(e.name().0, at, e.attributes().with_checks(false), false)
     }
 
     /// [`Builder::start`] over any tokenizer: the qualified name and the attributes as written.
+    /// `plain_values` promises that no value holds a reference or a literal TAB, LF or CR (so
+    /// none needs expanding or normalizing).
     fn start_with<'x>(
         &mut self,
         qname: &str,
         at: usize,
         attributes: impl Iterator<Item = Result<Attribute<'x>, AttrError>>,
+        plain_values: bool,
     ) -> Result<Element, WireError> {
         let name_at = at.saturating_add(1);
         let Some((prefix, local)) = split_qname(qname) else {
@@ -349,8 +412,11 @@ impl<'a> Builder<'a> {
                 let limit = limits.max_attr_value_bytes;
                 return Err(self.err(value_at, Violation::AttributeValueTooLong { limit }));
             }
-            let value =
-                unescape_attr(raw).map_err(|(i, v)| self.err(value_at.saturating_add(i), v))?;
+            let value = if plain_values {
+                Cow::Borrowed(raw)
+            } else {
+                unescape_attr(raw).map_err(|(i, v)| self.err(value_at.saturating_add(i), v))?
+            };
             if let Some(decl_prefix) = declared {
                 check_declaration(key, decl_prefix, &value).map_err(|v| self.err(key_at, v))?;
                 let value = match value {

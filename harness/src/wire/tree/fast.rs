@@ -1,32 +1,31 @@
-//! The fast path of the tree builder: a tokenizer for the common shape of stanzas that hands
-//! its tokens to the same [`Builder`] code as the quick-xml path.
+//! The fast path of the tree builder: one pass over the bytes of a top-level element, for the
+//! common shape of stanzas, handing its tokens to the same [`Builder`] code as the quick-xml
+//! path.
 //!
-//! It accepts a strict subset of what the quick-xml path accepts — names of ASCII name bytes,
-//! attributes written `name='value'` with no reference or literal TAB, LF or CR in the value,
-//! text with no reference and no CR, no CDATA — and for that subset it makes the same tokens,
-//! so it builds the same tree. On anything else, and on every error, it gives up (`None`) and
-//! the element is parsed again by the quick-xml path, which reports the error exactly as
-//! before. The framer has already matched the tags and refused comments, PIs and DTDs, and
-//! the caller has checked UTF-8 and XML characters.
+//! It accepts a strict subset of what the framer and the quick-xml path accept — names of
+//! ASCII name bytes, attributes written `name='value'` with no reference or literal TAB, LF or
+//! CR in the value, text with no reference, no CR and no `]]>`, no CDATA, comment, PI or DTD —
+//! and for that subset it makes the same tokens, so it builds the same tree. It also finds the
+//! element's end itself, matching the end tags and applying the framer's limits (depth, name
+//! length, element size), and checks UTF-8 and XML characters slice by slice (tag bytes outside
+//! values are ASCII it has looked at). On anything else, on every error and when the element is
+//! not complete, it gives up (`None`) and the framer and the quick-xml path take the element
+//! from the start, so errors are reported exactly as before.
 
 use std::borrow::Cow;
 
 use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::name::QName;
 
-use super::Builder;
-use crate::wire::chars::{find_by, is_xml_space};
+use super::{Builder, NsContext, Scratch};
+use crate::wire::chars::{find_any, find_forbidden_char, is_ascii_name_byte, is_xml_space};
 use crate::wire::element::Element;
+use crate::wire::limits::Limits;
 
-/// Whether `b` may appear in a name the fast path accepts (ASCII name bytes, colon included).
-fn is_fast_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-' | b'.')
-}
-
-/// Length of the run of fast name bytes at the start of `s`.
+/// Length of the run of ASCII name bytes (colon included) at the start of `s`.
 fn name_len(s: &[u8]) -> usize {
     s.iter()
-        .position(|&c| !is_fast_name_byte(c))
+        .position(|&c| !is_ascii_name_byte(c))
         .unwrap_or(s.len())
 }
 
@@ -35,12 +34,67 @@ fn space_len(s: &[u8]) -> usize {
     s.iter().position(|&c| !is_xml_space(c)).unwrap_or(s.len())
 }
 
+/// Whether an element name may start with `b` on the fast path.
+fn is_ascii_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_' || b == b':'
+}
+
+/// A prefix of the element's bytes known to be UTF-8 made only of XML characters, grown by
+/// doubling as tokens beyond it are needed (so each byte is checked about twice at most, by
+/// the fast whole-slice checks), and the bytes themselves.
+#[derive(Clone, Copy)]
+struct Clean<'a> {
+    bytes: &'a [u8],
+    src: &'a str,
+    /// How much to check at first: about the size of the previous element.
+    hint: usize,
+}
+
+impl<'a> Clean<'a> {
+    /// `bytes[start..end]` as a string, if that much of the input is clean.
+    #[inline]
+    fn get(&mut self, start: usize, end: usize) -> Option<&'a str> {
+        if end > self.src.len() {
+            self.grow(end);
+        }
+        self.src.get(start..end)
+    }
+
+    /// Checks more of the input: at least up to `end`, twice as much as before, or the hint.
+    #[cold]
+    fn grow(&mut self, end: usize) {
+        let want = end
+            .max(self.src.len() * 2)
+            .max(self.hint)
+            .min(self.bytes.len());
+        let prefix = self.bytes.get(..want).unwrap_or_default();
+        let clean = find_forbidden_char(prefix).map_or(want, |(i, _)| i);
+        let prefix = prefix.get(..clean).unwrap_or_default();
+        let src = match std::str::from_utf8(prefix) {
+            Ok(src) => src,
+            Err(e) => std::str::from_utf8(prefix.get(..e.valid_up_to()).unwrap_or_default())
+                .unwrap_or_default(),
+        };
+        // Never shrink: what was clean stays clean.
+        if src.len() > self.src.len() {
+            self.src = src;
+        }
+    }
+}
+
 /// The attributes of one start tag, read lazily; `bad` is set (and iteration stops) at
 /// anything the fast path does not handle.
 struct Attrs<'a> {
-    src: &'a str,
+    clean: Clean<'a>,
     pos: usize,
     bad: bool,
+}
+
+impl<'a> Attrs<'a> {
+    fn fail(&mut self) -> Option<Result<Attribute<'a>, AttrError>> {
+        self.bad = true;
+        None
+    }
 }
 
 impl<'a> Iterator for Attrs<'a> {
@@ -50,7 +104,7 @@ impl<'a> Iterator for Attrs<'a> {
         if self.bad {
             return None;
         }
-        let s = self.src.as_bytes();
+        let s = self.clean.bytes;
         let rest = s.get(self.pos..).unwrap_or_default();
         let ws = space_len(rest);
         match rest.get(ws) {
@@ -59,19 +113,14 @@ impl<'a> Iterator for Attrs<'a> {
                 return None;
             }
             Some(_) if ws > 0 => {}
-            _ => {
-                self.bad = true;
-                return None;
-            }
+            _ => return self.fail(),
         }
         let key_start = self.pos + ws;
         let key_len = name_len(s.get(key_start..).unwrap_or_default());
         let key_end = key_start + key_len;
         let quote = s.get(key_end + 1).copied();
-        if key_len == 0 || s.get(key_end) != Some(&b'=') || !matches!(quote, Some(b'"' | b'\''))
-        {
-            self.bad = true;
-            return None;
+        if key_len == 0 || s.get(key_end) != Some(&b'=') || !matches!(quote, Some(b'"' | b'\'')) {
+            return self.fail();
         }
         let value_start = key_end + 2;
         let value_rest = s.get(value_start..).unwrap_or_default();
@@ -80,17 +129,16 @@ impl<'a> Iterator for Attrs<'a> {
             .iter()
             .position(|&c| c == q || matches!(c, b'&' | b'<' | b'\t' | b'\n' | b'\r'));
         let Some(value_len) = stop.filter(|&n| value_rest.get(n).copied() == quote) else {
-            self.bad = true;
-            return None;
+            return self.fail();
         };
-        let (Some(key), Some(value)) = (
-            self.src.get(key_start..key_end),
-            self.src.get(value_start..value_start + value_len),
+        let value_end = value_start + value_len;
+        let (Some(value), Some(key)) = (
+            self.clean.get(value_start, value_end),
+            self.clean.get(key_start, key_end),
         ) else {
-            self.bad = true;
-            return None;
+            return self.fail();
         };
-        self.pos = value_start + value_len + 1;
+        self.pos = value_end + 1;
         Some(Ok(Attribute {
             key: QName(key),
             value: Cow::Borrowed(value),
@@ -99,57 +147,211 @@ impl<'a> Iterator for Attrs<'a> {
 }
 
 impl<'a> Builder<'a> {
-    /// Builds the tree if the element is in the fast path's subset and has no error.
-    pub(super) fn run_fast(&mut self) -> Option<Element> {
-        let src = self.src;
-        let s = src.as_bytes();
+    /// Builds the element that starts at `self.bytes[0]` (a `<`) if it is complete, in the fast
+    /// path's subset and free of errors; returns it and its length in bytes. `open` is working
+    /// space for the open tags' name ranges.
+    /// `hint` is the expected size (the previous element's).
+    pub(super) fn run_fast(
+        &mut self,
+        open: &mut Vec<(usize, usize)>,
+        hint: usize,
+    ) -> Option<(Element, usize)> {
+        let s = self.bytes;
+        let limits = self.limits;
+        let mut clean = Clean {
+            bytes: s,
+            src: "",
+            hint: hint.saturating_add(hint / 8).max(256),
+        };
+        open.clear();
         let mut i = 0usize;
         loop {
-            let rest = s.get(i..)?;
-            let lt = i + find_by(rest, |c| matches!(c, b'<' | b'&' | b'\r'))?;
-            if s.get(lt) != Some(&b'<') {
+            if i > limits.max_stanza_bytes {
                 return None;
             }
-            if lt > i {
-                self.push_text(src.get(i..lt)?, i).ok()?;
+            // Text up to the next tag; `>` is fine unless it ends `]]>`.
+            let mut lt = i;
+            loop {
+                let k = lt + find_any(s.get(lt..)?, [b'<', b'>', b'&', b'\r'])?;
+                match s.get(k)? {
+                    b'<' => {
+                        lt = k;
+                        break;
+                    }
+                    b'>' if s.get(k.saturating_sub(2)..k) != Some(b"]]".as_slice()) => lt = k + 1,
+                    _ => return None,
+                }
             }
-            match s.get(lt + 1)? {
+            if lt > i {
+                let text = clean.get(i, lt)?;
+                self.push_text(text, i).ok()?;
+            }
+            match *s.get(lt + 1)? {
                 b'/' => {
-                    let gt = lt + s.get(lt..)?.iter().position(|&c| c == b'>')?;
+                    let name_start = lt + 2;
+                    let name_end = name_start + name_len(s.get(name_start..)?);
+                    let gt = name_end + space_len(s.get(name_end..)?);
+                    let (start, end) = open.pop()?;
+                    if s.get(gt) != Some(&b'>') || s.get(start..end) != s.get(name_start..name_end)
+                    {
+                        return None;
+                    }
                     i = gt + 1;
                     self.flush_text();
                     if let Some(done) = self.end() {
-                        return (i == s.len()).then_some(done);
+                        return (i <= limits.max_stanza_bytes).then_some((done, i));
                     }
                 }
-                b'!' | b'?' => return None,
-                _ => {
+                c if is_ascii_name_start(c) => {
+                    if open.len() >= limits.max_depth {
+                        return None;
+                    }
                     let name_start = lt + 1;
                     let name_end = name_start + name_len(s.get(name_start..)?);
-                    let qname = src.get(name_start..name_end)?;
+                    if name_end - name_start > limits.max_name_bytes {
+                        return None;
+                    }
+                    let qname = clean.get(name_start, name_end)?;
                     let mut attrs = Attrs {
-                        src,
+                        clean,
                         pos: name_end,
                         bad: false,
                     };
                     self.flush_text();
-                    let el = self.start_with(qname, lt, &mut attrs).ok()?;
+                    let el = self.start_with(qname, lt, &mut attrs, true).ok()?;
                     if attrs.bad {
                         return None;
                     }
+                    clean = attrs.clean;
                     self.stack.push(el);
                     match s.get(attrs.pos..attrs.pos + 2)? {
-                        [b'>', _] => i = attrs.pos + 1,
+                        [b'>', _] => {
+                            open.push((name_start, name_end));
+                            i = attrs.pos + 1;
+                        }
                         b"/>" => {
                             i = attrs.pos + 2;
                             if let Some(done) = self.end() {
-                                return (i == s.len()).then_some(done);
+                                return (i <= limits.max_stanza_bytes).then_some((done, i));
                             }
                         }
                         _ => return None,
                     }
                 }
+                _ => return None,
             }
         }
+    }
+}
+
+/// The fast path over `bytes`, which start with the `<` of a top-level element: the element
+/// and its length, or `None` if it is incomplete, has an error, or is not in the fast path's
+/// subset (see `fast`). Nothing is reported; the caller then takes the exact path.
+pub(crate) fn parse_leading(
+    bytes: &[u8],
+    base: u64,
+    ctx: &NsContext,
+    limits: &Limits,
+    scratch: &mut Scratch,
+) -> Option<(Element, usize)> {
+    let mut b = Builder::new("", base, limits, ctx, scratch);
+    b.bytes = bytes;
+    let mut open = std::mem::take(&mut scratch.open);
+    let found = b.run_fast(&mut open, scratch.last_len);
+    b.give_back(scratch);
+    scratch.open = open;
+    if let Some((_, len)) = found {
+        scratch.last_len = len;
+    }
+    found
+}
+
+/// Debug builds (the test suites) check every fast-path tree against the quick-xml path.
+#[cfg(debug_assertions)]
+pub(crate) fn check_fast_path(
+    bytes: &[u8],
+    base: u64,
+    ctx: &NsContext,
+    limits: &Limits,
+    element: &Element,
+) {
+    let slow = super::validate_text(bytes, base)
+        .and_then(|src| Builder::new(src, base, limits, ctx, &mut Scratch::default()).run());
+    debug_assert_eq!(slow.as_ref().ok(), Some(element), "fast path on {bytes:?}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leading(bytes: &[u8], limits: &Limits) -> Option<(Element, usize)> {
+        let ctx = NsContext {
+            bindings: vec![(String::new(), "jabber:client".into())],
+        };
+        parse_leading(bytes, 0, &ctx, limits, &mut Scratch::default())
+    }
+
+    #[test]
+    fn takes_a_whole_common_stanza_and_stops_after_it() {
+        let input =
+            b"<message to='a@b' id=\"1\"><body>hi &gt</body><x xmlns='urn:x' y='z'/></message>";
+        // A reference in text is left to the exact path.
+        assert!(leading(input, &Limits::default()).is_none());
+        let input = b"<message to='a@b' id=\"1\"><body>hi > there</body><x xmlns='urn:x' y='z'/>\
+                      </message >\n<next/>";
+        let (element, len) = leading(input, &Limits::default()).unwrap();
+        assert_eq!(&input[len..], b"\n<next/>");
+        assert_eq!(element.ns, "jabber:client");
+        assert_eq!(element.attr("id"), Some("1"));
+        assert_eq!(
+            element.child("body", "jabber:client").map(Element::text),
+            Some("hi > there".into())
+        );
+        assert!(element.child("x", "urn:x").is_some());
+    }
+
+    #[test]
+    fn declines_what_the_exact_path_must_see() {
+        let limits = Limits::default();
+        for bad in [
+            &b"<a><b></a>"[..],
+            b"<a><b></b>",
+            b"<a>x]]>y</a>",
+            b"<a><![CDATA[x]]></a>",
+            b"<a>\x01</a>",
+            b"<a>\xff</a>",
+            b"<a b='\x01'/>",
+            b"<a b='1' b='2'/>",
+            b"<a b = '1'/>",
+            b"<a b='&amp;'/>",
+            b"<a b='x\ny'/>",
+            b"<a>\r\n</a>",
+            b"<a><!-- c --></a>",
+            b"<a><?pi?></a>",
+            b"<p:a/>",
+            b"<a/ >",
+            b"<\xc3\xa9/>",
+        ] {
+            assert!(
+                leading(bad, &limits).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let tight = Limits {
+            max_depth: 1,
+            ..Limits::default()
+        };
+        assert!(leading(b"<a/>", &tight).is_some());
+        assert!(leading(b"<a><b/></a>", &tight).is_none());
+        let short = Limits {
+            max_name_bytes: 2,
+            max_stanza_bytes: 12,
+            ..Limits::default()
+        };
+        assert!(leading(b"<ab></ab>", &short).is_some());
+        assert!(leading(b"<abc></abc>", &short).is_none());
+        assert!(leading(b"<ab>123</ab>", &short).is_some());
+        assert!(leading(b"<ab>1234</ab>", &short).is_none());
     }
 }
