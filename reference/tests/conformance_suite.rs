@@ -10,6 +10,7 @@ use gatecheck::iut::IutConfig;
 use gatecheck::runner::{self, RunOptions, ScenarioResult, Verdict};
 use gatecheck::scenario::{Scenario, SuiteDirs, load_suite};
 use gatecheck::spec::Catalogue;
+use gatecheck::transport::TransportKind;
 
 fn reference() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gatecheck-reference"))
@@ -51,8 +52,18 @@ fn describe(r: &ScenarioResult) -> String {
 
 #[test]
 fn the_reference_provider_passes_every_scenario() {
+    passes_every_scenario(TransportKind::Noise);
+}
+
+#[test]
+fn the_reference_provider_passes_every_scenario_over_tls() {
+    passes_every_scenario(TransportKind::Tls);
+}
+
+fn passes_every_scenario(transport: TransportKind) {
     let suite = suite();
-    let iut = IutConfig::reference_at(reference(), None);
+    let mut iut = IutConfig::reference_at(reference(), None);
+    iut.transport = transport;
     let (results, summary) = runtime().block_on(runner::run(&suite, &iut, &opts(1), |_| {}));
     let bad: Vec<String> = results
         .iter()
