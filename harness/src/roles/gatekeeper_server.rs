@@ -375,9 +375,10 @@ pub async fn negotiate(
             auth.to_xml(),
         ));
     }
+    // SPEC.md §7.4: the initial response is the direct character data, whitespace removed.
     let expected = format!("\0{}\0{}", creds.account, creds.credential);
     let decoded = base64::engine::general_purpose::STANDARD
-        .decode(auth.text().trim())
+        .decode(auth.text().split_whitespace().collect::<String>())
         .unwrap_or_default();
     let creds_ok = decoded == expected.as_bytes();
     if n.sasl == SaslAnswer::Reject || !creds_ok {
