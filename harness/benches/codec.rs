@@ -5,12 +5,14 @@
 //! request and a fallback body), each with `xmlns='jabber:client'`, concatenated in a stream.
 //! All benchmarks share one group with byte throughput so the figures sit side by side;
 //! `owned_tree_clone` is a reference point (the allocation cost of the owned result), not a codec.
+//! `gatecheck_codec` is the owned API (`next_event`), `gatecheck_codec_borrowed` the zero-copy
+//! one (`next_event_ref`).
 
 use std::hint::black_box;
 
 use base64::Engine;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gatecheck::wire::{Framing, Limits, StreamEvent, StreamParser};
+use gatecheck::wire::{Framing, Limits, StreamEvent, StreamEventRef, StreamParser};
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
@@ -97,6 +99,26 @@ fn codec(c: &mut Criterion) {
             }
             assert_eq!(stanzas, STANZAS);
             black_box(stanzas)
+        });
+    });
+
+    // The same parser through the zero-copy API: each stanza borrows its strings from the
+    // parser's buffer; touched minimally (its name length), as the floor touches its events.
+    group.bench_function("gatecheck_codec_borrowed", |b| {
+        b.iter(|| {
+            let mut parser = StreamParser::new(Framing::Stream, Limits::default());
+            parser.feed(&stream);
+            let mut stanzas = 0usize;
+            let mut names = 0usize;
+            while let Some(event) = parser.next_event_ref().unwrap() {
+                if let StreamEventRef::Stanza(e) = event {
+                    stanzas += 1;
+                    names += e.name.len();
+                    black_box(&e);
+                }
+            }
+            assert_eq!(stanzas, STANZAS);
+            black_box(names)
         });
     });
 

@@ -8,8 +8,11 @@
 //! - [`Element::to_xml`] / [`Element::to_xml_in`] write trees back; parsing what they write
 //!   gives the same tree.
 //! - [`Stanza`] is the typed layer over `<message>`, `<iq>` and `<presence>`.
+//! - [`StreamParser::next_event_ref`] is the zero-copy variant: [`ElementRef`] trees whose
+//!   strings borrow from the parser's buffer where the input needs no transformation.
 //! - [`check_document`] backs `gatecheck check-stanza`.
 
+mod borrowed;
 mod chars;
 mod condition;
 mod element;
@@ -23,6 +26,7 @@ mod serialize;
 mod stanza;
 mod tree;
 
+pub use borrowed::{ElementRef, NodeRef, StreamEventRef};
 pub use condition::{ErrorCondition, StanzaErrorCondition, StreamErrorCondition, UnknownCondition};
 pub use element::{Element, Node};
 pub use error::{Violation, WireError, stream_error_element};

@@ -13,12 +13,13 @@
 //! Byte order mark: a UTF-8 BOM at offset 0 is tolerated and skipped (XML 1.0 §4.3.3 allows
 //! it; RFC 6120 only requires UTF-8); UTF-16 BOMs are refused as unsupported-encoding.
 
+use super::borrowed::{ElementRef, StreamEventRef};
 use super::element::Element;
 use super::error::{Violation, WireError};
 use super::framer::{Frame, Framer, Mode};
 use super::limits::Limits;
 use super::ns;
-use super::tree::{self, NsContext, Scratch};
+use super::tree::{self, NsContext, Scratch, Tree};
 
 /// How the parser expects the input to be framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,8 +143,15 @@ pub enum StreamEvent {
 /// Incremental parser over a byte stream; see the module documentation.
 #[derive(Debug)]
 pub struct StreamParser {
-    limits: Limits,
     buf: Vec<u8>,
+    /// Everything else: kept apart from `buf` so a stanza can borrow the buffer while the
+    /// framer and the rest of the state move on ([`StreamParser::next_event_ref`]).
+    core: Core,
+}
+
+#[derive(Debug)]
+struct Core {
+    limits: Limits,
     framer: Framer,
     /// Bindings the stream header put in scope for stanzas.
     ctx: NsContext,
@@ -161,6 +169,18 @@ pub struct StreamParser {
     declined: u64,
 }
 
+/// What comes next, found by [`Core::advance`].
+enum Next {
+    /// The header or the close.
+    Event(StreamEvent),
+    /// The framer delimited an element at `buf[start..end]` (it was split across feeds, or the
+    /// fast path declined it, or it is the first one).
+    Element { start: usize, end: usize },
+    /// An element starts at `buf[start]` (offset `at`) between elements: the fast path may
+    /// take it whole.
+    Fast { start: usize, at: u64 },
+}
+
 impl StreamParser {
     /// A parser for the given framing and limits.
     pub fn new(framing: Framing, limits: Limits) -> Self {
@@ -170,17 +190,19 @@ impl StreamParser {
             Framing::Auto => Mode::Auto,
         };
         Self {
-            limits,
             buf: Vec::new(),
-            framer: Framer::new(mode),
-            ctx: NsContext::default(),
-            pending_close: false,
-            error: None,
-            fed: 0,
-            finished: false,
-            last_start: 0,
-            scratch: Scratch::default(),
-            declined: u64::MAX,
+            core: Core {
+                limits,
+                framer: Framer::new(mode),
+                ctx: NsContext::default(),
+                pending_close: false,
+                error: None,
+                fed: 0,
+                finished: false,
+                last_start: 0,
+                scratch: Scratch::default(),
+                declined: u64::MAX,
+            },
         }
     }
 
@@ -189,16 +211,16 @@ impl StreamParser {
     /// memory holds when events are drained between feeds. Input after an error or after
     /// [`StreamParser::finish`] is discarded.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.error.is_some() || self.finished {
+        if self.sticky_error().is_some() || self.core.finished {
             return;
         }
-        let keep = self.framer.keep_from().min(self.buf.len());
+        let keep = self.core.framer.keep_from().min(self.buf.len());
         if keep > 0 {
             self.buf.drain(..keep);
-            self.framer.shift(keep);
+            self.core.framer.shift(keep);
         }
         self.buf.extend_from_slice(bytes);
-        self.fed = self.fed.saturating_add(bytes.len() as u64);
+        self.core.fed = self.core.fed.saturating_add(bytes.len() as u64);
     }
 
     /// Bytes currently buffered (for checking the memory bound).
@@ -208,12 +230,12 @@ impl StreamParser {
 
     /// Total bytes fed so far.
     pub fn bytes_fed(&self) -> u64 {
-        self.fed
+        self.core.fed
     }
 
     /// The framing in effect (for [`Framing::Auto`], once the first element decided it).
     pub fn framing(&self) -> Framing {
-        match self.framer.mode() {
+        match self.core.framer.mode() {
             Mode::Stream => Framing::Stream,
             Mode::Fragments => Framing::Fragments,
             Mode::Auto => Framing::Auto,
@@ -223,33 +245,79 @@ impl StreamParser {
     /// The next event, `Ok(None)` if more input is needed (or, after `finish`, at the clean
     /// end). The first error is sticky: every later call returns it again.
     pub fn next_event(&mut self) -> Result<Option<StreamEvent>, WireError> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
+        if let Some(e) = self.sticky_error() {
+            return Err(e);
         }
-        if self.pending_close {
-            self.pending_close = false;
+        if self.core.pending_close {
+            self.core.pending_close = false;
             return Ok(Some(StreamEvent::Close));
         }
         loop {
-            if let Some(element) = self.whole_element() {
-                return Ok(Some(StreamEvent::Stanza(element)));
-            }
-            let frame = match self.framer.next_frame(&self.buf, &self.limits) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => {
-                    if self.finished
-                        && let Err(e) = self.framer.at_eof(&self.buf)
-                    {
-                        return Err(self.fail(e));
+            match self.core.advance(&self.buf) {
+                Ok(None) => return Ok(None),
+                Ok(Some(Next::Event(event))) => return Ok(Some(event)),
+                Ok(Some(Next::Fast { start, at })) => {
+                    if let Some(element) = self.core.fast::<Element>(&self.buf, start, at) {
+                        return Ok(Some(StreamEvent::Stanza(element)));
                     }
-                    return Ok(None);
+                }
+                Ok(Some(Next::Element { start, end })) => {
+                    return match self.core.element::<Element>(&self.buf, start, end) {
+                        Ok(element) => Ok(Some(StreamEvent::Stanza(element))),
+                        Err(e) => Err(self.fail(e)),
+                    };
                 }
                 Err(e) => return Err(self.fail(e)),
-            };
-            match self.handle(frame) {
-                Ok(Some(event)) => return Ok(Some(event)),
-                Ok(None) => {}
-                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    fn fail(&mut self, e: WireError) -> WireError {
+        self.core.error = Some(e.clone());
+        // Nothing more will be parsed: release the buffer.
+        self.buf = Vec::new();
+        e
+    }
+
+    /// [`StreamParser::next_event`] without copying: the stanza's strings borrow from the
+    /// parser's buffer wherever the input needs no transformation ([`ElementRef`]). Same
+    /// framing, checks, errors and offsets, for every chunking of the input; the event's
+    /// [`StreamEventRef::to_owned`] equals what `next_event` returns. Elements the one-pass
+    /// tokenizer declines (references, CDATA, CR, unusual syntax, errors) are built by the
+    /// exact path with owned strings. After an error, the buffer is released at the next call.
+    pub fn next_event_ref(&mut self) -> Result<Option<StreamEventRef<'_>>, WireError> {
+        if let Some(e) = self.sticky_error() {
+            return Err(e);
+        }
+        if self.core.pending_close {
+            self.core.pending_close = false;
+            return Ok(Some(StreamEventRef::Close));
+        }
+        let Self { buf, core } = self;
+        let buf: &[u8] = buf;
+        loop {
+            match core.advance(buf) {
+                Ok(None) => return Ok(None),
+                Ok(Some(Next::Event(event))) => return Ok(Some(event.into())),
+                Ok(Some(Next::Fast { start, at })) => {
+                    if let Some(element) = core.fast::<ElementRef<'_>>(buf, start, at) {
+                        return Ok(Some(StreamEventRef::Stanza(element)));
+                    }
+                }
+                Ok(Some(Next::Element { start, end })) => {
+                    return match core.element::<ElementRef<'_>>(buf, start, end) {
+                        Ok(element) => Ok(Some(StreamEventRef::Stanza(element))),
+                        Err(e) => {
+                            core.error = Some(e.clone());
+                            Err(e)
+                        }
+                    };
+                }
+                Err(e) => {
+                    // The buffer is borrowed here; `sticky_error` releases it next time.
+                    core.error = Some(e.clone());
+                    return Err(e);
+                }
             }
         }
     }
@@ -258,9 +326,49 @@ impl StreamParser {
     /// (and discarded); then it is an error to end inside a tag, an unfinished stanza or the
     /// stream header. Ending a stream after complete stanzas without `</stream:stream>` is not.
     pub fn finish(&mut self) -> Result<(), WireError> {
-        self.finished = true;
+        self.core.finished = true;
         while self.next_event()?.is_some() {}
         Ok(())
+    }
+
+    /// [`StreamParser::finish`] through the borrowing path.
+    fn finish_ref(&mut self) -> Result<(), WireError> {
+        self.core.finished = true;
+        while self.next_event_ref()?.is_some() {}
+        Ok(())
+    }
+
+    /// The first error, if there was one; the buffer is released then.
+    fn sticky_error(&mut self) -> Option<WireError> {
+        let e = self.core.error.clone()?;
+        if self.buf.capacity() > 0 {
+            self.buf = Vec::new();
+        }
+        Some(e)
+    }
+}
+
+impl Core {
+    /// Runs the framer up to the next event or fast-path candidate. Never changes the buffer,
+    /// so a stanza may keep borrowing it.
+    fn advance(&mut self, buf: &[u8]) -> Result<Option<Next>, WireError> {
+        loop {
+            if let Some(start) = self.framer.element_ahead(buf) {
+                let at = self.framer.base().saturating_add(start as u64);
+                if at != self.declined {
+                    return Ok(Some(Next::Fast { start, at }));
+                }
+            }
+            let Some(frame) = self.framer.next_frame(buf, &self.limits)? else {
+                if self.finished {
+                    self.framer.at_eof(buf)?;
+                }
+                return Ok(None);
+            };
+            if let Some(next) = self.handle(buf, frame)? {
+                return Ok(Some(next));
+            }
+        }
     }
 
     /// The fast path: between elements, a complete element in the common stanza shape is
@@ -268,15 +376,10 @@ impl StreamParser {
     /// error, an unusual construct) is left to the framer and the exact path, which then
     /// report exactly what they would have; each element start is tried once, so feeding an
     /// element in small pieces costs no rescans.
-    fn whole_element(&mut self) -> Option<Element> {
-        let start = self.framer.element_ahead(&self.buf)?;
-        let at = self.framer.base().saturating_add(start as u64);
-        if at == self.declined {
-            return None;
-        }
-        let bytes = self.buf.get(start..).unwrap_or_default();
+    fn fast<'b, E: Tree<'b>>(&mut self, buf: &'b [u8], start: usize, at: u64) -> Option<E> {
+        let bytes = buf.get(start..).unwrap_or_default();
         let Some((element, len)) =
-            tree::parse_leading(bytes, at, &self.ctx, &self.limits, &mut self.scratch)
+            tree::parse_leading::<E>(bytes, at, &self.ctx, &self.limits, &mut self.scratch)
         else {
             self.declined = at;
             return None;
@@ -285,33 +388,42 @@ impl StreamParser {
         {
             // The framer must have found the same element, and the exact path the same tree.
             let mut framer = self.framer.clone();
-            let frame = framer.next_frame(&self.buf, &self.limits);
+            let frame = framer.next_frame(buf, &self.limits);
             let expected = Frame::Element {
                 start,
                 end: start + len,
             };
             debug_assert_eq!(frame, Ok(Some(expected)));
             let whole = bytes.get(..len).unwrap_or_default();
-            tree::check_fast_path(whole, at, &self.ctx, &self.limits, &element);
+            let owned = element.to_element();
+            tree::check_fast_path(whole, at, &self.ctx, &self.limits, &owned);
         }
         self.framer.skip_element(start, start + len);
         self.last_start = at;
         Some(element)
     }
 
-    fn fail(&mut self, e: WireError) -> WireError {
-        self.error = Some(e.clone());
-        // Nothing more will be parsed: release the buffer.
-        self.buf = Vec::new();
-        e
+    /// The element the framer delimited at `buf[start..end]`.
+    fn element<'b, E: Tree<'b>>(
+        &mut self,
+        buf: &'b [u8],
+        start: usize,
+        end: usize,
+    ) -> Result<E, WireError> {
+        let at = self.framer.base().saturating_add(start as u64);
+        let bytes = buf.get(start..end).unwrap_or_default();
+        let element =
+            tree::parse_element::<E>(bytes, at, &self.ctx, &self.limits, &mut self.scratch)?;
+        self.last_start = at;
+        Ok(element)
     }
 
-    fn handle(&mut self, frame: Frame) -> Result<Option<StreamEvent>, WireError> {
+    fn handle(&mut self, buf: &[u8], frame: Frame) -> Result<Option<Next>, WireError> {
         let base = self.framer.base();
         let at = |i: usize| base.saturating_add(i as u64);
         match frame {
             Frame::Decl { start, end } => {
-                let bytes = self.buf.get(start..end).unwrap_or_default();
+                let bytes = buf.get(start..end).unwrap_or_default();
                 check_declaration(bytes, at(start))?;
                 Ok(None)
             }
@@ -320,25 +432,14 @@ impl StreamParser {
                 end,
                 self_closing,
             } => {
-                let bytes = self.buf.get(start..end).unwrap_or_default();
+                let bytes = buf.get(start..end).unwrap_or_default();
                 let (header, ctx) = parse_header(bytes, at(start), &self.limits)?;
                 self.ctx = ctx;
                 self.pending_close = self_closing;
-                Ok(Some(StreamEvent::Header(header)))
+                Ok(Some(Next::Event(StreamEvent::Header(header))))
             }
-            Frame::Element { start, end } => {
-                let bytes = self.buf.get(start..end).unwrap_or_default();
-                let element = tree::parse_element(
-                    bytes,
-                    at(start),
-                    &self.ctx,
-                    &self.limits,
-                    &mut self.scratch,
-                )?;
-                self.last_start = at(start);
-                Ok(Some(StreamEvent::Stanza(element)))
-            }
-            Frame::Close => Ok(Some(StreamEvent::Close)),
+            Frame::Element { start, end } => Ok(Some(Next::Element { start, end })),
+            Frame::Close => Ok(Some(Next::Event(StreamEvent::Close))),
         }
     }
 }
@@ -460,7 +561,7 @@ pub fn parse_fragment(bytes: &[u8], limits: &Limits) -> Result<Element, WireErro
     while let Some(event) = parser.next_event()? {
         if let StreamEvent::Stanza(e) = event {
             if found.is_some() {
-                let at = parser.last_start;
+                let at = parser.core.last_start;
                 return Err(WireError::new(
                     at,
                     Violation::ExpectedOneElement { found: 2 },
@@ -470,7 +571,8 @@ pub fn parse_fragment(bytes: &[u8], limits: &Limits) -> Result<Element, WireErro
         }
     }
     parser.finish()?;
-    found.ok_or_else(|| WireError::new(parser.fed, Violation::ExpectedOneElement { found: 0 }))
+    let fed = parser.core.fed;
+    found.ok_or_else(|| WireError::new(fed, Violation::ExpectedOneElement { found: 0 }))
 }
 
 /// Validates a whole document (auto-detected framing) and counts its stanzas (every
@@ -480,11 +582,12 @@ pub fn check_document(bytes: &[u8], limits: &Limits) -> Result<usize, WireError>
     let mut parser = StreamParser::new(Framing::Auto, limits.clone());
     parser.feed(bytes);
     let mut stanzas = 0usize;
-    while let Some(event) = parser.next_event()? {
-        if matches!(event, StreamEvent::Stanza(_)) {
+    // Only counted: the borrowing path, so no string is copied.
+    while let Some(event) = parser.next_event_ref()? {
+        if matches!(event, StreamEventRef::Stanza(_)) {
             stanzas += 1;
         }
     }
-    parser.finish()?;
+    parser.finish_ref()?;
     Ok(stanzas)
 }

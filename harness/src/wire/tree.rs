@@ -18,6 +18,7 @@ use quick_xml::Reader;
 use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::events::{BytesStart, Event};
 
+use super::borrowed::ElementRef;
 use super::chars::{find_forbidden_char, is_ncname, is_xml_char, split_qname};
 use super::element::{Element, Node};
 use super::error::{Violation, WireError};
@@ -58,6 +59,94 @@ pub(crate) fn validate_text(bytes: &[u8], base: u64) -> Result<&str, WireError> 
     Err(WireError::new(at(i), Violation::InvalidChar { codepoint }))
 }
 
+/// What the builder makes: the owned [`Element`] or the borrowing [`ElementRef`]. The checks
+/// and the tokenizers are the same for both; only the way strings are materialised differs.
+/// `Str` is the field string type; `borrow` receives slices of the element's input.
+pub(crate) trait Tree<'a>: Sized {
+    type Str: AsRef<str>;
+    /// A string that is a slice of the input.
+    fn borrow(s: &'a str) -> Self::Str;
+    /// A string that is not (a temporary: normalised text, a resolved reference).
+    fn copy(s: &str) -> Self::Str;
+    fn from_cow(s: Cow<'a, str>) -> Self::Str;
+    fn append(acc: &mut Self::Str, s: &str);
+    fn build(name: Self::Str, ns: Self::Str, attrs: Vec<(Self::Str, Self::Str)>) -> Self;
+    fn add_element(&mut self, child: Self);
+    fn add_text(&mut self, text: Self::Str);
+    /// The open-element stack kept in `scratch`, empty.
+    fn take_stack(scratch: &mut Scratch) -> Vec<Self>;
+    fn give_stack(scratch: &mut Scratch, stack: Vec<Self>);
+    /// The tree the exact (quick-xml) path built, which is always owned.
+    fn from_element(e: Element) -> Self;
+    /// The owned tree (debug builds check the fast path against the exact one).
+    #[cfg(debug_assertions)]
+    fn to_element(&self) -> Element;
+}
+
+impl<'a> Tree<'a> for Element {
+    type Str = String;
+
+    #[inline]
+    fn borrow(s: &'a str) -> String {
+        s.to_owned()
+    }
+
+    #[inline]
+    fn copy(s: &str) -> String {
+        s.to_owned()
+    }
+
+    #[inline]
+    fn from_cow(s: Cow<'a, str>) -> String {
+        s.into_owned()
+    }
+
+    #[inline]
+    fn append(acc: &mut String, s: &str) {
+        acc.push_str(s);
+    }
+
+    #[inline]
+    fn build(name: String, ns: String, attrs: Vec<(String, String)>) -> Self {
+        Element {
+            name,
+            ns,
+            attrs,
+            children: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn add_element(&mut self, child: Self) {
+        self.children.push(Node::Element(child));
+    }
+
+    #[inline]
+    fn add_text(&mut self, text: String) {
+        self.children.push(Node::Text(text));
+    }
+
+    fn take_stack(scratch: &mut Scratch) -> Vec<Self> {
+        let mut stack = std::mem::take(&mut scratch.stack);
+        stack.clear();
+        stack
+    }
+
+    fn give_stack(scratch: &mut Scratch, mut stack: Vec<Self>) {
+        stack.clear();
+        scratch.stack = stack;
+    }
+
+    fn from_element(e: Element) -> Self {
+        e
+    }
+
+    #[cfg(debug_assertions)]
+    fn to_element(&self) -> Element {
+        self.clone()
+    }
+}
+
 /// The builder's working vectors, kept between elements so each stanza does not allocate them
 /// again (they are always left empty).
 #[derive(Debug, Default)]
@@ -65,6 +154,8 @@ pub(crate) struct Scratch {
     bindings: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     marks: Vec<usize>,
     stack: Vec<Element>,
+    /// The open-element stack of the borrowing builder.
+    pub(crate) stack_ref: Vec<ElementRef<'static>>,
     /// The fast path's open tag names.
     open: Vec<(usize, usize)>,
     /// Length of the last element the fast path built.
@@ -73,7 +164,7 @@ pub(crate) struct Scratch {
 
 /// An empty vector reusing `v`'s allocation for an element type of another lifetime (the
 /// in-place `collect` of the standard library keeps the buffer when the layouts match).
-fn recycle<'x, 'y>(mut v: Vec<(Cow<'x, str>, Cow<'x, str>)>) -> Vec<(Cow<'y, str>, Cow<'y, str>)> {
+pub(crate) fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
     v.clear();
     // `filter_map` (not `filter`) because the item type changes; no item ever reaches it.
     #[allow(clippy::unnecessary_filter_map)]
@@ -81,25 +172,25 @@ fn recycle<'x, 'y>(mut v: Vec<(Cow<'x, str>, Cow<'x, str>)>) -> Vec<(Cow<'y, str
 }
 
 /// Parses the complete bytes of one top-level element into a tree.
-pub(crate) fn parse_element(
-    bytes: &[u8],
+pub(crate) fn parse_element<'a, E: Tree<'a>>(
+    bytes: &'a [u8],
     base: u64,
     ctx: &NsContext,
     limits: &Limits,
     scratch: &mut Scratch,
-) -> Result<Element, WireError> {
-    if let Some((element, len)) = parse_leading(bytes, base, ctx, limits, scratch)
+) -> Result<E, WireError> {
+    if let Some((element, len)) = parse_leading::<E>(bytes, base, ctx, limits, scratch)
         && len == bytes.len()
     {
         #[cfg(debug_assertions)]
-        check_fast_path(bytes, base, ctx, limits, &element);
+        check_fast_path(bytes, base, ctx, limits, &element.to_element());
         return Ok(element);
     }
     let src = validate_text(bytes, base)?;
-    let mut slow = Builder::new(src, base, limits, ctx, scratch);
+    let mut slow: Builder<'_, '_> = Builder::new(src, base, limits, ctx, scratch);
     let result = slow.run();
     slow.give_back(scratch);
-    result
+    result.map(E::from_element)
 }
 
 /// Parses a lone start tag (the stream header) with no inherited bindings.
@@ -110,7 +201,7 @@ pub(crate) fn parse_start_tag(
 ) -> Result<ParsedStart, WireError> {
     let src = validate_text(bytes, base)?;
     let empty = NsContext::default();
-    let mut b = Builder::new(src, base, limits, &empty, &mut Scratch::default());
+    let mut b: Builder<'_, '_> = Builder::new(src, base, limits, &empty, &mut Scratch::default());
     let mut reader = Reader::from_str(src);
     reader.config_mut().check_end_names = false;
     match reader.read_event() {
@@ -137,41 +228,53 @@ fn offset_in(whole: &[u8], part: &[u8]) -> Option<usize> {
     (start.checked_add(part.len())? <= whole.len()).then_some(start)
 }
 
-struct Builder<'a> {
+/// A namespace binding inherited from the stream header, as a `'static` string when it is a
+/// well-known one (so trees borrowing their namespaces need not borrow the context).
+fn intern(s: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 6] = [
+        "",
+        "stream",
+        ns::JABBER_CLIENT,
+        ns::JABBER_SERVER,
+        ns::STREAMS,
+        "jabber:server:dialback",
+    ];
+    match KNOWN.iter().find(|&&k| k == s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s.to_owned()),
+    }
+}
+
+struct Builder<'a, 'l, E: Tree<'a> = Element> {
     /// The element as a string (the quick-xml path), or empty (the fast path reads `bytes`).
     src: &'a str,
     /// The bytes tokens are taken from (`src`'s, or the unvalidated buffer for the fast path).
     bytes: &'a [u8],
     base: u64,
-    limits: &'a Limits,
+    limits: &'l Limits,
     /// In-scope bindings, innermost last; `""` is the default namespace.
     bindings: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// `bindings.len()` before each open element's declarations.
     marks: Vec<usize>,
     /// Open elements, innermost last.
-    stack: Vec<Element>,
+    stack: Vec<E>,
     /// Text of the innermost open element not yet attached.
-    text: String,
+    text: Option<E::Str>,
 }
 
-impl<'a> Builder<'a> {
+impl<'a, 'l, E: Tree<'a>> Builder<'a, 'l, E> {
     fn new(
         src: &'a str,
         base: u64,
-        limits: &'a Limits,
-        ctx: &'a NsContext,
+        limits: &'l Limits,
+        ctx: &NsContext,
         scratch: &mut Scratch,
     ) -> Self {
         let mut bindings = recycle(std::mem::take(&mut scratch.bindings));
-        bindings.extend(
-            ctx.bindings
-                .iter()
-                .map(|(p, u)| (Cow::Borrowed(p.as_str()), Cow::Borrowed(u.as_str()))),
-        );
+        bindings.extend(ctx.bindings.iter().map(|(p, u)| (intern(p), intern(u))));
         let mut marks = std::mem::take(&mut scratch.marks);
         marks.clear();
-        let mut stack = std::mem::take(&mut scratch.stack);
-        stack.clear();
+        let stack = E::take_stack(scratch);
         Self {
             src,
             bytes: src.as_bytes(),
@@ -180,7 +283,7 @@ impl<'a> Builder<'a> {
             bindings,
             marks,
             stack,
-            text: String::new(),
+            text: None,
         }
     }
 
@@ -189,8 +292,7 @@ impl<'a> Builder<'a> {
         scratch.bindings = recycle(self.bindings);
         scratch.marks = self.marks;
         scratch.marks.clear();
-        scratch.stack = self.stack;
-        scratch.stack.clear();
+        E::give_stack(scratch, self.stack);
     }
 
     fn err(&self, at: usize, violation: Violation) -> WireError {
@@ -239,6 +341,28 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// [`Builder::resolve`] as a string borrowed for `'a` (or owned, like the binding).
+    fn resolve_cow(&self, prefix: Option<&str>) -> Option<Cow<'a, str>> {
+        match prefix {
+            Some("xml") => Some(Cow::Borrowed(ns::XML)),
+            Some(p) => self
+                .bindings
+                .iter()
+                .rev()
+                .find(|(bp, _)| bp == p)
+                .map(|(_, u)| u.clone()),
+            None => Some(
+                self.bindings
+                    .iter()
+                    .rev()
+                    .find(|(bp, _)| bp.is_empty())
+                    .map_or(Cow::Borrowed(""), |(_, u)| u.clone()),
+            ),
+        }
+    }
+}
+
+impl Builder<'_, '_, Element> {
     fn run(&mut self) -> Result<Element, WireError> {
         let mut reader = Reader::from_str(self.src);
         // The framer has matched the end tags already.
@@ -307,54 +431,80 @@ impl<'a> Builder<'a> {
         }
     }
 
-    fn push_text(&mut self, s: &str, at: usize) -> Result<(), WireError> {
-        if self.text.len().saturating_add(s.len()) > self.limits.max_text_bytes {
+    /// Resolves a start tag at `at` (its `<`) into an element and pushes its bindings.
+    fn start(&mut self, e: &BytesStart<'_>, at: usize) -> Result<Element, WireError> {
+        let mut attributes = e.attributes();
+        attributes.with_checks(false);
+        self.start_with(e.name().0, at, attributes, false, str::to_owned)
+    }
+}
+
+impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
+    /// Checks the text limit before `add` more bytes of text.
+    fn text_fits(&self, add: usize, at: usize) -> Result<(), WireError> {
+        let have = self.text.as_ref().map_or(0, |t| t.as_ref().len());
+        if have.saturating_add(add) > self.limits.max_text_bytes {
             let limit = self.limits.max_text_bytes;
             return Err(self.err(at, Violation::TextTooLong { limit }));
         }
-        self.text.push_str(s);
+        Ok(())
+    }
+
+    fn push_text(&mut self, s: &str, at: usize) -> Result<(), WireError> {
+        self.text_fits(s.len(), at)?;
+        match &mut self.text {
+            Some(t) => E::append(t, s),
+            None => self.text = Some(E::copy(s)),
+        }
+        Ok(())
+    }
+
+    /// [`Builder::push_text`] for a slice of the input (kept borrowed if it is all the text).
+    fn push_text_borrowed(&mut self, s: &'a str, at: usize) -> Result<(), WireError> {
+        self.text_fits(s.len(), at)?;
+        match &mut self.text {
+            Some(t) => E::append(t, s),
+            None => self.text = Some(E::borrow(s)),
+        }
         Ok(())
     }
 
     fn flush_text(&mut self) {
-        if !self.text.is_empty() {
-            let text = std::mem::take(&mut self.text);
-            if let Some(parent) = self.stack.last_mut() {
-                parent.children.push(Node::Text(text));
-            }
+        if let Some(text) = self.text.take()
+            && !text.as_ref().is_empty()
+            && let Some(parent) = self.stack.last_mut()
+        {
+            parent.add_text(text);
         }
     }
 
     /// Closes the innermost element; returns the root when it closes.
-    fn end(&mut self) -> Option<Element> {
+    fn end(&mut self) -> Option<E> {
         if let Some(mark) = self.marks.pop() {
             self.bindings.truncate(mark);
         }
         let done = self.stack.pop()?;
         match self.stack.last_mut() {
             Some(parent) => {
-                parent.children.push(Node::Element(done));
+                parent.add_element(done);
                 None
             }
             None => Some(done),
         }
     }
 
-    /// Resolves a start tag at `at` (its `<`) into an element and pushes its bindings.
-    fn start(&mut self, e: &BytesStart<'_>, at: usize) -> Result<Element, WireError> {
-        self.start_with(e.name().0, at, e.attributes().with_checks(false), false)
-    }
-
     /// [`Builder::start`] over any tokenizer: the qualified name and the attributes as written.
     /// `plain_values` promises that no value holds a reference or a literal TAB, LF or CR (so
     /// none needs expanding or normalizing).
+    /// `lift` makes a field string of a slice of `qname` or of an attribute as given.
     fn start_with<'x>(
         &mut self,
-        qname: &str,
+        qname: &'x str,
         at: usize,
         attributes: impl Iterator<Item = Result<Attribute<'x>, AttrError>>,
         plain_values: bool,
-    ) -> Result<Element, WireError> {
+        lift: impl Fn(&'x str) -> E::Str,
+    ) -> Result<E, WireError> {
         let name_at = at.saturating_add(1);
         let Some((prefix, local)) = split_qname(qname) else {
             return Err(self.err(
@@ -366,7 +516,7 @@ impl<'a> Builder<'a> {
         };
         let mark = self.bindings.len();
         let limits = self.limits;
-        let mut attrs: Vec<(String, String)> = Vec::new();
+        let mut attrs: Vec<(E::Str, E::Str)> = Vec::new();
         let mut default_declared = false;
         // Prefixed (non-declaration) attributes, resolved once all declarations are known.
         let mut prefixed: Vec<(&str, &str, &str, usize)> = Vec::new();
@@ -396,7 +546,7 @@ impl<'a> Builder<'a> {
             let duplicate = if key == "xmlns" {
                 std::mem::replace(&mut default_declared, true)
             } else {
-                attrs.iter().any(|(n, _)| n == key)
+                attrs.iter().any(|(n, _)| n.as_ref() == key)
             };
             if duplicate {
                 return Err(self.err(
@@ -425,7 +575,7 @@ impl<'a> Builder<'a> {
                 };
                 let prefix_cow = self.reborrow(decl_prefix);
                 if !decl_prefix.is_empty() {
-                    attrs.push((key.to_owned(), value.to_string()));
+                    attrs.push((lift(key), E::from_cow(value.clone())));
                 }
                 self.bindings.push((prefix_cow, value));
                 continue;
@@ -442,14 +592,21 @@ impl<'a> Builder<'a> {
                 Some((Some(p), l)) => prefixed.push((p, l, key, key_at)),
                 Some((None, _)) => {}
             }
-            attrs.push((key.to_owned(), value.into_owned()));
+            let unescaped = match value {
+                Cow::Owned(s) => Some(s),
+                Cow::Borrowed(_) => None,
+            };
+            let value = match (unescaped, attr.value) {
+                (Some(s), _) | (None, Cow::Owned(s)) => E::from_cow(Cow::Owned(s)),
+                (None, Cow::Borrowed(s)) => lift(s),
+            };
+            attrs.push((lift(key), value));
         }
         // On error the builder is dropped, so bindings need no unwinding.
-        let Some(ns) = self.resolve(prefix) else {
+        let Some(ns) = self.resolve_cow(prefix) else {
             let prefix = prefix.unwrap_or_default().to_owned();
             return Err(self.err(name_at, Violation::UndeclaredPrefix { prefix }));
         };
-        let ns = ns.to_owned();
         let mut resolved: Vec<(&str, &str)> = Vec::with_capacity(prefixed.len());
         for &(p, l, key, key_at) in &prefixed {
             let Some(uri) = self.resolve(Some(p)) else {
@@ -472,12 +629,7 @@ impl<'a> Builder<'a> {
         }
         drop(resolved);
         self.marks.push(mark);
-        Ok(Element {
-            name: local.to_owned(),
-            ns,
-            attrs,
-            children: Vec::new(),
-        })
+        Ok(E::build(lift(local), E::from_cow(ns), attrs))
     }
 
     fn attr_error(&self, err: &AttrError, name_at: usize) -> WireError {

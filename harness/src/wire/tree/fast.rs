@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::name::QName;
 
-use super::{Builder, NsContext, Scratch};
+use super::{Builder, NsContext, Scratch, Tree};
 use crate::wire::chars::{find_any, find_forbidden_char, is_ascii_name_byte, is_xml_space};
 use crate::wire::element::Element;
 use crate::wire::limits::Limits;
@@ -146,7 +146,7 @@ impl<'a> Iterator for Attrs<'a> {
     }
 }
 
-impl<'a> Builder<'a> {
+impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
     /// Builds the element that starts at `self.bytes[0]` (a `<`) if it is complete, in the fast
     /// path's subset and free of errors; returns it and its length in bytes. `open` is working
     /// space for the open tags' name ranges.
@@ -155,7 +155,7 @@ impl<'a> Builder<'a> {
         &mut self,
         open: &mut Vec<(usize, usize)>,
         hint: usize,
-    ) -> Option<(Element, usize)> {
+    ) -> Option<(E, usize)> {
         let s = self.bytes;
         let limits = self.limits;
         let mut clean = Clean {
@@ -184,7 +184,7 @@ impl<'a> Builder<'a> {
             }
             if lt > i {
                 let text = clean.get(i, lt)?;
-                self.push_text(text, i).ok()?;
+                self.push_text_borrowed(text, i).ok()?;
             }
             match *s.get(lt + 1)? {
                 b'/' => {
@@ -218,7 +218,9 @@ impl<'a> Builder<'a> {
                         bad: false,
                     };
                     self.flush_text();
-                    let el = self.start_with(qname, lt, &mut attrs, true).ok()?;
+                    let el = self
+                        .start_with(qname, lt, &mut attrs, true, E::borrow)
+                        .ok()?;
                     if attrs.bad {
                         return None;
                     }
@@ -247,14 +249,14 @@ impl<'a> Builder<'a> {
 /// The fast path over `bytes`, which start with the `<` of a top-level element: the element
 /// and its length, or `None` if it is incomplete, has an error, or is not in the fast path's
 /// subset (see `fast`). Nothing is reported; the caller then takes the exact path.
-pub(crate) fn parse_leading(
-    bytes: &[u8],
+pub(crate) fn parse_leading<'a, E: Tree<'a>>(
+    bytes: &'a [u8],
     base: u64,
     ctx: &NsContext,
     limits: &Limits,
     scratch: &mut Scratch,
-) -> Option<(Element, usize)> {
-    let mut b = Builder::new("", base, limits, ctx, scratch);
+) -> Option<(E, usize)> {
+    let mut b: Builder<'a, '_, E> = Builder::new("", base, limits, ctx, scratch);
     b.bytes = bytes;
     let mut open = std::mem::take(&mut scratch.open);
     let found = b.run_fast(&mut open, scratch.last_len);
@@ -275,8 +277,10 @@ pub(crate) fn check_fast_path(
     limits: &Limits,
     element: &Element,
 ) {
-    let slow = super::validate_text(bytes, base)
-        .and_then(|src| Builder::new(src, base, limits, ctx, &mut Scratch::default()).run());
+    let slow = super::validate_text(bytes, base).and_then(|src| {
+        let mut b: Builder<'_, '_> = Builder::new(src, base, limits, ctx, &mut Scratch::default());
+        b.run()
+    });
     debug_assert_eq!(slow.as_ref().ok(), Some(element), "fast path on {bytes:?}");
 }
 

@@ -1,0 +1,356 @@
+//! The borrowing codec path (`StreamParser::next_event_ref`) against the owned one
+//! (`next_event`): the same events (`ElementRef::to_owned() == Element`), the same first error,
+//! for every fixture and for generated, mutated and randomly chunked input.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use gatecheck::wire::{
+    Element, ElementRef, Framing, Limits, Node, NodeRef, StreamEvent, StreamEventRef, StreamHeader,
+    StreamParser, WireError, check_document, fixture_bytes, ns,
+};
+use proptest::prelude::*;
+
+fn corpus(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/stanzas")
+        .join(kind);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+type Outcome = (Vec<StreamEvent>, Result<(), WireError>);
+
+/// Feeds `input` cut at `cuts` and drains events after each feed, through `next`, then finishes.
+fn drive(
+    input: &[u8],
+    cuts: &[usize],
+    mut next: impl FnMut(&mut StreamParser) -> Result<Option<StreamEvent>, WireError>,
+) -> Outcome {
+    let mut parser = StreamParser::new(Framing::Auto, Limits::default());
+    let mut events = Vec::new();
+    let mut start = 0;
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    bounds.sort_unstable();
+    bounds.push(input.len());
+    for end in bounds {
+        if end < start {
+            continue;
+        }
+        parser.feed(&input[start..end]);
+        start = end;
+        loop {
+            match next(&mut parser) {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => break,
+                Err(e) => return (events, Err(e)),
+            }
+        }
+    }
+    // Every event was taken through `next`; `finish` only checks the end.
+    if let Err(e) = parser.finish() {
+        return (events, Err(e));
+    }
+    (events, Ok(()))
+}
+
+fn owned(input: &[u8], cuts: &[usize]) -> Outcome {
+    drive(input, cuts, StreamParser::next_event)
+}
+
+fn borrowed(input: &[u8], cuts: &[usize]) -> Outcome {
+    drive(input, cuts, |p| {
+        p.next_event_ref()
+            .map(|e| e.as_ref().map(StreamEventRef::to_owned))
+    })
+}
+
+#[test]
+fn good_fixtures_give_the_same_trees() {
+    let files = corpus("good");
+    assert!(files.len() >= 12);
+    for path in files {
+        let bytes = fixture_bytes(&path).unwrap();
+        let name = path.display();
+        let expected = owned(&bytes, &[]);
+        assert_eq!(expected.1, Ok(()), "{name}");
+        assert!(
+            expected
+                .0
+                .iter()
+                .any(|e| matches!(e, StreamEvent::Stanza(_))),
+            "{name}"
+        );
+        assert_eq!(borrowed(&bytes, &[]), expected, "{name}");
+        // Split in the middle of every element too: the framer-delimited path.
+        let cuts: Vec<usize> = (1..bytes.len()).step_by(7).collect();
+        assert_eq!(borrowed(&bytes, &cuts), expected, "{name} cut");
+        let stanzas = expected
+            .0
+            .iter()
+            .filter(|e| matches!(e, StreamEvent::Stanza(_)))
+            .count();
+        assert_eq!(check_document(&bytes, &Limits::default()), Ok(stanzas));
+    }
+}
+
+#[test]
+fn bad_fixtures_give_the_same_error() {
+    let files = corpus("bad");
+    assert!(files.len() >= 34);
+    for path in files {
+        let bytes = fixture_bytes(&path).unwrap();
+        let name = path.display();
+        let expected = owned(&bytes, &[]);
+        assert!(expected.1.is_err(), "{name}: accepted");
+        let got = borrowed(&bytes, &[]);
+        assert_eq!(got, expected, "{name}");
+        assert_eq!(
+            check_document(&bytes, &Limits::default()).map(|_| ()),
+            expected.1,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn errors_are_sticky_and_the_buffer_is_released() {
+    let mut p = StreamParser::new(Framing::Fragments, Limits::default());
+    p.feed(b"<a/><!-- x -->");
+    assert!(matches!(
+        p.next_event_ref(),
+        Ok(Some(StreamEventRef::Stanza(_)))
+    ));
+    let first = p.next_event_ref().unwrap_err();
+    assert_eq!(p.next_event_ref().unwrap_err(), first);
+    assert_eq!(p.buffered_len(), 0);
+    p.feed(b"<b/>");
+    assert_eq!(p.buffered_len(), 0);
+    assert_eq!(p.next_event().unwrap_err(), first);
+    assert_eq!(p.finish().unwrap_err(), first);
+}
+
+#[test]
+fn a_common_stanza_borrows_its_strings() {
+    let doc = b"<stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams'><message to='a@b'><body>hi</body>\
+        </message><message to='c@d'><body>x &amp; y</body></message>";
+    let mut p = StreamParser::new(Framing::Stream, Limits::default());
+    p.feed(doc);
+    assert!(matches!(
+        p.next_event_ref(),
+        Ok(Some(StreamEventRef::Header(_)))
+    ));
+    for (to, body, body_borrowed) in [("a@b", "hi", true), ("c@d", "x & y", false)] {
+        let Ok(Some(StreamEventRef::Stanza(e))) = p.next_event_ref() else {
+            panic!("no stanza");
+        };
+        assert!(e.is("message", ns::JABBER_CLIENT));
+        assert_eq!(e.attr("to"), Some(to));
+        let body_el = e.child("body", ns::JABBER_CLIENT).unwrap();
+        assert_eq!(body_el.text(), body);
+        // Borrowed from the input only when it needed no reference resolved.
+        let from_input = matches!(body_el.children[..], [NodeRef::Text(Cow::Borrowed(_))]);
+        assert_eq!(from_input, body_borrowed);
+        let copy: ElementRef<'static> = e.to_owned().into();
+        assert_eq!(copy, e);
+    }
+}
+
+// Generators: the minimal ones from `codec_props.rs`, copied.
+
+fn is_xml_char(c: char) -> bool {
+    matches!(c as u32, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x1_0000..=0x10_FFFF)
+}
+
+fn text() -> impl Strategy<Value = String> {
+    let ch = prop_oneof![
+        3 => prop::sample::select(vec!['&', '<', '>', '"', '\'', '\t', '\r', '\n', ' ', ']', ';', '#']),
+        3 => prop::char::range('a', 'z'),
+        2 => prop::sample::select(vec!['é', 'ß', '日', '€', '\u{FFFD}', '😀', '𝄞', '\u{10FFFF}', '\u{85}']),
+        1 => any::<char>().prop_filter("XML Char", |c| is_xml_char(*c)),
+    ];
+    prop::collection::vec(ch, 0..24).prop_map(|v| v.into_iter().collect())
+}
+
+fn name() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "a", "body", "x-y.z", "_u", "é", "名前", "message", "q1",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn namespace() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "",
+        ns::JABBER_CLIENT,
+        ns::OMEMO,
+        ns::STREAMS,
+        "urn:x",
+        "http://example.com/a?b=1&c=<2>\"'",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn attrs() -> impl Strategy<Value = Vec<(String, String)>> {
+    let names = prop::sample::subsequence(vec!["a", "id", "to", "xml:lang", "x-1", "é"], 0..4);
+    (names, prop::collection::vec(text(), 4)).prop_map(|(names, values)| {
+        names
+            .into_iter()
+            .zip(values)
+            .map(|(n, v)| (n.to_owned(), v))
+            .collect()
+    })
+}
+
+fn canonical(children: Vec<Node>) -> Vec<Node> {
+    let mut out: Vec<Node> = Vec::new();
+    for child in children {
+        match (child, out.last_mut()) {
+            (Node::Text(t), _) if t.is_empty() => {}
+            (Node::Text(t), Some(Node::Text(last))) => last.push_str(&t),
+            (child, _) => out.push(child),
+        }
+    }
+    out
+}
+
+fn element() -> impl Strategy<Value = Element> {
+    let leaf = (name(), namespace(), attrs()).prop_map(|(name, ns, attrs)| Element {
+        name,
+        ns,
+        attrs,
+        children: Vec::new(),
+    });
+    leaf.prop_recursive(4, 32, 5, |inner| {
+        let child = prop_oneof![inner.prop_map(Node::Element), text().prop_map(Node::Text)];
+        (
+            name(),
+            namespace(),
+            attrs(),
+            prop::collection::vec(child, 0..5),
+        )
+            .prop_map(|(name, ns, attrs, children)| Element {
+                name,
+                ns,
+                attrs,
+                children: canonical(children),
+            })
+    })
+}
+
+/// A stream of written stanzas, plain ones (the one-pass path) mixed with generated ones.
+fn stream() -> impl Strategy<Value = Vec<u8>> {
+    let plain = prop::sample::select(vec![
+        "<message to='a@b' id='1'><body>hi there</body><x xmlns='urn:x' y='z'/></message>",
+        "<presence/>",
+        "<iq type='get' id='p'><ping xmlns='urn:xmpp:ping'/></iq>",
+    ])
+    .prop_map(str::to_owned);
+    let stanza = prop_oneof![
+        element().prop_map(|e| e.to_xml_in(ns::JABBER_CLIENT)),
+        plain
+    ];
+    (
+        prop::collection::vec(
+            (stanza, prop::sample::select(vec!["", " ", "\n", "\r\n\t"])),
+            0..6,
+        ),
+        any::<bool>(),
+    )
+        .prop_map(|(stanzas, close)| {
+            let mut out = StreamHeader::new(ns::JABBER_CLIENT).to_xml();
+            for (stanza, ws) in stanzas {
+                out.push_str(ws);
+                out.push_str(&stanza);
+            }
+            if close {
+                out.push_str("</stream:stream>");
+            }
+            out.into_bytes()
+        })
+}
+
+fn hostile() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::sample::select(vec![
+            &b"<!DOCTYPE x>"[..],
+            b"<!--c-->",
+            b"<?pi x?>",
+            b"&foo;",
+            b"&#0;",
+            b"\0",
+            b"\xff",
+            b"</x>",
+            b"<a b='1' b='2'>",
+            b"<p:x/>",
+            b"]]>",
+            b"<![CDATA[x]]>",
+            b"<",
+            b"'",
+            b"&",
+            b"\xf0\x9f",
+        ])
+        .prop_map(<[u8]>::to_vec),
+        prop::collection::vec(any::<u8>(), 0..8),
+    ]
+}
+
+fn mutated() -> impl Strategy<Value = Vec<u8>> {
+    let fragment = element().prop_map(|e| e.to_xml().into_bytes());
+    let base = prop_oneof![stream(), fragment];
+    prop_oneof![
+        3 => (base, any::<prop::sample::Index>(), hostile()).prop_map(|(mut bytes, at, snippet)| {
+            let at = at.index(bytes.len() + 1);
+            bytes.splice(at..at, snippet);
+            bytes
+        }),
+        1 => (stream(), any::<prop::sample::Index>()).prop_map(|(mut bytes, at)| {
+            let at = at.index(bytes.len() + 1);
+            bytes.truncate(at);
+            bytes
+        }),
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn both_apis_agree_on_generated_streams(
+        input in stream(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let whole = owned(&input, &[]);
+        prop_assert_eq!(&whole.1, &Ok(()), "{}", String::from_utf8_lossy(&input));
+        prop_assert_eq!(&borrowed(&input, &[]), &whole);
+        prop_assert_eq!(&borrowed(&input, &cuts), &whole);
+    }
+
+    #[test]
+    fn both_apis_agree_on_mutated_input(
+        input in mutated(),
+        cuts in prop::collection::vec(any::<usize>(), 0..12),
+    ) {
+        let whole = owned(&input, &[]);
+        let lossy = String::from_utf8_lossy(&input);
+        prop_assert_eq!(&borrowed(&input, &[]), &whole, "{:?}", lossy);
+        prop_assert_eq!(&borrowed(&input, &cuts), &whole, "{:?}", lossy);
+        prop_assert_eq!(&owned(&input, &cuts), &whole, "{:?}", lossy);
+    }
+
+    #[test]
+    fn to_owned_equals_the_owned_tree(e in element()) {
+        let xml = e.to_xml();
+        let mut p = StreamParser::new(Framing::Fragments, Limits::default());
+        p.feed(xml.as_bytes());
+        let got = p.next_event_ref().map(|ev| ev.as_ref().map(StreamEventRef::to_owned));
+        prop_assert_eq!(got, Ok(Some(StreamEvent::Stanza(e))), "{}", xml);
+    }
+}
