@@ -4,7 +4,7 @@
 //! IUT's side of each exchange against SPEC.md as it goes.
 
 use base64::Engine;
-use rand::{Rng, RngCore};
+use rand::RngCore;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -456,9 +456,7 @@ pub async fn negotiate(
 }
 
 fn token(rng: &mut impl RngCore) -> String {
-    (0..10)
-        .map(|_| char::from_digit(rng.random_range(0..36u32), 36).unwrap_or('x'))
-        .collect()
+    crate::scenario::vars::random_token(rng, 10)
 }
 
 async fn expect_header(

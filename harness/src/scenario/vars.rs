@@ -42,6 +42,13 @@ pub fn check_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// A token of `len` lowercase letters and digits (ids, credentials, resources).
+pub fn random_token(rng: &mut impl Rng, len: usize) -> String {
+    (0..len)
+        .map(|_| char::from_digit(rng.random_range(0..36u32), 36).unwrap_or('x'))
+        .collect()
+}
+
 /// Escapes a value for use inside XML text or a quoted attribute.
 pub fn xml_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -76,12 +83,7 @@ impl Vars {
             return Some(v.clone());
         }
         if name.starts_with("rand:") {
-            let token: String = (0..12)
-                .map(|_| {
-                    let i = self.rng.random_range(0..36u32);
-                    char::from_digit(i, 36).unwrap_or('x')
-                })
-                .collect();
+            let token = random_token(&mut self.rng, 12);
             self.values.insert(name.to_string(), token.clone());
             return Some(token);
         }
