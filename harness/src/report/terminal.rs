@@ -45,7 +45,6 @@ impl<W: Write> TerminalReporter<W> {
                     "gatecheck: {total} scenario(s), {jobs} job(s), seed {seed}"
                 );
             }
-            RunEvent::ScenarioStarted { .. } => {}
             RunEvent::ScenarioFinished {
                 result,
                 done,

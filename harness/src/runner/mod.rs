@@ -115,9 +115,6 @@ pub enum RunEvent<'a> {
         seed: u64,
         jobs: usize,
     },
-    ScenarioStarted {
-        id: &'a str,
-    },
     ScenarioFinished {
         result: &'a ScenarioResult,
         done: usize,
@@ -185,10 +182,6 @@ pub async fn run(
             let _permit = permit_source.acquire_owned().await;
             (index, exec::run_guarded(scenario, iut, dirs, seed).await)
         });
-    }
-    for s in scenarios {
-        // Reporters learn the queue in suite order; scenarios start as permits free up.
-        on_event(RunEvent::ScenarioStarted { id: &s.id });
     }
     while let Some(joined) = set.join_next().await {
         let (index, result) = match joined {
