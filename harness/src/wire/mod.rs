@@ -8,7 +8,8 @@
 //! - [`Element::to_xml`] / [`Element::to_xml_in`] write trees back; parsing what they write
 //!   gives the same tree.
 //! - [`Stanza`] is the typed layer over `<message>`, `<iq>` and `<presence>`.
-//! - [`StreamParser::next_event_ref`] is the zero-copy variant: [`ElementRef`] trees whose
+//! - [`StreamParser::next_event_ref`] is the zero-copy variant: a [`StanzaRef`] per stanza (a
+//!   flat arena reused from stanza to stanza, read through [`ElementRef`] handles) whose
 //!   strings borrow from the parser's buffer where the input needs no transformation.
 //! - [`check_document`] backs `gatecheck check-stanza`.
 
@@ -26,7 +27,7 @@ mod serialize;
 mod stanza;
 mod tree;
 
-pub use borrowed::{ElementRef, NodeRef, StreamEventRef};
+pub use borrowed::{ElementRef, NodeRef, StanzaRef, StreamEventRef};
 pub use condition::{ErrorCondition, StanzaErrorCondition, StreamErrorCondition, UnknownCondition};
 pub use element::{Element, Node};
 pub use error::{Violation, WireError, stream_error_element};

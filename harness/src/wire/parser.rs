@@ -13,13 +13,16 @@
 //! Byte order mark: a UTF-8 BOM at offset 0 is tolerated and skipped (XML 1.0 §4.3.3 allows
 //! it; RFC 6120 only requires UTF-8); UTF-16 BOMs are refused as unsupported-encoding.
 
-use super::borrowed::{ElementRef, StreamEventRef};
+use super::borrowed::{Pool, StanzaRef, StreamEventRef};
 use super::element::Element;
 use super::error::{Violation, WireError};
 use super::framer::{Frame, Framer, Mode};
 use super::limits::Limits;
-use super::ns;
-use super::tree::{self, NsContext, Scratch, Tree};
+use super::tree::{self, NsContext, OwnedTree, Scratch, Tree};
+
+mod header;
+
+use header::{check_declaration, parse_header};
 
 /// How the parser expects the input to be framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +147,10 @@ pub enum StreamEvent {
 #[derive(Debug)]
 pub struct StreamParser {
     buf: Vec<u8>,
+    /// Storage for the borrowed API's stanzas, given back when they are dropped.
+    pool: Pool,
+    /// The owned API's tree under construction (its working vectors are reused).
+    owned: OwnedTree,
     /// Everything else: kept apart from `buf` so a stanza can borrow the buffer while the
     /// framer and the rest of the state move on ([`StreamParser::next_event_ref`]).
     core: Core,
@@ -191,6 +198,8 @@ impl StreamParser {
         };
         Self {
             buf: Vec::new(),
+            pool: Pool::default(),
+            owned: OwnedTree::default(),
             core: Core {
                 limits,
                 framer: Framer::new(mode),
@@ -257,13 +266,13 @@ impl StreamParser {
                 Ok(None) => return Ok(None),
                 Ok(Some(Next::Event(event))) => return Ok(Some(event)),
                 Ok(Some(Next::Fast { start, at })) => {
-                    if let Some(element) = self.core.fast::<Element>(&self.buf, start, at) {
-                        return Ok(Some(StreamEvent::Stanza(element)));
+                    if self.core.fast(&self.buf, start, at, &mut self.owned) {
+                        return Ok(Some(StreamEvent::Stanza(self.owned.take_root())));
                     }
                 }
                 Ok(Some(Next::Element { start, end })) => {
-                    return match self.core.element::<Element>(&self.buf, start, end) {
-                        Ok(element) => Ok(Some(StreamEvent::Stanza(element))),
+                    return match self.core.element(&self.buf, start, end, &mut self.owned) {
+                        Ok(()) => Ok(Some(StreamEvent::Stanza(self.owned.take_root()))),
                         Err(e) => Err(self.fail(e)),
                     };
                 }
@@ -280,7 +289,8 @@ impl StreamParser {
     }
 
     /// [`StreamParser::next_event`] without copying: the stanza's strings borrow from the
-    /// parser's buffer wherever the input needs no transformation ([`ElementRef`]). Same
+    /// parser's buffer wherever the input needs no transformation ([`StanzaRef`], whose
+    /// storage is reused for the next stanza once it is dropped). Same
     /// framing, checks, errors and offsets, for every chunking of the input; the event's
     /// [`StreamEventRef::to_owned`] equals what `next_event` returns. Elements the one-pass
     /// tokenizer declines (references, CDATA, CR, unusual syntax, errors) are built by the
@@ -293,21 +303,28 @@ impl StreamParser {
             self.core.pending_close = false;
             return Ok(Some(StreamEventRef::Close));
         }
-        let Self { buf, core } = self;
+        let Self {
+            buf, core, pool, ..
+        } = self;
         let buf: &[u8] = buf;
+        let pool: &Pool = pool;
         loop {
             match core.advance(buf) {
                 Ok(None) => return Ok(None),
                 Ok(Some(Next::Event(event))) => return Ok(Some(event.into())),
                 Ok(Some(Next::Fast { start, at })) => {
-                    if let Some(element) = core.fast::<ElementRef<'_>>(buf, start, at) {
-                        return Ok(Some(StreamEventRef::Stanza(element)));
+                    let mut arena = pool.take();
+                    if core.fast(buf, start, at, &mut arena) {
+                        return Ok(Some(StreamEventRef::Stanza(StanzaRef::new(arena, pool))));
                     }
+                    pool.give(arena);
                 }
                 Ok(Some(Next::Element { start, end })) => {
-                    return match core.element::<ElementRef<'_>>(buf, start, end) {
-                        Ok(element) => Ok(Some(StreamEventRef::Stanza(element))),
+                    let mut arena = pool.take();
+                    return match core.element(buf, start, end, &mut arena) {
+                        Ok(()) => Ok(Some(StreamEventRef::Stanza(StanzaRef::new(arena, pool)))),
                         Err(e) => {
+                            pool.give(arena);
                             core.error = Some(e.clone());
                             Err(e)
                         }
@@ -338,11 +355,13 @@ impl StreamParser {
         Ok(())
     }
 
-    /// The first error, if there was one; the buffer is released then.
+    /// The first error, if there was one; the buffer and the trees' storage are released then.
     fn sticky_error(&mut self) -> Option<WireError> {
         let e = self.core.error.clone()?;
         if self.buf.capacity() > 0 {
             self.buf = Vec::new();
+            self.pool = Pool::default();
+            self.owned = OwnedTree::default();
         }
         Some(e)
     }
@@ -376,13 +395,20 @@ impl Core {
     /// error, an unusual construct) is left to the framer and the exact path, which then
     /// report exactly what they would have; each element start is tried once, so feeding an
     /// element in small pieces costs no rescans.
-    fn fast<'b, E: Tree<'b>>(&mut self, buf: &'b [u8], start: usize, at: u64) -> Option<E> {
+    /// Builds into `tree`; true if the element was taken.
+    fn fast<'b, E: Tree<'b>>(
+        &mut self,
+        buf: &'b [u8],
+        start: usize,
+        at: u64,
+        tree: &mut E,
+    ) -> bool {
         let bytes = buf.get(start..).unwrap_or_default();
-        let Some((element, len)) =
-            tree::parse_leading::<E>(bytes, at, &self.ctx, &self.limits, &mut self.scratch)
+        let Some(len) =
+            tree::parse_leading(bytes, at, &self.ctx, &self.limits, &mut self.scratch, tree)
         else {
             self.declined = at;
-            return None;
+            return false;
         };
         #[cfg(debug_assertions)]
         {
@@ -395,27 +421,27 @@ impl Core {
             };
             debug_assert_eq!(frame, Ok(Some(expected)));
             let whole = bytes.get(..len).unwrap_or_default();
-            let owned = element.to_element();
+            let owned = tree.to_element();
             tree::check_fast_path(whole, at, &self.ctx, &self.limits, &owned);
         }
         self.framer.skip_element(start, start + len);
         self.last_start = at;
-        Some(element)
+        true
     }
 
-    /// The element the framer delimited at `buf[start..end]`.
+    /// The element the framer delimited at `buf[start..end]`, built into `tree`.
     fn element<'b, E: Tree<'b>>(
         &mut self,
         buf: &'b [u8],
         start: usize,
         end: usize,
-    ) -> Result<E, WireError> {
+        tree: &mut E,
+    ) -> Result<(), WireError> {
         let at = self.framer.base().saturating_add(start as u64);
         let bytes = buf.get(start..end).unwrap_or_default();
-        let element =
-            tree::parse_element::<E>(bytes, at, &self.ctx, &self.limits, &mut self.scratch)?;
+        tree::parse_element(bytes, at, &self.ctx, &self.limits, &mut self.scratch, tree)?;
         self.last_start = at;
-        Ok(element)
+        Ok(())
     }
 
     fn handle(&mut self, buf: &[u8], frame: Frame) -> Result<Option<Next>, WireError> {
@@ -442,103 +468,6 @@ impl Core {
             Frame::Close => Ok(Some(Next::Event(StreamEvent::Close))),
         }
     }
-}
-
-/// Checks the leading `<?xml ...?>`: version 1.0, encoding (if given) UTF-8.
-fn check_declaration(bytes: &[u8], base: u64) -> Result<(), WireError> {
-    use quick_xml::Reader;
-    use quick_xml::events::Event;
-
-    let src = tree::validate_text(bytes, base)?;
-    let mut reader = Reader::from_str(src);
-    let xml = |e: &dyn std::fmt::Display| WireError::new(base, Violation::Xml(e.to_string()));
-    let decl = match reader.read_event() {
-        Ok(Event::Decl(d)) => d,
-        Ok(_) => return Err(xml(&"malformed XML declaration")),
-        Err(e) => return Err(xml(&e)),
-    };
-    let version = decl.version().map_err(|e| xml(&e))?;
-    if version != "1.0" {
-        let version = version.into_owned();
-        return Err(WireError::new(
-            base,
-            Violation::UnsupportedXmlVersion { version },
-        ));
-    }
-    match decl.encoding() {
-        None => Ok(()),
-        Some(Ok(enc)) if enc.eq_ignore_ascii_case("utf-8") => Ok(()),
-        Some(Ok(enc)) => Err(WireError::new(
-            base,
-            Violation::UnsupportedEncoding {
-                encoding: enc.into_owned(),
-            },
-        )),
-        Some(Err(e)) => Err(xml(&e)),
-    }
-}
-
-/// Resolves and checks the header tag: `stream` in the streams namespace, default namespace
-/// `jabber:client` or `jabber:server` (RFC 6120 §4.8).
-fn parse_header(
-    bytes: &[u8],
-    base: u64,
-    limits: &Limits,
-) -> Result<(StreamHeader, NsContext), WireError> {
-    let parsed = tree::parse_start_tag(bytes, base, limits)?;
-    let element = parsed.element;
-    if element.name != "stream" {
-        let name = qualified_name(bytes);
-        return Err(WireError::new(base, Violation::NotAStreamHeader { name }));
-    }
-    if element.ns != ns::STREAMS {
-        let found = element.ns;
-        return Err(WireError::new(
-            base,
-            Violation::WrongStreamNamespace { found },
-        ));
-    }
-    let default_ns = parsed
-        .declared
-        .iter()
-        .rev()
-        .find(|(p, _)| p.is_empty())
-        .map(|(_, u)| u.clone())
-        .unwrap_or_default();
-    if default_ns != ns::JABBER_CLIENT && default_ns != ns::JABBER_SERVER {
-        return Err(WireError::new(
-            base,
-            Violation::WrongContentNamespace { found: default_ns },
-        ));
-    }
-    let mut header = StreamHeader::new(default_ns);
-    for (name, value) in element.attrs {
-        match name.as_str() {
-            "to" => header.to = Some(value),
-            "from" => header.from = Some(value),
-            "id" => header.id = Some(value),
-            "version" => header.version = Some(value),
-            "xml:lang" => header.lang = Some(value),
-            _ if name.starts_with("xmlns:") && value == ns::STREAMS => {}
-            _ => header.other_attrs.push((name, value)),
-        }
-    }
-    Ok((
-        header,
-        NsContext {
-            bindings: parsed.declared,
-        },
-    ))
-}
-
-/// The tag name as written, from the bytes of a start tag.
-fn qualified_name(tag: &[u8]) -> String {
-    let name = tag.get(1..).unwrap_or_default();
-    let end = name
-        .iter()
-        .position(|&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r' | b'/' | b'>'))
-        .unwrap_or(name.len());
-    String::from_utf8_lossy(name.get(..end).unwrap_or_default()).into_owned()
 }
 
 /// Parses a whole input at once, framing auto-detected ([`Framing::Auto`]).

@@ -18,18 +18,22 @@ use quick_xml::Reader;
 use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::events::{BytesStart, Event};
 
-use super::borrowed::ElementRef;
-use super::chars::{find_forbidden_char, is_ncname, is_xml_char, split_qname};
-use super::element::{Element, Node};
+use super::chars::{find_forbidden_char, split_qname};
+use super::element::Element;
 use super::error::{Violation, WireError};
 use super::limits::Limits;
 use super::ns;
 
 mod fast;
+mod refs;
+mod sink;
 
 #[cfg(debug_assertions)]
 pub(crate) use fast::check_fast_path;
 pub(crate) use fast::parse_leading;
+pub(crate) use refs::resolve_reference;
+use refs::{check_declaration, unescape_attr};
+pub(crate) use sink::{OwnedTree, Tree};
 
 /// Namespace bindings inherited from the stream header: `(prefix, uri)`, `""` for the default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -59,103 +63,12 @@ pub(crate) fn validate_text(bytes: &[u8], base: u64) -> Result<&str, WireError> 
     Err(WireError::new(at(i), Violation::InvalidChar { codepoint }))
 }
 
-/// What the builder makes: the owned [`Element`] or the borrowing [`ElementRef`]. The checks
-/// and the tokenizers are the same for both; only the way strings are materialised differs.
-/// `Str` is the field string type; `borrow` receives slices of the element's input.
-pub(crate) trait Tree<'a>: Sized {
-    type Str: AsRef<str>;
-    /// A string that is a slice of the input.
-    fn borrow(s: &'a str) -> Self::Str;
-    /// A string that is not (a temporary: normalised text, a resolved reference).
-    fn copy(s: &str) -> Self::Str;
-    fn from_cow(s: Cow<'a, str>) -> Self::Str;
-    fn append(acc: &mut Self::Str, s: &str);
-    fn build(name: Self::Str, ns: Self::Str, attrs: Vec<(Self::Str, Self::Str)>) -> Self;
-    fn add_element(&mut self, child: Self);
-    fn add_text(&mut self, text: Self::Str);
-    /// The open-element stack kept in `scratch`, empty.
-    fn take_stack(scratch: &mut Scratch) -> Vec<Self>;
-    fn give_stack(scratch: &mut Scratch, stack: Vec<Self>);
-    /// The tree the exact (quick-xml) path built, which is always owned.
-    fn from_element(e: Element) -> Self;
-    /// The owned tree (debug builds check the fast path against the exact one).
-    #[cfg(debug_assertions)]
-    fn to_element(&self) -> Element;
-}
-
-impl<'a> Tree<'a> for Element {
-    type Str = String;
-
-    #[inline]
-    fn borrow(s: &'a str) -> String {
-        s.to_owned()
-    }
-
-    #[inline]
-    fn copy(s: &str) -> String {
-        s.to_owned()
-    }
-
-    #[inline]
-    fn from_cow(s: Cow<'a, str>) -> String {
-        s.into_owned()
-    }
-
-    #[inline]
-    fn append(acc: &mut String, s: &str) {
-        acc.push_str(s);
-    }
-
-    #[inline]
-    fn build(name: String, ns: String, attrs: Vec<(String, String)>) -> Self {
-        Element {
-            name,
-            ns,
-            attrs,
-            children: Vec::new(),
-        }
-    }
-
-    #[inline]
-    fn add_element(&mut self, child: Self) {
-        self.children.push(Node::Element(child));
-    }
-
-    #[inline]
-    fn add_text(&mut self, text: String) {
-        self.children.push(Node::Text(text));
-    }
-
-    fn take_stack(scratch: &mut Scratch) -> Vec<Self> {
-        let mut stack = std::mem::take(&mut scratch.stack);
-        stack.clear();
-        stack
-    }
-
-    fn give_stack(scratch: &mut Scratch, mut stack: Vec<Self>) {
-        stack.clear();
-        scratch.stack = stack;
-    }
-
-    fn from_element(e: Element) -> Self {
-        e
-    }
-
-    #[cfg(debug_assertions)]
-    fn to_element(&self) -> Element {
-        self.clone()
-    }
-}
-
 /// The builder's working vectors, kept between elements so each stanza does not allocate them
 /// again (they are always left empty).
 #[derive(Debug, Default)]
 pub(crate) struct Scratch {
     bindings: Vec<(Cow<'static, str>, Cow<'static, str>)>,
     marks: Vec<usize>,
-    stack: Vec<Element>,
-    /// The open-element stack of the borrowing builder.
-    pub(crate) stack_ref: Vec<ElementRef<'static>>,
     /// The fast path's open tag names.
     open: Vec<(usize, usize)>,
     /// Length of the last element the fast path built.
@@ -171,26 +84,25 @@ pub(crate) fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
     v.into_iter().filter_map(|_| None).collect()
 }
 
-/// Parses the complete bytes of one top-level element into a tree.
+/// Parses the complete bytes of one top-level element into `tree` (reset first).
 pub(crate) fn parse_element<'a, E: Tree<'a>>(
     bytes: &'a [u8],
     base: u64,
     ctx: &NsContext,
     limits: &Limits,
     scratch: &mut Scratch,
-) -> Result<E, WireError> {
-    if let Some((element, len)) = parse_leading::<E>(bytes, base, ctx, limits, scratch)
-        && len == bytes.len()
-    {
+    tree: &mut E,
+) -> Result<(), WireError> {
+    if parse_leading(bytes, base, ctx, limits, scratch, tree) == Some(bytes.len()) {
         #[cfg(debug_assertions)]
-        check_fast_path(bytes, base, ctx, limits, &element.to_element());
-        return Ok(element);
+        check_fast_path(bytes, base, ctx, limits, &tree.to_element());
+        return Ok(());
     }
     let src = validate_text(bytes, base)?;
-    let mut slow: Builder<'_, '_> = Builder::new(src, base, limits, ctx, scratch);
+    let mut slow = Builder::new(src, base, limits, ctx, scratch, tree);
     let result = slow.run();
     slow.give_back(scratch);
-    result.map(E::from_element)
+    result
 }
 
 /// Parses a lone start tag (the stream header) with no inherited bindings.
@@ -201,17 +113,21 @@ pub(crate) fn parse_start_tag(
 ) -> Result<ParsedStart, WireError> {
     let src = validate_text(bytes, base)?;
     let empty = NsContext::default();
-    let mut b: Builder<'_, '_> = Builder::new(src, base, limits, &empty, &mut Scratch::default());
+    let mut tree = OwnedTree::default();
+    let mut scratch = Scratch::default();
+    let mut b = Builder::new(src, base, limits, &empty, &mut scratch, &mut tree);
     let mut reader = Reader::from_str(src);
     reader.config_mut().check_end_names = false;
     match reader.read_event() {
         Ok(Event::Start(e) | Event::Empty(e)) => {
-            let element = b.start(&e, 0)?;
+            b.start(&e, 0)?;
             let declared = b
                 .bindings
                 .iter()
                 .map(|(p, u)| (p.to_string(), u.to_string()))
                 .collect();
+            drop(b);
+            let element = tree.take_open();
             Ok(ParsedStart { element, declared })
         }
         Ok(_) => Err(WireError::new(
@@ -245,7 +161,7 @@ fn intern(s: &str) -> Cow<'static, str> {
     }
 }
 
-struct Builder<'a, 'l, E: Tree<'a> = Element> {
+struct Builder<'a, 'l, E: Tree<'a> = OwnedTree> {
     /// The element as a string (the quick-xml path), or empty (the fast path reads `bytes`).
     src: &'a str,
     /// The bytes tokens are taken from (`src`'s, or the unvalidated buffer for the fast path).
@@ -256,8 +172,8 @@ struct Builder<'a, 'l, E: Tree<'a> = Element> {
     bindings: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// `bindings.len()` before each open element's declarations.
     marks: Vec<usize>,
-    /// Open elements, innermost last.
-    stack: Vec<E>,
+    /// The tree being built.
+    tree: &'l mut E,
     /// Text of the innermost open element not yet attached.
     text: Option<E::Str>,
 }
@@ -269,12 +185,13 @@ impl<'a, 'l, E: Tree<'a>> Builder<'a, 'l, E> {
         limits: &'l Limits,
         ctx: &NsContext,
         scratch: &mut Scratch,
+        tree: &'l mut E,
     ) -> Self {
         let mut bindings = recycle(std::mem::take(&mut scratch.bindings));
         bindings.extend(ctx.bindings.iter().map(|(p, u)| (intern(p), intern(u))));
         let mut marks = std::mem::take(&mut scratch.marks);
         marks.clear();
-        let stack = E::take_stack(scratch);
+        tree.reset();
         Self {
             src,
             bytes: src.as_bytes(),
@@ -282,7 +199,7 @@ impl<'a, 'l, E: Tree<'a>> Builder<'a, 'l, E> {
             limits,
             bindings,
             marks,
-            stack,
+            tree,
             text: None,
         }
     }
@@ -292,7 +209,6 @@ impl<'a, 'l, E: Tree<'a>> Builder<'a, 'l, E> {
         scratch.bindings = recycle(self.bindings);
         scratch.marks = self.marks;
         scratch.marks.clear();
-        E::give_stack(scratch, self.stack);
     }
 
     fn err(&self, at: usize, violation: Violation) -> WireError {
@@ -362,8 +278,9 @@ impl<'a, 'l, E: Tree<'a>> Builder<'a, 'l, E> {
     }
 }
 
-impl Builder<'_, '_, Element> {
-    fn run(&mut self) -> Result<Element, WireError> {
+impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
+    /// The exact path: quick-xml over `src`.
+    fn run(&mut self) -> Result<(), WireError> {
         let mut reader = Reader::from_str(self.src);
         // The framer has matched the end tags already.
         reader.config_mut().check_end_names = false;
@@ -376,21 +293,19 @@ impl Builder<'_, '_, Element> {
             match event {
                 Event::Start(e) => {
                     self.flush_text();
-                    let el = self.start(&e, at)?;
-                    self.stack.push(el);
+                    self.start(&e, at)?;
                 }
                 Event::Empty(e) => {
                     self.flush_text();
-                    let el = self.start(&e, at)?;
-                    self.stack.push(el);
-                    if let Some(done) = self.end() {
-                        return Ok(done);
+                    self.start(&e, at)?;
+                    if self.end() {
+                        return Ok(());
                     }
                 }
                 Event::End(_) => {
                     self.flush_text();
-                    if let Some(done) = self.end() {
-                        return Ok(done);
+                    if self.end() {
+                        return Ok(());
                     }
                 }
                 Event::Text(t) => {
@@ -420,11 +335,7 @@ impl Builder<'_, '_, Element> {
                 }
                 Event::Decl(_) => return Err(self.err(at, Violation::XmlDeclarationNotAtStart)),
                 Event::Eof => {
-                    let name = self
-                        .stack
-                        .last()
-                        .map(|e| e.name.clone())
-                        .unwrap_or_default();
+                    let name = self.tree.open_name();
                     return Err(self.err(self.src.len(), Violation::UnclosedTag { name }));
                 }
             }
@@ -432,14 +343,12 @@ impl Builder<'_, '_, Element> {
     }
 
     /// Resolves a start tag at `at` (its `<`) into an element and pushes its bindings.
-    fn start(&mut self, e: &BytesStart<'_>, at: usize) -> Result<Element, WireError> {
+    fn start(&mut self, e: &BytesStart<'_>, at: usize) -> Result<(), WireError> {
         let mut attributes = e.attributes();
         attributes.with_checks(false);
-        self.start_with(e.name().0, at, attributes, false, str::to_owned)
+        self.start_with(e.name().0, at, attributes, false, E::copy)
     }
-}
 
-impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
     /// Checks the text limit before `add` more bytes of text.
     fn text_fits(&self, add: usize, at: usize) -> Result<(), WireError> {
         let have = self.text.as_ref().map_or(0, |t| t.as_ref().len());
@@ -472,28 +381,21 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
     fn flush_text(&mut self) {
         if let Some(text) = self.text.take()
             && !text.as_ref().is_empty()
-            && let Some(parent) = self.stack.last_mut()
         {
-            parent.add_text(text);
+            self.tree.text(text);
         }
     }
 
-    /// Closes the innermost element; returns the root when it closes.
-    fn end(&mut self) -> Option<E> {
+    /// Closes the innermost element; true when that was the root.
+    fn end(&mut self) -> bool {
         if let Some(mark) = self.marks.pop() {
             self.bindings.truncate(mark);
         }
-        let done = self.stack.pop()?;
-        match self.stack.last_mut() {
-            Some(parent) => {
-                parent.add_element(done);
-                None
-            }
-            None => Some(done),
-        }
+        self.tree.close()
     }
 
-    /// [`Builder::start`] over any tokenizer: the qualified name and the attributes as written.
+    /// [`Builder::start`] over any tokenizer: the qualified name and the attributes as written;
+    /// opens the element in the tree.
     /// `plain_values` promises that no value holds a reference or a literal TAB, LF or CR (so
     /// none needs expanding or normalizing).
     /// `lift` makes a field string of a slice of `qname` or of an attribute as given.
@@ -504,7 +406,7 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
         attributes: impl Iterator<Item = Result<Attribute<'x>, AttrError>>,
         plain_values: bool,
         lift: impl Fn(&'x str) -> E::Str,
-    ) -> Result<E, WireError> {
+    ) -> Result<(), WireError> {
         let name_at = at.saturating_add(1);
         let Some((prefix, local)) = split_qname(qname) else {
             return Err(self.err(
@@ -516,7 +418,6 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
         };
         let mark = self.bindings.len();
         let limits = self.limits;
-        let mut attrs: Vec<(E::Str, E::Str)> = Vec::new();
         let mut default_declared = false;
         // Prefixed (non-declaration) attributes, resolved once all declarations are known.
         let mut prefixed: Vec<(&str, &str, &str, usize)> = Vec::new();
@@ -546,7 +447,7 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
             let duplicate = if key == "xmlns" {
                 std::mem::replace(&mut default_declared, true)
             } else {
-                attrs.iter().any(|(n, _)| n.as_ref() == key)
+                self.tree.has_attr(key)
             };
             if duplicate {
                 return Err(self.err(
@@ -575,7 +476,7 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
                 };
                 let prefix_cow = self.reborrow(decl_prefix);
                 if !decl_prefix.is_empty() {
-                    attrs.push((lift(key), E::from_cow(value.clone())));
+                    self.tree.push_attr(lift(key), E::from_cow(value.clone()));
                 }
                 self.bindings.push((prefix_cow, value));
                 continue;
@@ -600,7 +501,7 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
                 (Some(s), _) | (None, Cow::Owned(s)) => E::from_cow(Cow::Owned(s)),
                 (None, Cow::Borrowed(s)) => lift(s),
             };
-            attrs.push((lift(key), value));
+            self.tree.push_attr(lift(key), value);
         }
         // On error the builder is dropped, so bindings need no unwinding.
         let Some(ns) = self.resolve_cow(prefix) else {
@@ -629,7 +530,8 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
         }
         drop(resolved);
         self.marks.push(mark);
-        Ok(E::build(lift(local), E::from_cow(ns), attrs))
+        self.tree.open(lift(local), E::from_cow(ns));
+        Ok(())
     }
 
     fn attr_error(&self, err: &AttrError, name_at: usize) -> WireError {
@@ -647,114 +549,4 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
             | AttrError::ExpectedQuote(p, _) => self.err(rel(p), Violation::Xml(err.to_string())),
         }
     }
-}
-
-/// Namespaces in XML 1.0 §3 constraints on one declaration `key="value"`.
-fn check_declaration(key: &str, prefix: &str, value: &str) -> Result<(), Violation> {
-    let bad = |reason| Violation::BadNamespaceDeclaration {
-        attribute: key.to_owned(),
-        value: value.to_owned(),
-        reason,
-    };
-    if !prefix.is_empty() && !is_ncname(prefix) {
-        return Err(Violation::InvalidName {
-            name: key.to_owned(),
-        });
-    }
-    match prefix {
-        "xmlns" => Err(bad("the xmlns prefix cannot be declared")),
-        "xml" if value != ns::XML => Err(bad("the xml prefix cannot be rebound")),
-        "xml" => Ok(()),
-        _ if value == ns::XML => Err(bad("only the xml prefix may be bound to the XML namespace")),
-        _ if value == ns::XMLNS => Err(bad("the xmlns namespace cannot be declared")),
-        "" => Ok(()),
-        _ if value.is_empty() => Err(bad("a prefix cannot be bound to the empty namespace name")),
-        _ => Ok(()),
-    }
-}
-
-/// Resolves `&name;` (name as written between `&` and `;`) to its character.
-pub(crate) fn resolve_reference(name: &str) -> Result<char, Violation> {
-    match name {
-        "lt" => Ok('<'),
-        "gt" => Ok('>'),
-        "amp" => Ok('&'),
-        "apos" => Ok('\''),
-        "quot" => Ok('"'),
-        _ => match name.strip_prefix('#') {
-            Some(num) => parse_char_ref(num).ok_or_else(|| Violation::InvalidCharReference {
-                reference: name.to_owned(),
-            }),
-            None if is_ncname(name) => Err(Violation::UndefinedEntity {
-                name: name.to_owned(),
-            }),
-            None => Err(Violation::Xml(format!(
-                "'&{name};' is not a valid reference"
-            ))),
-        },
-    }
-}
-
-/// `#` already stripped: decimal digits, or `x` and hex digits; must name an XML `Char`.
-fn parse_char_ref(num: &str) -> Option<char> {
-    let (digits, radix) = match num.strip_prefix('x') {
-        Some(hex) => (hex, 16),
-        None => (num, 10),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let mut value: u32 = 0;
-    for c in digits.chars() {
-        let d = c.to_digit(radix)?;
-        value = value.checked_mul(radix)?.checked_add(d)?;
-    }
-    char::from_u32(value).filter(|&c| is_xml_char(c))
-}
-
-/// Expands references and applies attribute-value normalization (literal TAB, LF, CR and
-/// CR LF become one space each; characters from references are kept as they are). On error,
-/// returns the byte index in `raw` and the violation.
-fn unescape_attr(raw: &str) -> Result<Cow<'_, str>, (usize, Violation)> {
-    let bytes = raw.as_bytes();
-    if !bytes
-        .iter()
-        .any(|&b| matches!(b, b'&' | b'\t' | b'\n' | b'\r'))
-    {
-        return Ok(Cow::Borrowed(raw));
-    }
-    let mut out = String::with_capacity(raw.len());
-    let mut i = 0;
-    let mut run = 0;
-    while let Some(&b) = bytes.get(i) {
-        match b {
-            b'&' => {
-                out.push_str(raw.get(run..i).unwrap_or_default());
-                let rest = raw.get(i + 1..).unwrap_or_default();
-                let Some(semi) = rest.find(';') else {
-                    return Err((
-                        i,
-                        Violation::Xml("'&' must start a reference ending with ';'".into()),
-                    ));
-                };
-                let name = rest.get(..semi).unwrap_or_default();
-                out.push(resolve_reference(name).map_err(|v| (i, v))?);
-                i += semi + 2;
-                run = i;
-            }
-            b'\t' | b'\n' | b'\r' => {
-                out.push_str(raw.get(run..i).unwrap_or_default());
-                out.push(' ');
-                i += if b == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
-                    2
-                } else {
-                    1
-                };
-                run = i;
-            }
-            _ => i += 1,
-        }
-    }
-    out.push_str(raw.get(run..).unwrap_or_default());
-    Ok(Cow::Owned(out))
 }

@@ -17,8 +17,11 @@ use std::borrow::Cow;
 use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::name::QName;
 
+#[cfg(any(test, debug_assertions))]
+use super::OwnedTree;
 use super::{Builder, NsContext, Scratch, Tree};
 use crate::wire::chars::{find_any, find_forbidden_char, is_ascii_name_byte, is_xml_space};
+#[cfg(any(test, debug_assertions))]
 use crate::wire::element::Element;
 use crate::wire::limits::Limits;
 
@@ -148,14 +151,14 @@ impl<'a> Iterator for Attrs<'a> {
 
 impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
     /// Builds the element that starts at `self.bytes[0]` (a `<`) if it is complete, in the fast
-    /// path's subset and free of errors; returns it and its length in bytes. `open` is working
+    /// path's subset and free of errors; returns its length in bytes. `open` is working
     /// space for the open tags' name ranges.
     /// `hint` is the expected size (the previous element's).
     pub(super) fn run_fast(
         &mut self,
         open: &mut Vec<(usize, usize)>,
         hint: usize,
-    ) -> Option<(E, usize)> {
+    ) -> Option<usize> {
         let s = self.bytes;
         let limits = self.limits;
         let mut clean = Clean {
@@ -198,8 +201,8 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
                     }
                     i = gt + 1;
                     self.flush_text();
-                    if let Some(done) = self.end() {
-                        return (i <= limits.max_stanza_bytes).then_some((done, i));
+                    if self.end() {
+                        return (i <= limits.max_stanza_bytes).then_some(i);
                     }
                 }
                 c if is_ascii_name_start(c) => {
@@ -218,14 +221,12 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
                         bad: false,
                     };
                     self.flush_text();
-                    let el = self
-                        .start_with(qname, lt, &mut attrs, true, E::borrow)
+                    self.start_with(qname, lt, &mut attrs, true, E::borrow)
                         .ok()?;
                     if attrs.bad {
                         return None;
                     }
                     clean = attrs.clean;
-                    self.stack.push(el);
                     match s.get(attrs.pos..attrs.pos + 2)? {
                         [b'>', _] => {
                             open.push((name_start, name_end));
@@ -233,8 +234,8 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
                         }
                         b"/>" => {
                             i = attrs.pos + 2;
-                            if let Some(done) = self.end() {
-                                return (i <= limits.max_stanza_bytes).then_some((done, i));
+                            if self.end() {
+                                return (i <= limits.max_stanza_bytes).then_some(i);
                             }
                         }
                         _ => return None,
@@ -247,22 +248,24 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
 }
 
 /// The fast path over `bytes`, which start with the `<` of a top-level element: the element
-/// and its length, or `None` if it is incomplete, has an error, or is not in the fast path's
-/// subset (see `fast`). Nothing is reported; the caller then takes the exact path.
+/// (built into `tree`) and its length, or `None` if it is incomplete, has an error, or is not
+/// in the fast path's subset (see `fast`; `tree` then holds garbage until its next reset).
+/// Nothing is reported; the caller then takes the exact path.
 pub(crate) fn parse_leading<'a, E: Tree<'a>>(
     bytes: &'a [u8],
     base: u64,
     ctx: &NsContext,
     limits: &Limits,
     scratch: &mut Scratch,
-) -> Option<(E, usize)> {
-    let mut b: Builder<'a, '_, E> = Builder::new("", base, limits, ctx, scratch);
+    tree: &mut E,
+) -> Option<usize> {
+    let mut b = Builder::new("", base, limits, ctx, scratch, tree);
     b.bytes = bytes;
     let mut open = std::mem::take(&mut scratch.open);
     let found = b.run_fast(&mut open, scratch.last_len);
     b.give_back(scratch);
     scratch.open = open;
-    if let Some((_, len)) = found {
+    if let Some(len) = found {
         scratch.last_len = len;
     }
     found
@@ -278,8 +281,10 @@ pub(crate) fn check_fast_path(
     element: &Element,
 ) {
     let slow = super::validate_text(bytes, base).and_then(|src| {
-        let mut b: Builder<'_, '_> = Builder::new(src, base, limits, ctx, &mut Scratch::default());
-        b.run()
+        let mut tree = OwnedTree::default();
+        let mut scratch = Scratch::default();
+        Builder::new(src, base, limits, ctx, &mut scratch, &mut tree).run()?;
+        Ok(tree.take_root())
     });
     debug_assert_eq!(slow.as_ref().ok(), Some(element), "fast path on {bytes:?}");
 }
@@ -292,7 +297,9 @@ mod tests {
         let ctx = NsContext {
             bindings: vec![(String::new(), "jabber:client".into())],
         };
-        parse_leading(bytes, 0, &ctx, limits, &mut Scratch::default())
+        let mut tree = OwnedTree::default();
+        let len = parse_leading(bytes, 0, &ctx, limits, &mut Scratch::default(), &mut tree)?;
+        Some((tree.take_root(), len))
     }
 
     #[test]
