@@ -1,6 +1,6 @@
 //! The stanza corpora: every bad input is refused as snapshotted, every good one round-trips.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gatecheck::wire::{
@@ -8,18 +8,8 @@ use gatecheck::wire::{
     fixture_bytes, parse_all, parse_fragment,
 };
 
-fn corpus(kind: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/stanzas")
-        .join(kind);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-}
+mod common;
+use common::corpus;
 
 fn file_name(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()

@@ -2,93 +2,13 @@
 //! events and first error do not depend on how the input is chunked.
 
 use gatecheck::wire::{
-    Element, Framing, Limits, Node, StreamEvent, StreamHeader, StreamParser, WireError, ns,
+    Element, Framing, Limits, StreamEvent, StreamHeader, StreamParser, WireError, ns,
     parse_fragment,
 };
 use proptest::prelude::*;
 
-fn is_xml_char(c: char) -> bool {
-    matches!(c as u32, 0x9 | 0xA | 0xD | 0x20..=0xD7FF | 0xE000..=0xFFFD | 0x1_0000..=0x10_FFFF)
-}
-
-/// Text with the characters that need escaping, whitespace (CR included: it is written as a
-/// character reference), non-ASCII and astral characters.
-fn text() -> impl Strategy<Value = String> {
-    let ch = prop_oneof![
-        3 => prop::sample::select(vec!['&', '<', '>', '"', '\'', '\t', '\r', '\n', ' ', ']', ';', '#']),
-        3 => prop::char::range('a', 'z'),
-        2 => prop::sample::select(vec!['é', 'ß', '日', '€', '\u{FFFD}', '😀', '𝄞', '\u{10FFFF}', '\u{85}']),
-        1 => any::<char>().prop_filter("XML Char", |c| is_xml_char(*c)),
-    ];
-    prop::collection::vec(ch, 0..24).prop_map(|v| v.into_iter().collect())
-}
-
-fn name() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "a", "body", "x-y.z", "_u", "é", "名前", "message", "q1",
-    ])
-    .prop_map(str::to_owned)
-}
-
-fn namespace() -> impl Strategy<Value = String> {
-    prop::sample::select(vec![
-        "",
-        ns::JABBER_CLIENT,
-        ns::OMEMO,
-        ns::STREAMS,
-        "urn:x",
-        "http://example.com/a?b=1&c=<2>\"'",
-    ])
-    .prop_map(str::to_owned)
-}
-
-fn attrs() -> impl Strategy<Value = Vec<(String, String)>> {
-    let names = prop::sample::subsequence(vec!["a", "id", "to", "xml:lang", "x-1", "é"], 0..4);
-    (names, prop::collection::vec(text(), 4)).prop_map(|(names, values)| {
-        names
-            .into_iter()
-            .zip(values)
-            .map(|(n, v)| (n.to_owned(), v))
-            .collect()
-    })
-}
-
-/// Merges adjacent text and drops empty text: the form the parser produces.
-fn canonical(children: Vec<Node>) -> Vec<Node> {
-    let mut out: Vec<Node> = Vec::new();
-    for child in children {
-        match (child, out.last_mut()) {
-            (Node::Text(t), _) if t.is_empty() => {}
-            (Node::Text(t), Some(Node::Text(last))) => last.push_str(&t),
-            (child, _) => out.push(child),
-        }
-    }
-    out
-}
-
-fn element() -> impl Strategy<Value = Element> {
-    let leaf = (name(), namespace(), attrs()).prop_map(|(name, ns, attrs)| Element {
-        name,
-        ns,
-        attrs,
-        children: Vec::new(),
-    });
-    leaf.prop_recursive(4, 32, 5, |inner| {
-        let child = prop_oneof![inner.prop_map(Node::Element), text().prop_map(Node::Text)];
-        (
-            name(),
-            namespace(),
-            attrs(),
-            prop::collection::vec(child, 0..5),
-        )
-            .prop_map(|(name, ns, attrs, children)| Element {
-                name,
-                ns,
-                attrs,
-                children: canonical(children),
-            })
-    })
-}
+mod common;
+use common::element;
 
 /// A stream: header, stanzas written in it (with keepalive whitespace), maybe the close.
 fn stream() -> impl Strategy<Value = Vec<u8>> {
