@@ -11,7 +11,7 @@ use gatecheck::wire::{
 use proptest::prelude::*;
 
 mod common;
-use common::{corpus, element};
+use common::{corpus, element, mutated_from};
 
 type Outcome = (Vec<StreamEvent>, Result<(), WireError>);
 
@@ -186,47 +186,8 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
-fn hostile() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        prop::sample::select(vec![
-            &b"<!DOCTYPE x>"[..],
-            b"<!--c-->",
-            b"<?pi x?>",
-            b"&foo;",
-            b"&#0;",
-            b"\0",
-            b"\xff",
-            b"</x>",
-            b"<a b='1' b='2'>",
-            b"<p:x/>",
-            b"]]>",
-            b"<![CDATA[x]]>",
-            b"<",
-            b"'",
-            b"&",
-            b"\xf0\x9f",
-        ])
-        .prop_map(<[u8]>::to_vec),
-        prop::collection::vec(any::<u8>(), 0..8),
-    ]
-}
-
 fn mutated() -> impl Strategy<Value = Vec<u8>> {
-    let fragment = element().prop_map(|e| e.to_xml().into_bytes());
-    let base = prop_oneof![stream(), fragment];
-    prop_oneof![
-        3 => (base, any::<prop::sample::Index>(), hostile()).prop_map(|(mut bytes, at, snippet)| {
-            let at = at.index(bytes.len() + 1);
-            bytes.splice(at..at, snippet);
-            bytes
-        }),
-        1 => (stream(), any::<prop::sample::Index>()).prop_map(|(mut bytes, at)| {
-            let at = at.index(bytes.len() + 1);
-            bytes.truncate(at);
-            bytes
-        }),
-        1 => prop::collection::vec(any::<u8>(), 0..64),
-    ]
+    mutated_from(stream().boxed())
 }
 
 proptest! {

@@ -8,7 +8,11 @@ use gatecheck::wire::{
 use proptest::prelude::*;
 
 mod common;
-use common::element;
+use common::{element, mutated_from};
+
+fn mutated() -> impl Strategy<Value = Vec<u8>> {
+    mutated_from(stream().boxed())
+}
 
 /// A stream: header, stanzas written in it (with keepalive whitespace), maybe the close.
 fn stream() -> impl Strategy<Value = Vec<u8>> {
@@ -43,57 +47,6 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
             }
             out.into_bytes()
         })
-}
-
-/// Snippets that exercise the error paths when spliced into valid input.
-fn hostile() -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        prop::sample::select(vec![
-            &b"<!DOCTYPE x>"[..],
-            b"<!--c-->",
-            b"<?pi x?>",
-            b"&foo;",
-            b"&#0;",
-            b"\0",
-            b"\xff",
-            b"\xc0\xaf",
-            b"</x>",
-            b"<a b='1' b='2'>",
-            b"<p:x/>",
-            b"]]>",
-            b"<![CDATA[x]]>",
-            b"<",
-            b">",
-            b"'",
-            b"\"",
-            b"=",
-            b"&",
-            b"<?xml version='1.0'?>",
-            b"\xef\xbb\xbf",
-            b"\xf0\x9f",
-        ])
-        .prop_map(<[u8]>::to_vec),
-        prop::collection::vec(any::<u8>(), 0..8),
-    ]
-}
-
-/// Valid streams and fragments, mutated; and plain random bytes.
-fn mutated() -> impl Strategy<Value = Vec<u8>> {
-    let fragment = element().prop_map(|e| e.to_xml().into_bytes());
-    let base = prop_oneof![stream(), fragment];
-    prop_oneof![
-        3 => (base, any::<prop::sample::Index>(), hostile()).prop_map(|(mut bytes, at, snippet)| {
-            let at = at.index(bytes.len() + 1);
-            bytes.splice(at..at, snippet);
-            bytes
-        }),
-        1 => (stream(), any::<prop::sample::Index>()).prop_map(|(mut bytes, at)| {
-            let at = at.index(bytes.len() + 1);
-            bytes.truncate(at);
-            bytes
-        }),
-        1 => prop::collection::vec(any::<u8>(), 0..64),
-    ]
 }
 
 /// Everything the parser says about `input` fed in pieces cut at `cuts`: the events, then

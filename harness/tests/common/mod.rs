@@ -104,3 +104,54 @@ pub fn element() -> impl Strategy<Value = Element> {
             })
     })
 }
+
+/// Snippets that exercise the error paths when spliced into valid input.
+pub fn hostile() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::sample::select(vec![
+            &b"<!DOCTYPE x>"[..],
+            b"<!--c-->",
+            b"<?pi x?>",
+            b"&foo;",
+            b"&#0;",
+            b"\0",
+            b"\xff",
+            b"\xc0\xaf",
+            b"</x>",
+            b"<a b='1' b='2'>",
+            b"<p:x/>",
+            b"]]>",
+            b"<![CDATA[x]]>",
+            b"<",
+            b">",
+            b"'",
+            b"\"",
+            b"=",
+            b"&",
+            b"<?xml version='1.0'?>",
+            b"\xef\xbb\xbf",
+            b"\xf0\x9f",
+        ])
+        .prop_map(<[u8]>::to_vec),
+        prop::collection::vec(any::<u8>(), 0..8),
+    ]
+}
+
+/// `stream` (valid streams) and generated fragments, mutated; and plain random bytes.
+pub fn mutated_from(stream: BoxedStrategy<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let fragment = element().prop_map(|e| e.to_xml().into_bytes());
+    let base = prop_oneof![stream.clone(), fragment];
+    prop_oneof![
+        3 => (base, any::<prop::sample::Index>(), hostile()).prop_map(|(mut bytes, at, snippet)| {
+            let at = at.index(bytes.len() + 1);
+            bytes.splice(at..at, snippet);
+            bytes
+        }),
+        1 => (stream, any::<prop::sample::Index>()).prop_map(|(mut bytes, at)| {
+            let at = at.index(bytes.len() + 1);
+            bytes.truncate(at);
+            bytes
+        }),
+        1 => prop::collection::vec(any::<u8>(), 0..64),
+    ]
+}
