@@ -15,6 +15,9 @@ use super::Launch;
 
 /// Longest driver line accepted, in bytes.
 pub const MAX_LINE: usize = 1 << 20;
+/// Driver messages queued before the IUT's stdout is no longer read (backpressure: a
+/// flooding IUT blocks on its own stdout instead of growing the harness's memory).
+pub const QUEUE: usize = 1024;
 /// How much of the IUT's stderr is kept for the report.
 const STDERR_TAIL: usize = 16 * 1024;
 
@@ -40,10 +43,7 @@ pub struct DriverProcess {
 
 impl DriverProcess {
     /// Starts the IUT; its stdout is parsed into `tx`.
-    pub fn spawn(
-        launch: &Launch,
-        tx: mpsc::UnboundedSender<DriverMsg>,
-    ) -> std::io::Result<DriverProcess> {
+    pub fn spawn(launch: &Launch, tx: mpsc::Sender<DriverMsg>) -> std::io::Result<DriverProcess> {
         let mut cmd = Command::new(&launch.command);
         cmd.args(&launch.args)
             .envs(&launch.env)
@@ -147,7 +147,7 @@ impl DriverProcess {
     }
 }
 
-async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::UnboundedSender<DriverMsg>) {
+async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::Sender<DriverMsg>) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     let mut discarding = false;
@@ -163,7 +163,7 @@ async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::UnboundedSender<
             } else {
                 buf.extend_from_slice(&rest[..pos]);
                 let msg = parse_line(&buf);
-                if tx.send(msg).is_err() {
+                if tx.send(msg).await.is_err() {
                     return;
                 }
             }
@@ -174,19 +174,21 @@ async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::UnboundedSender<
             buf.extend_from_slice(rest);
             if buf.len() > MAX_LINE {
                 let head = String::from_utf8_lossy(&buf[..80]).into_owned();
-                let _ = tx.send(DriverMsg::Bad {
-                    line: format!("{head}…"),
-                    why: format!("driver line longer than {MAX_LINE} bytes"),
-                });
+                let _ = tx
+                    .send(DriverMsg::Bad {
+                        line: format!("{head}…"),
+                        why: format!("driver line longer than {MAX_LINE} bytes"),
+                    })
+                    .await;
                 buf.clear();
                 discarding = true;
             }
         }
     }
     if !buf.is_empty() && !discarding {
-        let _ = tx.send(parse_line(&buf));
+        let _ = tx.send(parse_line(&buf)).await;
     }
-    let _ = tx.send(DriverMsg::Eof);
+    let _ = tx.send(DriverMsg::Eof).await;
 }
 
 fn parse_line(bytes: &[u8]) -> DriverMsg {
@@ -290,7 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn long_lines_are_cut_not_buffered() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = mpsc::channel(QUEUE);
         let mut data = vec![b'a'; MAX_LINE + 10];
         data.extend_from_slice(b"\n{\"event\":\"ready\"}\n");
         read_lines(&data[..], tx).await;

@@ -73,6 +73,12 @@ impl Exec<'_> {
                     Some(ev) if is_unsupported(&ev, seq) => {
                         return Err(Deviation::not_applicable("the IUT answered `unsupported` to connect"));
                     }
+                    Some(_) if self.pending.len() >= crate::iut::driver::QUEUE => {
+                        return Err(Deviation::fail_here(
+                            "at most a few driver events before the connection",
+                            format!("more than {} events and still no connection", crate::iut::driver::QUEUE),
+                        ));
+                    }
                     Some(ev) => self.pending.push_back(ev),
                 },
             }

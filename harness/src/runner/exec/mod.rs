@@ -126,8 +126,8 @@ struct Exec<'a> {
     port: u16,
     keys: Option<ServerKeys>,
     driver: Option<DriverProcess>,
-    events: mpsc::UnboundedReceiver<DriverMsg>,
-    events_tx: Option<mpsc::UnboundedSender<DriverMsg>>,
+    events: mpsc::Receiver<DriverMsg>,
+    events_tx: Option<mpsc::Sender<DriverMsg>>,
     pending: VecDeque<serde_json::Value>,
     driver_gone: bool,
     conn: Option<IutConn>,
@@ -168,7 +168,7 @@ impl<'a> Exec<'a> {
             Err(e) => return error_outcome(format!("cannot listen on loopback: {e}")),
         };
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(crate::iut::driver::QUEUE);
         let mut vars = Vars::new(seed);
         let account = format!("alice-{}", vars.get("rand:account").unwrap_or_default());
         let credential = vars.get("rand:credential").unwrap_or_default();
