@@ -28,9 +28,10 @@ impl Exec<'_> {
         let (host, port) =
             crate::http::client::loopback_authority(&url).map_err(Deviation::error)?;
         if let Some(launch) = &server.launch {
-            let Some(tx) = self.events_tx.take() else {
-                return Err(Deviation::error("IUT launched twice"));
-            };
+            // A server is not driven: whatever it prints on stdout is read and dropped,
+            // so that a chatty server never blocks on a full pipe.
+            let (tx, mut rx) = tokio::sync::mpsc::channel(crate::iut::driver::QUEUE);
+            tokio::spawn(async move { while rx.recv().await.is_some() {} });
             self.transcript.note(format!(
                 "launching the provider server {} at {url}",
                 self.iut.name
