@@ -100,6 +100,10 @@ fn mistakes_are_reported_with_file_and_line() {
             "stream/example.toml:7: unknown field `sendd`",
         ),
         (HEAD, "stream/example.toml:1: missing field `step`"),
+        (
+            &format!("{HEAD}\n[[step]]\nsleep = 5\nrequirement = \"STANZA-7\"\n"),
+            "stream/example.toml:6: step requirement STANZA-7 is not among the scenario's requirements",
+        ),
     ];
     for (text, want) in cases {
         let got = parse(text).expect_err(want);

@@ -232,6 +232,14 @@ impl Scenario {
             let at = s.span().start;
             let line = line_of(text, at);
             let step = step::Step::from_raw(s.into_inner(), line, dirs).map_err(|m| err(at, m))?;
+            if let Some(r) = step.first().and_then(|s| s.requirement.as_ref())
+                && !requirements.contains(r)
+            {
+                return Err(err(
+                    at,
+                    format!("step requirement {r} is not among the scenario's requirements"),
+                ));
+            }
             steps.extend(step);
         }
         Ok(Scenario {
