@@ -99,12 +99,20 @@ pub struct RunArgs {
     /// Seed for every random choice of the run. Default: a fresh one, printed.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Transport for client scenarios that do not pin one, overriding the iut.toml's
+    /// (`noise` or `tls`): run the suite once per transport your client claims.
+    #[arg(long, value_name = "KIND", value_parser = parse_transport)]
+    pub transport: Option<crate::transport::TransportKind>,
     /// Run the K-th of N shards of the suite (1-based), for CI matrices.
     #[arg(long, value_name = "K/N", value_parser = parse_partition)]
     pub partition: Option<(usize, usize)>,
     /// Where reports/<run-id>/ goes.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub report_dir: PathBuf,
+}
+
+fn parse_transport(s: &str) -> Result<crate::transport::TransportKind, String> {
+    s.parse().map_err(|_| format!("{s:?} is not a transport: noise or tls"))
 }
 
 fn parse_partition(s: &str) -> Result<(usize, usize), String> {
@@ -191,10 +199,13 @@ fn cmd_run(args: RunArgs) -> i32 {
         (Some(path), _) => IutConfig::load(path),
         (None, m) => IutConfig::reference(m.as_deref()),
     };
-    let iut = match iut {
+    let mut iut = match iut {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
+    if let Some(t) = args.transport {
+        iut.transport = t;
+    }
     let selected: Vec<scenario::Scenario> = scenario::select(
         &suite,
         args.filter.as_deref(),
@@ -223,6 +234,9 @@ fn cmd_run(args: RunArgs) -> i32 {
     }
     if let Some(m) = &args.mutant {
         rerun.push_str(&format!(" --mutant {m}"));
+    }
+    if let Some(t) = args.transport {
+        rerun.push_str(&format!(" --transport {t}"));
     }
     if let Some(d) = &custom_dir {
         rerun.push_str(&format!(" --scenarios {}", d.display()));
