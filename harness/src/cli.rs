@@ -112,7 +112,8 @@ pub struct RunArgs {
 }
 
 fn parse_transport(s: &str) -> Result<crate::transport::TransportKind, String> {
-    s.parse().map_err(|_| format!("{s:?} is not a transport: noise or tls"))
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a transport: noise or tls"))
 }
 
 fn parse_partition(s: &str) -> Result<(usize, usize), String> {
