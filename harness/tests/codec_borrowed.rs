@@ -6,47 +6,12 @@ use std::borrow::Cow;
 
 use gatecheck::wire::{
     Framing, Limits, NodeRef, StanzaRef, StreamEvent, StreamEventRef, StreamHeader, StreamParser,
-    WireError, check_document, fixture_bytes, ns,
+    check_document, fixture_bytes, ns,
 };
 use proptest::prelude::*;
 
 mod common;
-use common::{corpus, element, mutated_from};
-
-type Outcome = (Vec<StreamEvent>, Result<(), WireError>);
-
-/// Feeds `input` cut at `cuts` and drains events after each feed, through `next`, then finishes.
-fn drive(
-    input: &[u8],
-    cuts: &[usize],
-    mut next: impl FnMut(&mut StreamParser) -> Result<Option<StreamEvent>, WireError>,
-) -> Outcome {
-    let mut parser = StreamParser::new(Framing::Auto, Limits::default());
-    let mut events = Vec::new();
-    let mut start = 0;
-    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-    bounds.sort_unstable();
-    bounds.push(input.len());
-    for end in bounds {
-        if end < start {
-            continue;
-        }
-        parser.feed(&input[start..end]);
-        start = end;
-        loop {
-            match next(&mut parser) {
-                Ok(Some(e)) => events.push(e),
-                Ok(None) => break,
-                Err(e) => return (events, Err(e)),
-            }
-        }
-    }
-    // Every event was taken through `next`; `finish` only checks the end.
-    if let Err(e) = parser.finish() {
-        return (events, Err(e));
-    }
-    (events, Ok(()))
-}
+use common::{Outcome, corpus, drive, element, mutated_from};
 
 fn owned(input: &[u8], cuts: &[usize]) -> Outcome {
     drive(input, cuts, StreamParser::next_event)

@@ -2,13 +2,12 @@
 //! events and first error do not depend on how the input is chunked.
 
 use gatecheck::wire::{
-    Element, Framing, Limits, StreamEvent, StreamHeader, StreamParser, WireError, ns,
-    parse_fragment,
+    Element, Limits, StreamEvent, StreamHeader, StreamParser, ns, parse_fragment,
 };
 use proptest::prelude::*;
 
 mod common;
-use common::{element, mutated_from};
+use common::{Outcome, drive, element, mutated_from};
 
 fn mutated() -> impl Strategy<Value = Vec<u8>> {
     mutated_from(stream().boxed())
@@ -51,28 +50,8 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
 
 /// Everything the parser says about `input` fed in pieces cut at `cuts`: the events, then
 /// either the first error or the end.
-fn run(input: &[u8], cuts: &[usize]) -> (Vec<StreamEvent>, Result<(), WireError>) {
-    let mut parser = StreamParser::new(Framing::Auto, Limits::default());
-    let mut events = Vec::new();
-    let mut start = 0;
-    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
-    bounds.sort_unstable();
-    bounds.push(input.len());
-    for end in bounds {
-        if end < start {
-            continue;
-        }
-        parser.feed(&input[start..end]);
-        start = end;
-        loop {
-            match parser.next_event() {
-                Ok(Some(e)) => events.push(e),
-                Ok(None) => break,
-                Err(e) => return (events, Err(e)),
-            }
-        }
-    }
-    (events, parser.finish())
+fn run(input: &[u8], cuts: &[usize]) -> Outcome {
+    drive(input, cuts, StreamParser::next_event)
 }
 
 fn one_byte_cuts(len: usize) -> Vec<usize> {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gatecheck::wire::{Element, Node, ns};
+use gatecheck::wire::{Element, Framing, Limits, Node, StreamEvent, StreamParser, WireError, ns};
 use proptest::prelude::*;
 
 /// The files of `fixtures/stanzas/<kind>`, sorted.
@@ -154,4 +154,40 @@ pub fn mutated_from(stream: BoxedStrategy<Vec<u8>>) -> impl Strategy<Value = Vec
         }),
         1 => prop::collection::vec(any::<u8>(), 0..64),
     ]
+}
+
+/// What the parser said: the events, then the first error or the end.
+pub type Outcome = (Vec<StreamEvent>, Result<(), WireError>);
+
+/// Feeds `input` cut at `cuts` and drains events after each feed, through `next`, then finishes.
+pub fn drive(
+    input: &[u8],
+    cuts: &[usize],
+    mut next: impl FnMut(&mut StreamParser) -> Result<Option<StreamEvent>, WireError>,
+) -> Outcome {
+    let mut parser = StreamParser::new(Framing::Auto, Limits::default());
+    let mut events = Vec::new();
+    let mut start = 0;
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    bounds.sort_unstable();
+    bounds.push(input.len());
+    for end in bounds {
+        if end < start {
+            continue;
+        }
+        parser.feed(&input[start..end]);
+        start = end;
+        loop {
+            match next(&mut parser) {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => break,
+                Err(e) => return (events, Err(e)),
+            }
+        }
+    }
+    // Every event was taken through `next`; `finish` only checks the end.
+    if let Err(e) = parser.finish() {
+        return (events, Err(e));
+    }
+    (events, Ok(()))
 }
