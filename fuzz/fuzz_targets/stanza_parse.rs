@@ -23,7 +23,7 @@ fuzz_target!(|input: &[u8]| {
     let Some((&cut, data)) = input.split_first() else {
         return;
     };
-    let limits = Limits::default();
+    let limits = Limits::harness_ceilings();
     let whole = parse_all(data, &limits);
     let at = usize::from(cut) * data.len() / 256;
     let split = split_parse(data, at, &limits);

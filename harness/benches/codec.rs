@@ -88,7 +88,7 @@ fn codec(c: &mut Criterion) {
 
     group.bench_function("gatecheck_codec", |b| {
         b.iter(|| {
-            let mut parser = StreamParser::new(Framing::Stream, Limits::default());
+            let mut parser = StreamParser::new(Framing::Stream, Limits::harness_ceilings());
             parser.feed(&stream);
             let mut stanzas = 0usize;
             while let Some(event) = parser.next_event().unwrap() {
@@ -107,7 +107,7 @@ fn codec(c: &mut Criterion) {
     // minimally (its root's name length), as the floor touches its events.
     group.bench_function("gatecheck_codec_borrowed", |b| {
         b.iter(|| {
-            let mut parser = StreamParser::new(Framing::Stream, Limits::default());
+            let mut parser = StreamParser::new(Framing::Stream, Limits::harness_ceilings());
             parser.feed(&stream);
             let mut stanzas = 0usize;
             let mut names = 0usize;
@@ -126,7 +126,7 @@ fn codec(c: &mut Criterion) {
     // Not a codec: the allocate-copy-free cost of the owned `Element` trees the codec returns
     // (a clone and drop of all 200), the share of `gatecheck_codec` the model's field types fix.
     let trees: Vec<gatecheck::wire::Element> = {
-        let mut parser = StreamParser::new(Framing::Stream, Limits::default());
+        let mut parser = StreamParser::new(Framing::Stream, Limits::harness_ceilings());
         parser.feed(&stream);
         let mut trees = Vec::new();
         while let Some(event) = parser.next_event().unwrap() {

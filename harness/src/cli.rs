@@ -398,7 +398,7 @@ fn cmd_check_stanza(input: &str) -> i32 {
         // valid stanzas gets here.
         return fail(format!("{input}: larger than {MAX_CHECK_INPUT} bytes"));
     } else {
-        check_document(&bytes, &Limits::default())
+        check_document(&bytes, &Limits::harness_ceilings())
     };
     let (line, code) = match result {
         Ok(n) => (serde_json::json!({"ok": true, "stanzas": n}), exit::OK),

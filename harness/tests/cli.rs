@@ -77,6 +77,36 @@ fn check_stanza_accepts_every_good_fixture() {
     assert!(seen >= 12, "only {seen} good fixtures");
 }
 
+/// check-stanza judges with the harness's limits, the STREAM-32 ceilings: whatever sits at the
+/// STREAM-31 floors passes, and one above a ceiling is a policy-violation. The fixtures sit
+/// exactly on those edges (`tests/spec_limits.rs`).
+#[test]
+fn check_stanza_accepts_the_floors_and_refuses_past_the_ceilings() {
+    let dir = root().join("fixtures/stream");
+    let mut seen = (0, 0);
+    for entry in std::fs::read_dir(&dir).expect("stream fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let floor = name.starts_with("floor-") || name == "accept-limits.gen";
+        if !floor && !name.starts_with("over-") {
+            continue;
+        }
+        let bytes = gatecheck::wire::fixture_bytes(&path).expect("fixture expands");
+        let out = run_with_stdin(&["check-stanza", "-"], &bytes);
+        let v = json_line(&out);
+        if floor {
+            assert_eq!(out.status.code(), Some(0), "{name}: {v}");
+            assert_eq!(v["stanzas"], 1, "{name}: {v}");
+            seen.0 += 1;
+        } else {
+            assert_eq!(out.status.code(), Some(1), "{name}: {v}");
+            assert_eq!(v["condition"], "policy-violation", "{name}: {v}");
+            seen.1 += 1;
+        }
+    }
+    assert!(seen.0 >= 7 && seen.1 >= 6, "only {seen:?} limit fixtures");
+}
+
 #[test]
 fn check_stanza_reports_a_missing_file_as_usage_error() {
     let out = bin()

@@ -49,7 +49,10 @@ fn good_fixtures_give_the_same_trees() {
             .iter()
             .filter(|e| matches!(e, StreamEvent::Stanza(_)))
             .count();
-        assert_eq!(check_document(&bytes, &Limits::default()), Ok(stanzas));
+        assert_eq!(
+            check_document(&bytes, &Limits::harness_ceilings()),
+            Ok(stanzas)
+        );
     }
 }
 
@@ -65,7 +68,7 @@ fn bad_fixtures_give_the_same_error() {
         let got = borrowed(&bytes, &[]);
         assert_eq!(got, expected, "{name}");
         assert_eq!(
-            check_document(&bytes, &Limits::default()).map(|_| ()),
+            check_document(&bytes, &Limits::harness_ceilings()).map(|_| ()),
             expected.1,
             "{name}"
         );
@@ -74,7 +77,7 @@ fn bad_fixtures_give_the_same_error() {
 
 #[test]
 fn errors_are_sticky_and_the_buffer_is_released() {
-    let mut p = StreamParser::new(Framing::Fragments, Limits::default());
+    let mut p = StreamParser::new(Framing::Fragments, Limits::harness_ceilings());
     p.feed(b"<a/><!-- x -->");
     assert!(matches!(
         p.next_event_ref(),
@@ -94,7 +97,7 @@ fn a_common_stanza_borrows_its_strings() {
     let doc = b"<stream:stream xmlns='jabber:client' \
         xmlns:stream='http://etherx.jabber.org/streams'><message to='a@b'><body>hi</body>\
         </message><message to='c@d'><body>x &amp; y</body></message>";
-    let mut p = StreamParser::new(Framing::Stream, Limits::default());
+    let mut p = StreamParser::new(Framing::Stream, Limits::harness_ceilings());
     p.feed(doc);
     assert!(matches!(
         p.next_event_ref(),
@@ -184,7 +187,7 @@ proptest! {
     #[test]
     fn to_owned_equals_the_owned_tree(e in element()) {
         let xml = e.to_xml();
-        let mut p = StreamParser::new(Framing::Fragments, Limits::default());
+        let mut p = StreamParser::new(Framing::Fragments, Limits::harness_ceilings());
         p.feed(xml.as_bytes());
         let got = p.next_event_ref().map(|ev| ev.as_ref().map(StreamEventRef::to_owned));
         prop_assert_eq!(got, Ok(Some(StreamEvent::Stanza(e))), "{}", xml);

@@ -22,7 +22,7 @@ fn bad_inputs_are_refused_as_snapshotted() {
     for path in files {
         let name = file_name(&path);
         let bytes = fixture_bytes(&path).unwrap();
-        let err = match check_document(&bytes, &Limits::default()) {
+        let err = match check_document(&bytes, &Limits::harness_ceilings()) {
             Ok(n) => panic!("{name}: accepted ({n} stanzas)"),
             Err(e) => e,
         };
@@ -40,7 +40,7 @@ fn bad_inputs_are_refused_as_snapshotted() {
 fn good_inputs_parse_and_round_trip() {
     let files = corpus("good");
     assert!(files.len() >= 12, "only {} good inputs", files.len());
-    let limits = Limits::default();
+    let limits = Limits::harness_ceilings();
     for path in files {
         let name = file_name(&path);
         let bytes = fixture_bytes(&path).unwrap();
@@ -98,7 +98,7 @@ fn huge_text_is_refused_quickly_with_bounded_memory() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stanzas/bad/12-huge-text.gen");
     let bytes = fixture_bytes(&path).unwrap();
     assert!(bytes.len() > 20 << 20);
-    let limits = Limits::default();
+    let limits = Limits::harness_ceilings();
     let chunk = 64 << 10;
     let bound = limits.max_stanza_bytes + chunk;
     let started = Instant::now();
@@ -138,13 +138,15 @@ fn huge_text_is_refused_quickly_with_bounded_memory() {
     assert_eq!(parser.buffered_len(), 0);
 }
 
-/// 10,000 nested elements are refused at depth 65 without building anything.
+/// 10,000 nested elements are refused one level past the depth limit, at the `<` of that
+/// element (each `<a>` is 3 bytes), without building anything.
 #[test]
 fn deep_nesting_is_refused_at_the_depth_limit() {
     let path =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/stanzas/bad/11-deep-nesting.gen");
     let bytes = fixture_bytes(&path).unwrap();
-    let err = check_document(&bytes, &Limits::default()).unwrap_err();
+    let limits = Limits::harness_ceilings();
+    let err = check_document(&bytes, &limits).unwrap_err();
     assert_eq!(err.condition(), StreamErrorCondition::PolicyViolation);
-    assert_eq!(err.offset, 64 * 3);
+    assert_eq!(err.offset, (limits.max_depth * 3) as u64);
 }

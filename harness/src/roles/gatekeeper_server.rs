@@ -129,7 +129,7 @@ pub async fn handshake(
                     transcript.note("noise: handshake complete");
                     Ok(Some(IutConn::secure(
                         est,
-                        Limits::default(),
+                        Limits::harness_ceilings(),
                         transcript.clone(),
                     )))
                 }
@@ -149,7 +149,7 @@ pub async fn handshake(
                     transcript.note("tls: handshake complete");
                     Ok(Some(IutConn::secure(
                         est,
-                        Limits::default(),
+                        Limits::harness_ceilings(),
                         transcript.clone(),
                     )))
                 }

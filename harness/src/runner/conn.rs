@@ -63,7 +63,7 @@ impl IutConn {
     }
 
     pub fn raw(tcp: TcpStream, transcript: Transcript) -> IutConn {
-        let limits = Limits::default();
+        let limits = Limits::harness_ceilings();
         IutConn {
             link: Link::Raw(tcp),
             parser: StreamParser::new(Framing::Stream, limits.clone()),

@@ -26,7 +26,7 @@ pub fn parse(pattern: &str) -> Result<Element, String> {
     doc.push_str(WRAP_OPEN);
     doc.push_str(pattern);
     doc.push_str(WRAP_CLOSE);
-    let wrapper = crate::wire::parse_fragment(doc.as_bytes(), &Limits::default())
+    let wrapper = crate::wire::parse_fragment(doc.as_bytes(), &Limits::harness_ceilings())
         .map_err(|e| format!("pattern is not well-formed XML: {e}"))?;
     let mut elements = wrapper.children.into_iter().filter_map(|n| match n {
         Node::Element(e) => Some(e),

@@ -5,7 +5,10 @@
 //! with `#` are ignored. A segment is
 //!
 //! - `text:TEXT`: TEXT once;
-//! - `repeat:COUNT:TEXT`: TEXT repeated COUNT times (COUNT a decimal integer).
+//! - `repeat:COUNT:TEXT`: TEXT repeated COUNT times (COUNT a decimal integer);
+//! - `seq:FIRST:LAST:TEXT`: TEXT once for each integer N from FIRST to LAST inclusive (none if
+//!   LAST < FIRST), every `{n}` in it replaced by N in decimal (`seq:0:2: a{n}='{n}'` is
+//!   ` a0='0' a1='1' a2='2'`).
 //!
 //! TEXT may use the escapes `\n`, `\r`, `\t`, `\\` and `\xHH` (any byte, so invalid UTF-8
 //! can be written). The expansion is capped at [`MAX_GENERATED_BYTES`].
@@ -63,6 +66,10 @@ pub fn expand_recipe(recipe: &str) -> Result<Vec<u8>, FixtureError> {
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
         }
+        if let Some(rest) = line.strip_prefix("seq:") {
+            expand_seq(rest, &mut out).map_err(bad)?;
+            continue;
+        }
         let (count, text) = if let Some(text) = line.strip_prefix("text:") {
             (1usize, text)
         } else if let Some(rest) = line.strip_prefix("repeat:") {
@@ -75,7 +82,7 @@ pub fn expand_recipe(recipe: &str) -> Result<Vec<u8>, FixtureError> {
             (count, text)
         } else {
             return Err(bad(format!(
-                "unknown segment {line:?} (expected text: or repeat:)"
+                "unknown segment {line:?} (expected text:, repeat: or seq:)"
             )));
         };
         let unit = unescape(text).map_err(bad)?;
@@ -91,6 +98,30 @@ pub fn expand_recipe(recipe: &str) -> Result<Vec<u8>, FixtureError> {
         }
     }
     Ok(out)
+}
+
+/// A `seq:FIRST:LAST:TEXT` segment (after `seq:`), appended to `out`.
+fn expand_seq(rest: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    let (first, rest) = rest.split_once(':').ok_or("expected seq:FIRST:LAST:TEXT")?;
+    let (last, text) = rest.split_once(':').ok_or("expected seq:FIRST:LAST:TEXT")?;
+    let number = |s: &str| {
+        s.parse::<u64>()
+            .map_err(|e| format!("bad bound {s:?}: {e}"))
+    };
+    let (first, last) = (number(first)?, number(last)?);
+    let too_big = || format!("expansion exceeds {MAX_GENERATED_BYTES} bytes");
+    // Even an empty TEXT may not loop more often than the cap allows bytes.
+    if last.saturating_sub(first) >= MAX_GENERATED_BYTES as u64 {
+        return Err(too_big());
+    }
+    for n in first..=last {
+        let unit = unescape(&text.replace("{n}", &n.to_string()))?;
+        if out.len().saturating_add(unit.len()) > MAX_GENERATED_BYTES {
+            return Err(too_big());
+        }
+        out.extend_from_slice(&unit);
+    }
+    Ok(())
 }
 
 fn unescape(text: &str) -> Result<Vec<u8>, String> {
@@ -133,6 +164,11 @@ mod tests {
     fn segments_concatenate() {
         let recipe = "# ten deep\nrepeat:3:<a>\ntext:x\\x00\\n\nrepeat:0:never\n";
         assert_eq!(expand_recipe(recipe).unwrap(), b"<a><a><a>x\0\n");
+        let recipe = "text:<a\nseq:0:2: b{n}='{n}\\t'\nseq:5:4:never\ntext:/>";
+        assert_eq!(
+            expand_recipe(recipe).unwrap(),
+            b"<a b0='0\t' b1='1\t' b2='2\t'/>"
+        );
     }
 
     #[test]
@@ -145,7 +181,22 @@ mod tests {
         let err = expand_recipe("bogus").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "recipe line 1: unknown segment \"bogus\" (expected text: or repeat:)"
+            "recipe line 1: unknown segment \"bogus\" (expected text:, repeat: or seq:)"
+        );
+        let err = expand_recipe("seq:1:x:a").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "recipe line 1: bad bound \"x\": invalid digit found in string"
+        );
+        let err = expand_recipe("seq:1:2").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "recipe line 1: expected seq:FIRST:LAST:TEXT"
+        );
+        let err = expand_recipe("seq:0:99999999999:").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "recipe line 1: expansion exceeds 67108864 bytes"
         );
         let err = expand_recipe("repeat:99999999999:ab").unwrap_err();
         assert_eq!(

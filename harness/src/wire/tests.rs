@@ -3,7 +3,7 @@
 use super::*;
 
 fn events(input: &[u8]) -> Result<Vec<StreamEvent>, WireError> {
-    parse_all(input, &Limits::default())
+    parse_all(input, &Limits::harness_ceilings())
 }
 
 fn error(input: &[u8]) -> String {
@@ -18,7 +18,7 @@ fn error_with(input: &[u8], limits: &Limits) -> WireError {
 }
 
 fn stanza(input: &str) -> Element {
-    parse_fragment(input.as_bytes(), &Limits::default()).unwrap()
+    parse_fragment(input.as_bytes(), &Limits::harness_ceilings()).unwrap()
 }
 
 #[test]
@@ -107,7 +107,10 @@ fn stream_with_header_features_stanzas_and_close() {
     // The header writes back to an equivalent header.
     let again = events(format!("{}{}", h.to_xml(), STREAM_CLOSE).as_bytes()).unwrap();
     assert_eq!(again, vec![evs[0].clone(), StreamEvent::Close]);
-    assert_eq!(check_document(input.as_bytes(), &Limits::default()), Ok(2));
+    assert_eq!(
+        check_document(input.as_bytes(), &Limits::harness_ceilings()),
+        Ok(2)
+    );
 }
 
 #[test]
@@ -127,7 +130,10 @@ fn stream_without_close_is_fine_but_not_inside_a_stanza() {
     let head =
         "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
     assert_eq!(
-        check_document(format!("{head}<presence/>").as_bytes(), &Limits::default()),
+        check_document(
+            format!("{head}<presence/>").as_bytes(),
+            &Limits::harness_ceilings()
+        ),
         Ok(1)
     );
     assert_eq!(
@@ -139,16 +145,19 @@ fn stream_without_close_is_fine_but_not_inside_a_stanza() {
 #[test]
 fn bom_is_skipped_and_empty_input_has_no_stanzas() {
     assert_eq!(
-        check_document(b"\xEF\xBB\xBF<?xml version='1.0'?><a/>", &Limits::default()),
+        check_document(
+            b"\xEF\xBB\xBF<?xml version='1.0'?><a/>",
+            &Limits::harness_ceilings()
+        ),
         Ok(1)
     );
-    assert_eq!(check_document(b"", &Limits::default()), Ok(0));
-    assert_eq!(check_document(b" \n\t", &Limits::default()), Ok(0));
+    assert_eq!(check_document(b"", &Limits::harness_ceilings()), Ok(0));
+    assert_eq!(check_document(b" \n\t", &Limits::harness_ceilings()), Ok(0));
 }
 
 #[test]
 fn explicit_framings() {
-    let limits = Limits::default();
+    let limits = Limits::harness_ceilings();
     let mut p = StreamParser::new(Framing::Stream, limits.clone());
     p.feed(b"<message/>");
     assert_eq!(
@@ -163,7 +172,7 @@ fn explicit_framings() {
 
 #[test]
 fn parse_fragment_wants_exactly_one_element() {
-    let l = Limits::default();
+    let l = Limits::harness_ceilings();
     assert_eq!(
         parse_fragment(b"<a/><b/>", &l).unwrap_err().to_string(),
         "input at byte 4: it must hold exactly one element, found 2"
@@ -373,6 +382,21 @@ fn limits_are_policy_violations() {
         msg(b"<a xmlns='u' xmlns:p='v'/>"),
         "namespace declaration at byte 13: the element has more than the limit of 1 declarations"
     );
+    // Declarations and attributes are counted apart (SPEC.md Appendix B).
+    let two_each = Limits {
+        max_stanza_bytes: 64,
+        max_namespace_decls: 2,
+        ..limits.clone()
+    };
+    assert!(parse_fragment(b"<a xmlns='u' b='' xmlns:p='v' p:c=''/>", &two_each).is_ok());
+    assert_eq!(
+        error_with(b"<a xmlns='u' b='' xmlns:p='v' c='' d=''/>", &two_each).to_string(),
+        "attribute at byte 35: the element has more than the limit of 2 attributes"
+    );
+    assert_eq!(
+        error_with(b"<a xmlns='u' xmlns:p='v' xmlns:q='w'/>", &two_each).to_string(),
+        "namespace declaration at byte 25: the element has more than the limit of 2 declarations"
+    );
     assert_eq!(
         msg(b"<abcdefghijk/>"),
         "name at byte 9: it is longer than the limit of 8 bytes"
@@ -387,7 +411,7 @@ fn limits_are_policy_violations() {
 
 #[test]
 fn errors_are_sticky_and_input_after_them_is_dropped() {
-    let mut p = StreamParser::new(Framing::Fragments, Limits::default());
+    let mut p = StreamParser::new(Framing::Fragments, Limits::harness_ceilings());
     p.feed(b"<a/><!-- x -->");
     assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Stanza(_)))));
     let first = p.next_event().unwrap_err();
@@ -399,7 +423,7 @@ fn errors_are_sticky_and_input_after_them_is_dropped() {
 
 #[test]
 fn finish_reports_truncation() {
-    let mut p = StreamParser::new(Framing::Auto, Limits::default());
+    let mut p = StreamParser::new(Framing::Auto, Limits::harness_ceilings());
     p.feed(b"<a x='1");
     assert_eq!(p.next_event(), Ok(None));
     assert_eq!(

@@ -421,8 +421,11 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
         let mut default_declared = false;
         // Prefixed (non-declaration) attributes, resolved once all declarations are known.
         let mut prefixed: Vec<(&str, &str, &str, usize)> = Vec::new();
+        // Namespace declarations and other attributes are counted apart (SPEC.md Appendix B):
+        // a declaration counts against `max_namespace_decls` only.
         let mut decls = 0usize;
-        for (count, attr) in attributes.enumerate() {
+        let mut plain = 0usize;
+        for attr in attributes {
             let attr = attr.map_err(|err| self.attr_error(&err, name_at))?;
             let key: &str = attr.key.0;
             let key_at = self.offset_of(key, name_at);
@@ -437,13 +440,16 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
                     let limit = limits.max_namespace_decls;
                     return Err(self.err(key_at, Violation::TooManyNamespaceDecls { limit }));
                 }
-            }
-            if count >= limits.max_attributes {
-                let limit = limits.max_attributes;
-                return Err(self.err(key_at, Violation::TooManyAttributes { limit }));
+            } else {
+                plain += 1;
+                if plain > limits.max_attributes {
+                    let limit = limits.max_attributes;
+                    return Err(self.err(key_at, Violation::TooManyAttributes { limit }));
+                }
             }
             // Every attribute but the default declaration lands in `attrs`, so that is where
-            // literal duplicates show (at most `max_attributes` comparisons).
+            // literal duplicates show (at most `max_attributes + max_namespace_decls`
+            // comparisons).
             let duplicate = if key == "xmlns" {
                 std::mem::replace(&mut default_declared, true)
             } else {

@@ -165,7 +165,7 @@ pub fn drive(
     cuts: &[usize],
     mut next: impl FnMut(&mut StreamParser) -> Result<Option<StreamEvent>, WireError>,
 ) -> Outcome {
-    let mut parser = StreamParser::new(Framing::Auto, Limits::default());
+    let mut parser = StreamParser::new(Framing::Auto, Limits::harness_ceilings());
     let mut events = Vec::new();
     let mut start = 0;
     let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();

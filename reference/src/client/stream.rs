@@ -46,8 +46,28 @@ impl Drop for XmlStream {
     }
 }
 
+/// The profile's floors as hard limits (the strictest receiver SPEC.md allows), or a mutant's.
 fn limits(mutant: Mutant) -> Limits {
-    let mut limits = Limits::default();
+    let mut limits = Limits::profile_floors();
+    if mutant == Mutant::BelowFloors {
+        // STREAM-31 deviation: the correct client accepts input exactly at every floor.
+        limits.max_stanza_bytes -= 1;
+        limits.max_depth -= 1;
+        limits.max_attributes -= 1;
+        limits.max_namespace_decls -= 1;
+        limits.max_attr_value_bytes -= 1;
+        limits.max_text_bytes -= 1;
+    }
+    if mutant == Mutant::AboveCeilings {
+        // STREAM-32 deviation: the correct client refuses input one unit above any ceiling.
+        limits = Limits::harness_ceilings();
+        limits.max_stanza_bytes += 1;
+        limits.max_depth += 1;
+        limits.max_attributes += 1;
+        limits.max_namespace_decls += 1;
+        limits.max_attr_value_bytes += 1;
+        limits.max_text_bytes += 1;
+    }
     if mutant == Mutant::LaxStanzaLimit {
         // STREAM-32 deviation: the correct client refuses stanzas over 1 MiB.
         limits.max_stanza_bytes = 64 << 20;

@@ -144,7 +144,7 @@ impl Gatekeeper {
 }
 
 fn new_parser() -> StreamParser {
-    StreamParser::new(Framing::Stream, Limits::default())
+    StreamParser::new(Framing::Stream, Limits::harness_ceilings())
 }
 
 /// The server side of one connection.

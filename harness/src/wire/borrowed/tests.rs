@@ -2,7 +2,7 @@ use super::*;
 use crate::wire::{Framing, Limits, StreamParser};
 
 fn stanzas(input: &[u8]) -> Vec<Element> {
-    let mut p = StreamParser::new(Framing::Auto, Limits::default());
+    let mut p = StreamParser::new(Framing::Auto, Limits::harness_ceilings());
     p.feed(input);
     let mut out = Vec::new();
     while let Some(ev) = p.next_event_ref().unwrap() {
@@ -16,7 +16,7 @@ fn stanzas(input: &[u8]) -> Vec<Element> {
 #[test]
 fn plain_input_is_borrowed() {
     let input = b"<message xmlns='jabber:client' to='a@b'><body>hi</body></message>";
-    let mut p = StreamParser::new(Framing::Fragments, Limits::default());
+    let mut p = StreamParser::new(Framing::Fragments, Limits::harness_ceilings());
     p.feed(input);
     let Some(StreamEventRef::Stanza(s)) = p.next_event_ref().unwrap() else {
         panic!("no stanza");
@@ -39,7 +39,7 @@ fn plain_input_is_borrowed() {
 fn stream_namespace_is_not_borrowed_from_the_parser_context() {
     let input = b"<stream:stream xmlns='jabber:client' \
         xmlns:stream='http://etherx.jabber.org/streams'><message><body>x</body></message>";
-    let mut p = StreamParser::new(Framing::Stream, Limits::default());
+    let mut p = StreamParser::new(Framing::Stream, Limits::harness_ceilings());
     p.feed(input);
     assert!(matches!(
         p.next_event_ref(),
@@ -54,7 +54,7 @@ fn stream_namespace_is_not_borrowed_from_the_parser_context() {
 #[test]
 fn transformed_input_is_owned_and_equal() {
     let input = b"<a x='1&amp;2' y='p\tq'>t&lt;u<![CDATA[v]]>\r\nw<b/>z</a>";
-    let owned = crate::wire::parse_fragment(input, &Limits::default()).unwrap();
+    let owned = crate::wire::parse_fragment(input, &Limits::harness_ceilings()).unwrap();
     assert_eq!(stanzas(input), vec![owned.clone()]);
     let s = StanzaRef::from(&owned);
     assert_eq!(s.root().to_owned(), owned);
@@ -66,8 +66,8 @@ fn transformed_input_is_owned_and_equal() {
 #[test]
 fn children_keep_document_order() {
     let input = b"<a>1<b>2<c/>3</b>4<d/><e>5</e>6</a>";
-    let owned = crate::wire::parse_fragment(input, &Limits::default()).unwrap();
-    let mut p = StreamParser::new(Framing::Fragments, Limits::default());
+    let owned = crate::wire::parse_fragment(input, &Limits::harness_ceilings()).unwrap();
+    let mut p = StreamParser::new(Framing::Fragments, Limits::harness_ceilings());
     p.feed(input);
     let Ok(Some(StreamEventRef::Stanza(s))) = p.next_event_ref() else {
         panic!("no stanza");
@@ -87,7 +87,7 @@ fn children_keep_document_order() {
 
 #[test]
 fn storage_is_reused_from_stanza_to_stanza() {
-    let mut p = StreamParser::new(Framing::Fragments, Limits::default());
+    let mut p = StreamParser::new(Framing::Fragments, Limits::harness_ceilings());
     p.feed(b"<a x='1'><b>t</b></a><c y='2'>u<d/></c>");
     let first = match p.next_event_ref() {
         Ok(Some(StreamEventRef::Stanza(s))) => s.root().to_owned(),

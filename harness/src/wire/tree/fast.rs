@@ -307,10 +307,10 @@ mod tests {
         let input =
             b"<message to='a@b' id=\"1\"><body>hi &gt</body><x xmlns='urn:x' y='z'/></message>";
         // A reference in text is left to the exact path.
-        assert!(leading(input, &Limits::default()).is_none());
+        assert!(leading(input, &Limits::harness_ceilings()).is_none());
         let input = b"<message to='a@b' id=\"1\"><body>hi > there</body><x xmlns='urn:x' y='z'/>\
                       </message >\n<next/>";
-        let (element, len) = leading(input, &Limits::default()).unwrap();
+        let (element, len) = leading(input, &Limits::harness_ceilings()).unwrap();
         assert_eq!(&input[len..], b"\n<next/>");
         assert_eq!(element.ns, "jabber:client");
         assert_eq!(element.attr("id"), Some("1"));
@@ -323,7 +323,7 @@ mod tests {
 
     #[test]
     fn declines_what_the_exact_path_must_see() {
-        let limits = Limits::default();
+        let limits = Limits::harness_ceilings();
         for bad in [
             &b"<a><b></a>"[..],
             b"<a><b></b>",
@@ -351,14 +351,14 @@ mod tests {
         }
         let tight = Limits {
             max_depth: 1,
-            ..Limits::default()
+            ..Limits::harness_ceilings()
         };
         assert!(leading(b"<a/>", &tight).is_some());
         assert!(leading(b"<a><b/></a>", &tight).is_none());
         let short = Limits {
             max_name_bytes: 2,
             max_stanza_bytes: 12,
-            ..Limits::default()
+            ..Limits::harness_ceilings()
         };
         assert!(leading(b"<ab></ab>", &short).is_some());
         assert!(leading(b"<abc></abc>", &short).is_none());
