@@ -15,7 +15,7 @@ pub const EMBEDDED_SPEC: &str = include_str!("../../SPEC.md");
 
 /// Requirement ID prefixes the profile defines, in document order.
 pub const PREFIXES: &[&str] = &[
-    "STREAM", "STANZA", "E2EE", "ENROLL", "IDPROOF", "AUTH", "PUSH", "MEDIA", "PROXY", "DRIVER",
+    "STREAM", "STANZA", "E2EE", "ENROLL", "IDPROOF", "AUTH", "PUSH", "MEDIA", "PROXY",
 ];
 
 /// RFC 2119 requirement level.
