@@ -40,15 +40,40 @@ pub enum Command {
     Run(RunArgs),
     /// List scenarios with the requirements they verify.
     List {
-        /// Only scenarios whose id matches (`*` globs; otherwise a substring).
-        #[arg(long)]
-        filter: Option<String>,
+        /// Only scenarios whose id matches (`*` globs; otherwise a substring). Repeatable:
+        /// a scenario matching any of them is listed.
+        #[arg(long, value_name = "PATTERN")]
+        filter: Vec<String>,
+        /// Only scenarios that belong to this profile (`xmpp-core`: checks that rest on
+        /// RFC 6120/6121 and the XEPs they name, at their RFC level).
+        #[arg(long, value_name = "NAME", value_parser = parse_profile)]
+        profile: Option<String>,
         /// Directory of scenario files.
         #[arg(long, value_name = "DIR")]
         scenarios: Option<PathBuf>,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Show, per requirement area, how much of SPEC.md the suite cites.
+    ///
+    /// Columns: requirements, those with an rfc basis, those only the gatekeeper can
+    /// break (left out of the IUT's figures), the IUT-testable rest, those of it at least
+    /// one scenario cites, and those of it no mutant of gatecheck-reference breaks.
+    Coverage {
+        /// Directory of scenario files. Default: the bundled suite.
+        #[arg(long, value_name = "DIR")]
+        scenarios: Option<PathBuf>,
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also list, per area, the IUT-testable requirements no scenario cites.
+        #[arg(long)]
+        missing: bool,
+        /// The reference provider whose mutants fill the "no mutant" column.
+        /// Default: gatecheck-reference next to this binary.
+        #[arg(long, value_name = "PATH", hide = true)]
+        reference: Option<PathBuf>,
     },
     /// Print a requirement of SPEC.md (its level and text); without ID, list them all.
     Explain {
@@ -87,9 +112,14 @@ pub struct RunArgs {
     /// Directory of scenario files. Default: the bundled suite.
     #[arg(long, value_name = "DIR")]
     pub scenarios: Option<PathBuf>,
-    /// Only scenarios whose id matches (`*` globs; otherwise a substring).
+    /// Only scenarios whose id matches (`*` globs; otherwise a substring). Repeatable:
+    /// a scenario matching any of them runs.
     #[arg(long, value_name = "PATTERN")]
-    pub filter: Option<String>,
+    pub filter: Vec<String>,
+    /// Only scenarios that belong to this profile (`xmpp-core`: checks that rest on
+    /// RFC 6120/6121 and the XEPs they name, at their RFC level; see scenarios/README.md).
+    #[arg(long, value_name = "NAME", value_parser = parse_profile)]
+    pub profile: Option<String>,
     /// Only the scenario with exactly this id (repeatable).
     #[arg(long = "scenario", value_name = "ID")]
     pub scenario_ids: Vec<String>,
@@ -114,6 +144,17 @@ pub struct RunArgs {
 fn parse_transport(s: &str) -> Result<crate::transport::TransportKind, String> {
     s.parse()
         .map_err(|_| format!("{s:?} is not a transport: noise or tls"))
+}
+
+fn parse_profile(s: &str) -> Result<String, String> {
+    if scenario::KNOWN_PROFILES.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a profile (known: {})",
+            scenario::KNOWN_PROFILES.join(", ")
+        ))
+    }
 }
 
 fn parse_partition(s: &str) -> Result<(usize, usize), String> {
@@ -147,9 +188,16 @@ pub fn main() -> i32 {
         Command::Run(args) => cmd_run(args),
         Command::List {
             filter,
+            profile,
             scenarios,
             json,
-        } => cmd_list(filter.as_deref(), scenarios, json),
+        } => cmd_list(&filter, profile.as_deref(), scenarios, json),
+        Command::Coverage {
+            scenarios,
+            json,
+            missing,
+            reference,
+        } => cmd_coverage(scenarios, json, missing, reference),
         Command::Explain { id, json } => cmd_explain(id.as_deref(), json),
         Command::CheckStanza { input } => cmd_check_stanza(&input),
         Command::Serve(args) => crate::roles::serve::run(args),
@@ -209,7 +257,8 @@ fn cmd_run(args: RunArgs) -> i32 {
     }
     let selected: Vec<scenario::Scenario> = scenario::select(
         &suite,
-        args.filter.as_deref(),
+        &args.filter,
+        args.profile.as_deref(),
         &args.scenario_ids,
         args.partition,
     )
@@ -270,6 +319,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         iut: &info,
         summary: &summary,
         scenarios: &results,
+        requirements: report::cited_requirements(&results),
     };
     match report::write_json(&args.report_dir, &report) {
         Ok(path) => println!("report: {}", path.display()),
@@ -295,19 +345,24 @@ fn fresh_seed() -> u64 {
     crate::runner::scenario_seed(nanos ^ u64::from(std::process::id()), "seed") % 1_000_000_000
 }
 
-fn cmd_list(filter: Option<&str>, scenarios: Option<PathBuf>, json: bool) -> i32 {
+fn cmd_list(
+    filter: &[String],
+    profile: Option<&str>,
+    scenarios: Option<PathBuf>,
+    json: bool,
+) -> i32 {
     let dirs = suite_dirs(scenarios);
     let suite = match load(&dirs) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let selected = scenario::select(&suite, filter, &[], None);
+    let selected = scenario::select(&suite, filter, profile, &[], None);
     let mut out = std::io::stdout().lock();
     for s in &selected {
         let line = if json {
             serde_json::json!({
                 "id": s.id, "title": s.title, "requirements": s.requirements,
-                "role": s.role, "needs": s.needs,
+                "role": s.role, "needs": s.needs, "profiles": s.profiles,
             })
             .to_string()
         } else {
@@ -329,6 +384,51 @@ fn cmd_list(filter: Option<&str>, scenarios: Option<PathBuf>, json: bool) -> i32
     exit::OK
 }
 
+fn cmd_coverage(
+    scenarios: Option<PathBuf>,
+    json: bool,
+    missing: bool,
+    reference: Option<PathBuf>,
+) -> i32 {
+    let dirs = suite_dirs(scenarios);
+    let suite = match load(&dirs) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let reference = match reference {
+        Some(path) => Ok(path),
+        None => IutConfig::reference(None)
+            .map_err(|e| e.to_string())
+            .and_then(|iut| {
+                iut.launch
+                    .map(|l| l.command)
+                    .ok_or_else(|| "the reference provider has no command".to_string())
+            }),
+    };
+    let mutants = reference.and_then(|path| {
+        if !path.is_file() {
+            return Err(format!(
+                "gatecheck-reference not found at {}",
+                path.display()
+            ));
+        }
+        crate::coverage::list_mutants(&path).map(|m| (path.display().to_string(), m))
+    });
+    let coverage = crate::coverage::compute(Catalogue::embedded(), &suite, mutants);
+    let text = if json {
+        match serde_json::to_string(&coverage) {
+            Ok(t) => t + "\n",
+            Err(e) => return fail(format!("cannot serialize the coverage: {e}")),
+        }
+    } else {
+        crate::coverage::render(&coverage, missing)
+    };
+    if std::io::stdout().lock().write_all(text.as_bytes()).is_err() {
+        return exit::ERROR;
+    }
+    exit::OK
+}
+
 fn cmd_explain(id: Option<&str>, json: bool) -> i32 {
     let catalogue = Catalogue::embedded();
     let Some(id) = id else {
@@ -336,7 +436,18 @@ fn cmd_explain(id: Option<&str>, json: bool) -> i32 {
             if json {
                 println!("{}", serde_json::to_string(r).unwrap_or_default());
             } else {
-                println!("{:<11} {:<10} {}", r.id, r.level.as_str(), r.title);
+                let basis = if r.gatekeeper_only {
+                    format!("{} gk", r.basis.kind)
+                } else {
+                    r.basis.kind.to_string()
+                };
+                println!(
+                    "{:<11} {:<10} {:<10} {}",
+                    r.id,
+                    r.level.as_str(),
+                    basis,
+                    r.title
+                );
             }
         }
         return exit::OK;
@@ -350,6 +461,13 @@ fn cmd_explain(id: Option<&str>, json: bool) -> i32 {
         Some(r) => {
             println!("{} [{}] {}", r.id, r.level, r.title);
             println!("Applies to: {}", r.applies_to.join(", "));
+            println!("Basis: {}", r.basis.describe());
+            if let Some(note) = r.basis.verdict_note() {
+                println!("       {note}");
+            }
+            if r.gatekeeper_only {
+                println!("       only the gatekeeper can break it: no IUT is judged on it");
+            }
             println!();
             println!("{}", r.text);
             println!();

@@ -3,10 +3,11 @@
 //! Layers, each depending only on those above it: `wire` (stanza codec) and
 //! `transport` (Noise_XX, TLS 1.3); `spec` (SPEC.md's requirements);
 //! `scenario` (the suite's files); `roles` (what the harness plays); `iut`
-//! (the implementation under test); `runner`; `report`; `cli`.
+//! (the implementation under test); `runner`; `report`; `coverage`; `cli`.
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod coverage;
 pub mod exit;
 pub mod http;
 pub mod iut;

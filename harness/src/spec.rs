@@ -1,7 +1,8 @@
 //! The requirement catalogue of the Interop Profile, read out of SPEC.md itself.
 //!
 //! SPEC.md is the source of truth: every requirement is a level-4 heading
-//! `#### ID [LEVEL] Title`, followed by its normative text and an
+//! `#### ID [LEVEL] Title`, followed by its normative text, a `Basis:` line
+//! (whether it restates an RFC or XEP or is the profile's own rule) and an
 //! `Applies to:` line. This module is the one parser of that format; the
 //! binary embeds the SPEC.md it was built with, so `gatecheck explain` and the
 //! scenario loader agree with the document shipped beside them.
@@ -71,6 +72,89 @@ impl fmt::Display for Level {
     }
 }
 
+/// Where a requirement comes from (SPEC.md §2.1, the `Basis:` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BasisKind {
+    /// Restates an RFC or XEP requirement, on the same party, at the same level.
+    Rfc,
+    /// This profile's own rule, including one stricter than the RFC it builds on.
+    Profile,
+}
+
+impl BasisKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BasisKind::Rfc => "rfc",
+            BasisKind::Profile => "profile",
+        }
+    }
+}
+
+impl fmt::Display for BasisKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The basis of a requirement: its kind and the parenthesis of the `Basis:` line
+/// (for `rfc`, the RFC or XEP section it restates; for `profile`, an optional note
+/// naming what it departs from).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Basis {
+    pub kind: BasisKind,
+    pub reference: String,
+}
+
+impl Basis {
+    /// `rfc (RFC 6120 §8.2.3)`, `profile (stricter than …)`, `profile`.
+    pub fn describe(&self) -> String {
+        if self.reference.is_empty() {
+            self.kind.to_string()
+        } else {
+            format!("{} ({})", self.kind, self.reference)
+        }
+    }
+
+    /// The first `RFC N` or `XEP-NNNN` the reference names, if any.
+    pub fn first_document(&self) -> Option<String> {
+        let r = &self.reference;
+        let mut best: Option<(usize, String)> = None;
+        for (at, _) in r.match_indices("RFC ").chain(r.match_indices("XEP-")) {
+            // Both prefixes, `RFC ` and `XEP-`, are 4 bytes.
+            let start = at + 4;
+            let digits: String = r[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit())
+                .collect();
+            if digits.is_empty() {
+                continue;
+            }
+            let name = format!("{}{digits}", &r[at..start]);
+            if best.as_ref().is_none_or(|(b, _)| at < *b) {
+                best = Some((at, name));
+            }
+        }
+        best.map(|(_, name)| name)
+    }
+
+    /// For a `profile` requirement, the words a failure verdict carries so that nobody
+    /// reads it as a violation of the base specification: `profile requirement (not an
+    /// RFC 6120 violation)`, naming the first document the note names.
+    pub fn verdict_note(&self) -> Option<String> {
+        match self.kind {
+            BasisKind::Rfc => None,
+            BasisKind::Profile => Some(match self.first_document() {
+                Some(doc) => {
+                    let article = if doc.starts_with("XEP") { "a" } else { "an" };
+                    format!("profile requirement (not {article} {doc} violation)")
+                }
+                None => "profile requirement (this profile's own rule, not an RFC's)".into(),
+            }),
+        }
+    }
+}
+
 /// One requirement of the profile.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Requirement {
@@ -81,6 +165,11 @@ pub struct Requirement {
     pub text: String,
     /// Actor roles the requirement constrains (client, server, proxy, gatekeeper).
     pub applies_to: Vec<String>,
+    /// Whether it restates an RFC or XEP or is the profile's own rule.
+    pub basis: Basis,
+    /// Only the gatekeeper (the harness) can break it: no IUT is judged on it, and
+    /// coverage figures for an IUT leave it out.
+    pub gatekeeper_only: bool,
     /// 1-based line of the heading in SPEC.md.
     pub line: usize,
     /// True when the text marks the requirement as withdrawn.
@@ -115,6 +204,14 @@ pub enum SpecError {
     },
     #[error("SPEC.md:{line}: requirement {id} lacks an `Applies to:` line")]
     NoAppliesTo { line: usize, id: String },
+    #[error("SPEC.md:{line}: requirement {id} lacks a `Basis:` line (SPEC.md §2.1)")]
+    NoBasis { line: usize, id: String },
+    #[error("SPEC.md:{line}: requirement {id}: malformed `Basis:` line: {reason}")]
+    MalformedBasis {
+        line: usize,
+        id: String,
+        reason: String,
+    },
 }
 
 /// All requirements of one SPEC.md, in document order.
@@ -336,10 +433,32 @@ fn build_requirement(
     line: usize,
 ) -> Result<Requirement, SpecError> {
     let mut applies_to = None;
+    let mut basis: Option<(Basis, bool, usize)> = None;
     let mut paragraphs: Vec<String> = Vec::new();
     let mut current = String::new();
-    for raw in body {
+    for (i, raw) in body.iter().enumerate() {
         let l = raw.trim();
+        // The body starts on the line after the heading.
+        let lineno = line + 1 + i;
+        if let Some(rest) = l.strip_prefix("Basis:") {
+            let malformed = |reason: String| SpecError::MalformedBasis {
+                line: lineno,
+                id: id.clone(),
+                reason,
+            };
+            if basis.is_some() {
+                return Err(malformed("a second `Basis:` line".into()));
+            }
+            let next = body.get(i + 1).map(|n| n.trim()).unwrap_or("");
+            if !next.starts_with("Applies to:") {
+                return Err(malformed(
+                    "it must be the line right before `Applies to:`".into(),
+                ));
+            }
+            let (parsed, gatekeeper_only) = parse_basis(rest).map_err(malformed)?;
+            basis = Some((parsed, gatekeeper_only, lineno));
+            continue;
+        }
         if let Some(roles) = l.strip_prefix("Applies to:") {
             applies_to = Some(
                 roles
@@ -381,22 +500,90 @@ fn build_requirement(
         line,
         id: id.clone(),
     })?;
+    let (basis, gatekeeper_only, basis_line) = basis.ok_or_else(|| SpecError::NoBasis {
+        line,
+        id: id.clone(),
+    })?;
+    if applies_to == ["gatekeeper"] && !gatekeeper_only {
+        return Err(SpecError::MalformedBasis {
+            line: basis_line,
+            id,
+            reason: "the requirement applies to the gatekeeper only, so the line must end \
+                     with `; gatekeeper-only`"
+                .into(),
+        });
+    }
     Ok(Requirement {
         id,
         level,
         title,
         text,
         applies_to,
+        basis,
+        gatekeeper_only,
         line,
         withdrawn,
     })
+}
+
+/// The marker that ends the `Basis:` line of a requirement only the gatekeeper can break.
+pub const GATEKEEPER_ONLY: &str = "; gatekeeper-only";
+
+/// Parses what follows `Basis:`: `KIND [(REFERENCE)] [; gatekeeper-only]`, KIND `rfc` or
+/// `profile`. An `rfc` basis needs a reference that names an RFC or XEP and a section
+/// (`RFC 6120 §8.2.3`, `XEP-0199 §4.1`); a `profile` basis may carry a note.
+fn parse_basis(rest: &str) -> Result<(Basis, bool), String> {
+    let mut rest = rest.trim();
+    let gatekeeper_only = match rest.strip_suffix(GATEKEEPER_ONLY) {
+        Some(r) => {
+            rest = r.trim_end();
+            true
+        }
+        None => false,
+    };
+    let (kind, tail) = match rest.find(|c: char| c == '(' || c.is_whitespace()) {
+        Some(at) => (&rest[..at], rest[at..].trim()),
+        None => (rest, ""),
+    };
+    let kind = match kind {
+        "rfc" => BasisKind::Rfc,
+        "profile" => BasisKind::Profile,
+        other => {
+            return Err(format!(
+                "the kind is {other:?}, not `rfc` or `profile` (SPEC.md §2.1)"
+            ));
+        }
+    };
+    let reference = if tail.is_empty() {
+        String::new()
+    } else {
+        let inner = tail
+            .strip_prefix('(')
+            .and_then(|t| t.strip_suffix(')'))
+            .ok_or_else(|| format!("after `{kind}` comes `(REFERENCE)` or nothing, not {tail:?}"))?
+            .trim();
+        if inner.is_empty() {
+            return Err("the parenthesis is empty".into());
+        }
+        inner.to_string()
+    };
+    if kind == BasisKind::Rfc {
+        let names_document = ["RFC ", "XEP-"].iter().any(|p| reference.starts_with(p));
+        if !names_document || !reference.contains('§') {
+            return Err(format!(
+                "an `rfc` basis names the section it restates, e.g. `rfc (RFC 6120 §4.4)`, not {:?}",
+                reference
+            ));
+        }
+    }
+    Ok((Basis { kind, reference }, gatekeeper_only))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "# Title\n\n## Streams\n\n#### STREAM-1 [MUST] Stream header\n\nThe client MUST open a stream.\nSecond line.\n\nApplies to: client\n\n#### STREAM-2 [MAY] Whitespace\n\nA peer MAY send whitespace.\n\nApplies to: client, server\n\n## Next\n";
+    const SAMPLE: &str = "# Title\n\n## Streams\n\n#### STREAM-1 [MUST] Stream header\n\nThe client MUST open a stream.\nSecond line.\n\nBasis: rfc (RFC 6120 §4.2)\nApplies to: client\n\n#### STREAM-2 [MAY] Whitespace\n\nA peer MAY send whitespace.\n\nBasis: profile\nApplies to: client, server\n\n## Next\n";
 
     #[test]
     fn parses_requirements_in_order() {
@@ -407,19 +594,31 @@ mod tests {
         assert_eq!(r.title, "Stream header");
         assert_eq!(r.text, "The client MUST open a stream.\nSecond line.");
         assert_eq!(r.applies_to, vec!["client"]);
+        assert_eq!(
+            r.basis,
+            Basis {
+                kind: BasisKind::Rfc,
+                reference: "RFC 6120 §4.2".into()
+            }
+        );
+        assert!(!r.gatekeeper_only);
         assert_eq!(r.line, 5);
         let r2 = c.get("STREAM-2").expect("STREAM-2");
         assert_eq!(r2.applies_to, vec!["client", "server"]);
+        assert_eq!(r2.basis.kind, BasisKind::Profile);
+        assert_eq!(r2.basis.reference, "");
         assert!(!c.contains("STREAM-3"));
     }
 
     #[test]
     fn duplicate_id_is_an_error() {
-        let doc = format!("{SAMPLE}#### STREAM-1 [MUST] Again\n\nIt MUST.\n\nApplies to: client\n");
+        let doc = format!(
+            "{SAMPLE}#### STREAM-1 [MUST] Again\n\nIt MUST.\n\nBasis: profile\nApplies to: client\n"
+        );
         let e = Catalogue::parse(&doc).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "SPEC.md:19: requirement STREAM-1 appears twice (first at line 5)"
+            "SPEC.md:21: requirement STREAM-1 appears twice (first at line 5)"
         );
     }
 
@@ -432,7 +631,7 @@ mod tests {
             ("#### FOO-1 [MUST] T", "unknown requirement prefix \"FOO\""),
             ("#### STREAM-1 [MUSTN'T] T", "unknown level"),
         ] {
-            let doc = format!("{heading}\n\nIt MUST.\n\nApplies to: client\n");
+            let doc = format!("{heading}\n\nIt MUST.\n\nBasis: profile\nApplies to: client\n");
             let e = Catalogue::parse(&doc).unwrap_err().to_string();
             assert!(e.contains(want), "{heading}: {e}");
         }
@@ -447,6 +646,121 @@ mod tests {
         assert!(matches!(e, SpecError::NoAppliesTo { .. }), "{e}");
         let e = Catalogue::parse("#### STANZA-1 [MUST] T\n\nApplies to: client\n").unwrap_err();
         assert!(matches!(e, SpecError::NoText { .. }), "{e}");
+    }
+
+    fn parse_one(basis: &str, applies: &str) -> Result<Requirement, SpecError> {
+        let doc = format!("#### STANZA-1 [MUST] T\n\nIt MUST.\n\n{basis}\nApplies to: {applies}\n");
+        Catalogue::parse(&doc).map(|c| c.get("STANZA-1").expect("parsed").clone())
+    }
+
+    #[test]
+    fn basis_lines_are_typed() {
+        let r = parse_one("Basis: rfc (XEP-0199 §4.1)", "client").expect("rfc");
+        assert_eq!(r.basis.kind, BasisKind::Rfc);
+        assert_eq!(r.basis.reference, "XEP-0199 §4.1");
+        assert_eq!(r.basis.describe(), "rfc (XEP-0199 §4.1)");
+        assert_eq!(r.basis.verdict_note(), None);
+        assert!(!r.gatekeeper_only);
+        assert!(!r.text.contains("Basis"), "{}", r.text);
+
+        let r = parse_one(
+            "Basis: profile (stricter than RFC 6120 §11.1, which says SHOULD)",
+            "client, gatekeeper",
+        )
+        .expect("profile");
+        assert_eq!(r.basis.kind, BasisKind::Profile);
+        assert_eq!(
+            r.basis.reference,
+            "stricter than RFC 6120 §11.1, which says SHOULD"
+        );
+        assert_eq!(
+            r.basis.verdict_note().as_deref(),
+            Some("profile requirement (not an RFC 6120 violation)")
+        );
+
+        let r = parse_one("Basis: profile (after XEP-0184 §5)", "client").expect("xep");
+        assert_eq!(
+            r.basis.verdict_note().as_deref(),
+            Some("profile requirement (not a XEP-0184 violation)")
+        );
+
+        let r = parse_one("Basis: profile; gatekeeper-only", "gatekeeper").expect("gk");
+        assert!(r.gatekeeper_only);
+        assert_eq!(r.basis.describe(), "profile");
+        assert_eq!(
+            r.basis.verdict_note().as_deref(),
+            Some("profile requirement (this profile's own rule, not an RFC's)")
+        );
+        let r = parse_one(
+            "Basis: rfc (RFC 6120 §7.1); gatekeeper-only",
+            "client, gatekeeper",
+        )
+        .expect("flag on a shared requirement");
+        assert!(r.gatekeeper_only);
+        assert_eq!(r.basis.reference, "RFC 6120 §7.1");
+    }
+
+    #[test]
+    fn missing_or_malformed_basis_is_an_error_with_its_line() {
+        let e = Catalogue::parse("#### STANZA-1 [MUST] T\n\nIt MUST.\n\nApplies to: client\n")
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "SPEC.md:1: requirement STANZA-1 lacks a `Basis:` line (SPEC.md §2.1)"
+        );
+        for (basis, applies, want) in [
+            (
+                "Basis: rfcs (RFC 6120 §4.4)",
+                "client",
+                "the kind is \"rfcs\"",
+            ),
+            ("Basis: rfc", "client", "names the section it restates"),
+            (
+                "Basis: rfc (RFC 6120)",
+                "client",
+                "names the section it restates",
+            ),
+            (
+                "Basis: rfc (see RFC 6120 §4.4)",
+                "client",
+                "names the section",
+            ),
+            ("Basis: profile ()", "client", "the parenthesis is empty"),
+            ("Basis: profile (unclosed", "client", "comes `(REFERENCE)`"),
+            ("Basis: profile stricter", "client", "comes `(REFERENCE)`"),
+            (
+                "Basis: profile",
+                "gatekeeper",
+                "must end with `; gatekeeper-only`",
+            ),
+        ] {
+            let e = parse_one(basis, applies).unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                matches!(e, SpecError::MalformedBasis { line: 5, .. }),
+                "{basis}: {shown}"
+            );
+            assert!(
+                shown.starts_with("SPEC.md:5: requirement STANZA-1: malformed `Basis:` line:"),
+                "{shown}"
+            );
+            assert!(shown.contains(want), "{basis}: {shown}");
+        }
+        // Not right before `Applies to:`, or twice.
+        let e = Catalogue::parse(
+            "#### STANZA-1 [MUST] T\n\nBasis: profile\n\nIt MUST.\n\nApplies to: client\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("SPEC.md:3: requirement STANZA-1: malformed `Basis:` line: it must be the line right before"),
+            "{e}"
+        );
+        let e = Catalogue::parse(
+            "#### STANZA-1 [MUST] T\n\nIt MUST.\n\nBasis: profile\nBasis: profile\nApplies to: client\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("SPEC.md:5:"), "{e}");
     }
 
     #[test]
@@ -506,6 +820,23 @@ mod tests {
                 c.iter().any(|r| r.id.starts_with(&format!("{prefix}-"))),
                 "no {prefix} requirement"
             );
+        }
+    }
+
+    #[test]
+    fn embedded_bases_are_consistent() {
+        let c = Catalogue::parse(EMBEDDED_SPEC).unwrap_or_else(|e| panic!("{e}"));
+        let rfc = c.iter().filter(|r| r.basis.kind == BasisKind::Rfc).count();
+        assert!(rfc >= 5, "only {rfc} rfc-based requirements");
+        for r in c.iter() {
+            // Appendix E: the driver interface is the harness's own.
+            if r.id.starts_with("DRIVER-") {
+                assert_eq!(r.basis.kind, BasisKind::Profile, "{}", r.id);
+            }
+            // A requirement that constrains the gatekeeper alone is never judged on an IUT.
+            if r.applies_to == ["gatekeeper"] {
+                assert!(r.gatekeeper_only, "{}", r.id);
+            }
         }
     }
 }

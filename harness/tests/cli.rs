@@ -332,3 +332,294 @@ fn an_unsupported_answer_is_not_applicable_never_a_pass() {
     assert_eq!(s["verdict"], "not-applicable", "{s}");
     assert_eq!(v["summary"]["pass"], 0);
 }
+
+/// The ids `gatecheck list --json ARGS` prints, in order.
+fn listed(args: &[&str]) -> Vec<String> {
+    let out = bin()
+        .arg("list")
+        .arg("--json")
+        .args(args)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0), "list {args:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
+            text(&v["id"]).to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn filter_is_repeatable_and_any_match_selects() {
+    let pings = listed(&["--filter", "stanza/ping"]);
+    let limits = listed(&["--filter", "stream/limit-*"]);
+    assert!(
+        !pings.is_empty() && !limits.is_empty(),
+        "{pings:?} {limits:?}"
+    );
+    let both = listed(&["--filter", "stanza/ping", "--filter", "stream/limit-*"]);
+    let mut want: Vec<String> = pings.iter().chain(&limits).cloned().collect();
+    want.sort();
+    want.dedup();
+    assert_eq!(both, want);
+    // The same selection drives `run`: filters that match nothing are a usage error there.
+    let out = bin()
+        .args([
+            "run",
+            "--filter",
+            "nothing-a",
+            "--filter",
+            "nothing-b",
+            "--iut",
+        ])
+        .arg(root().join("fixtures/iut/broken/dies-after-ready.toml"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no scenario matches"), "{err}");
+}
+
+#[test]
+fn profile_xmpp_core_lists_only_its_scenarios() {
+    let out = bin()
+        .args(["list", "--json", "--profile", "xmpp-core"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert!(lines.len() >= 5, "only {} xmpp-core scenarios", lines.len());
+    for l in &lines {
+        let profiles = l["profiles"].as_array().expect("profiles");
+        assert!(profiles.iter().any(|p| p == "xmpp-core"), "{l}");
+    }
+    let all = listed(&[]);
+    assert!(lines.len() < all.len());
+    for sub in ["list", "run"] {
+        let out = bin()
+            .args([sub, "--profile", "xmpp-kore"])
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a profile (known: xmpp-core)"), "{err}");
+    }
+}
+
+#[test]
+fn explain_shows_the_basis() {
+    let out = bin().args(["explain", "STANZA-7"]).output().expect("runs");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("\nBasis: rfc (XEP-0199 §4.1"), "{shown}");
+    assert!(!shown.contains("profile requirement"), "{shown}");
+    let out = bin().args(["explain", "STREAM-28"]).output().expect("runs");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("\nBasis: profile (stricter than RFC 6120 §11.1"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("profile requirement (not an RFC 6120 violation)"),
+        "{shown}"
+    );
+    let out = bin()
+        .args(["explain", "STREAM-28", "--json"])
+        .output()
+        .expect("runs");
+    let v = json_line(&out);
+    assert_eq!(v["basis"]["kind"], "profile", "{v}");
+    assert!(
+        text(&v["basis"]["reference"]).contains("RFC 6120 §11.1"),
+        "{v}"
+    );
+    assert_eq!(v["gatekeeper_only"], false, "{v}");
+    let out = bin()
+        .args(["explain", "STREAM-39", "--json"])
+        .output()
+        .expect("runs");
+    assert_eq!(json_line(&out)["gatekeeper_only"], true);
+}
+
+#[test]
+fn the_report_names_the_basis_of_each_cited_requirement() {
+    let (_, v) = run_broken("dies-after-ready", "stanza/ping");
+    let reqs = &v["requirements"];
+    for id in ["STANZA-7", "STANZA-3"] {
+        assert_eq!(reqs[id]["basis"]["kind"], "rfc", "{id}: {reqs}");
+        assert!(reqs[id].get("note").is_none(), "{id}: {reqs}");
+    }
+}
+
+/// A small suite and a stand-in reference provider, so that every figure is known.
+fn coverage_fixture() -> (PathBuf, PathBuf) {
+    let dir = tempdir("coverage");
+    let scenarios = dir.join("scenarios");
+    for (file, reqs) in [
+        ("stream/a.toml", "\"STREAM-13\""),
+        // STANZA-25 only the gatekeeper can break: cited, yet outside the IUT's figures.
+        ("stanza/b.toml", "\"STANZA-7\", \"STANZA-25\""),
+    ] {
+        let path = scenarios.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).expect("dir");
+        let id = file.trim_end_matches(".toml");
+        std::fs::write(
+            &path,
+            format!(
+                "id = \"{id}\"\ntitle = \"t\"\nrequirements = [{reqs}]\nrole = \"client\"\n\n[[step]]\nsleep = 1\n"
+            ),
+        )
+        .expect("write scenario");
+    }
+    let reference = dir.join("fake-reference");
+    std::fs::write(
+        &reference,
+        "#!/bin/sh\nprintf 'm1\\tSTREAM-13\\tbreaks the header\\nm2\\tSTANZA-7,STANZA-3\\tbreaks pings\\n'\n",
+    )
+    .expect("write reference");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&reference, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    (scenarios, reference)
+}
+
+#[test]
+fn coverage_counts_per_area() {
+    let (scenarios, reference) = coverage_fixture();
+    let catalogue = Catalogue::embedded();
+    let out = bin()
+        .args(["coverage", "--json", "--scenarios"])
+        .arg(&scenarios)
+        .arg("--reference")
+        .arg(&reference)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_line(&out);
+    assert_eq!(v["scenarios"], 2);
+    assert_eq!(v["mutants"]["status"], "listed", "{v}");
+    assert_eq!(v["mutants"]["count"], 2, "{v}");
+    let area = |name: &str| {
+        v["areas"]
+            .as_array()
+            .expect("areas")
+            .iter()
+            .find(|a| a["area"] == name)
+            .unwrap_or_else(|| panic!("no area {name}: {v}"))
+            .clone()
+    };
+    for (name, cited) in [("STREAM", 1), ("STANZA", 1), ("E2EE", 0)] {
+        let a = area(name);
+        let in_area: Vec<_> = catalogue
+            .iter()
+            .filter(|r| r.id.starts_with(&format!("{name}-")) && !r.withdrawn)
+            .collect();
+        let gk = in_area.iter().filter(|r| r.gatekeeper_only).count();
+        let testable = in_area.len() - gk;
+        assert_eq!(a["requirements"], in_area.len(), "{a}");
+        assert_eq!(a["gatekeeper_only"], gk, "{a}");
+        assert_eq!(a["iut_testable"], testable, "{a}");
+        assert_eq!(a["cited"], cited, "{a}");
+        assert_eq!(
+            a["missing"].as_array().unwrap().len(),
+            testable - cited,
+            "{a}"
+        );
+        // m1 breaks STREAM-13; m2 breaks STANZA-7 and STANZA-3.
+        let broken = match name {
+            "STREAM" => 1,
+            "STANZA" => 2,
+            _ => 0,
+        };
+        assert_eq!(a["no_mutant"], testable - broken, "{a}");
+    }
+    assert!(
+        !area("STANZA")["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "STANZA-25" || m == "STANZA-7"),
+        "gatekeeper-only and cited requirements are not missing"
+    );
+    assert_eq!(v["total"]["requirements"], catalogue.len());
+    assert_eq!(v["total"]["cited"], 2);
+
+    // The table: one row per area and a total, the no-mutant column, the uncited IDs.
+    let out = bin()
+        .args(["coverage", "--missing", "--scenarios"])
+        .arg(&scenarios)
+        .arg("--reference")
+        .arg(&reference)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines[0], "area      reqs  rfc  gk-only  IUT  cited  coverage  no mutant",
+        "{table}"
+    );
+    let stream = area("STREAM");
+    let n = |key: &str| {
+        stream[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key}: {stream}"))
+    };
+    assert_eq!(
+        lines[1],
+        format!(
+            "STREAM   {:>5} {:>4} {:>8} {:>4} {:>6} {:>8}% {:>10}",
+            n("requirements"),
+            n("rfc"),
+            n("gatekeeper_only"),
+            n("iut_testable"),
+            1,
+            100 / n("iut_testable"),
+            n("no_mutant")
+        ),
+        "{table}"
+    );
+    let areas = v["areas"].as_array().expect("areas").len();
+    assert!(lines[areas + 1].starts_with("total "), "{table}");
+    assert!(table.contains("none of the 2 mutants"), "{table}");
+    assert!(
+        table.contains("\nuncited IUT-testable requirements:\n"),
+        "{table}"
+    );
+    let stream_missing = lines
+        .iter()
+        .find(|l| l.starts_with("  STREAM "))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(!stream_missing.split_whitespace().any(|w| w == "STREAM-13"));
+    assert!(stream_missing.split_whitespace().any(|w| w == "STREAM-1"));
+
+    // Without a reference provider the column is left out, and the table says why.
+    let out = bin()
+        .args(["coverage", "--scenarios"])
+        .arg(&scenarios)
+        .args(["--reference", "/nonexistent/gatecheck-reference"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        table.lines().next(),
+        Some("area      reqs  rfc  gk-only  IUT  cited  coverage"),
+        "{table}"
+    );
+    assert!(
+        table.contains(
+            "no mutant: column skipped, gatecheck-reference not found at /nonexistent/gatecheck-reference."
+        ),
+        "{table}"
+    );
+    assert!(!table.contains("uncited"), "{table}");
+}

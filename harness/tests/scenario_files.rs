@@ -5,7 +5,7 @@ use std::path::Path;
 
 use gatecheck::roles::gatekeeper_server::req;
 use gatecheck::scenario::{Scenario, SuiteDirs, load_suite};
-use gatecheck::spec::Catalogue;
+use gatecheck::spec::{BasisKind, Catalogue};
 
 #[test]
 fn the_bundled_suite_loads_and_cites_only_spec_ids() {
@@ -18,6 +18,41 @@ fn the_bundled_suite_loads_and_cites_only_spec_ids() {
     for s in &suite {
         for r in &s.requirements {
             assert!(Catalogue::embedded().contains(r), "{} cites {r}", s.id);
+        }
+    }
+}
+
+/// `profiles = ["xmpp-core"]` promises that a plain XMPP implementation is judged only on
+/// RFC 6120/6121 (and the XEPs they name) at their RFC level: every requirement such a
+/// scenario cites has an `rfc` basis in SPEC.md, and none is one only the gatekeeper breaks.
+#[test]
+fn xmpp_core_scenarios_cite_only_rfc_requirements() {
+    let dirs = SuiteDirs::bundled();
+    let catalogue = Catalogue::embedded();
+    let suite = load_suite(&dirs, catalogue).expect("bundled suite loads");
+    let core: Vec<_> = suite
+        .iter()
+        .filter(|s| s.profiles.iter().any(|p| p == "xmpp-core"))
+        .collect();
+    assert!(core.len() >= 5, "only {} xmpp-core scenarios", core.len());
+    for s in core {
+        for id in &s.requirements {
+            let r = catalogue.get(id).expect("cited requirement exists");
+            assert_eq!(
+                r.basis.kind,
+                BasisKind::Rfc,
+                "{} is xmpp-core but cites {id}, whose basis is {}",
+                s.id,
+                r.basis.describe()
+            );
+            assert!(!r.gatekeeper_only, "{} cites {id}", s.id);
+        }
+        // The checks a step attributes to a requirement of its own are covered too.
+        for step in &s.steps {
+            if let Some(id) = &step.requirement {
+                let r = catalogue.get(id).expect("step requirement exists");
+                assert_eq!(r.basis.kind, BasisKind::Rfc, "{} step cites {id}", s.id);
+            }
         }
     }
 }
@@ -100,6 +135,14 @@ fn mistakes_are_reported_with_file_and_line() {
             "stream/example.toml:7: unknown field `sendd`",
         ),
         (HEAD, "stream/example.toml:1: missing field `step`"),
+        (
+            &format!("{HEAD}profiles = [\"xmpp-kore\"]\n[[step]]\nsleep = 1\n"),
+            "stream/example.toml:5: unknown profile \"xmpp-kore\" in profiles (known: xmpp-core)",
+        ),
+        (
+            &format!("{HEAD}profiles = [\"xmpp-core\", \"xmpp-core\"]\n[[step]]\nsleep = 1\n"),
+            "stream/example.toml:5: profile \"xmpp-core\" is listed twice",
+        ),
         (
             &format!("{HEAD}\n[[step]]\nsleep = 5\nrequirement = \"STANZA-7\"\n"),
             "stream/example.toml:6: step requirement STANZA-7 is not among the scenario's requirements",

@@ -3,10 +3,12 @@
 
 pub mod terminal;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::runner::{ScenarioResult, Summary};
+use crate::spec::{Basis, Catalogue, Level};
 
 /// Version of the report.json layout.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -30,6 +32,43 @@ pub struct Report<'a> {
     pub iut: &'a IutInfo,
     pub summary: &'a Summary,
     pub scenarios: &'a [ScenarioResult],
+    /// Every requirement the run's scenarios cite or its failures name, with its basis
+    /// (SPEC.md §2.1): a failure of a `profile` requirement is no violation of the RFC.
+    pub requirements: BTreeMap<String, CitedRequirement>,
+}
+
+/// A requirement as report.json describes it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CitedRequirement {
+    pub level: Level,
+    pub basis: Basis,
+    /// For a `profile` requirement: `profile requirement (not an RFC 6120 violation)`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The requirements `results` cite or fail on, looked up in the embedded SPEC.md.
+pub fn cited_requirements(results: &[ScenarioResult]) -> BTreeMap<String, CitedRequirement> {
+    let catalogue = Catalogue::embedded();
+    results
+        .iter()
+        .flat_map(|r| {
+            r.requirements
+                .iter()
+                .chain(r.failure.as_ref().and_then(|f| f.requirement.as_ref()))
+        })
+        .filter_map(|id| {
+            let req = catalogue.get(id)?;
+            Some((
+                id.clone(),
+                CitedRequirement {
+                    level: req.level,
+                    basis: req.basis.clone(),
+                    note: req.basis.verdict_note(),
+                },
+            ))
+        })
+        .collect()
 }
 
 /// A run id that sorts by time: `20261126T063000Z-s<seed>`.

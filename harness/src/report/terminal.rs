@@ -95,7 +95,12 @@ impl<W: Write> TerminalReporter<W> {
                 _ => "setup".to_string(),
             };
             let req = f.requirement.as_deref().unwrap_or("-");
-            let _ = writeln!(self.out, "       at {at}, requirement {req}");
+            // A profile requirement's failure says so: it is no violation of the RFC.
+            let note = (crate::spec::Catalogue::embedded().get(req))
+                .and_then(|r| r.basis.verdict_note())
+                .map(|n| format!(", a {n}"))
+                .unwrap_or_default();
+            let _ = writeln!(self.out, "       at {at}, requirement {req}{note}");
             let _ = writeln!(self.out, "       expected: {}", one_line(&f.expected));
             let _ = writeln!(self.out, "       got:      {}", one_line(&f.got));
         }
@@ -176,6 +181,32 @@ mod tests {
             transcript: None,
             iut_stderr: None,
         }
+    }
+
+    #[test]
+    fn a_profile_failure_is_not_called_an_rfc_violation() {
+        let mut out = Vec::new();
+        let mut r = TerminalReporter::new(&mut out, "gatecheck run".into(), false);
+        let mut fail = result(
+            "stanza/iq-two-children",
+            Verdict::Fail,
+            Some(crate::runner::Failure {
+                step: Some(3),
+                line: Some(9),
+                requirement: Some("STANZA-4".into()),
+                expected: "bad-request".into(),
+                got: "service-unavailable".into(),
+            }),
+        );
+        fail.requirements = vec!["STANZA-4".into()];
+        r.line(&fail);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains(
+                "at step 3 (line 9), requirement STANZA-4, a profile requirement (not an RFC 6120 violation)"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

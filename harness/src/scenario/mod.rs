@@ -66,6 +66,8 @@ pub struct Scenario {
     /// Patterns of IUT stanzas that may arrive at any time without failing the scenario.
     pub ignore: Vec<String>,
     pub timeout_ms: Option<u64>,
+    /// Named subsets of the suite the scenario belongs to (`xmpp-core`).
+    pub profiles: Vec<String>,
     pub steps: Vec<Step>,
     pub path: PathBuf,
 }
@@ -87,6 +89,8 @@ struct RawScenario {
     ignore: Vec<String>,
     #[serde(default)]
     timeout_ms: Option<u64>,
+    #[serde(default)]
+    profiles: Option<toml::Spanned<Vec<String>>>,
     #[serde(rename = "step")]
     steps: Vec<toml::Spanned<step::RawStep>>,
 }
@@ -101,6 +105,13 @@ pub const KNOWN_CAPABILITIES: &[&str] = &[
     "push",
     "proxy",
 ];
+
+/// Profiles a scenario may belong to (`profiles = [...]`, `--profile NAME`).
+///
+/// `xmpp-core`: every requirement the scenario cites has an `rfc` basis in SPEC.md, and
+/// what its steps check is what RFC 6120/6121 (or the XEP they name) requires of that
+/// party, at the RFC's level: a plain XMPP implementation is measured fairly by it.
+pub const KNOWN_PROFILES: &[&str] = &["xmpp-core"];
 
 /// Where scenario files and fixtures live, for resolving `send_fixture` paths.
 #[derive(Debug, Clone)]
@@ -211,6 +222,29 @@ impl Scenario {
                 })?)
             }
         };
+        let profiles = match raw.profiles {
+            None => Vec::new(),
+            Some(p) => {
+                let at = p.span().start;
+                let p = p.into_inner();
+                let mut seen = BTreeSet::new();
+                for name in &p {
+                    if !KNOWN_PROFILES.contains(&name.as_str()) {
+                        return Err(err(
+                            at,
+                            format!(
+                                "unknown profile {name:?} in profiles (known: {})",
+                                KNOWN_PROFILES.join(", ")
+                            ),
+                        ));
+                    }
+                    if !seen.insert(name) {
+                        return Err(err(at, format!("profile {name:?} is listed twice")));
+                    }
+                }
+                p
+            }
+        };
         let mut needs = raw.needs;
         if let Some(t) = transport {
             let cap = format!("transport.{t}");
@@ -252,6 +286,7 @@ impl Scenario {
             strict_presence: raw.strict_presence,
             ignore: raw.ignore,
             timeout_ms: raw.timeout_ms,
+            profiles,
             steps,
             path: path.to_path_buf(),
         })
@@ -332,17 +367,20 @@ fn collect_toml(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ScenarioE
     }
 }
 
-/// Selects scenarios by `--filter` (glob with `*`, else substring), `--scenario`
-/// (exact ids) and `--partition K/N` (every N-th scenario of the sorted suite).
+/// Selects scenarios by `--filter` (glob with `*`, else substring; repeatable, any match
+/// selects), `--profile` (the scenario lists it in `profiles`), `--scenario` (exact ids)
+/// and `--partition K/N` (every N-th scenario of what the others selected).
 pub fn select<'a>(
     scenarios: &'a [Scenario],
-    filter: Option<&str>,
+    filters: &[String],
+    profile: Option<&str>,
     exact: &[String],
     partition: Option<(usize, usize)>,
 ) -> Vec<&'a Scenario> {
     scenarios
         .iter()
-        .filter(|s| filter.is_none_or(|f| filter_matches(f, &s.id)))
+        .filter(|s| filters.is_empty() || filters.iter().any(|f| filter_matches(f, &s.id)))
+        .filter(|s| profile.is_none_or(|p| s.profiles.iter().any(|q| q == p)))
         .filter(|s| exact.is_empty() || exact.iter().any(|e| e == &s.id))
         .enumerate()
         .filter(|(i, _)| partition.is_none_or(|(k, n)| i % n == k - 1))
@@ -396,7 +434,7 @@ mod tests {
         let mut seen: Vec<&str> = Vec::new();
         for k in 1..=3 {
             seen.extend(
-                select(&suite, None, &[], Some((k, 3)))
+                select(&suite, &[], None, &[], Some((k, 3)))
                     .iter()
                     .map(|s| s.id.as_str()),
             );
@@ -404,8 +442,50 @@ mod tests {
         seen.sort();
         let all: Vec<&str> = suite.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(seen, all);
-        let exact = select(&suite, None, &["stanza/ping".to_string()], None);
+        let exact = select(&suite, &[], None, &["stanza/ping".to_string()], None);
         assert_eq!(exact.len(), 1);
+    }
+
+    #[test]
+    fn filters_and_profile_select() {
+        let dirs = SuiteDirs::bundled();
+        let suite = load_suite(&dirs, Catalogue::embedded()).expect("bundled suite loads");
+        let ids = |v: Vec<&Scenario>| -> Vec<String> { v.iter().map(|s| s.id.clone()).collect() };
+        let both = ids(select(
+            &suite,
+            &["stanza/ping".into(), "*whitespace*".into()],
+            None,
+            &[],
+            None,
+        ));
+        assert_eq!(
+            both,
+            [
+                "stanza/ping",
+                "stanza/ping-from-user",
+                "stream/whitespace-keepalive"
+            ]
+        );
+        let none = select(&suite, &["no-such-scenario".into()], None, &[], None);
+        assert!(none.is_empty());
+        let core = ids(select(&suite, &[], Some("xmpp-core"), &[], None));
+        assert!(core.contains(&"stanza/ping".to_string()), "{core:?}");
+        assert!(
+            !core.contains(&"transport/noise-session".to_string()),
+            "{core:?}"
+        );
+        let core_stream = ids(select(
+            &suite,
+            &["stream/".into()],
+            Some("xmpp-core"),
+            &[],
+            None,
+        ));
+        assert!(
+            core_stream
+                .iter()
+                .all(|id| id.starts_with("stream/") && core.contains(id))
+        );
     }
 
     #[test]
