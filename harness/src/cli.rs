@@ -8,9 +8,10 @@ use clap::{Parser, Subcommand};
 
 use crate::exit;
 use crate::iut::IutConfig;
+use crate::iut::procs;
 use crate::report::terminal::{TerminalReporter, live_progress};
 use crate::report::{self, IutInfo, Report};
-use crate::runner::{self, RunOptions};
+use crate::runner::{self, RunOptions, StopHandle, StopSignal};
 use crate::scenario::{self, SuiteDirs};
 use crate::spec::Catalogue;
 use crate::wire::{Limits, check_document};
@@ -299,11 +300,28 @@ fn cmd_run(args: RunArgs) -> i32 {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
+    // Daemons an IUT double-forks are re-parented here, so that they can be killed too.
+    if let Err(e) = procs::become_subreaper() {
+        eprintln!(
+            "gatecheck: warning: cannot become a child subreaper ({e}): a daemon an IUT double-forks may outlive its scenario"
+        );
+    }
+    let (stop_handle, stop) = StopSignal::new();
+    if let Err(e) = runtime.block_on(watch_signals(stop_handle)) {
+        return fail(format!("cannot install the SIGINT/SIGTERM handlers: {e}"));
+    }
     let stdout = std::io::stdout();
     let mut reporter = TerminalReporter::new(stdout.lock(), rerun, live_progress());
-    let (results, summary) = runtime.block_on(runner::run(&selected, &iut, &opts, |ev| {
-        reporter.handle(ev)
-    }));
+    let outcome = runtime.block_on(runner::run_until(
+        &selected,
+        &iut,
+        &opts,
+        Some(stop),
+        |ev| reporter.handle(ev),
+    ));
+    // Anything still registered (a task the watchdog abandoned) goes now.
+    procs::kill_every_live();
+    let summary = outcome.summary;
     let run_id = report::run_id(seed);
     let info = IutInfo {
         name: iut.name.clone(),
@@ -318,8 +336,11 @@ fn cmd_run(args: RunArgs) -> i32 {
         harness_version: env!("CARGO_PKG_VERSION"),
         iut: &info,
         summary: &summary,
-        scenarios: &results,
-        requirements: report::cited_requirements(&results),
+        interrupted: outcome.interrupted.as_deref(),
+        harness: report::HarnessInfo::measure(),
+        scenarios: &outcome.results,
+        not_run: &outcome.not_run,
+        requirements: report::cited_requirements(&outcome.results),
     };
     match report::write_json(&args.report_dir, &report) {
         Ok(path) => println!("report: {}", path.display()),
@@ -330,11 +351,46 @@ fn cmd_run(args: RunArgs) -> i32 {
             ));
         }
     }
+    if let Some(signal) = &outcome.interrupted {
+        eprintln!(
+            "gatecheck: interrupted by {signal}: {} scenario(s) not run (listed in the report)",
+            outcome.not_run.len()
+        );
+        return exit::for_signal(signal);
+    }
     if summary.all_passed() {
         exit::OK
     } else {
         exit::FAILED
     }
+}
+
+/// Installs the SIGINT/SIGTERM handlers of `gatecheck run`. The first signal stops the run
+/// (no new scenario, running ones torn down within the grace, report written); a second
+/// one kills every IUT process and exits at once, without a report.
+async fn watch_signals(stop: StopHandle) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::spawn(async move {
+        let first = tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        };
+        eprintln!(
+            "\ngatecheck: {first}: stopping; running scenarios end within {} ms and the report is written (send it again to quit at once)",
+            crate::runner::TEARDOWN_GRACE.as_millis()
+        );
+        stop.stop(first);
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        eprintln!("gatecheck: second signal: IUT processes killed, no report written");
+        procs::kill_every_live();
+        std::process::exit(exit::for_signal(first));
+    });
+    Ok(())
 }
 
 fn fresh_seed() -> u64 {

@@ -6,3 +6,16 @@ pub const OK: i32 = 0;
 pub const FAILED: i32 = 1;
 /// Usage error, bad scenario or IUT file, or a harness fault.
 pub const ERROR: i32 = 2;
+/// The run was stopped by SIGINT (128 + 2, as shells report it); the report was written.
+pub const INTERRUPTED: i32 = 130;
+/// The run was stopped by SIGTERM (128 + 15); the report was written.
+pub const TERMINATED: i32 = 143;
+
+/// The exit code for a run stopped by `signal` (`SIGINT` or `SIGTERM`).
+pub fn for_signal(signal: &str) -> i32 {
+    if signal == "SIGTERM" {
+        TERMINATED
+    } else {
+        INTERRUPTED
+    }
+}

@@ -16,7 +16,7 @@ pub const EMBEDDED_SPEC: &str = include_str!("../../SPEC.md");
 
 /// Requirement ID prefixes the profile defines, in document order.
 pub const PREFIXES: &[&str] = &[
-    "STREAM", "STANZA", "E2EE", "ENROLL", "IDPROOF", "AUTH", "PUSH", "MEDIA", "PROXY",
+    "STREAM", "STANZA", "E2EE", "ENROLL", "IDPROOF", "AUTH", "PUSH", "MEDIA", "PROXY", "DRIVER",
 ];
 
 /// RFC 2119 requirement level.
@@ -304,6 +304,34 @@ pub struct SizeLimit {
     pub refuse_above: u64,
     /// 1-based line of the row in SPEC.md.
     pub line: usize,
+}
+
+/// The time bound that the `| item | value | requirement |` table of Appendix B gives a
+/// requirement, when its value is a number of seconds (`10 s`, `5 s`). Steps that wait for
+/// something SPEC.md bounds in time wait that bound, never less.
+pub fn time_bound(text: &str, requirement: &str) -> Option<std::time::Duration> {
+    let start = text.find("## Appendix B")?;
+    let section = &text[start..];
+    let section = section[3..]
+        .find("\n## ")
+        .map_or(section, |end| &section[..end + 3]);
+    section.lines().find_map(|line| {
+        let inner = line.trim().strip_prefix('|')?.strip_suffix('|')?;
+        let cells: Vec<&str> = inner.split('|').map(str::trim).collect();
+        let [_, value, reqs] = cells.as_slice() else {
+            return None;
+        };
+        if !reqs.split(',').any(|r| r.trim() == requirement) {
+            return None;
+        }
+        let secs: u64 = value.strip_suffix(" s")?.trim().parse().ok()?;
+        Some(std::time::Duration::from_secs(secs))
+    })
+}
+
+/// The time bound of `requirement` in the embedded SPEC.md.
+pub fn embedded_time_bound(requirement: &str) -> Option<std::time::Duration> {
+    time_bound(EMBEDDED_SPEC, requirement)
 }
 
 /// The rows of the `| limit | accept at least | refuse above |` table in the Appendix B
@@ -809,6 +837,17 @@ mod tests {
         for r in &rows {
             assert!(r.accept_at_least <= r.refuse_above, "{r:?}");
         }
+    }
+
+    #[test]
+    fn time_bounds_come_from_the_appendix_b_table() {
+        let b = |id| embedded_time_bound(id).map(|d| d.as_secs());
+        assert_eq!(b("STANZA-3"), Some(10));
+        assert_eq!(b("STREAM-26"), Some(5));
+        assert_eq!(b("STREAM-27"), Some(5));
+        // Values that are not plain seconds, and requirements without a row, have none.
+        assert_eq!(b("STREAM-34"), None);
+        assert_eq!(b("STANZA-2"), None);
     }
 
     #[test]

@@ -136,6 +136,34 @@ fn mistakes_are_reported_with_file_and_line() {
         ),
         (HEAD, "stream/example.toml:1: missing field `step`"),
         (
+            &format!("{HEAD}\n[[step]]\nhttp = {{ method = \"GET\", path = \"/\" }}\n"),
+            "stream/example.toml:6: `http` talks to a provider server: it needs role = \"server\"",
+        ),
+        (
+            "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"AUTH-1\"]\nrole = \"server\"\n[[step]]\nexpect_event = { event = \"ready\" }\n",
+            "stream/example.toml:5: `expect_event` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http and sleep)",
+        ),
+        (
+            "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"AUTH-1\"]\nrole = \"server\"\n[[step]]\ndriver = { cmd = \"connect\" }\n",
+            "stream/example.toml:5: `driver` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http and sleep)",
+        ),
+        (
+            "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"STREAM-34\"]\nrole = \"client\"\n[[step]]\nsleep = 1\n",
+            "stream/example.toml:5: STREAM-34 is a MAY: it permits, so no failure can be charged to it (cite the MUST it implies first, or set the step's requirement)",
+        ),
+        (
+            &format!(
+                "{HEAD}\n[[step]]\nexpect_stream_error = {{ pass = [\"restricted-xml\"], warn = [\"*\"], should = \"STREAM-13\" }}\n"
+            ),
+            "stream/example.toml:6: expect_stream_error: should = \"STREAM-13\" is not a SHOULD-level requirement",
+        ),
+        (
+            &format!(
+                "{HEAD}\n[[step]]\nexpect_stream_error = {{ pass = [\"restricted-xml\"], warn = [\"*\"] }}\n"
+            ),
+            "stream/example.toml:6: expect_stream_error: `warn` conditions and the SHOULD requirement they miss (`should`) go together",
+        ),
+        (
             &format!("{HEAD}profiles = [\"xmpp-kore\"]\n[[step]]\nsleep = 1\n"),
             "stream/example.toml:5: unknown profile \"xmpp-kore\" in profiles (known: xmpp-core)",
         ),

@@ -4,14 +4,17 @@
 //! Everything the IUT prints is hostile input: lines are bounded, non-JSON
 //! lines become `Bad` messages, and stderr is kept only as a bounded tail.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use super::Launch;
+use super::procs::{ProcessTree, TOKEN_ENV};
 
 /// Longest driver line accepted, in bytes.
 pub const MAX_LINE: usize = 1 << 20;
@@ -20,36 +23,138 @@ pub const MAX_LINE: usize = 1 << 20;
 pub const QUEUE: usize = 1024;
 /// How much of the IUT's stderr is kept for the report.
 const STDERR_TAIL: usize = 16 * 1024;
+/// How long writing one command may take before the IUT counts as not reading its stdin.
+const WRITE_LIMIT: Duration = Duration::from_millis(1000);
+
+/// One driver event, stamped when its line arrived.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub at: Instant,
+    /// The whole JSON object, for matching against a scenario's expected fields.
+    pub raw: serde_json::Value,
+    /// Its `event` member.
+    pub name: String,
+    /// Its `seq` member, when present.
+    pub seq: Option<u64>,
+}
+
+impl Event {
+    /// A string member of the event.
+    pub fn str(&self, member: &str) -> Option<&str> {
+        self.raw.get(member).and_then(|v| v.as_str())
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.raw)
+    }
+}
 
 /// What arrives from the IUT's stdout.
 #[derive(Debug, Clone)]
 pub enum DriverMsg {
-    /// A JSON object with an `event` field.
-    Event(serde_json::Value),
+    Event(Event),
     /// A line that is not a driver event (kept for the transcript and the failure).
-    Bad { line: String, why: String },
+    Bad {
+        at: Instant,
+        line: String,
+        why: String,
+    },
     /// stdout closed: the IUT exited or closed its end.
     Eof,
 }
 
-/// A running client IUT.
+/// The commands sent to one IUT, so that every `seq` an event claims can be checked.
+#[derive(Debug, Default)]
+pub struct SeqLedger {
+    /// seq → (command name, answered).
+    sent: BTreeMap<u64, (String, bool)>,
+}
+
+/// Events that answer the command whose `seq` they carry (DRIVER.md §1).
+fn answers(event: &str, cmd: &str) -> bool {
+    match event {
+        "connected" => cmd == "connect",
+        "error" | "unsupported" => true,
+        "disconnected" => cmd == "disconnect" || cmd == "shutdown",
+        _ => false,
+    }
+}
+
+impl SeqLedger {
+    pub fn sent(&mut self, seq: u64, cmd: &str) {
+        self.sent.insert(seq, (cmd.to_string(), false));
+    }
+
+    /// Checks an event's `seq` against the commands sent: it must name one, an answer
+    /// must fit its command and come once, and `connected`/`unsupported` must carry one.
+    pub fn check(&mut self, ev: &Event) -> Result<(), String> {
+        let Some(seq) = ev.seq else {
+            return match ev.name.as_str() {
+                "connected" | "unsupported" => Err(format!(
+                    "`{}` answers a command, so it must carry that command's seq",
+                    ev.name
+                )),
+                _ => Ok(()),
+            };
+        };
+        let last = self.sent.keys().next_back().copied();
+        let Some((cmd, answered)) = self.sent.get_mut(&seq) else {
+            return Err(match last {
+                Some(l) => {
+                    format!("seq {seq} names no command the harness sent (it sent seq 1 to {l})")
+                }
+                None => format!("seq {seq} names no command: the harness has sent none"),
+            });
+        };
+        if ev.name == "connected" && cmd != "connect" {
+            return Err(format!(
+                "`connected` answers connect, but seq {seq} was `{cmd}`"
+            ));
+        }
+        if ev.name == "unsupported" && ev.str("cmd").is_some_and(|c| c != cmd) {
+            return Err(format!(
+                "`unsupported` names a command other than seq {seq}'s `{cmd}`"
+            ));
+        }
+        if answers(&ev.name, cmd) {
+            if *answered {
+                return Err(format!("seq {seq} (`{cmd}`) was already answered"));
+            }
+            *answered = true;
+        }
+        Ok(())
+    }
+}
+
+/// A running IUT process (a driven client, or a provider server).
 pub struct DriverProcess {
     child: Child,
+    tree: ProcessTree,
     stdin: Option<ChildStdin>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
     stderr_task: Option<tokio::task::JoinHandle<()>>,
     next_seq: u64,
+    pub ledger: SeqLedger,
 }
 
 impl DriverProcess {
-    /// Starts the IUT; its stdout is parsed into `tx`.
-    pub fn spawn(launch: &Launch, tx: mpsc::Sender<DriverMsg>) -> std::io::Result<DriverProcess> {
+    /// Starts the IUT in its own process group, marked with `token`; its stdout is parsed
+    /// into `tx`.
+    pub fn spawn(
+        launch: &Launch,
+        token: &str,
+        tx: mpsc::Sender<DriverMsg>,
+    ) -> std::io::Result<DriverProcess> {
         let mut cmd = Command::new(&launch.command);
         cmd.args(&launch.args)
             .envs(&launch.env)
+            .env(TOKEN_ENV, token)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         if let Some(cwd) = &launch.cwd {
             cmd.current_dir(cwd);
@@ -60,6 +165,7 @@ impl DriverProcess {
                 format!("cannot start {}: {e}", launch.command.display()),
             )
         })?;
+        let tree = ProcessTree::adopt(child.id().unwrap_or(0), token.to_string());
         let stdin = child.stdin.take();
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         if let Some(out) = child.stdout.take() {
@@ -71,17 +177,25 @@ impl DriverProcess {
             .map(|err| tokio::spawn(keep_tail(err, stderr_tail.clone())));
         Ok(DriverProcess {
             child,
+            tree,
             stdin,
             stderr_tail,
             stderr_task,
             next_seq: 1,
+            ledger: SeqLedger::default(),
         })
     }
 
-    /// Sends a command object, adding `seq`; returns the line sent and its seq.
+    /// Sends a command object, adding `seq`; returns the line sent and its seq. An IUT
+    /// that does not take a command within a second is not reading its stdin.
     pub async fn send(&mut self, mut command: serde_json::Value) -> std::io::Result<(u64, String)> {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let name = command
+            .get("cmd")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default()
+            .to_string();
         if let Some(obj) = command.as_object_mut() {
             obj.insert("seq".into(), serde_json::Value::from(seq));
         }
@@ -90,8 +204,23 @@ impl DriverProcess {
         let stdin = self.stdin.as_mut().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "IUT stdin is closed")
         })?;
-        stdin.write_all(line.as_bytes()).await?;
-        stdin.flush().await?;
+        let write = async {
+            stdin.write_all(line.as_bytes()).await?;
+            stdin.flush().await
+        };
+        match tokio::time::timeout(WRITE_LIMIT, write).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the IUT took no command for {} ms: it does not read its stdin",
+                        WRITE_LIMIT.as_millis()
+                    ),
+                ));
+            }
+        }
+        self.ledger.sent(seq, &name);
         line.pop();
         Ok((seq, line))
     }
@@ -102,10 +231,7 @@ impl DriverProcess {
     }
 
     /// The exit status, waiting up to `wait` for a process that is ending to be reaped.
-    pub async fn exit_status_within(
-        &mut self,
-        wait: std::time::Duration,
-    ) -> Option<std::process::ExitStatus> {
+    pub async fn exit_status_within(&mut self, wait: Duration) -> Option<std::process::ExitStatus> {
         tokio::time::timeout(wait, self.child.wait())
             .await
             .ok()
@@ -116,8 +242,13 @@ impl DriverProcess {
     /// closed (or after a short wait, if a child of the IUT keeps it open).
     pub async fn stderr_tail(&mut self) -> String {
         if let Some(task) = self.stderr_task.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_millis(300), task).await;
+            let _ = tokio::time::timeout(Duration::from_millis(300), task).await;
         }
+        self.stderr_now()
+    }
+
+    /// The stderr tail as it is now, without waiting.
+    pub fn stderr_now(&self) -> String {
         let tail = self
             .stderr_tail
             .lock()
@@ -126,24 +257,30 @@ impl DriverProcess {
         String::from_utf8_lossy(&tail).into_owned()
     }
 
-    /// Kills the process and reaps it.
+    /// Kills the process with everything it started, and reaps it.
     pub async fn kill(&mut self) {
         self.stdin = None;
-        let _ = self.child.kill().await;
+        self.tree.kill_all();
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.child.wait()).await;
     }
 
-    /// Asks politely (shutdown command, stdin closed), then kills after `grace`.
-    pub async fn stop(&mut self, grace: std::time::Duration) {
+    /// Asks politely (shutdown command, stdin closed), then, after `grace`, kills the
+    /// process and everything it started, whether or not it exited.
+    pub async fn stop(&mut self, grace: Duration) {
         if self.try_exit_status().is_none() {
             let _ = self.send(serde_json::json!({"cmd": "shutdown"})).await;
         }
         self.stdin = None;
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
-            let _ = self.child.kill().await;
-        }
+        let _ = tokio::time::timeout(grace, self.child.wait()).await;
+        self.kill().await;
+    }
+
+    /// Kills at once, without waiting for anything (a scenario out of time).
+    pub fn kill_now(&mut self) {
+        self.stdin = None;
+        self.tree.kill_all();
+        let _ = self.child.start_kill();
     }
 }
 
@@ -162,7 +299,7 @@ async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::Sender<DriverMsg
                 discarding = false;
             } else {
                 buf.extend_from_slice(&rest[..pos]);
-                let msg = parse_line(&buf);
+                let msg = parse_line(&buf, Instant::now());
                 if tx.send(msg).await.is_err() {
                     return;
                 }
@@ -176,6 +313,7 @@ async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::Sender<DriverMsg
                 let head = String::from_utf8_lossy(&buf[..80]).into_owned();
                 let _ = tx
                     .send(DriverMsg::Bad {
+                        at: Instant::now(),
                         line: format!("{head}…"),
                         why: format!("driver line longer than {MAX_LINE} bytes"),
                     })
@@ -186,26 +324,38 @@ async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::Sender<DriverMsg
         }
     }
     if !buf.is_empty() && !discarding {
-        let _ = tx.send(parse_line(&buf)).await;
+        let _ = tx.send(parse_line(&buf, Instant::now())).await;
     }
     let _ = tx.send(DriverMsg::Eof).await;
 }
 
-fn parse_line(bytes: &[u8]) -> DriverMsg {
+fn parse_line(bytes: &[u8], at: Instant) -> DriverMsg {
     let line = String::from_utf8_lossy(bytes)
         .trim_end_matches('\r')
         .to_string();
-    match serde_json::from_str::<serde_json::Value>(&line) {
-        Ok(v) if v.get("event").and_then(|e| e.as_str()).is_some() => DriverMsg::Event(v),
-        Ok(_) => DriverMsg::Bad {
+    let bad = |line: String, why: String| DriverMsg::Bad { at, line, why };
+    let raw = match serde_json::from_str::<serde_json::Value>(&line) {
+        Ok(v) => v,
+        Err(e) => return bad(line, format!("not JSON: {e}")),
+    };
+    let Some(name) = raw
+        .get("event")
+        .and_then(|e| e.as_str())
+        .map(str::to_string)
+    else {
+        return bad(
             line,
-            why: "a driver event must be a JSON object with a string `event`".into(),
+            "a driver event must be a JSON object with a string `event`".into(),
+        );
+    };
+    let seq = match raw.get("seq") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(n) => Some(n),
+            None => return bad(line, "`seq` must be a non-negative integer".into()),
         },
-        Err(e) => DriverMsg::Bad {
-            line,
-            why: format!("not JSON: {e}"),
-        },
-    }
+    };
+    DriverMsg::Event(Event { at, raw, name, seq })
 }
 
 async fn keep_tail<R: AsyncRead + Unpin>(mut err: R, tail: Arc<Mutex<Vec<u8>>>) {
@@ -280,14 +430,70 @@ mod tests {
     #[test]
     fn lines_are_classified() {
         assert!(matches!(
-            parse_line(br#"{"event":"ready"}"#),
+            parse_line(br#"{"event":"ready"}"#, Instant::now()),
             DriverMsg::Event(_)
         ));
         assert!(matches!(
-            parse_line(br#"{"cmd":"x"}"#),
+            parse_line(br#"{"cmd":"x"}"#, Instant::now()),
             DriverMsg::Bad { .. }
         ));
-        assert!(matches!(parse_line(b"hello"), DriverMsg::Bad { .. }));
+        assert!(matches!(
+            parse_line(b"hello", Instant::now()),
+            DriverMsg::Bad { .. }
+        ));
+        assert!(matches!(
+            parse_line(br#"{"event":"connected","seq":"1"}"#, Instant::now()),
+            DriverMsg::Bad { .. }
+        ));
+    }
+
+    fn event(line: &str) -> Event {
+        match parse_line(line.as_bytes(), Instant::now()) {
+            DriverMsg::Event(e) => e,
+            other => panic!("not an event: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn seq_claims_are_checked_against_the_commands_sent() {
+        let mut l = SeqLedger::default();
+        assert_eq!(
+            l.check(&event(r#"{"event":"connected","seq":1,"jid":"a@b/c"}"#)),
+            Err("seq 1 names no command: the harness has sent none".into())
+        );
+        l.sent(1, "connect");
+        l.sent(2, "disconnect");
+        assert_eq!(
+            l.check(&event(r#"{"event":"connected","seq":3}"#)),
+            Err("seq 3 names no command the harness sent (it sent seq 1 to 2)".into())
+        );
+        assert_eq!(
+            l.check(&event(r#"{"event":"connected","seq":2}"#)),
+            Err("`connected` answers connect, but seq 2 was `disconnect`".into())
+        );
+        assert_eq!(
+            l.check(&event(r#"{"event":"connected"}"#)),
+            Err("`connected` answers a command, so it must carry that command's seq".into())
+        );
+        assert_eq!(l.check(&event(r#"{"event":"connected","seq":1}"#)), Ok(()));
+        assert_eq!(
+            l.check(&event(r#"{"event":"error","seq":1,"code":"x"}"#)),
+            Err("seq 1 (`connect`) was already answered".into())
+        );
+        // Trailing events of a command may carry its seq; unsolicited ones carry none.
+        assert_eq!(
+            l.check(&event(r#"{"event":"stream_error","seq":1}"#)),
+            Ok(())
+        );
+        assert_eq!(l.check(&event(r#"{"event":"log"}"#)), Ok(()));
+        assert_eq!(
+            l.check(&event(r#"{"event":"unsupported","seq":2,"cmd":"connect"}"#)),
+            Err("`unsupported` names a command other than seq 2's `disconnect`".into())
+        );
+        assert_eq!(
+            l.check(&event(r#"{"event":"disconnected","seq":2}"#)),
+            Ok(())
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
 //! The implementation under test: its description (iut.toml) and how it is launched.
 
 pub mod driver;
+pub mod procs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,9 +50,13 @@ pub struct Launch {
 }
 
 impl Launch {
-    /// Makes the command (when it is a relative path) and the working directory absolute.
+    /// Makes the command and the working directory absolute. A relative command path
+    /// (`./shim.py`, `bin/shim`) resolves against `base`, the iut.toml's directory; so does
+    /// a bare name (`shim.py`) when that file exists there; any other bare name (`python3`)
+    /// is looked up on PATH.
     fn resolve(&mut self, base: &Path) {
-        if self.command.components().count() > 1 && self.command.is_relative() {
+        let bare = self.command.components().count() == 1;
+        if self.command.is_relative() && (!bare || base.join(&self.command).is_file()) {
             self.command = base.join(&self.command);
         }
         self.cwd = Some(match self.cwd.take() {
@@ -199,7 +204,12 @@ impl IutConfig {
             let probe = server.base_url.replace("${port}", "1");
             crate::http::client::loopback_authority(&probe).map_err(|m| invalid(0, m))?;
         }
-        let base = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        // Absolute, so that the command and the working directory do not resolve twice.
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let base = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
         if let Some(l) = cfg.launch.as_mut() {
             l.resolve(&base);
         }

@@ -7,11 +7,33 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::runner::{ScenarioResult, Summary};
+use crate::runner::{NotRun, ScenarioResult, Summary};
 use crate::spec::{Basis, Catalogue, Level};
 
-/// Version of the report.json layout.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the report.json layout. 2: `interrupted`, `not_run` and `harness` added;
+/// `scenarios` holds only the scenarios that ran.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The harness process itself, measured at the end of the run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HarnessInfo {
+    /// Peak resident memory of the harness process (VmHWM), when the OS reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl HarnessInfo {
+    pub fn measure() -> HarnessInfo {
+        let peak_rss_kib = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            });
+        HarnessInfo { peak_rss_kib }
+    }
+}
 
 /// The IUT as a report names it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -31,7 +53,14 @@ pub struct Report<'a> {
     pub harness_version: &'static str,
     pub iut: &'a IutInfo,
     pub summary: &'a Summary,
+    /// Why the run stopped early (`SIGINT`, `SIGTERM`); absent when it ran to the end.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<&'a str>,
+    pub harness: HarnessInfo,
     pub scenarios: &'a [ScenarioResult],
+    /// Selected scenarios that were not started, each with the reason.
+    #[serde(skip_serializing_if = "<[NotRun]>::is_empty")]
+    pub not_run: &'a [NotRun],
     /// Every requirement the run's scenarios cite or its failures name, with its basis
     /// (SPEC.md §2.1): a failure of a `profile` requirement is no violation of the RFC.
     pub requirements: BTreeMap<String, CitedRequirement>,

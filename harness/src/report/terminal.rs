@@ -83,6 +83,19 @@ impl<W: Write> TerminalReporter<W> {
             r.duration_ms,
             r.requirements.join(" ")
         );
+        for w in &r.warnings {
+            let at = match (w.step, w.line) {
+                (Some(s), Some(l)) => format!(" at step {s} (line {l})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                self.out,
+                "       warning{at}: {} (a SHOULD) not met",
+                w.requirement
+            );
+            let _ = writeln!(self.out, "         expected: {}", one_line(&w.expected));
+            let _ = writeln!(self.out, "         got:      {}", one_line(&w.got));
+        }
         if matches!(r.verdict, Verdict::Pass | Verdict::NotApplicable) {
             if let (Verdict::NotApplicable, Some(f)) = (r.verdict, &r.failure) {
                 let _ = writeln!(self.out, "       {}", f.got);
@@ -92,6 +105,7 @@ impl<W: Write> TerminalReporter<W> {
         if let Some(f) = &r.failure {
             let at = match (f.step, f.line) {
                 (Some(s), Some(l)) => format!("step {s} (line {l})"),
+                _ if f.after_steps => "the end, after every step passed".to_string(),
                 _ => "setup".to_string(),
             };
             let req = f.requirement.as_deref().unwrap_or("-");
@@ -120,6 +134,13 @@ impl<W: Write> TerminalReporter<W> {
             ("error", s.error),
         ] {
             let _ = writeln!(self.out, "  {name:<15} {n:>6}");
+            if name == "pass" && s.pass_with_warnings > 0 {
+                let _ = writeln!(
+                    self.out,
+                    "    {:<13} {:>6}",
+                    "with warnings", s.pass_with_warnings
+                );
+            }
         }
         let _ = writeln!(self.out, "  {:<15} {:>6}", "total", s.total());
         let _ = writeln!(self.out, "\nseed {} · {:.2} s", self.seed, secs);
@@ -178,6 +199,7 @@ mod tests {
             duration_ms: 12,
             seed: 1,
             failure,
+            warnings: Vec::new(),
             transcript: None,
             iut_stderr: None,
         }
@@ -201,6 +223,7 @@ mod tests {
             Some(crate::runner::Failure {
                 step: Some(3),
                 line: Some(9),
+                after_steps: false,
                 requirement: Some(id.clone()),
                 expected: "bad-request".into(),
                 got: "service-unavailable".into(),
@@ -227,13 +250,21 @@ mod tests {
             seed: 42,
             jobs: 2,
         });
-        let pass = result("stanza/iq-id-echoed", Verdict::Pass, None);
+        let mut pass = result("stream/restricted-comment", Verdict::Pass, None);
+        pass.warnings.push(crate::runner::Warning {
+            step: Some(4),
+            line: Some(12),
+            requirement: "STREAM-41".into(),
+            expected: "<stream:error> with condition restricted-xml".into(),
+            got: "<stream:error><bad-format/></stream:error>".into(),
+        });
         let fail = result(
             "stanza/ping",
             Verdict::Fail,
             Some(crate::runner::Failure {
                 step: Some(3),
                 line: Some(14),
+                after_steps: false,
                 requirement: Some("STANZA-7".into()),
                 expected: "<iq type='result' id='p1'/>".into(),
                 got: "<iq type=\"error\" id=\"p1\">\n<error/></iq>".into(),
@@ -245,6 +276,7 @@ mod tests {
             Some(crate::runner::Failure {
                 step: None,
                 line: None,
+                after_steps: false,
                 requirement: None,
                 expected: String::new(),
                 got: "the IUT does not claim transport.tls".into(),
@@ -263,6 +295,7 @@ mod tests {
             inconclusive: 0,
             not_applicable: 1,
             error: 0,
+            pass_with_warnings: 1,
         };
         r.handle(RunEvent::Finished {
             summary: &summary,

@@ -39,7 +39,7 @@ pub mod req {
     pub const BIND_FIRST: &str = "STREAM-22";
     pub const BOUND_JID: &str = "STREAM-23";
     pub const RESTRICTED_XML_SENT: &str = "STREAM-29";
-    pub const WELL_FORMED: &str = "STREAM-30";
+    pub const WELL_FORMED: &str = "STREAM-42";
     pub const IQ_ID: &str = "STANZA-2";
     pub const ALL: &[&str] = &[
         PINNED_KEY,
@@ -70,7 +70,12 @@ pub struct ServerKeys {
     pub tls: TlsIdentity,
     /// A second identity (its own CA), for the unknown-CA handshake.
     pub other_tls: TlsIdentity,
+    /// A certificate from `tls`'s CA for another name, for the wrong-name handshake.
+    pub wrong_name_tls: TlsIdentity,
 }
+
+/// The name on the wrong-name certificate: under the gatekeeper's domain, but not it.
+pub const WRONG_NAME: &str = "not-the-gatekeeper.gatecheck.test";
 
 impl ServerKeys {
     /// Noise keys come from the scenario's seed; TLS keys are fresh (their bytes
@@ -81,13 +86,15 @@ impl ServerKeys {
         let noise = NoiseKeypair::from_seed(seed);
         rng.fill_bytes(&mut seed);
         let other_noise = NoiseKeypair::from_seed(seed);
-        let tls = TlsIdentity::try_generate(DOMAIN).map_err(|e| e.to_string())?;
+        let (tls, wrong_name_tls) =
+            TlsIdentity::try_generate_pair(DOMAIN, WRONG_NAME).map_err(|e| e.to_string())?;
         let other_tls = TlsIdentity::try_generate(DOMAIN).map_err(|e| e.to_string())?;
         Ok(ServerKeys {
             noise,
             other_noise,
             tls,
             other_tls,
+            wrong_name_tls,
         })
     }
 }
@@ -175,6 +182,19 @@ pub async fn handshake(
                 accepted,
                 req::TLS_AUTH,
                 "the client refuses a certificate that does not chain to its trust anchor",
+                transcript,
+            )
+        }
+        (TransportKind::Tls, HandshakeMode::TlsWrongName) => {
+            transcript.note(format!(
+                "tls: presenting a certificate from the trusted CA, for {WRONG_NAME}"
+            ));
+            let cfg = transport::server_config(&keys.wrong_name_tls, false);
+            let accepted = tokio::time::timeout_at(deadline, transport::tls_accept(tcp, cfg)).await;
+            aborted(
+                accepted,
+                req::TLS_AUTH,
+                "the client refuses a certificate for a name other than the gatekeeper's",
                 transcript,
             )
         }

@@ -4,6 +4,8 @@
 //! deadline, so a stream restart (after SASL) can swap the parser at the exact
 //! byte boundary without racing a background reader.
 
+use std::time::{Duration, Instant as StdInstant};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -37,8 +39,27 @@ enum Link {
     Gone,
 }
 
+/// What the harness did and saw on one connection, and when: the ground truth that the
+/// IUT's driver events are checked against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnFacts {
+    pub accepted_at: Option<StdInstant>,
+    /// When the bind result went out.
+    pub bound_at: Option<StdInstant>,
+    pub close_sent_at: Option<StdInstant>,
+    pub stream_error_sent_at: Option<StdInstant>,
+    pub hangup_at: Option<StdInstant>,
+    /// When the latest write to the IUT started.
+    pub last_write_at: Option<StdInstant>,
+}
+
+/// How long closing the harness's side may take (a TLS close_notify towards a peer that
+/// stopped reading never completes).
+const CLOSE_LIMIT: Duration = Duration::from_millis(200);
+
 pub struct IutConn {
     link: Link,
+    pub facts: ConnFacts,
     parser: StreamParser,
     limits: Limits,
     transcript: Transcript,
@@ -54,6 +75,7 @@ impl IutConn {
                 reader: est.reader,
                 writer: est.writer,
             },
+            facts: ConnFacts::default(),
             parser: StreamParser::new(Framing::Stream, limits.clone()),
             limits,
             transcript,
@@ -66,6 +88,7 @@ impl IutConn {
         let limits = Limits::harness_ceilings();
         IutConn {
             link: Link::Raw(tcp),
+            facts: ConnFacts::default(),
             parser: StreamParser::new(Framing::Stream, limits.clone()),
             limits,
             transcript,
@@ -84,6 +107,15 @@ impl IutConn {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let now = StdInstant::now();
+        self.facts.last_write_at = Some(now);
+        if self.facts.stream_error_sent_at.is_none()
+            && bytes
+                .windows(b"<stream:error".len())
+                .any(|w| w == b"<stream:error")
+        {
+            self.facts.stream_error_sent_at = Some(now);
+        }
         self.transcript.record(Direction::ToIut, bytes);
         match &mut self.link {
             Link::Secure { writer, .. } => writer.send(bytes).await.map_err(|e| e.to_string()),
@@ -95,20 +127,27 @@ impl IutConn {
     /// Sends `</stream:stream>` (once).
     pub async fn send_close(&mut self) -> Result<(), String> {
         self.close_sent = true;
+        self.facts.close_sent_at.get_or_insert_with(StdInstant::now);
         self.send(crate::wire::STREAM_CLOSE.as_bytes()).await
     }
 
-    /// Closes the harness's side without a closing tag.
+    /// Closes the harness's side without a closing tag, within [`CLOSE_LIMIT`]; a peer
+    /// that stopped reading gets the connection dropped instead.
     pub async fn hangup(&mut self) {
         self.transcript.note("harness closes the connection");
-        match std::mem::replace(&mut self.link, Link::Gone) {
-            Link::Secure { mut writer, .. } => {
-                let _ = writer.shutdown().await;
-            }
-            Link::Raw(mut tcp) => {
-                let _ = tcp.shutdown().await;
-            }
-            Link::Gone => {}
+        self.facts.hangup_at.get_or_insert_with(StdInstant::now);
+        let closed = match std::mem::replace(&mut self.link, Link::Gone) {
+            Link::Secure { mut writer, .. } => tokio::time::timeout(CLOSE_LIMIT, writer.shutdown())
+                .await
+                .is_ok(),
+            Link::Raw(mut tcp) => tokio::time::timeout(CLOSE_LIMIT, tcp.shutdown())
+                .await
+                .is_ok(),
+            Link::Gone => true,
+        };
+        if !closed {
+            self.transcript
+                .note("the IUT is not reading: the connection was dropped unflushed");
         }
         self.ended = true;
     }

@@ -9,11 +9,12 @@ pub mod transcript;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::iut::IutConfig;
 use crate::scenario::{Scenario, SuiteDirs};
+pub use exec::TEARDOWN_GRACE;
 pub use transcript::{Direction, Entry, Transcript};
 
 /// ISO 9646 / TTCN-3 verdicts.
@@ -49,11 +50,47 @@ pub struct Failure {
     /// Line of the step in the scenario file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
+    /// Found after the last step passed (a false driver event, a second connection).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub after_steps: bool,
     /// The SPEC.md requirement the deviation violates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requirement: Option<String>,
     pub expected: String,
     pub got: String,
+}
+
+/// A SHOULD (or SHOULD NOT) not met (SPEC.md §2.1): it never fails a scenario, it is
+/// attached to its verdict.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The SHOULD-level requirement not met.
+    pub requirement: String,
+    pub expected: String,
+    pub got: String,
+}
+
+/// The warnings of one scenario, shared so that a scenario that panics keeps them.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Vec<Warning>>>);
+
+impl Warnings {
+    pub fn push(&self, w: Warning) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(w);
+        }
+    }
+
+    pub fn take(&self) -> Vec<Warning> {
+        self.0
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default()
+    }
 }
 
 /// The result of one scenario.
@@ -68,7 +105,10 @@ pub struct ScenarioResult {
     pub seed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
-    /// Kept for every verdict but pass.
+    /// SHOULD-level requirements not met; a pass with warnings is still a pass.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Warning>,
+    /// Kept for every verdict but a pass without warnings.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript: Option<Vec<Entry>>,
     /// The tail of the IUT's stderr, for every verdict but pass.
@@ -84,9 +124,19 @@ pub struct Summary {
     pub inconclusive: usize,
     pub not_applicable: usize,
     pub error: usize,
+    /// Of the passes, those with warnings.
+    pub pass_with_warnings: usize,
 }
 
 impl Summary {
+    /// Counts one result: its verdict, and whether it passed with warnings.
+    pub fn count(&mut self, r: &ScenarioResult) {
+        self.add(r.verdict);
+        if r.verdict == Verdict::Pass && !r.warnings.is_empty() {
+            self.pass_with_warnings += 1;
+        }
+    }
+
     pub fn add(&mut self, v: Verdict) {
         match v {
             Verdict::Pass => self.pass += 1,
@@ -148,14 +198,92 @@ pub fn scenario_seed(run_seed: u64, id: &str) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Asks a run to stop early (SIGINT, SIGTERM): see [`run_until`].
+#[derive(Debug)]
+pub struct StopHandle(watch::Sender<Option<String>>);
+
+impl StopHandle {
+    /// Stops the run; `reason` (e.g. `SIGINT`) goes into the report.
+    pub fn stop(&self, reason: &str) {
+        self.0.send_if_modified(|r| {
+            if r.is_none() {
+                *r = Some(reason.to_string());
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// The receiving side of a [`StopHandle`].
+#[derive(Debug, Clone)]
+pub struct StopSignal(watch::Receiver<Option<String>>);
+
+impl StopSignal {
+    pub fn new() -> (StopHandle, StopSignal) {
+        let (tx, rx) = watch::channel(None);
+        (StopHandle(tx), StopSignal(rx))
+    }
+
+    /// Why the run was stopped, if it was.
+    pub fn reason(&self) -> Option<String> {
+        self.0.borrow().clone()
+    }
+
+    /// Resolves once the run is stopped (never, if its handle is dropped unused).
+    pub async fn stopped(&mut self) -> String {
+        loop {
+            if let Some(r) = self.reason() {
+                return r;
+            }
+            if self.0.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+/// A scenario that was selected but not run, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NotRun {
+    pub id: String,
+    pub reason: String,
+}
+
+/// Everything a run produced.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Results of the scenarios that ran, in suite order.
+    pub results: Vec<ScenarioResult>,
+    pub summary: Summary,
+    /// Scenarios not started because the run was stopped.
+    pub not_run: Vec<NotRun>,
+    /// Why the run was stopped early (`SIGINT`, `SIGTERM`).
+    pub interrupted: Option<String>,
+}
+
 /// Runs `scenarios` against `iut`, `opts.jobs` at a time. Results come back in
 /// suite order whatever order they finished in.
 pub async fn run(
     scenarios: &[Scenario],
     iut: &IutConfig,
     opts: &RunOptions,
-    mut on_event: impl FnMut(RunEvent<'_>),
+    on_event: impl FnMut(RunEvent<'_>),
 ) -> (Vec<ScenarioResult>, Summary) {
+    let outcome = run_until(scenarios, iut, opts, None, on_event).await;
+    (outcome.results, outcome.summary)
+}
+
+/// As [`run`], until `stop` fires: from then on no scenario starts, and running ones end
+/// at once (inconclusive), torn down within the teardown grace.
+pub async fn run_until(
+    scenarios: &[Scenario],
+    iut: &IutConfig,
+    opts: &RunOptions,
+    stop: Option<StopSignal>,
+    mut on_event: impl FnMut(RunEvent<'_>),
+) -> RunOutcome {
     let started = Instant::now();
     let total = scenarios.len();
     let jobs = opts.jobs.max(1);
@@ -167,7 +295,7 @@ pub async fn run(
     let semaphore = Arc::new(Semaphore::new(jobs));
     let iut = Arc::new(iut.clone());
     let dirs = Arc::new(opts.dirs.clone());
-    let mut set: JoinSet<(usize, ScenarioResult)> = JoinSet::new();
+    let mut set: JoinSet<(usize, Option<ScenarioResult>)> = JoinSet::new();
     let mut slots: Vec<Option<ScenarioResult>> = vec![None; total];
     let mut summary = Summary::default();
     let mut done = 0;
@@ -178,20 +306,28 @@ pub async fn run(
         let dirs = Arc::clone(&dirs);
         let seed = scenario_seed(opts.seed, &scenario.id);
         let permit_source = Arc::clone(&semaphore);
+        let stop = stop.clone();
         set.spawn(async move {
             let _permit = permit_source.acquire_owned().await;
-            (index, exec::run_guarded(scenario, iut, dirs, seed).await)
+            if stop.as_ref().and_then(StopSignal::reason).is_some() {
+                return (index, None);
+            }
+            (
+                index,
+                Some(exec::run_guarded(scenario, iut, dirs, seed, stop).await),
+            )
         });
     }
     while let Some(joined) = set.join_next().await {
         let (index, result) = match joined {
-            Ok(r) => r,
+            Ok((index, Some(result))) => (index, result),
+            Ok((_, None)) => continue,
             // run_guarded catches panics itself; a join error here means the runtime
             // is shutting down, and the scenario's slot is filled with an error below.
             Err(_) => continue,
         };
         done += 1;
-        summary.add(result.verdict);
+        summary.count(&result);
         on_event(RunEvent::ScenarioFinished {
             result: &result,
             done,
@@ -199,23 +335,34 @@ pub async fn run(
         });
         slots[index] = Some(result);
     }
-    let results: Vec<ScenarioResult> = slots
-        .into_iter()
-        .zip(scenarios)
-        .map(|(slot, s)| {
-            slot.unwrap_or_else(|| {
+    let interrupted = stop.as_ref().and_then(StopSignal::reason);
+    let mut results = Vec::with_capacity(total);
+    let mut not_run = Vec::new();
+    for (slot, s) in slots.into_iter().zip(scenarios) {
+        match (slot, &interrupted) {
+            (Some(r), _) => results.push(r),
+            (None, Some(why)) => not_run.push(NotRun {
+                id: s.id.clone(),
+                reason: format!("not started: the run was interrupted ({why})"),
+            }),
+            (None, None) => {
                 summary.add(Verdict::Error);
-                exec::harness_error(
+                results.push(exec::harness_error(
                     s,
                     scenario_seed(opts.seed, &s.id),
                     "the scenario task was lost",
-                )
-            })
-        })
-        .collect();
+                ));
+            }
+        }
+    }
     on_event(RunEvent::Finished {
         summary: &summary,
         elapsed: started.elapsed(),
     });
-    (results, summary)
+    RunOutcome {
+        results,
+        summary,
+        not_run,
+        interrupted,
+    }
 }

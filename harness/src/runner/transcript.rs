@@ -82,8 +82,14 @@ impl Transcript {
     }
 
     pub fn record(&self, dir: Direction, data: impl AsRef<[u8]>) {
+        self.record_at(dir, data, Instant::now());
+    }
+
+    /// Records an entry stamped with the time it happened (a driver event is stamped when
+    /// its line arrived, not when a step reads it).
+    pub fn record_at(&self, dir: Direction, data: impl AsRef<[u8]>, at: Instant) {
         let bytes = data.as_ref();
-        let t_ms = self.start.elapsed().as_micros() as f64 / 1000.0;
+        let t_ms = at.saturating_duration_since(self.start).as_micros() as f64 / 1000.0;
         if self.live {
             eprintln!(
                 "{t_ms:>10.3} ms  {:<10}  {}",
@@ -121,6 +127,8 @@ impl Transcript {
             return Vec::new();
         };
         let mut out = inner.entries.clone();
+        // Entries stamped at arrival can be recorded after later ones; the sort is stable.
+        out.sort_by(|a, b| a.t_ms.total_cmp(&b.t_ms));
         if inner.dropped > 0 {
             out.push(Entry {
                 t_ms: self.start.elapsed().as_micros() as f64 / 1000.0,

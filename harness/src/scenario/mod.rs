@@ -274,6 +274,10 @@ impl Scenario {
                     format!("step requirement {r} is not among the scenario's requirements"),
                 ));
             }
+            for st in &step {
+                level_ok(st, &requirements, catalogue).map_err(|m| err(at, m))?;
+                st.action.fits_role(raw.role).map_err(|m| err(at, m))?;
+            }
             steps.extend(step);
         }
         Ok(Scenario {
@@ -291,6 +295,44 @@ impl Scenario {
             path: path.to_path_buf(),
         })
     }
+}
+
+/// A step's failure can only be charged to a requirement whose level can fail (MUST, MUST
+/// NOT; a SHOULD becomes a warning, a MAY is a permission and can break nothing), and a
+/// graded stream error names a SHOULD-level requirement the scenario cites.
+fn level_ok(
+    step: &step::Step,
+    requirements: &[String],
+    catalogue: &Catalogue,
+) -> Result<(), String> {
+    use crate::spec::Level;
+    let level = |id: &str| catalogue.get(id).map(|r| r.level);
+    let blamed = step
+        .requirement
+        .as_deref()
+        .or(requirements.first().map(String::as_str));
+    if let Some(id) = blamed
+        && level(id) == Some(Level::May)
+    {
+        return Err(format!(
+            "{id} is a MAY: it permits, so no failure can be charged to it (cite the MUST it implies first, or set the step's requirement)"
+        ));
+    }
+    if let step::Action::ExpectStreamError(e) = &step.action
+        && let Some(should) = &e.should
+    {
+        if !requirements.contains(should) {
+            return Err(format!(
+                "expect_stream_error: should = {should:?} is not among the scenario's requirements"
+            ));
+        }
+        if !matches!(level(should), Some(Level::Should | Level::ShouldNot)) {
+            return Err(format!(
+                "expect_stream_error: should = {should:?} is not a SHOULD-level requirement"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `scenarios/stream/open.toml` must have id `stream/open`.

@@ -21,7 +21,7 @@ pub(crate) struct RawStep {
     send_fixture: Option<String>,
     expect: Option<String>,
     expect_any: Option<Vec<String>>,
-    expect_stream_error: Option<Vec<String>>,
+    expect_stream_error: Option<RawStreamError>,
     expect_closed: Option<RawClosed>,
     expect_nothing: Option<u64>,
     driver: Option<serde_json::Value>,
@@ -58,6 +58,55 @@ struct RawNegotiate {
     upto: Option<String>,
     mechanisms: Option<Vec<String>>,
     sasl: Option<String>,
+}
+
+/// `["restricted-xml"]`, or `{ pass = [...], warn = [...], should = "REQ" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawStreamError {
+    Conditions(Vec<String>),
+    Graded(RawGradedStreamError),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGradedStreamError {
+    pass: Vec<String>,
+    #[serde(default)]
+    warn: Vec<String>,
+    should: Option<String>,
+}
+
+/// Which stream error conditions pass, and which pass with a warning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamErrorExpect {
+    /// Conditions that meet every requirement checked.
+    pub pass: Vec<String>,
+    /// Conditions that meet the MUST but not the SHOULD `should`; `*` is any other condition.
+    pub warn: Vec<String>,
+    /// The SHOULD-level requirement a `warn` condition does not meet.
+    pub should: Option<String>,
+}
+
+impl StreamErrorExpect {
+    /// Whether `condition` passes, passes with a warning under `should`, or fails.
+    pub fn grade(&self, condition: &str) -> Grade {
+        if self.pass.iter().any(|c| c == condition) {
+            Grade::Pass
+        } else if self.warn.iter().any(|c| c == condition || c == "*") {
+            Grade::Warn
+        } else {
+            Grade::Fail
+        }
+    }
+}
+
+/// How a received stream error condition is judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grade {
+    Pass,
+    Warn,
+    Fail,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,8 +278,8 @@ pub enum Action {
     SendFixture(PathBuf),
     /// Expect one stanza matching one of the patterns.
     Expect(Vec<String>),
-    /// Expect `<stream:error>` with one of the conditions.
-    ExpectStreamError(Vec<String>),
+    /// Expect `<stream:error>`, its condition graded.
+    ExpectStreamError(StreamErrorExpect),
     /// Expect the IUT to close the connection.
     ExpectClosed {
         close_tag: bool,
@@ -271,6 +320,31 @@ impl Action {
             Action::Hangup => "hangup",
             Action::Http(_) => "http",
             Action::ExpectHttp(_) => "expect_http",
+        }
+    }
+}
+
+impl Action {
+    /// Whether a scenario of `role` can play this action: the client role talks to the
+    /// IUT's stream and driver, the server role to its HTTP API. A mismatch is a load error,
+    /// never a run-time failure of the IUT.
+    pub fn fits_role(&self, role: super::Role) -> Result<(), String> {
+        use super::Role;
+        let http = matches!(self, Action::Http(_) | Action::ExpectHttp(_));
+        let neutral = matches!(self, Action::Sleep(_));
+        match role {
+            Role::Client if http => Err(format!(
+                "`{}` talks to a provider server: it needs role = \"server\"",
+                self.name()
+            )),
+            Role::Server if !http && !neutral => Err(format!(
+                "`{}` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http and sleep)",
+                self.name()
+            )),
+            Role::Proxy => {
+                Err("scenarios for the proxy role are not supported by this harness version".into())
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -354,17 +428,9 @@ impl Step {
             }
             actions.push(Action::Expect(ps));
         }
-        if let Some(conds) = raw.expect_stream_error {
+        if let Some(raw_se) = raw.expect_stream_error {
             names.push("expect_stream_error");
-            if conds.is_empty() {
-                return Err("expect_stream_error needs at least one condition".into());
-            }
-            for c in &conds {
-                if c.parse::<crate::wire::StreamErrorCondition>().is_err() {
-                    return Err(format!("{c:?} is not an RFC 6120 stream error condition"));
-                }
-            }
-            actions.push(Action::ExpectStreamError(conds));
+            actions.push(Action::ExpectStreamError(stream_error(raw_se)?));
         }
         if let Some(c) = raw.expect_closed {
             names.push("expect_closed");
@@ -445,6 +511,40 @@ impl Step {
             })
             .collect())
     }
+}
+
+fn stream_error(raw: RawStreamError) -> Result<StreamErrorExpect, String> {
+    let expect = match raw {
+        RawStreamError::Conditions(pass) => StreamErrorExpect {
+            pass,
+            warn: Vec::new(),
+            should: None,
+        },
+        RawStreamError::Graded(g) => StreamErrorExpect {
+            pass: g.pass,
+            warn: g.warn,
+            should: g.should,
+        },
+    };
+    if expect.pass.is_empty() {
+        return Err("expect_stream_error needs at least one condition that passes".into());
+    }
+    for c in expect
+        .pass
+        .iter()
+        .chain(expect.warn.iter().filter(|c| *c != "*"))
+    {
+        if c.parse::<crate::wire::StreamErrorCondition>().is_err() {
+            return Err(format!("{c:?} is not an RFC 6120 stream error condition"));
+        }
+    }
+    if expect.warn.is_empty() != expect.should.is_none() {
+        return Err(
+            "expect_stream_error: `warn` conditions and the SHOULD requirement they miss (`should`) go together"
+                .into(),
+        );
+    }
+    Ok(expect)
 }
 
 fn http_step(h: RawHttp) -> Result<HttpStep, String> {

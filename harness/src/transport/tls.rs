@@ -56,38 +56,67 @@ impl TlsIdentity {
 
     /// As [`TlsIdentity::generate`], reporting an unusable name as an error.
     pub fn try_generate(server_name: &str) -> Result<TlsIdentity, TransportError> {
-        let rc = |e: rcgen::Error| TransportError::Tls(format!("certificate generation: {e}"));
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "gatecheck test CA");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca_key = KeyPair::generate().map_err(rc)?;
-        let ca_cert = ca_params.self_signed(&ca_key).map_err(rc)?;
-        let issuer = Issuer::new(ca_params, ca_key);
-
-        let mut params = CertificateParams::new(vec![server_name.to_owned()]).map_err(rc)?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, server_name);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        let key = KeyPair::generate().map_err(rc)?;
-        let cert = params.signed_by(&key, &issuer).map_err(rc)?;
-
-        Ok(TlsIdentity {
-            server_name: server_name.to_owned(),
-            ca_pem: ca_cert.pem(),
-            cert_pem: cert.pem(),
-            cert_der: cert.der().clone(),
-            key_pkcs8: key.serialize_der(),
-        })
+        let (ca_pem, issuer) = new_ca()?;
+        leaf(server_name, &ca_pem, &issuer)
     }
+
+    /// Two server certificates from one fresh CA: one for `server_name`, and one for
+    /// `other_name` (a certificate a client trusting that CA must still refuse when it
+    /// expects `server_name`).
+    pub fn try_generate_pair(
+        server_name: &str,
+        other_name: &str,
+    ) -> Result<(TlsIdentity, TlsIdentity), TransportError> {
+        let (ca_pem, issuer) = new_ca()?;
+        Ok((
+            leaf(server_name, &ca_pem, &issuer)?,
+            leaf(other_name, &ca_pem, &issuer)?,
+        ))
+    }
+}
+
+fn rc(e: rcgen::Error) -> TransportError {
+    TransportError::Tls(format!("certificate generation: {e}"))
+}
+
+/// A fresh self-signed CA: its PEM and the issuer that signs leaves with it.
+fn new_ca() -> Result<(String, Issuer<'static, KeyPair>), TransportError> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(rc)?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "gatecheck test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().map_err(rc)?;
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(rc)?;
+    Ok((ca_cert.pem(), Issuer::new(ca_params, ca_key)))
+}
+
+/// A server certificate for `server_name` signed by `issuer`.
+fn leaf(
+    server_name: &str,
+    ca_pem: &str,
+    issuer: &Issuer<'static, KeyPair>,
+) -> Result<TlsIdentity, TransportError> {
+    let mut params = CertificateParams::new(vec![server_name.to_owned()]).map_err(rc)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, server_name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().map_err(rc)?;
+    let cert = params.signed_by(&key, issuer).map_err(rc)?;
+    Ok(TlsIdentity {
+        server_name: server_name.to_owned(),
+        ca_pem: ca_pem.to_owned(),
+        cert_pem: cert.pem(),
+        cert_der: cert.der().clone(),
+        key_pkcs8: key.serialize_der(),
+    })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

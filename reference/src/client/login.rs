@@ -338,7 +338,12 @@ impl ExpectBindResult<'_> {
         };
         let Login { stream, params, .. } = self.0;
         let mut session = Session::new(stream, jid, params);
-        if session.mutant() != Mutant::PresenceBeforeBind {
+        if session.mutant() == Mutant::DuplicateAttributeOutput {
+            // STREAM-42 deviation: the correct client writes well-formed XML only.
+            session
+                .send_raw_for_mutant("<presence xml:lang='en' xml:lang='en'/>")
+                .await?;
+        } else if session.mutant() != Mutant::PresenceBeforeBind {
             // STANZA-18: initial presence, without `to` and `type`.
             session
                 .send_stanza(Element::new("presence", ns::JABBER_CLIENT))

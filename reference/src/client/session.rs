@@ -73,6 +73,11 @@ impl Session {
         self.stream.send(&stanza).await
     }
 
+    /// Writes bytes as they are: only a mutant writes anything but serialized stanzas.
+    pub async fn send_raw_for_mutant(&mut self, xml: &str) -> Result<(), Failure> {
+        self.stream.send_raw(xml).await
+    }
+
     /// Waits for the reader task (cancel-safe: for the driver's `select!`).
     pub async fn recv_inbound(&mut self) -> Inbound {
         self.stream.recv_inbound().await

@@ -158,6 +158,13 @@ impl XmlStream {
 
     /// Refuses the stream (STREAM-24): `<stream:error>`, `</stream:stream>`, close.
     pub async fn refuse(&mut self, condition: StreamErrorCondition, detail: &str) -> Failure {
+        let condition = match condition {
+            // STREAM-41 deviation: the correct client names restricted XML restricted-xml.
+            StreamErrorCondition::RestrictedXml if self.mutant == Mutant::RestrictedAsBadFormat => {
+                StreamErrorCondition::BadFormat
+            }
+            c => c,
+        };
         let error = stream_error_element(condition, None);
         let xml = format!("{}</stream:stream>", error.to_xml_in(ns::JABBER_CLIENT));
         let _ = self.send_raw(&xml).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::Exec;
-use crate::iut::driver::DriverProcess;
+use crate::iut::driver::{DriverProcess, Event};
 use crate::roles::Deviation;
 use crate::roles::gatekeeper_server as gk;
 use crate::transport::TransportKind;
@@ -36,6 +36,7 @@ impl Exec<'_> {
         // A new connection replaces the old one (reconnect scenarios).
         if let Some(mut old) = self.conn.take() {
             old.hangup().await;
+            self.past_conns.push(old.facts);
         }
         let keys = self.keys()?;
         let server_key = keys.noise.public_base64();
@@ -54,18 +55,21 @@ impl Exec<'_> {
         });
         let seq = self.send_command(cmd).await?;
         let listener = Arc::clone(&self.listener);
-        let tcp = loop {
+        // Events that arrive before the connection are kept for later steps. Only new
+        // events are read here: re-reading the queue in this loop would never yield.
+        let (tcp, accepted_at) = loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
+                        let at = std::time::Instant::now();
                         self.transcript.note(format!("accepted TCP connection from {peer}"));
                         // Small writes (header, then features) must not wait for delayed ACKs.
                         let _ = tcp.set_nodelay(true);
-                        break tcp;
+                        break (tcp, at);
                     }
                     Err(e) => return Err(Deviation::error(format!("accept failed: {e}"))),
                 },
-                ev = self.next_event(deadline) => match ev? {
+                ev = self.recv_event(deadline) => match ev? {
                     None => return Err(Deviation::fail_here(
                         format!("a {kind} connection to 127.0.0.1:{}", self.port),
                         "no connection before the step's deadline",
@@ -99,6 +103,9 @@ impl Exec<'_> {
         .await;
         self.keys = Some(keys);
         self.conn = result?;
+        if let Some(conn) = self.conn.as_mut() {
+            conn.facts.accepted_at = Some(accepted_at);
+        }
         Ok(())
     }
 
@@ -117,10 +124,9 @@ impl Exec<'_> {
                     "no event before the step's deadline",
                 ));
             };
-            match ev.get("event").and_then(|e| e.as_str()) {
-                Some("connected") => {
-                    let got = ev.get("jid").and_then(|j| j.as_str()).unwrap_or_default();
-                    if got != jid {
+            match ev.name.as_str() {
+                "connected" => {
+                    if ev.str("jid") != Some(jid) {
                         return Err(Deviation::fail(
                             gk::req::BOUND_JID,
                             format!("connected with jid {jid}"),
@@ -129,7 +135,7 @@ impl Exec<'_> {
                     }
                     return Ok(());
                 }
-                Some("error") | Some("disconnected") => {
+                "error" | "disconnected" => {
                     return Err(Deviation::fail_here(
                         "the driver event connected",
                         ev.to_string(),
@@ -150,12 +156,12 @@ impl Exec<'_> {
             .launch
             .as_ref()
             .ok_or_else(|| Deviation::error("the IUT has no [launch] for its client"))?;
-        let driver = DriverProcess::spawn(launch, tx)
+        let driver = DriverProcess::spawn(launch, &self.token, tx)
             .map_err(|e| Deviation::inconclusive(format!("the IUT did not start: {e}")))?;
         self.driver = Some(driver);
         let deadline = Instant::now() + self.iut.timeouts.ready();
         match self.next_event(deadline).await {
-            Ok(Some(ev)) if ev.get("event").and_then(|e| e.as_str()) == Some("ready") => Ok(()),
+            Ok(Some(ev)) if ev.name == "ready" => Ok(()),
             Ok(Some(ev)) => Err(Deviation::inconclusive(format!(
                 "the IUT's first driver event was {ev}, not ready"
             ))),
@@ -168,10 +174,6 @@ impl Exec<'_> {
     }
 }
 
-fn is_unsupported(ev: &serde_json::Value, seq: u64) -> bool {
-    ev.get("event").and_then(|e| e.as_str()) == Some("unsupported")
-        && ev
-            .get("seq")
-            .and_then(|s| s.as_u64())
-            .is_none_or(|s| s == seq)
+fn is_unsupported(ev: &Event, seq: u64) -> bool {
+    ev.name == "unsupported" && ev.seq == Some(seq)
 }

@@ -36,9 +36,10 @@ impl Exec<'_> {
                 "launching the provider server {} at {url}",
                 self.iut.name
             ));
-            let process = DriverProcess::spawn(&launch.with_port(port), tx).map_err(|e| {
-                Deviation::inconclusive(format!("the provider server did not start: {e}"))
-            })?;
+            let process =
+                DriverProcess::spawn(&launch.with_port(port), &self.token, tx).map_err(|e| {
+                    Deviation::inconclusive(format!("the provider server did not start: {e}"))
+                })?;
             self.driver = Some(process);
         }
         let deadline = Instant::now() + self.iut.timeouts.ready();

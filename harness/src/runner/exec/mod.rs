@@ -3,21 +3,24 @@
 mod client;
 mod expect;
 mod http;
+mod truth;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::conn::IutConn;
+use super::conn::{ConnFacts, IutConn};
 use super::transcript::{Direction, Transcript};
-use super::{Failure, ScenarioResult, Verdict};
+use super::{Failure, ScenarioResult, StopSignal, Verdict, Warning, Warnings};
 use crate::http::HttpResponse;
 use crate::iut::IutConfig;
-use crate::iut::driver::{DriverMsg, DriverProcess};
+use crate::iut::driver::{DriverMsg, DriverProcess, Event};
+use crate::iut::procs;
 use crate::roles::Deviation;
 use crate::roles::gatekeeper_server::{self as gk, Credentials, ServerKeys};
 use crate::scenario::vars::Vars;
@@ -26,23 +29,52 @@ use crate::wire::Element;
 
 /// How long a stopped IUT gets to exit before it is killed.
 const STOP_GRACE: Duration = Duration::from_millis(500);
+/// How long teardown (closing tag, TLS close_notify, shutdown command, stderr) may take
+/// after a scenario's time limit; then the connection is dropped and the IUT's processes
+/// killed. A scenario ends within `scenario_ms` plus this (DRIVER.md §6).
+pub const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Beyond the grace, the watchdog abandons the scenario's task (a harness fault).
+const WATCHDOG_SLACK: Duration = Duration::from_secs(1);
 
-/// Runs a scenario in its own task so that a panic becomes an error verdict.
+/// Distinguishes the processes of concurrent launches (procs::TOKEN_ENV).
+static LAUNCHES: AtomicU64 = AtomicU64::new(0);
+
+/// Runs a scenario in its own task, under a watchdog independent of its steps: a panic
+/// becomes an error verdict, and so does a task that outlives its limit plus the
+/// teardown grace (its processes are killed all the same).
 pub(super) async fn run_guarded(
     scenario: Arc<Scenario>,
     iut: Arc<IutConfig>,
     dirs: Arc<SuiteDirs>,
     seed: u64,
+    stop: Option<StopSignal>,
 ) -> ScenarioResult {
     let started = StdInstant::now();
     let transcript = Transcript::new(started);
+    let token = format!(
+        "{}-{}",
+        std::process::id(),
+        LAUNCHES.fetch_add(1, Ordering::Relaxed)
+    );
+    let budget = scenario_limit(&scenario, &iut) + TEARDOWN_GRACE + WATCHDOG_SLACK;
+    let warnings = Warnings::default();
     let task = {
         let scenario = Arc::clone(&scenario);
         let transcript = transcript.clone();
-        async move { Exec::run(&scenario, &iut, &dirs, seed, transcript).await }
+        let token = token.clone();
+        let warnings = warnings.clone();
+        let ctx = Context {
+            seed,
+            transcript,
+            token,
+            stop,
+            warnings,
+        };
+        async move { Exec::run(&scenario, &iut, &dirs, ctx).await }
     };
-    let (verdict, failure, stderr) = catch_panic(task).await;
-    let keep_details = verdict != Verdict::Pass;
+    let (verdict, failure, stderr) = watched(task, budget, &token).await;
+    let warnings = warnings.take();
+    let keep_details = verdict != Verdict::Pass || !warnings.is_empty();
     ScenarioResult {
         id: scenario.id.clone(),
         title: scenario.title.clone(),
@@ -51,6 +83,7 @@ pub(super) async fn run_guarded(
         duration_ms: started.elapsed().as_millis() as u64,
         seed,
         failure,
+        warnings,
         transcript: keep_details.then(|| transcript.entries()),
         iut_stderr: if keep_details {
             stderr.filter(|s| !s.is_empty())
@@ -60,13 +93,35 @@ pub(super) async fn run_guarded(
     }
 }
 
+/// The time limit of one scenario: its own, or the IUT's default.
+fn scenario_limit(scenario: &Scenario, iut: &IutConfig) -> Duration {
+    scenario
+        .timeout_ms
+        .map(Duration::from_millis)
+        .unwrap_or(iut.timeouts.scenario())
+}
+
 /// Runs a scenario's future in its own task: a panic there becomes an error
-/// verdict for that scenario alone, and the run goes on.
-async fn catch_panic<F>(scenario: F) -> Outcome
+/// verdict for that scenario alone, and the run goes on. A task still running after
+/// `budget` is abandoned and the processes launched under `token` killed.
+async fn watched<F>(scenario: F, budget: Duration, token: &str) -> Outcome
 where
     F: std::future::Future<Output = Outcome> + Send + 'static,
 {
-    match tokio::spawn(scenario).await {
+    let handle = tokio::spawn(scenario);
+    let abort = handle.abort_handle();
+    let joined = match tokio::time::timeout(budget, handle).await {
+        Ok(joined) => joined,
+        Err(_) => {
+            abort.abort();
+            procs::kill_token(token);
+            return error_outcome(format!(
+                "the scenario did not end within {} ms (its limit plus the teardown grace): the watchdog stopped it and killed the IUT",
+                budget.as_millis()
+            ));
+        }
+    };
+    match joined {
         Ok(outcome) => outcome,
         Err(e) => {
             let why = if e.is_panic() {
@@ -85,6 +140,7 @@ where
                 Some(Failure {
                     step: None,
                     line: None,
+                    after_steps: false,
                     requirement: None,
                     expected: "a harness that does not panic".into(),
                     got: why,
@@ -107,13 +163,25 @@ pub(super) fn harness_error(s: &Scenario, seed: u64, why: &str) -> ScenarioResul
         failure: Some(Failure {
             step: None,
             line: None,
+            after_steps: false,
             requirement: None,
             expected: "a scenario that runs".into(),
             got: why.into(),
         }),
+        warnings: Vec::new(),
         transcript: None,
         iut_stderr: None,
     }
+}
+
+/// What a scenario's run gets from the runner besides the scenario and the IUT.
+struct Context {
+    seed: u64,
+    transcript: Transcript,
+    /// Marks the processes of this scenario's launch (procs::TOKEN_ENV).
+    token: String,
+    stop: Option<StopSignal>,
+    warnings: Warnings,
 }
 
 struct Exec<'a> {
@@ -126,11 +194,20 @@ struct Exec<'a> {
     port: u16,
     keys: Option<ServerKeys>,
     driver: Option<DriverProcess>,
+    token: String,
+    warnings: Warnings,
     events: mpsc::Receiver<DriverMsg>,
     events_tx: Option<mpsc::Sender<DriverMsg>>,
-    pending: VecDeque<serde_json::Value>,
+    /// Events read while waiting for something else, kept for later steps.
+    pending: VecDeque<Event>,
     driver_gone: bool,
     conn: Option<IutConn>,
+    /// What the harness saw on the connections already closed, oldest first.
+    past_conns: Vec<ConnFacts>,
+    /// How the IUT process ended, when it had ended by the time a step failed.
+    iut_exit: Option<String>,
+    /// Index of the step being played.
+    step_index: usize,
     account: String,
     credential: String,
     ignore: Vec<Element>,
@@ -147,15 +224,22 @@ impl<'a> Exec<'a> {
         scenario: &'a Scenario,
         iut: &'a IutConfig,
         dirs: &'a SuiteDirs,
-        seed: u64,
-        transcript: Transcript,
+        ctx: Context,
     ) -> Outcome {
+        let Context {
+            seed,
+            transcript,
+            token,
+            stop,
+            warnings,
+        } = ctx;
         if let Some(why) = not_applicable(scenario, iut) {
             return (
                 Verdict::NotApplicable,
                 Some(Failure {
                     step: None,
                     line: None,
+                    after_steps: false,
                     requirement: None,
                     expected: "a scenario that applies to this IUT".into(),
                     got: why,
@@ -190,27 +274,49 @@ impl<'a> Exec<'a> {
             port,
             keys: None,
             driver: None,
+            token,
+            warnings,
             events: rx,
             events_tx: Some(tx),
             pending: VecDeque::new(),
             driver_gone: false,
             conn: None,
+            past_conns: Vec::new(),
+            iut_exit: None,
+            step_index: 0,
             account,
             credential,
             ignore: Vec::new(),
             server_url: None,
             last_http: None,
         };
-        let limit = scenario
-            .timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(iut.timeouts.scenario());
+        let limit = scenario_limit(scenario, iut);
         let mut current: Option<(usize, &Step)> = None;
-        let result = tokio::time::timeout(limit, exec.play(&mut current)).await;
-        let outcome = match result {
-            Ok(Ok(())) => (Verdict::Pass, None),
+        let interrupted = async {
+            match stop {
+                Some(mut s) => s.stopped().await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            r = tokio::time::timeout(limit, exec.play(&mut current)) => r.map_err(|_| None),
+            why = interrupted => Err(Some(why)),
+        };
+        if matches!(&result, Ok(Err(d)) if d.verdict == Verdict::Fail)
+            && let Some(driver) = exec.driver.as_mut()
+        {
+            // A connection reset often comes a moment before the process is reaped.
+            exec.iut_exit = driver
+                .exit_status_within(Duration::from_millis(100))
+                .await
+                .map(|s| s.to_string());
+        }
+        let mut outcome = match result {
+            Ok(Ok(())) => exec.after_pass().await.map_or((Verdict::Pass, None), |d| {
+                (d.verdict, Some(exec.failure_after_steps(d)))
+            }),
             Ok(Err(d)) => (d.verdict, Some(exec.failure(d, current))),
-            Err(_) => (
+            Err(None) => (
                 Verdict::Fail,
                 Some(exec.failure(
                     Deviation::fail_here(
@@ -220,9 +326,101 @@ impl<'a> Exec<'a> {
                     current,
                 )),
             ),
+            Err(Some(why)) => (
+                Verdict::Inconclusive,
+                Some(exec.failure(
+                    Deviation::inconclusive(format!(
+                        "the run was interrupted ({why}) during this scenario"
+                    )),
+                    current,
+                )),
+            ),
         };
-        let stderr = exec.teardown().await;
+        let stderr = match tokio::time::timeout(TEARDOWN_GRACE, exec.teardown()).await {
+            Ok((stderr, lie)) => {
+                if let (Verdict::Pass, Some(d)) = (outcome.0, lie) {
+                    outcome = (d.verdict, Some(exec.failure_after_steps(d)));
+                }
+                stderr
+            }
+            Err(_) => {
+                exec.transcript.note(format!(
+                    "teardown took longer than {} ms: connection dropped, IUT killed",
+                    TEARDOWN_GRACE.as_millis()
+                ));
+                exec.force_teardown()
+            }
+        };
         (outcome.0, outcome.1, stderr)
+    }
+
+    /// How long a step waits: its own `timeout_ms`, else the IUT's step time, but never less
+    /// than the bound SPEC.md gives what it waits for (an iq answer: STANZA-3; a close after
+    /// the gatekeeper's closing tag or stream error: STREAM-27, STREAM-26), so that a slow but
+    /// conformant IUT is not failed early.
+    fn wait_of(&self, step: &Step) -> Duration {
+        if let Some(t) = step.timeout {
+            return t;
+        }
+        let default = self.iut.timeouts.step();
+        let bounded_by = match &step.action {
+            Action::Expect(patterns) if patterns.iter().all(|p| is_iq_answer(p)) => "STANZA-3",
+            Action::ExpectClosed { .. } => "STREAM-27",
+            _ => return default,
+        };
+        crate::spec::embedded_time_bound(bounded_by).map_or(default, |b| b.max(default))
+    }
+
+    /// The SHOULD-level requirement a failing deviation is attributed to, if it is one.
+    fn should_level(&self, d: &Deviation, step: &Step) -> Option<String> {
+        if d.verdict != Verdict::Fail {
+            return None;
+        }
+        let id = d
+            .requirement
+            .clone()
+            .or_else(|| step.requirement.clone())
+            .or_else(|| self.scenario.requirements.first().cloned())?;
+        let level = crate::spec::Catalogue::embedded().get(&id)?.level;
+        matches!(
+            level,
+            crate::spec::Level::Should | crate::spec::Level::ShouldNot
+        )
+        .then_some(id)
+    }
+
+    /// The step being played, as `warn` takes it.
+    fn current_step<'s>(&self, step: &'s Step) -> Option<(usize, &'s Step)> {
+        Some((self.step_index, step))
+    }
+
+    /// Records a SHOULD not met.
+    fn warn(
+        &self,
+        requirement: String,
+        expected: impl Into<String>,
+        got: impl Into<String>,
+        at: Option<(usize, &Step)>,
+    ) {
+        let (expected, got) = (expected.into(), got.into());
+        self.transcript.note(format!(
+            "warning {requirement}: expected {expected}, got {got}"
+        ));
+        self.warnings.push(Warning {
+            step: at.map(|(i, _)| i + 1),
+            line: at.map(|(_, s)| s.line),
+            requirement,
+            expected,
+            got,
+        });
+    }
+
+    /// A deviation found once every step had passed.
+    fn failure_after_steps(&self, d: Deviation) -> Failure {
+        Failure {
+            after_steps: true,
+            ..self.failure(d, None)
+        }
     }
 
     fn failure(&self, d: Deviation, current: Option<(usize, &Step)>) -> Failure {
@@ -234,12 +432,21 @@ impl<'a> Exec<'a> {
                     .then(|| self.scenario.requirements.first().cloned())
                     .flatten()
             });
+        // An IUT that died explains most of what followed: say so beside the symptom.
+        let mut got = d.got;
+        if d.verdict == Verdict::Fail
+            && !got.contains("the IUT exited")
+            && let Some(status) = &self.iut_exit
+        {
+            got.push_str(&format!(" (the IUT process had exited: {status})"));
+        }
         Failure {
             step: current.map(|(i, _)| i + 1),
             line: current.map(|(_, s)| s.line),
+            after_steps: false,
             requirement,
             expected: d.expected,
-            got: d.got,
+            got,
         }
     }
 
@@ -260,48 +467,83 @@ impl<'a> Exec<'a> {
         let steps = &self.scenario.steps;
         for (i, step) in steps.iter().enumerate() {
             *current = Some((i, step));
-            let deadline = Instant::now() + step.timeout.unwrap_or(self.iut.timeouts.step());
+            self.step_index = i;
+            let deadline = Instant::now() + self.wait_of(step);
             self.transcript.note(format!(
                 "step {} (line {}): {}",
                 i + 1,
                 step.line,
                 step.action.name()
             ));
-            self.step(step, deadline).await?;
+            if let Err(d) = self.step(step, deadline).await {
+                let Some(should) = self.should_level(&d, step) else {
+                    return Err(d);
+                };
+                // A SHOULD not met is a warning, never a failure (SPEC.md §2.1); what the
+                // later steps would check cannot be judged from here.
+                self.warn(should, d.expected, d.got, Some((i, step)));
+                if i + 1 < steps.len() {
+                    self.transcript.note(format!(
+                        "steps {} to {} not run after the warning",
+                        i + 2,
+                        steps.len()
+                    ));
+                }
+                break;
+            }
+            self.check_no_extra_connection().await?;
         }
         *current = None;
         Ok(())
     }
 
     /// The next driver event, from the queue or the IUT. `Ok(None)` on timeout.
-    async fn next_event(
-        &mut self,
-        deadline: Instant,
-    ) -> Result<Option<serde_json::Value>, Deviation> {
+    async fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, Deviation> {
         if let Some(ev) = self.pending.pop_front() {
             return Ok(Some(ev));
         }
+        self.recv_event(deadline).await
+    }
+
+    /// The next driver event from the IUT itself (never the queue), checked for truth
+    /// against the commands sent and what the harness saw. `Ok(None)` on timeout.
+    async fn recv_event(&mut self, deadline: Instant) -> Result<Option<Event>, Deviation> {
         if self.driver_gone {
             return Err(self.driver_exited().await);
         }
-        match tokio::time::timeout_at(deadline, self.events.recv()).await {
-            Err(_) => Ok(None),
-            Ok(Some(DriverMsg::Event(v))) => {
-                self.transcript
-                    .record(Direction::DriverEvent, v.to_string());
-                Ok(Some(v))
+        let msg = match tokio::time::timeout_at(deadline, self.events.recv()).await {
+            Err(_) => return Ok(None),
+            Ok(Some(msg)) => msg,
+            Ok(None) => DriverMsg::Eof,
+        };
+        match self.admit(msg)? {
+            Some(ev) => Ok(Some(ev)),
+            None => {
+                self.driver_gone = true;
+                Err(self.driver_exited().await)
             }
-            Ok(Some(DriverMsg::Bad { line, why })) => {
-                self.transcript.record(Direction::DriverEvent, &line);
-                Err(Deviation::fail_here(
+        }
+    }
+
+    /// Records one message from the driver channel and checks it. `Ok(None)` for the end
+    /// of the IUT's output.
+    fn admit(&mut self, msg: DriverMsg) -> Result<Option<Event>, Deviation> {
+        match msg {
+            DriverMsg::Event(ev) => {
+                self.transcript
+                    .record_at(Direction::DriverEvent, ev.raw.to_string(), ev.at);
+                self.check_claims(&ev)?;
+                Ok(Some(ev))
+            }
+            DriverMsg::Bad { at, line, why } => {
+                self.transcript.record_at(Direction::DriverEvent, &line, at);
+                Err(Deviation::fail(
+                    truth::DRIVER_LINES,
                     "driver events as DRIVER.md defines them",
                     format!("{why}: {line}"),
                 ))
             }
-            Ok(Some(DriverMsg::Eof)) | Ok(None) => {
-                self.driver_gone = true;
-                Err(self.driver_exited().await)
-            }
+            DriverMsg::Eof => Ok(None),
         }
     }
 
@@ -375,6 +617,8 @@ impl<'a> Exec<'a> {
                     .ok_or_else(|| Deviation::error("negotiate needs a completed handshake"))?;
                 let done = gk::negotiate(conn, n, &creds, deadline, self.vars.rng()).await?;
                 if let Some(jid) = done.jid {
+                    // The bind result was the last thing written: `connected` may follow it.
+                    conn.facts.bound_at = conn.facts.last_write_at;
                     self.vars.set("client.jid", jid.clone());
                     self.await_connected(&jid, deadline).await?;
                 }
@@ -382,30 +626,17 @@ impl<'a> Exec<'a> {
             }
             Action::Send(template) => {
                 let text = self.vars.substitute(template).map_err(Deviation::error)?;
-                self.conn()?
-                    .send(text.as_bytes())
-                    .await
-                    .map_err(Deviation::io)
+                self.write_bounded(text.as_bytes(), deadline).await
             }
             Action::SendFixture(rel) => {
                 let path = self.dirs.fixtures.join(rel);
                 let bytes = crate::wire::fixture_bytes(&path)
                     .map_err(|e| Deviation::error(format!("fixture {}: {e}", path.display())))?;
-                // A receiver may refuse a hostile input before reading all of it:
-                // a write cut short is noted, and the next step judges the IUT.
-                let conn = self.conn()?;
-                match tokio::time::timeout_at(deadline, conn.send(&bytes)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => self.transcript.note(format!("write stopped: {e}")),
-                    Err(_) => self
-                        .transcript
-                        .note("write stopped: the IUT stopped reading"),
-                }
-                Ok(())
+                self.write_bounded(&bytes, deadline).await
             }
             Action::Expect(alternatives) => self.expect(step, alternatives, deadline).await,
-            Action::ExpectStreamError(conds) => {
-                self.expect_stream_error(step, conds, deadline).await
+            Action::ExpectStreamError(expect) => {
+                self.expect_stream_error(step, expect, deadline).await
             }
             Action::ExpectClosed { close_tag } => {
                 self.expect_closed(step, *close_tag, deadline).await
@@ -420,7 +651,16 @@ impl<'a> Exec<'a> {
                 tokio::time::sleep(*d).await;
                 Ok(())
             }
-            Action::CloseStream => self.conn()?.send_close().await.map_err(Deviation::io),
+            Action::CloseStream => {
+                let conn = self.conn()?;
+                match tokio::time::timeout_at(deadline, conn.send_close()).await {
+                    Ok(r) => r.map_err(Deviation::io),
+                    Err(_) => Err(Deviation::fail_here(
+                        "an IUT that reads its connection",
+                        "</stream:stream> could not be written before the step's deadline",
+                    )),
+                }
+            }
             Action::Hangup => {
                 self.conn()?.hangup().await;
                 Ok(())
@@ -430,26 +670,62 @@ impl<'a> Exec<'a> {
         }
     }
 
-    /// Closes the connection, stops the IUT, and returns its stderr tail.
-    async fn teardown(&mut self) -> Option<String> {
+    /// Writes to the IUT within the step's deadline. A receiver may refuse a hostile input
+    /// before reading all of it: a write cut short is noted, and the next step judges the IUT.
+    async fn write_bounded(&mut self, bytes: &[u8], deadline: Instant) -> Result<(), Deviation> {
+        let conn = self.conn()?;
+        match tokio::time::timeout_at(deadline, conn.send(bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => self.transcript.note(format!("write stopped: {e}")),
+            Err(_) => self
+                .transcript
+                .note("write stopped: the IUT stopped reading"),
+        }
+        Ok(())
+    }
+
+    /// Closes the connection, stops the IUT and everything it started, and returns its
+    /// stderr tail and the first false event reported meanwhile. Each part is bounded; the
+    /// caller bounds the whole by [`TEARDOWN_GRACE`].
+    async fn teardown(&mut self) -> (Option<String>, Option<Deviation>) {
         if let Some(mut conn) = self.conn.take() {
             conn.hangup().await;
+            self.past_conns.push(conn.facts);
         }
-        while let Ok(msg) = self.events.try_recv() {
-            if let DriverMsg::Event(v) = msg {
-                self.transcript
-                    .record(Direction::DriverEvent, v.to_string());
-            }
-        }
-        let driver = self.driver.as_mut()?;
+        let mut lie = self.drain_checked();
+        let Some(driver) = self.driver.as_mut() else {
+            return (None, lie);
+        };
         if self.scenario.role == Role::Server {
             // A server is not driven: it is stopped, not asked to stop.
             driver.kill().await;
         } else {
             driver.stop(STOP_GRACE).await;
         }
-        Some(driver.stderr_tail().await)
+        let stderr = driver.stderr_tail().await;
+        if lie.is_none() {
+            lie = self.drain_checked();
+        }
+        (Some(stderr), lie)
     }
+
+    /// Teardown that ran out of time: drop the connection, kill every process at once.
+    fn force_teardown(&mut self) -> Option<String> {
+        self.conn = None;
+        let driver = self.driver.as_mut()?;
+        driver.kill_now();
+        Some(driver.stderr_now())
+    }
+}
+
+/// Whether a pattern is an answer to an iq (`<iq type='result'` or `<iq type='error'`).
+fn is_iq_answer(pattern: &str) -> bool {
+    let p = pattern.trim_start();
+    p.starts_with("<iq ")
+        && (p.contains("type='result'")
+            || p.contains("type='error'")
+            || p.contains("type=\"result\"")
+            || p.contains("type=\"error\""))
 }
 
 fn error_outcome(why: String) -> Outcome {
@@ -458,6 +734,7 @@ fn error_outcome(why: String) -> Outcome {
         Some(Failure {
             step: None,
             line: None,
+            after_steps: false,
             requirement: None,
             expected: "a working harness".into(),
             got: why,
@@ -489,12 +766,16 @@ mod tests {
 
     #[tokio::test]
     async fn a_panic_becomes_an_error_verdict() {
-        let (verdict, failure, _) = catch_panic(async {
-            let v: Vec<u8> = Vec::new();
-            // A deliberate out-of-bounds index, as a harness bug would do.
-            let i = v.len() + 3;
-            (Verdict::Pass, None, Some(v[i].to_string()))
-        })
+        let (verdict, failure, _) = watched(
+            async {
+                let v: Vec<u8> = Vec::new();
+                // A deliberate out-of-bounds index, as a harness bug would do.
+                let i = v.len() + 3;
+                (Verdict::Pass, None, Some(v[i].to_string()))
+            },
+            Duration::from_secs(5),
+            "none",
+        )
         .await;
         assert_eq!(verdict, Verdict::Error);
         let got = failure.map(|f| f.got).unwrap_or_default();
@@ -505,9 +786,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_task_that_never_yields_is_stopped_by_the_watchdog() {
+        let (verdict, failure, _) = watched(
+            async {
+                // Yields to the scheduler but never finishes, as a step stuck in a loop.
+                loop {
+                    tokio::task::yield_now().await;
+                }
+            },
+            Duration::from_millis(100),
+            "none",
+        )
+        .await;
+        assert_eq!(verdict, Verdict::Error);
+        assert!(failure.is_some_and(|f| f.got.contains("the watchdog stopped it")));
+    }
+
+    #[tokio::test]
     async fn an_outcome_passes_through() {
-        let (verdict, failure, stderr) =
-            catch_panic(async { (Verdict::Fail, None, Some("e".into())) }).await;
+        let (verdict, failure, stderr) = watched(
+            async { (Verdict::Fail, None, Some("e".into())) },
+            Duration::from_secs(5),
+            "none",
+        )
+        .await;
         assert_eq!(
             (verdict, failure, stderr.as_deref()),
             (Verdict::Fail, None, Some("e"))

@@ -1,0 +1,115 @@
+//! An IUT's driver events are claims: each is checked against the commands the harness
+//! sent and against what the harness itself did and saw on the wire, before any step may
+//! count it towards a pass (SPEC.md Appendix D).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use super::Exec;
+use crate::iut::driver::{DriverMsg, Event};
+use crate::roles::Deviation;
+use crate::runner::conn::ConnFacts;
+use crate::scenario::Role;
+
+/// Driver output is newline-delimited JSON events within the line limit.
+pub const DRIVER_LINES: &str = "DRIVER-1";
+/// Every `seq` an event carries names a command sent, and each command is answered once.
+pub const DRIVER_SEQ: &str = "DRIVER-2";
+/// Events report only what happened: nothing the harness can see contradicts them.
+pub const DRIVER_CLAIMS: &str = "DRIVER-3";
+/// One TCP connection per `connect` command.
+pub const DRIVER_ONE_CONNECTION: &str = "DRIVER-4";
+
+impl Exec<'_> {
+    /// Checks one event: its `seq`, then what it reports against the harness's own view.
+    pub(super) fn check_claims(&mut self, ev: &Event) -> Result<(), Deviation> {
+        if let Some(driver) = self.driver.as_mut()
+            && let Err(why) = driver.ledger.check(ev)
+        {
+            return Err(Deviation::fail(
+                DRIVER_SEQ,
+                "events whose seq names a command the harness sent, answered once",
+                format!("{why}: {ev}"),
+            ));
+        }
+        let facts = self.facts_at(ev.at);
+        let happened = |t: Option<StdInstant>| t.is_some_and(|t| t <= ev.at);
+        let (claim, ok) = match (ev.name.as_str(), ev.str("reason"), ev.str("direction")) {
+            ("connected", _, _) => (
+                "a resource bound by the harness on the IUT's connection",
+                facts.is_some_and(|f| happened(f.bound_at)),
+            ),
+            ("disconnected", Some("remote-close"), _) => (
+                "the harness's </stream:stream> on the IUT's connection",
+                facts.is_some_and(|f| happened(f.close_sent_at)),
+            ),
+            ("disconnected", Some("stream-error-received"), _)
+            | ("stream_error", _, Some("received")) => (
+                "a <stream:error> sent by the harness on the IUT's connection",
+                facts.is_some_and(|f| happened(f.stream_error_sent_at)),
+            ),
+            _ => ("", true),
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(Deviation::fail(
+            DRIVER_CLAIMS,
+            format!("`{}` only after {claim}", ev.name),
+            format!("{ev}, which arrived before the harness had done so"),
+        ))
+    }
+
+    /// What the harness saw on the connection that was the IUT's latest at `at`.
+    fn facts_at(&self, at: StdInstant) -> Option<ConnFacts> {
+        self.past_conns
+            .iter()
+            .copied()
+            .chain(self.conn.as_ref().map(|c| c.facts))
+            .rfind(|f| f.accepted_at.is_some_and(|t| t <= at))
+    }
+
+    /// A client connects once per `connect`: a connection waiting to be accepted now is a
+    /// second one.
+    pub(super) async fn check_no_extra_connection(&mut self) -> Result<(), Deviation> {
+        if self.scenario.role != Role::Client {
+            return Ok(());
+        }
+        let listener = Arc::clone(&self.listener);
+        // A zero timeout still polls the accept once: a connection in the backlog is found.
+        if let Ok(Ok((_tcp, peer))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
+        {
+            self.transcript
+                .note(format!("unexpected TCP connection from {peer}"));
+            return Err(Deviation::fail(
+                DRIVER_ONE_CONNECTION,
+                "one connection per connect command",
+                format!("another TCP connection, from {peer}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// After the last step passed: what the IUT reported meanwhile, and extra connections.
+    pub(super) async fn after_pass(&mut self) -> Option<Deviation> {
+        if let Some(d) = self.drain_checked() {
+            return Some(d);
+        }
+        self.check_no_extra_connection().await.err()
+    }
+
+    /// Takes every driver message already queued, checking each; the first lie found.
+    pub(super) fn drain_checked(&mut self) -> Option<Deviation> {
+        let mut first = None;
+        while let Ok(msg) = self.events.try_recv() {
+            if matches!(msg, DriverMsg::Eof) {
+                self.driver_gone = true;
+                continue;
+            }
+            if let Err(d) = self.admit(msg) {
+                first.get_or_insert(d);
+            }
+        }
+        first
+    }
+}
