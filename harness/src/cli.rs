@@ -229,6 +229,19 @@ fn suite_dirs(scenarios: Option<PathBuf>) -> SuiteDirs {
 }
 
 fn load(dirs: &SuiteDirs) -> Result<Vec<scenario::Scenario>, i32> {
+    // Only --scenarios names a directory on disk; the bundled suite is always there.
+    let dir = &dirs.scenarios;
+    if crate::bundle::bundled_files_under(dir).is_none() && !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a directory"
+        } else {
+            "no such directory"
+        };
+        return Err(fail(format!(
+            "--scenarios {}: {what} (without --scenarios, the suite built into gatecheck runs)",
+            dir.display()
+        )));
+    }
     scenario::load_suite(dirs, Catalogue::embedded()).map_err(|errors| {
         for e in &errors {
             eprintln!("gatecheck: error: {e}");

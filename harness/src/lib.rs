@@ -6,6 +6,7 @@
 //! (the implementation under test); `runner`; `report`; `coverage`; `cli`.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod cli;
 pub mod coverage;
 pub mod exit;

@@ -649,3 +649,87 @@ fn coverage_counts_per_area() {
     );
     assert!(!table.contains("uncited"), "{table}");
 }
+
+/// An installed gatecheck carries its suite: copied out of the source tree (with the
+/// reference provider beside it, as `cargo install --path harness` and `--path reference`
+/// leave them) and started from an unrelated directory, it lists the same suite and runs a
+/// scenario that sends nothing but what is compiled in.
+#[test]
+fn an_installed_binary_finds_its_suite_from_any_directory() {
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_gatecheck"));
+    let reference = built.with_file_name(format!(
+        "gatecheck-reference{}",
+        std::env::consts::EXE_SUFFIX
+    ));
+    assert!(
+        reference.is_file(),
+        "{} is missing: build it first (`cargo build -p gatecheck-reference`; `cargo test --workspace` does)",
+        reference.display()
+    );
+    let place = tempdir("installed");
+    let bin_dir = place.join("bin");
+    let cwd = place.join("elsewhere");
+    std::fs::create_dir_all(&bin_dir).expect("bin dir");
+    std::fs::create_dir_all(&cwd).expect("cwd");
+    let installed = bin_dir.join(built.file_name().expect("name"));
+    std::fs::copy(&built, &installed).expect("copy gatecheck");
+    std::fs::copy(
+        &reference,
+        bin_dir.join(reference.file_name().expect("name")),
+    )
+    .expect("copy gatecheck-reference");
+
+    let listed = |cmd: &mut Command| {
+        let out = cmd.arg("list").output().expect("runs");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let here = listed(&mut bin());
+    let there = listed(Command::new(&installed).current_dir(&cwd));
+    assert!(there.contains("stanza/ping "), "{there}");
+    assert_eq!(
+        here, there,
+        "the same suite from the source tree and elsewhere"
+    );
+
+    let out = Command::new(&installed)
+        .current_dir(&cwd)
+        .args(["run", "--scenario", "stanza/ping", "--seed", "7"])
+        .env("CI", "true")
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("stanza/ping"), "{stdout}");
+    assert!(
+        cwd.join("reports").is_dir(),
+        "the report goes under the working directory"
+    );
+    let _ = std::fs::remove_dir_all(&place);
+}
+
+#[test]
+fn a_missing_scenarios_directory_is_named_clearly() {
+    for cmd in ["list", "run", "coverage"] {
+        let out = bin()
+            .args([cmd, "--scenarios", "/nonexistent/suite"])
+            .output()
+            .expect("runs");
+        assert_eq!(out.status.code(), Some(2), "{cmd}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--scenarios /nonexistent/suite: no such directory"),
+            "{cmd}: {stderr}"
+        );
+    }
+}

@@ -41,30 +41,71 @@ impl HttpResponse {
     }
 }
 
-/// Splits `http://host:port` into (host, port); only loopback hosts are allowed.
+/// Splits an `http://host[:port][/path]` base URL into (host, port), the host as it is
+/// connected to (`127.0.0.1`, `::1` without brackets, `localhost`) and the port 80 when
+/// none is given. Only loopback hosts are allowed: 127.0.0.0/8, ::1 and `localhost`.
 pub fn loopback_authority(base_url: &str) -> Result<(String, u16), String> {
-    let rest = base_url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{base_url:?}: only http:// base URLs are supported here"))?;
-    let authority = rest.split('/').next().unwrap_or(rest);
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() => (
-            h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse::<u16>()
-                .map_err(|_| format!("{base_url:?}: bad port {p:?}"))?,
-        ),
-        _ => (authority.to_string(), 80),
-    };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
+    let uri: hyper::Uri = base_url
+        .parse()
+        .map_err(|e| format!("base URL {base_url:?} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
         return Err(format!(
-            "{base_url:?}: gatecheck only talks to loopback addresses (127.0.0.1, ::1, localhost)"
+            "base URL {base_url:?}: only http:// base URLs are supported here"
         ));
     }
-    Ok((host, port))
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty())
+        .ok_or_else(|| format!("base URL {base_url:?} has no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "base URL {base_url:?}: user information (`user@`) is not supported"
+        ));
+    }
+    let host = authority.host();
+    let (host, loopback) = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => (
+            v6,
+            v6.parse::<std::net::Ipv6Addr>()
+                .is_ok_and(|ip| ip.is_loopback()),
+        ),
+        None => (
+            host,
+            host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::Ipv4Addr>()
+                    .is_ok_and(|ip| ip.is_loopback()),
+        ),
+    };
+    if !loopback {
+        return Err(format!(
+            "base URL {base_url:?}: host {host:?} is not a loopback address; gatecheck only \
+             talks to 127.0.0.0/8, [::1] and localhost"
+        ));
+    }
+    // The authority is `host[:port]` (no user information): what follows the host.
+    let port = match &authority.as_str()[authority.host().len()..] {
+        "" => 80,
+        rest => rest
+            .strip_prefix(':')
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|p| p.parse::<u16>().ok())
+            .ok_or_else(|| {
+                let port = rest.strip_prefix(':').unwrap_or(rest);
+                format!("base URL {base_url:?}: bad port {port:?}")
+            })?,
+    };
+    Ok((host.to_string(), port))
+}
+
+/// The `Host` header value for a host as [`loopback_authority`] returns it: an IPv6
+/// address in brackets (`[::1]:9`), anything else as is (`127.0.0.1:9`).
+pub fn host_header(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
 }
 
 /// Sends one request to `base_url` and reads the whole response before `deadline`.
@@ -87,7 +128,7 @@ pub async fn send(
         let mut builder = hyper::Request::builder()
             .method(req.method.as_str())
             .uri(req.path.as_str())
-            .header("host", format!("{host}:{port}"));
+            .header("host", host_header(&host, port));
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
@@ -156,6 +197,92 @@ mod tests {
                 .contains("loopback")
         );
         assert!(loopback_authority("https://127.0.0.1:1").is_err());
+    }
+
+    #[test]
+    fn ipv6_and_the_whole_loopback_range() {
+        let ok = |url: &str| loopback_authority(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(ok("http://[::1]:8080"), ("::1".into(), 8080));
+        assert_eq!(ok("http://[::1]"), ("::1".into(), 80));
+        assert_eq!(
+            ok("http://[0:0:0:0:0:0:0:1]:9/"),
+            ("0:0:0:0:0:0:0:1".into(), 9)
+        );
+        assert_eq!(ok("http://127.1.2.3:7/a/b"), ("127.1.2.3".into(), 7));
+        assert_eq!(ok("http://LocalHost:1"), ("LocalHost".into(), 1));
+        for (url, why) in [
+            ("http://[::2]:80", "not a loopback"),
+            ("http://[::ffff:127.0.0.1]:80", "not a loopback"),
+            ("http://[fe80::1]:80", "not a loopback"),
+            ("http://128.0.0.1:80", "not a loopback"),
+            ("http://localhost.example:80", "not a loopback"),
+            ("http://127.0.0.1.nip.io:80", "not a loopback"),
+            ("http://example.com@127.0.0.1:80", "user information"),
+            ("http://127.0.0.1:80@example.com", "user information"),
+            ("http://[::1]:", "bad port"),
+            ("http://[::1]:99999", "bad port"),
+            ("http://127.0.0.1:+80", "bad port"),
+            ("http://[::1", "not a URL"),
+            ("ftp://[::1]:21", "only http://"),
+            ("[::1]:80", "only http://"),
+            ("/just/a/path", "only http://"),
+            ("http://:80", "has no host"),
+            ("http://", "not a URL"),
+            ("http:///x", "not a URL"),
+            ("", "not a URL"),
+        ] {
+            let e = loopback_authority(url).expect_err(url);
+            assert!(e.contains(why), "{url}: {e}");
+            assert!(e.contains(url), "the message names the URL: {e}");
+        }
+    }
+
+    #[test]
+    fn the_host_header_brackets_ipv6() {
+        assert_eq!(host_header("::1", 9), "[::1]:9");
+        assert_eq!(host_header("127.0.0.1", 9), "127.0.0.1:9");
+        assert_eq!(host_header("localhost", 80), "localhost:80");
+    }
+
+    /// A round trip to `http://[::1]:port` connects over IPv6 and says `Host: [::1]:port`.
+    #[tokio::test]
+    async fn an_ipv6_base_url_round_trip() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+            eprintln!("no IPv6 loopback here: skipped");
+            return;
+        };
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request head incomplete");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let _ = s
+                .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            String::from_utf8(head).unwrap()
+        });
+        let req = HttpRequest {
+            method: "GET".into(),
+            path: "/x".into(),
+            headers: vec![],
+            body: vec![],
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let r = send(&format!("http://[::1]:{port}"), &req, deadline)
+            .await
+            .unwrap();
+        assert_eq!(r.status, 204);
+        let head = server.await.unwrap().to_ascii_lowercase();
+        assert!(
+            head.contains(&format!("\r\nhost: [::1]:{port}\r\n")),
+            "{head}"
+        );
     }
 
     #[tokio::test]

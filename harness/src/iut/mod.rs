@@ -28,7 +28,7 @@ pub enum IutError {
         source: std::io::Error,
     },
     #[error(
-        "the reference provider binary was not found next to {} (looked for {}); build it with `cargo build --release` (the workspace builds both binaries)",
+        "the reference provider binary was not found next to {} (looked for {}); build it with `cargo build --release` (the workspace builds both binaries), or install it beside gatecheck with `cargo install --path reference`",
         exe.display(),
         looked.display()
     )]
@@ -202,7 +202,11 @@ impl IutConfig {
                 ));
             };
             let probe = server.base_url.replace("${port}", "1");
-            crate::http::client::loopback_authority(&probe).map_err(|m| invalid(0, m))?;
+            crate::http::client::loopback_authority(&probe).map_err(|m| {
+                // Quote the URL as written, not with the probe's stand-in port.
+                let m = m.replace(&format!("{probe:?}"), &format!("{:?}", server.base_url));
+                invalid(0, m)
+            })?;
         }
         // Absolute, so that the command and the working directory do not resolve twice.
         let parent = match path.parent() {
@@ -266,5 +270,41 @@ impl IutConfig {
 
     pub fn claims(&self, capability: &str) -> bool {
         self.features.iter().any(|f| f == capability)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads an iut.toml of the server role with this base_url.
+    fn server_with(base_url: &str) -> Result<IutConfig, IutError> {
+        let dir = std::env::temp_dir().join(format!(
+            "gatecheck-iut-base-url-{}-{}",
+            std::process::id(),
+            base_url.len()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("iut.toml");
+        let text =
+            format!("name = \"s\"\nroles = [\"server\"]\n\n[server]\nbase_url = \"{base_url}\"\n");
+        std::fs::write(&path, text).expect("write iut.toml");
+        let cfg = IutConfig::load(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        cfg
+    }
+
+    #[test]
+    fn base_urls_on_ipv6_loopback_are_accepted_and_others_refused() {
+        for ok in ["http://[::1]:${port}", "http://127.0.0.2:${port}/api"] {
+            server_with(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let e = server_with("http://10.0.0.2:${port}").expect_err("not loopback");
+        let e = e.to_string();
+        assert!(e.contains("not a loopback address"), "{e}");
+        assert!(
+            e.contains("\"http://10.0.0.2:${port}\""),
+            "quoted as written: {e}"
+        );
     }
 }

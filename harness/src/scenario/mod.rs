@@ -114,6 +114,9 @@ pub const KNOWN_CAPABILITIES: &[&str] = &[
 pub const KNOWN_PROFILES: &[&str] = &["xmpp-core"];
 
 /// Where scenario files and fixtures live, for resolving `send_fixture` paths.
+///
+/// Either may be under [`crate::bundle::ROOT`]: read files through [`crate::bundle`] (or
+/// [`crate::wire::fixture_bytes`]), never with `std::fs` directly.
 #[derive(Debug, Clone)]
 pub struct SuiteDirs {
     pub scenarios: PathBuf,
@@ -121,9 +124,10 @@ pub struct SuiteDirs {
 }
 
 impl SuiteDirs {
-    /// The suite shipped with the source tree this binary was built from.
+    /// The suite compiled into this binary ([`crate::bundle`]): the same wherever the
+    /// binary is installed and whatever the working directory.
     pub fn bundled() -> SuiteDirs {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = Path::new(crate::bundle::ROOT);
         SuiteDirs {
             scenarios: root.join("scenarios"),
             fixtures: root.join("fixtures"),
@@ -358,7 +362,7 @@ pub fn load_suite(
     files.sort();
     let mut scenarios: Vec<Scenario> = Vec::new();
     for path in files {
-        match std::fs::read_to_string(&path) {
+        match crate::bundle::read_to_string(&path) {
             Ok(text) => match Scenario::parse(&path, &text, catalogue, dirs) {
                 Ok(s) => scenarios.push(s),
                 Err(e) => errors.push(e),
@@ -388,6 +392,14 @@ pub fn load_suite(
 }
 
 fn collect_toml(dir: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<ScenarioError>) {
+    if let Some(bundled) = crate::bundle::bundled_files_under(dir) {
+        files.extend(
+            bundled
+                .into_iter()
+                .filter(|p| p.extension().is_some_and(|e| e == "toml")),
+        );
+        return;
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {

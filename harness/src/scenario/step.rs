@@ -403,7 +403,7 @@ impl Step {
         if let Some(f) = raw.send_fixture {
             names.push("send_fixture");
             let path = dirs.fixtures.join(&f);
-            if f.contains("..") || !path.is_file() {
+            if f.contains("..") || !crate::bundle::is_file(&path) {
                 return Err(format!(
                     "send_fixture: no fixture {f:?} under {}",
                     dirs.fixtures.display()

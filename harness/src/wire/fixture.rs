@@ -40,17 +40,18 @@ pub enum FixtureError {
     },
 }
 
-/// The bytes of a fixture file: `.gen` recipes expanded, anything else as stored.
+/// The bytes of a fixture file, on disk or bundled ([`crate::bundle`]): `.gen` recipes
+/// expanded, anything else as stored.
 pub fn fixture_bytes(path: &Path) -> Result<Vec<u8>, FixtureError> {
     let io = |source| FixtureError::Io {
         path: path.to_owned(),
         source,
     };
     if path.extension().is_some_and(|e| e == "gen") {
-        let text = std::fs::read_to_string(path).map_err(io)?;
+        let text = crate::bundle::read_to_string(path).map_err(io)?;
         expand_recipe(&text)
     } else {
-        std::fs::read(path).map_err(io)
+        crate::bundle::read(path).map_err(io)
     }
 }
 
