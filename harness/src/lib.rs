@@ -17,5 +17,7 @@ pub mod roles;
 pub mod runner;
 pub mod scenario;
 pub mod spec;
+pub mod transcript;
 pub mod transport;
+pub mod verdict;
 pub mod wire;

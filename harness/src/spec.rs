@@ -306,6 +306,33 @@ pub struct SizeLimit {
     pub line: usize,
 }
 
+/// The optional capabilities of SPEC.md §3.3 (the first column of its table), in order: the
+/// only names an iut.toml's `features` and a scenario's `needs` may use. Mandatory areas
+/// (E2EE, enrollment, ...) are not capabilities: an IUT cannot opt out of them.
+pub fn optional_capabilities(text: &str) -> Vec<String> {
+    let Some(start) = text.find("### 3.3 ") else {
+        return Vec::new();
+    };
+    let section = &text[start..];
+    let section = section[4..]
+        .find("\n#")
+        .map_or(section, |end| &section[..end + 4]);
+    section
+        .lines()
+        .filter_map(|line| {
+            let first = line.trim().strip_prefix('|')?.split('|').next()?.trim();
+            let name = first.strip_prefix('`')?.strip_suffix('`')?;
+            Some(name.to_string())
+        })
+        .collect()
+}
+
+/// The optional capabilities of the embedded SPEC.md.
+pub fn embedded_capabilities() -> &'static [String] {
+    static CAPS: OnceLock<Vec<String>> = OnceLock::new();
+    CAPS.get_or_init(|| optional_capabilities(EMBEDDED_SPEC))
+}
+
 /// The time bound that the `| item | value | requirement |` table of Appendix B gives a
 /// requirement, when its value is a number of seconds (`10 s`, `5 s`). Steps that wait for
 /// something SPEC.md bounds in time wait that bound, never less.
@@ -837,6 +864,18 @@ mod tests {
         for r in &rows {
             assert!(r.accept_at_least <= r.refuse_above, "{r:?}");
         }
+    }
+
+    #[test]
+    fn capabilities_are_the_optional_ones_of_section_3_3() {
+        let caps = embedded_capabilities();
+        assert!(caps.iter().any(|c| c == "transport.noise"), "{caps:?}");
+        assert!(caps.iter().any(|c| c == "chatstates"), "{caps:?}");
+        // Mandatory areas are not optional capabilities.
+        assert!(
+            !caps.iter().any(|c| c == "e2ee" || c == "enroll"),
+            "{caps:?}"
+        );
     }
 
     #[test]

@@ -325,11 +325,13 @@ fn http_steps_catch_an_echoed_secret() {
 }
 
 #[test]
-fn an_unsupported_answer_is_not_applicable_never_a_pass() {
+fn an_unsupported_connect_is_inconclusive_never_a_pass() {
+    // `connect` is a command every client must support: `unsupported` leaves nothing
+    // testable, which is inconclusive (exit 1), never not-applicable and never a pass.
     let (code, v) = run_broken("answers-unsupported", "stanza/ping");
-    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(code, Some(1), "{v}");
     let s = &v["scenarios"][0];
-    assert_eq!(s["verdict"], "not-applicable", "{s}");
+    assert_eq!(s["verdict"], "inconclusive", "{s}");
     assert_eq!(v["summary"]["pass"], 0);
 }
 

@@ -190,6 +190,11 @@ fn check_behaviour(tmp: &Path, behaviour: &str, lie: bool) -> Vec<String> {
         if lie && verdict == "pass" {
             problems.push(format!("{id}: a lie passed"));
         }
+        // Every scenario here applies (TLS is claimed, nothing optional is needed): nothing the
+        // shim does, `unsupported` included, may make it not-applicable.
+        if verdict == "not-applicable" {
+            problems.push(format!("{id}: not-applicable: {}", s["failure"]["got"]));
+        }
         if verdict == "error" {
             problems.push(format!("{id}: harness error: {}", s["failure"]["got"]));
         }

@@ -136,6 +136,22 @@ fn mistakes_are_reported_with_file_and_line() {
         ),
         (HEAD, "stream/example.toml:1: missing field `step`"),
         (
+            &format!("{HEAD}\n[[step]]\nsend = \"<iq/>\"\nactor = \"bob\"\n"),
+            "stream/example.toml:6: actor \"bob\" is not declared in the scenario's `actors`",
+        ),
+        (
+            &format!("{HEAD}actors = [\"bob\"]\n[[step]]\nsleep = 1\nactor = \"bob\"\n"),
+            "stream/example.toml:6: `actor` goes with send, expect and expect_any only (who sends, who receives)",
+        ),
+        (
+            &format!("{HEAD}actors = [\"Bob\"]\n[[step]]\nsleep = 1\n"),
+            "stream/example.toml:5: actor \"Bob\" must be lowercase letters, digits and '-', starting with a letter",
+        ),
+        (
+            &format!("{HEAD}needs = [\"e2ee\"]\n[[step]]\nsleep = 1\n"),
+            "stream/example.toml:1: unknown capability \"e2ee\" in needs (known: transport.noise, transport.tls, media, push, proxy, e2ee.pqxdh, chatstates)",
+        ),
+        (
             &format!("{HEAD}\n[[step]]\nhttp = {{ method = \"GET\", path = \"/\" }}\n"),
             "stream/example.toml:6: `http` talks to a provider server: it needs role = \"server\"",
         ),

@@ -10,8 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::mpsc;
+
+use serde::Deserialize;
 
 use super::Launch;
 use super::procs::{ProcessTree, TOKEN_ENV};
@@ -26,10 +28,100 @@ const STDERR_TAIL: usize = 16 * 1024;
 /// How long writing one command may take before the IUT counts as not reading its stdin.
 const WRITE_LIMIT: Duration = Duration::from_millis(1000);
 
+/// A command the harness builds itself (DRIVER.md §3); scenario `driver` steps may send any
+/// other object as it is written.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    Connect {
+        host: String,
+        port: u16,
+        transport: crate::transport::TransportKind,
+        domain: String,
+        account: String,
+        credential: String,
+        /// Noise: the server's static key to pin (base64).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        server_key: Option<String>,
+        /// TLS: the only CA to trust (PEM).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_pem: Option<String>,
+        server_name: String,
+    },
+    Disconnect,
+    Shutdown,
+}
+
+impl Command {
+    /// The command as the JSON object that goes on the wire (before its `seq`).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_else(|_| serde_json::json!({}))
+    }
+}
+
+/// What a driver event says, typed (DRIVER.md §4). An event the harness does not know is
+/// `Other`: recorded, and otherwise ignored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    Ready {
+        driver: u32,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        version: String,
+        #[serde(default)]
+        roles: Vec<String>,
+        #[serde(default)]
+        features: Vec<String>,
+    },
+    Connected {
+        jid: String,
+    },
+    Disconnected {
+        reason: DisconnectReason,
+        condition: Option<String>,
+    },
+    StreamError {
+        direction: ErrorDirection,
+        condition: String,
+    },
+    Error {
+        code: String,
+    },
+    Unsupported {
+        cmd: String,
+    },
+    #[serde(other)]
+    Other,
+}
+
+/// `disconnected` reasons (DRIVER.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DisconnectReason {
+    Local,
+    RemoteClose,
+    StreamErrorReceived,
+    StreamErrorSent,
+    TransportError,
+    AuthFailed,
+}
+
+/// Which way a reported stream error went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorDirection {
+    Sent,
+    Received,
+}
+
 /// One driver event, stamped when its line arrived.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub at: Instant,
+    /// What it says, typed.
+    pub kind: EventKind,
     /// The whole JSON object, for matching against a scenario's expected fields.
     pub raw: serde_json::Value,
     /// Its `event` member.
@@ -82,7 +174,23 @@ fn answers(event: &str, cmd: &str) -> bool {
     }
 }
 
+/// The optional capability (SPEC.md §3.3) a driver command belongs to; `None` for commands
+/// of mandatory areas, which a client may not answer `unsupported` without the scenario
+/// becoming inconclusive.
+pub fn optional_capability_of(cmd: &str) -> Option<&'static str> {
+    match cmd {
+        "send_media" => Some("media"),
+        "send_chatstate" => Some("chatstates"),
+        _ => None,
+    }
+}
+
 impl SeqLedger {
+    /// The name of the command sent with `seq`.
+    pub fn command(&self, seq: u64) -> Option<&str> {
+        self.sent.get(&seq).map(|(c, _)| c.as_str())
+    }
+
     pub fn sent(&mut self, seq: u64, cmd: &str) {
         self.sent.insert(seq, (cmd.to_string(), false));
     }
@@ -147,7 +255,7 @@ impl DriverProcess {
         token: &str,
         tx: mpsc::Sender<DriverMsg>,
     ) -> std::io::Result<DriverProcess> {
-        let mut cmd = Command::new(&launch.command);
+        let mut cmd = tokio::process::Command::new(&launch.command);
         cmd.args(&launch.args)
             .envs(&launch.env)
             .env(TOKEN_ENV, token)
@@ -269,7 +377,7 @@ impl DriverProcess {
     /// process and everything it started, whether or not it exited.
     pub async fn stop(&mut self, grace: Duration) {
         if self.try_exit_status().is_none() {
-            let _ = self.send(serde_json::json!({"cmd": "shutdown"})).await;
+            let _ = self.send(Command::Shutdown.to_json()).await;
         }
         self.stdin = None;
         let _ = tokio::time::timeout(grace, self.child.wait()).await;
@@ -355,7 +463,17 @@ fn parse_line(bytes: &[u8], at: Instant) -> DriverMsg {
             None => return bad(line, "`seq` must be a non-negative integer".into()),
         },
     };
-    DriverMsg::Event(Event { at, raw, name, seq })
+    let kind = match EventKind::deserialize(&raw) {
+        Ok(kind) => kind,
+        Err(e) => return bad(line, format!("`{name}` event: {e}")),
+    };
+    DriverMsg::Event(Event {
+        at,
+        kind,
+        raw,
+        name,
+        seq,
+    })
 }
 
 async fn keep_tail<R: AsyncRead + Unpin>(mut err: R, tail: Arc<Mutex<Vec<u8>>>) {
@@ -409,6 +527,29 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn commands_serialize_as_driver_md_shows_them() {
+        let c = Command::Connect {
+            host: "127.0.0.1".into(),
+            port: 40001,
+            transport: crate::transport::TransportKind::Noise,
+            domain: "gk.gatecheck.test".into(),
+            account: "alice".into(),
+            credential: "s3cret".into(),
+            server_key: Some("a2V5".into()),
+            ca_pem: None,
+            server_name: "gk.gatecheck.test".into(),
+        };
+        assert_eq!(
+            c.to_json().to_string(),
+            r#"{"account":"alice","cmd":"connect","credential":"s3cret","domain":"gk.gatecheck.test","host":"127.0.0.1","port":40001,"server_key":"a2V5","server_name":"gk.gatecheck.test","transport":"noise"}"#
+        );
+        assert_eq!(
+            Command::Shutdown.to_json().to_string(),
+            r#"{"cmd":"shutdown"}"#
+        );
+    }
+
+    #[test]
     fn event_subset_matching() {
         let ev = json!({"event":"error","seq":1,"code":"server-key-mismatch","detail":"x"});
         assert!(event_matches(&json!({"event":"error","code":"server-key-mismatch"}), &ev).is_ok());
@@ -430,7 +571,7 @@ mod tests {
     #[test]
     fn lines_are_classified() {
         assert!(matches!(
-            parse_line(br#"{"event":"ready"}"#, Instant::now()),
+            parse_line(br#"{"event":"ready","driver":1}"#, Instant::now()),
             DriverMsg::Event(_)
         ));
         assert!(matches!(
@@ -444,6 +585,26 @@ mod tests {
         assert!(matches!(
             parse_line(br#"{"event":"connected","seq":"1"}"#, Instant::now()),
             DriverMsg::Bad { .. }
+        ));
+        // A known event without its members, or with a member out of its vocabulary.
+        assert!(matches!(
+            parse_line(br#"{"event":"connected","seq":1}"#, Instant::now()),
+            DriverMsg::Bad { .. }
+        ));
+        assert!(matches!(
+            parse_line(
+                br#"{"event":"disconnected","reason":"bored"}"#,
+                Instant::now()
+            ),
+            DriverMsg::Bad { .. }
+        ));
+        // An unknown event is fine, and typed as Other.
+        assert!(matches!(
+            parse_line(br#"{"event":"log","message":"hi"}"#, Instant::now()),
+            DriverMsg::Event(Event {
+                kind: EventKind::Other,
+                ..
+            })
         ));
     }
 
@@ -464,25 +625,30 @@ mod tests {
         l.sent(1, "connect");
         l.sent(2, "disconnect");
         assert_eq!(
-            l.check(&event(r#"{"event":"connected","seq":3}"#)),
+            l.check(&event(r#"{"event":"connected","seq":3,"jid":"a@b/c"}"#)),
             Err("seq 3 names no command the harness sent (it sent seq 1 to 2)".into())
         );
         assert_eq!(
-            l.check(&event(r#"{"event":"connected","seq":2}"#)),
+            l.check(&event(r#"{"event":"connected","seq":2,"jid":"a@b/c"}"#)),
             Err("`connected` answers connect, but seq 2 was `disconnect`".into())
         );
         assert_eq!(
-            l.check(&event(r#"{"event":"connected"}"#)),
+            l.check(&event(r#"{"event":"connected","jid":"a@b/c"}"#)),
             Err("`connected` answers a command, so it must carry that command's seq".into())
         );
-        assert_eq!(l.check(&event(r#"{"event":"connected","seq":1}"#)), Ok(()));
+        assert_eq!(
+            l.check(&event(r#"{"event":"connected","seq":1,"jid":"a@b/c"}"#)),
+            Ok(())
+        );
         assert_eq!(
             l.check(&event(r#"{"event":"error","seq":1,"code":"x"}"#)),
             Err("seq 1 (`connect`) was already answered".into())
         );
         // Trailing events of a command may carry its seq; unsolicited ones carry none.
         assert_eq!(
-            l.check(&event(r#"{"event":"stream_error","seq":1}"#)),
+            l.check(&event(
+                r#"{"event":"stream_error","seq":1,"direction":"sent","condition":"x"}"#
+            )),
             Ok(())
         );
         assert_eq!(l.check(&event(r#"{"event":"log"}"#)), Ok(()));
@@ -491,7 +657,9 @@ mod tests {
             Err("`unsupported` names a command other than seq 2's `disconnect`".into())
         );
         assert_eq!(
-            l.check(&event(r#"{"event":"disconnected","seq":2}"#)),
+            l.check(&event(
+                r#"{"event":"disconnected","seq":2,"reason":"local"}"#
+            )),
             Ok(())
         );
     }
@@ -500,7 +668,7 @@ mod tests {
     async fn long_lines_are_cut_not_buffered() {
         let (tx, mut rx) = mpsc::channel(QUEUE);
         let mut data = vec![b'a'; MAX_LINE + 10];
-        data.extend_from_slice(b"\n{\"event\":\"ready\"}\n");
+        data.extend_from_slice(b"\n{\"event\":\"ready\",\"driver\":1}\n");
         read_lines(&data[..], tx).await;
         assert!(matches!(rx.recv().await, Some(DriverMsg::Bad { .. })));
         assert!(matches!(rx.recv().await, Some(DriverMsg::Event(_))));

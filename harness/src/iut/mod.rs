@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::scenario::{KNOWN_CAPABILITIES, Role, line_of};
+use crate::scenario::{Role, known_capabilities, line_of};
 use crate::transport::TransportKind;
 
 /// A mistake in an iut.toml.
@@ -171,12 +171,12 @@ impl IutConfig {
             ));
         }
         for f in &cfg.features {
-            if !KNOWN_CAPABILITIES.contains(&f.as_str()) {
+            if !known_capabilities().contains(f) {
                 return Err(invalid(
                     0,
                     format!(
                         "unknown feature {f:?} (known: {})",
-                        KNOWN_CAPABILITIES.join(", ")
+                        known_capabilities().join(", ")
                     ),
                 ));
             }

@@ -5,15 +5,15 @@
 
 use base64::Engine;
 use rand::RngCore;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::Deviation;
-use crate::runner::conn::{Inbound, IutConn};
-use crate::runner::transcript::Transcript;
-use crate::scenario::{HandshakeMode, Negotiate, SaslAnswer, Stage};
+use crate::roles::conn::{Inbound, IutConn};
+use crate::roles::gatekeeper_options::{HandshakeMode, Negotiate, SaslAnswer, Stage};
+use crate::transcript::Transcript;
 use crate::transport::{
-    self, INTRO, NOISE_PARAMS, NoiseKeypair, TlsIdentity, TransportKind, read_frame,
+    self, BoxStream, ByteStream, INTRO, NOISE_PARAMS, NoiseKeypair, TlsIdentity, TransportKind,
+    read_frame,
 };
 use crate::wire::{Element, Limits, StreamHeader, ns};
 
@@ -102,7 +102,7 @@ impl ServerKeys {
 /// Runs the server side of the transport handshake on an accepted connection.
 /// Returns the connection when there is one left to observe.
 pub async fn handshake(
-    tcp: TcpStream,
+    tcp: impl ByteStream,
     kind: TransportKind,
     mode: HandshakeMode,
     keys: &ServerKeys,
@@ -110,6 +110,7 @@ pub async fn handshake(
     transcript: &Transcript,
     rng: &mut impl RngCore,
 ) -> Result<Option<IutConn>, Deviation> {
+    let tcp: BoxStream = Box::new(tcp);
     let timeout = |what: &str| {
         Deviation::fail(
             if mode.completes() {
@@ -260,7 +261,7 @@ fn aborted<T>(
 }
 
 /// Reads the client's intro and its first handshake frame.
-async fn read_intro_and_first(tcp: &mut TcpStream) -> Result<Vec<u8>, String> {
+async fn read_intro_and_first(tcp: &mut BoxStream) -> Result<Vec<u8>, String> {
     use tokio::io::AsyncReadExt;
     let mut intro = [0u8; 4];
     tcp.read_exact(&mut intro)
@@ -275,7 +276,7 @@ async fn read_intro_and_first(tcp: &mut TcpStream) -> Result<Vec<u8>, String> {
 /// Reads the intro and message 1, then sends half of a genuine message 2 and
 /// closes the write side.
 async fn truncated(
-    mut tcp: TcpStream,
+    mut tcp: BoxStream,
     keys: &ServerKeys,
     deadline: Instant,
     transcript: &Transcript,
@@ -337,7 +338,7 @@ fn sasl_features(mechanisms: &[String]) -> String {
     let mut s = format!("<stream:features><mechanisms xmlns='{}'>", ns::SASL);
     for m in mechanisms {
         s.push_str("<mechanism>");
-        s.push_str(&crate::scenario::vars::xml_escape(m));
+        s.push_str(&crate::wire::xml_escape(m));
         s.push_str("</mechanism>");
     }
     s.push_str("</mechanisms></stream:features>");
@@ -476,7 +477,7 @@ pub async fn negotiate(
 }
 
 fn token(rng: &mut impl RngCore) -> String {
-    crate::scenario::vars::random_token(rng, 10)
+    crate::roles::random_token(rng, 10)
 }
 
 async fn expect_header(
@@ -563,3 +564,7 @@ pub fn unexpected(got: Option<Inbound>, what: &str, requirement: &str) -> Deviat
         ),
     }
 }
+
+#[cfg(test)]
+#[path = "gatekeeper_server_tests.rs"]
+mod tests;

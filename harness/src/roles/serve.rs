@@ -11,9 +11,9 @@ use tokio::time::{Duration, Instant};
 
 use super::gatekeeper_server::{self as gk, Credentials, ServerKeys};
 use crate::exit;
-use crate::runner::conn::{Inbound, IutConn};
-use crate::runner::transcript::Transcript;
-use crate::scenario::{HandshakeMode, Negotiate, SaslAnswer, Stage};
+use crate::roles::conn::{Inbound, IutConn};
+use crate::roles::gatekeeper_options::{HandshakeMode, Negotiate, SaslAnswer, Stage};
+use crate::transcript::Transcript;
 use crate::transport::TransportKind;
 use crate::wire::{Element, ns, stream_error_element};
 

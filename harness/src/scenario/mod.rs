@@ -68,6 +68,10 @@ pub struct Scenario {
     pub timeout_ms: Option<u64>,
     /// Named subsets of the suite the scenario belongs to (`xmpp-core`).
     pub profiles: Vec<String>,
+    /// Gatekeeper users the harness plays besides its server (`actors = ["bob"]`): each has a
+    /// full JID (`${bob.jid}`, `${bob.bare}`); stanzas the IUT addresses to one are routed to
+    /// it, and steps with `actor = "bob"` send as or receive for it.
+    pub actors: Vec<String>,
     pub steps: Vec<Step>,
     pub path: PathBuf,
 }
@@ -91,20 +95,17 @@ struct RawScenario {
     timeout_ms: Option<u64>,
     #[serde(default)]
     profiles: Option<toml::Spanned<Vec<String>>>,
+    #[serde(default)]
+    actors: Option<toml::Spanned<Vec<String>>>,
     #[serde(rename = "step")]
     steps: Vec<toml::Spanned<step::RawStep>>,
 }
 
-/// Capability names a scenario may require (SPEC.md front matter).
-pub const KNOWN_CAPABILITIES: &[&str] = &[
-    "transport.noise",
-    "transport.tls",
-    "e2ee",
-    "enroll",
-    "media",
-    "push",
-    "proxy",
-];
+/// Capability names a scenario may require and an IUT may claim: the optional capabilities
+/// of SPEC.md §3.3, read from the embedded SPEC.md.
+pub fn known_capabilities() -> &'static [String] {
+    crate::spec::embedded_capabilities()
+}
 
 /// Profiles a scenario may belong to (`profiles = [...]`, `--profile NAME`).
 ///
@@ -206,12 +207,12 @@ impl Scenario {
             }
         }
         for need in &raw.needs {
-            if !KNOWN_CAPABILITIES.contains(&need.as_str()) {
+            if !known_capabilities().contains(need) {
                 return Err(err(
                     0,
                     format!(
                         "unknown capability {need:?} in needs (known: {})",
-                        KNOWN_CAPABILITIES.join(", ")
+                        known_capabilities().join(", ")
                     ),
                 ));
             }
@@ -265,6 +266,28 @@ impl Scenario {
                 "a scenario needs at least one [[step]]".into(),
             ));
         }
+        let actors = match raw.actors {
+            None => Vec::new(),
+            Some(a) => {
+                let at = a.span().start;
+                let a = a.into_inner();
+                let mut seen = BTreeSet::new();
+                for name in &a {
+                    actor_name_ok(name).map_err(|m| err(at, m))?;
+                    if !seen.insert(name) {
+                        return Err(err(at, format!("actor {name:?} is listed twice")));
+                    }
+                }
+                if !a.is_empty() && raw.role != Role::Client {
+                    return Err(err(
+                        at,
+                        "gatekeeper-user actors talk to a client IUT: they need role = \"client\""
+                            .into(),
+                    ));
+                }
+                a
+            }
+        };
         let mut steps = Vec::with_capacity(raw.steps.len());
         for s in raw.steps {
             let at = s.span().start;
@@ -279,6 +302,14 @@ impl Scenario {
                 ));
             }
             for st in &step {
+                if let Some(a) = &st.actor
+                    && !actors.contains(a)
+                {
+                    return Err(err(
+                        at,
+                        format!("actor {a:?} is not declared in the scenario's `actors`"),
+                    ));
+                }
                 level_ok(st, &requirements, catalogue).map_err(|m| err(at, m))?;
                 st.action.fits_role(raw.role).map_err(|m| err(at, m))?;
             }
@@ -295,10 +326,29 @@ impl Scenario {
             ignore: raw.ignore,
             timeout_ms: raw.timeout_ms,
             profiles,
+            actors,
             steps,
             path: path.to_path_buf(),
         })
     }
+}
+
+/// Actor names become variable prefixes (`${bob.jid}`): lowercase letters, digits and '-',
+/// starting with a letter, and none of the harness's own prefixes.
+fn actor_name_ok(name: &str) -> Result<(), String> {
+    let well_formed = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !well_formed {
+        return Err(format!(
+            "actor {name:?} must be lowercase letters, digits and '-', starting with a letter"
+        ));
+    }
+    if ["gk", "client", "rand", "server"].contains(&name) {
+        return Err(format!("actor {name:?} is a name the harness uses itself"));
+    }
+    Ok(())
 }
 
 /// A step's failure can only be charged to a requirement whose level can fail (MUST, MUST

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::SuiteDirs;
 use super::pattern;
+pub use crate::roles::gatekeeper_options::{HandshakeMode, Negotiate, SaslAnswer, Stage};
 use crate::transport::TransportKind;
 
 /// A step as written in TOML: exactly one action key plus modifiers.
@@ -38,6 +39,9 @@ pub(crate) struct RawStep {
     ignore: Vec<String>,
     /// Requirement the step's failure is attributed to, when not the scenario's first.
     requirement: Option<String>,
+    /// The scenario actor that acts (`send`) or observes (`expect`, `expect_any`); default:
+    /// the gatekeeper server itself.
+    actor: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -176,93 +180,12 @@ pub struct ExpectHttp {
     pub within_ms: Option<u64>,
 }
 
-/// How the gatekeeper server conducts the transport handshake.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HandshakeMode {
-    /// A correct handshake with the key or certificate the IUT was given.
-    Normal,
-    /// Noise: the server uses a static key other than the one the IUT pinned.
-    WrongKey,
-    /// Noise: the server sends half of handshake message 2, then closes.
-    Truncate,
-    /// Noise: the server answers with random bytes instead of message 2.
-    Garbage,
-    /// TLS: the certificate chains to a CA the IUT was not given.
-    TlsUnknownCa,
-    /// TLS: the certificate is for another server name.
-    TlsWrongName,
-    /// TLS: the server speaks TLS 1.2 only.
-    Tls12Only,
-}
-
-impl HandshakeMode {
-    fn parse(s: &str) -> Option<HandshakeMode> {
-        Some(match s {
-            "normal" => HandshakeMode::Normal,
-            "wrong-key" => HandshakeMode::WrongKey,
-            "truncate" => HandshakeMode::Truncate,
-            "garbage" => HandshakeMode::Garbage,
-            "tls-unknown-ca" => HandshakeMode::TlsUnknownCa,
-            "tls-wrong-name" => HandshakeMode::TlsWrongName,
-            "tls12-only" => HandshakeMode::Tls12Only,
-            _ => return None,
-        })
-    }
-
-    /// The transport a mode only makes sense on.
-    pub fn transport(self) -> Option<TransportKind> {
-        match self {
-            HandshakeMode::Normal => None,
-            HandshakeMode::WrongKey | HandshakeMode::Truncate | HandshakeMode::Garbage => {
-                Some(TransportKind::Noise)
-            }
-            HandshakeMode::TlsUnknownCa
-            | HandshakeMode::TlsWrongName
-            | HandshakeMode::Tls12Only => Some(TransportKind::Tls),
-        }
-    }
-
-    /// False when the IUT is expected to abort the handshake.
-    pub fn completes(self) -> bool {
-        self == HandshakeMode::Normal
-    }
-}
-
-/// How far the gatekeeper server negotiates the stream on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Stage {
-    /// Read and check the IUT's stream header; send nothing.
-    Header,
-    /// Also send the server's header and the SASL features.
-    Features,
-    /// Also read the IUT's `<auth>` and answer it (success, or failure with `sasl = "reject"`).
-    Auth,
-    /// All the way: stream restart, resource binding, `connected` driver event.
-    Session,
-}
-
-/// The SASL answer the server gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SaslAnswer {
-    /// Success when the credentials are the ones given in `connect`, failure otherwise.
-    Verify,
-    /// Always `<failure><not-authorized/></failure>`.
-    Reject,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connect {
     pub transport: Option<TransportKind>,
     pub handshake: HandshakeMode,
     pub account: Option<String>,
     pub credential: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Negotiate {
-    pub upto: Stage,
-    pub mechanisms: Vec<String>,
-    pub sasl: SaslAnswer,
 }
 
 /// What a step does.
@@ -358,6 +281,9 @@ pub struct Step {
     pub timeout: Option<Duration>,
     pub ignore: Vec<String>,
     pub requirement: Option<String>,
+    /// The gatekeeper user that sends (`send`) or receives (`expect`, `expect_any`); `None`
+    /// for the gatekeeper server.
+    pub actor: Option<String>,
 }
 
 const MAX_WAIT_MS: u64 = 60_000;
@@ -499,6 +425,16 @@ impl Step {
             pattern::validate_template(p).map_err(|m| format!("ignore: {m}"))?;
         }
         let requirement = raw.requirement;
+        if raw.actor.is_some()
+            && !actions
+                .iter()
+                .all(|a| matches!(a, Action::Send(_) | Action::Expect(_)))
+        {
+            return Err(
+                "`actor` goes with send, expect and expect_any only (who sends, who receives)"
+                    .into(),
+            );
+        }
         let timeout = raw.timeout_ms.map(Duration::from_millis);
         Ok(actions
             .into_iter()
@@ -508,6 +444,7 @@ impl Step {
                 timeout,
                 ignore: raw.ignore.clone(),
                 requirement: requirement.clone(),
+                actor: raw.actor.clone(),
             })
             .collect())
     }

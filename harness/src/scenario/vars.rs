@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// Variable values of one scenario run.
@@ -42,28 +42,9 @@ pub fn check_template(template: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A token of `len` lowercase letters and digits (ids, credentials, resources).
-pub fn random_token(rng: &mut impl Rng, len: usize) -> String {
-    (0..len)
-        .map(|_| char::from_digit(rng.random_range(0..36u32), 36).unwrap_or('x'))
-        .collect()
-}
+pub use crate::roles::random_token;
 
-/// Escapes a value for use inside XML text or a quoted attribute.
-pub fn xml_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::wire::xml_escape;
 
 impl Vars {
     pub fn new(seed: u64) -> Vars {

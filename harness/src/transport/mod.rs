@@ -20,8 +20,6 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 pub use noise::{
     HANDSHAKE_LENGTHS, NOISE_PARAMS, NoiseKeypair, noise_accept, noise_connect,
@@ -31,6 +29,14 @@ pub use tls::{
     ALPN_XMPP_CLIENT, TlsIdentity, client_config, root_store, server_config, tls_accept,
     tls_connect,
 };
+
+/// Any byte stream a transport runs over: a TCP connection, or, in unit tests, one end of a
+/// `tokio::io::duplex` pipe.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+/// A byte stream whose type is erased, so that connections of every kind share one type.
+pub type BoxStream = Box<dyn ByteStream>;
 
 /// The 4 bytes a Noise initiator sends first; also the Noise prologue on both sides.
 pub const INTRO: [u8; 4] = [0x47, 0x43, 0x00, 0x01];
@@ -142,12 +148,12 @@ impl fmt::Debug for Established {
     }
 }
 
-type TlsTcp = tokio_rustls::TlsStream<TcpStream>;
+type TlsTcp = tokio_rustls::TlsStream<BoxStream>;
 type NoiseState = Arc<Mutex<snow::TransportState>>;
 
 enum ReaderInner {
     Noise {
-        tcp: OwnedReadHalf,
+        tcp: ReadHalf<BoxStream>,
         state: NoiseState,
     },
     Tls(ReadHalf<TlsTcp>),
@@ -155,7 +161,7 @@ enum ReaderInner {
 
 enum WriterInner {
     Noise {
-        tcp: OwnedWriteHalf,
+        tcp: WriteHalf<BoxStream>,
         state: NoiseState,
     },
     Tls(WriteHalf<TlsTcp>),

@@ -2,13 +2,13 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::{BoxStream, ByteStream};
 use base64::Engine as _;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use snow::params::DHChoice;
 use snow::resolvers::{CryptoResolver, DefaultResolver};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use super::{
     Established, INTRO, MAX_FRAME, NOISE_TAG_LEN, NoiseState, ReaderInner, SecureReader,
@@ -92,7 +92,7 @@ fn builder<'a>() -> Result<snow::Builder<'a>, TransportError> {
 
 /// Reads the 4-byte intro, failing as soon as a byte differs (so garbage is refused without
 /// waiting for all four bytes).
-async fn read_intro(tcp: &mut TcpStream) -> Result<(), TransportError> {
+async fn read_intro(tcp: &mut BoxStream) -> Result<(), TransportError> {
     let mut got = Vec::with_capacity(INTRO.len());
     let mut byte = [0u8; 1];
     while got.len() < INTRO.len() {
@@ -123,7 +123,7 @@ pub const HANDSHAKE_LENGTHS: [usize; 3] = [32, 96, 64];
 
 /// Reads handshake message `message` (1-based), refusing any length but the fixed one: snow
 /// alone would take extra bytes of message 1 as a cleartext payload.
-async fn read_handshake_frame(tcp: &mut TcpStream, message: u8) -> Result<Vec<u8>, TransportError> {
+async fn read_handshake_frame(tcp: &mut BoxStream, message: u8) -> Result<Vec<u8>, TransportError> {
     let frame = read_frame(tcp).await?;
     let expected = HANDSHAKE_LENGTHS[usize::from(message - 1)];
     if frame.len() != expected {
@@ -145,9 +145,10 @@ fn read_handshake(hs: &mut snow::HandshakeState, msg: &[u8]) -> Result<(), Trans
 /// Server (responder) side: intro, `<- e`, `-> e, ee, s, es`, `<- s, se`.
 /// `peer_static` of the result is the client's static key.
 pub async fn noise_accept(
-    mut tcp: TcpStream,
+    tcp: impl ByteStream,
     server: &NoiseKeypair,
 ) -> Result<Established, TransportError> {
+    let mut tcp: BoxStream = Box::new(tcp);
     read_intro(&mut tcp).await?;
     let mut hs = builder()?
         .local_private_key(&server.private)
@@ -167,7 +168,7 @@ pub async fn noise_accept(
 /// `pinned_server_key` (STREAM-6); on mismatch nothing more is sent (no message 3, no stream
 /// data) and the connection is dropped.
 pub async fn noise_connect(
-    tcp: TcpStream,
+    tcp: impl ByteStream,
     client: &NoiseKeypair,
     pinned_server_key: &[u8],
 ) -> Result<Established, TransportError> {
@@ -188,10 +189,11 @@ pub async fn noise_connect(
 /// static key after message 2 and, by returning an error, aborts before message 3. This is how
 /// a proxy pins a key of its own; the profile's rule is [`noise_connect`].
 pub async fn noise_connect_verified(
-    mut tcp: TcpStream,
+    tcp: impl ByteStream,
     client: &NoiseKeypair,
     verify: impl FnOnce(&[u8]) -> Result<(), TransportError>,
 ) -> Result<Established, TransportError> {
+    let mut tcp: BoxStream = Box::new(tcp);
     let mut hs = builder()?
         .local_private_key(&client.private)
         .map_err(noise_err)?
@@ -208,10 +210,10 @@ pub async fn noise_connect_verified(
     finish(tcp, hs)
 }
 
-fn finish(tcp: TcpStream, hs: snow::HandshakeState) -> Result<Established, TransportError> {
+fn finish(tcp: BoxStream, hs: snow::HandshakeState) -> Result<Established, TransportError> {
     let peer_static = hs.get_remote_static().map(<[u8]>::to_vec);
     let state: NoiseState = Arc::new(Mutex::new(hs.into_transport_mode().map_err(noise_err)?));
-    let (r, w) = tcp.into_split();
+    let (r, w) = tokio::io::split(tcp);
     Ok(Established {
         reader: SecureReader {
             inner: ReaderInner::Noise {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::{BoxStream, ByteStream};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -9,7 +10,6 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
-use tokio::net::TcpStream;
 
 use super::{
     Established, ReaderInner, SecureReader, SecureWriter, TransportError, TransportKind,
@@ -174,11 +174,11 @@ pub fn root_store(ca_pem: &str) -> Result<RootCertStore, TransportError> {
 
 /// Server side of the TLS handshake.
 pub async fn tls_accept(
-    tcp: TcpStream,
+    tcp: impl ByteStream,
     config: Arc<ServerConfig>,
 ) -> Result<Established, TransportError> {
     let stream = tokio_rustls::TlsAcceptor::from(config)
-        .accept(tcp)
+        .accept(Box::new(tcp) as BoxStream)
         .await
         .map_err(map_handshake)?;
     Ok(established(tokio_rustls::TlsStream::Server(stream)))
@@ -186,20 +186,20 @@ pub async fn tls_accept(
 
 /// Client side of the TLS handshake; `server_name` is checked against the certificate.
 pub async fn tls_connect(
-    tcp: TcpStream,
+    tcp: impl ByteStream,
     config: Arc<ClientConfig>,
     server_name: &str,
 ) -> Result<Established, TransportError> {
     let name = ServerName::try_from(server_name.to_owned())
         .map_err(|e| TransportError::Tls(format!("invalid server name {server_name:?}: {e}")))?;
     let stream = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
+        .connect(name, Box::new(tcp) as BoxStream)
         .await
         .map_err(map_handshake)?;
     Ok(established(tokio_rustls::TlsStream::Client(stream)))
 }
 
-fn established(stream: tokio_rustls::TlsStream<TcpStream>) -> Established {
+fn established(stream: tokio_rustls::TlsStream<BoxStream>) -> Established {
     let (r, w) = tokio::io::split(stream);
     Established {
         reader: SecureReader {

@@ -16,7 +16,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use super::element::{Element, Node};
-use super::parser::{StreamEvent, StreamHeader};
+use super::event::{StreamEvent, StreamHeader};
 use super::tree::{Tree, recycle};
 
 /// One element in the arena: strings, and ranges into the attribute and child vectors.

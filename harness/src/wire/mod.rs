@@ -18,6 +18,7 @@ mod chars;
 mod condition;
 mod element;
 mod error;
+mod event;
 mod fixture;
 mod framer;
 mod limits;
@@ -36,7 +37,7 @@ pub use limits::Limits;
 pub use parser::{
     Framing, StreamEvent, StreamHeader, StreamParser, check_document, parse_all, parse_fragment,
 };
-pub use serialize::STREAM_CLOSE;
+pub use serialize::{STREAM_CLOSE, xml_escape};
 pub use stanza::{
     Envelope, Iq, IqType, Message, MessageType, Presence, PresenceType, Stanza, StanzaError,
 };

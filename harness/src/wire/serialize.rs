@@ -222,6 +222,22 @@ fn escape_with(s: &str, out: &mut Vec<u8>, replace: impl Fn(u8) -> Option<&'stat
     out.extend_from_slice(bytes.get(start..).unwrap_or_default());
 }
 
+/// Escapes a value for use inside XML text or a quoted attribute.
+pub fn xml_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::Exec;
-use crate::iut::driver::{DriverProcess, Event};
+use crate::iut::driver::{Command, DriverProcess, Event, EventKind};
 use crate::roles::Deviation;
 use crate::roles::gatekeeper_server as gk;
 use crate::transport::TransportKind;
@@ -41,18 +41,18 @@ impl Exec<'_> {
         let keys = self.keys()?;
         let server_key = keys.noise.public_base64();
         let ca_pem = keys.tls.ca_pem.clone();
-        let cmd = serde_json::json!({
-            "cmd": "connect",
-            "host": "127.0.0.1",
-            "port": self.port,
-            "transport": kind.as_str(),
-            "domain": gk::DOMAIN,
-            "account": self.account,
-            "credential": self.credential,
-            "server_key": if kind == TransportKind::Noise { serde_json::Value::from(server_key) } else { serde_json::Value::Null },
-            "ca_pem": if kind == TransportKind::Tls { serde_json::Value::from(ca_pem) } else { serde_json::Value::Null },
-            "server_name": gk::DOMAIN,
-        });
+        let cmd = Command::Connect {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            transport: kind,
+            domain: gk::DOMAIN.into(),
+            account: self.account.clone(),
+            credential: self.credential.clone(),
+            server_key: (kind == TransportKind::Noise).then_some(server_key),
+            ca_pem: (kind == TransportKind::Tls).then_some(ca_pem),
+            server_name: gk::DOMAIN.into(),
+        }
+        .to_json();
         let seq = self.send_command(cmd).await?;
         let listener = Arc::clone(&self.listener);
         // Events that arrive before the connection are kept for later steps. Only new
@@ -75,7 +75,9 @@ impl Exec<'_> {
                         "no connection before the step's deadline",
                     )),
                     Some(ev) if is_unsupported(&ev, seq) => {
-                        return Err(Deviation::not_applicable("the IUT answered `unsupported` to connect"));
+                        return Err(Deviation::inconclusive(
+                            "the IUT answered `unsupported` to connect, which every client must support: nothing can be tested",
+                        ));
                     }
                     Some(_) if self.pending.len() >= crate::iut::driver::QUEUE => {
                         return Err(Deviation::fail_here(
@@ -124,9 +126,9 @@ impl Exec<'_> {
                     "no event before the step's deadline",
                 ));
             };
-            match ev.name.as_str() {
-                "connected" => {
-                    if ev.str("jid") != Some(jid) {
+            match &ev.kind {
+                EventKind::Connected { jid: got } => {
+                    if got != jid {
                         return Err(Deviation::fail(
                             gk::req::BOUND_JID,
                             format!("connected with jid {jid}"),
@@ -135,7 +137,7 @@ impl Exec<'_> {
                     }
                     return Ok(());
                 }
-                "error" | "disconnected" => {
+                EventKind::Error { .. } | EventKind::Disconnected { .. } => {
                     return Err(Deviation::fail_here(
                         "the driver event connected",
                         ev.to_string(),
@@ -161,7 +163,7 @@ impl Exec<'_> {
         self.driver = Some(driver);
         let deadline = Instant::now() + self.iut.timeouts.ready();
         match self.next_event(deadline).await {
-            Ok(Some(ev)) if ev.name == "ready" => Ok(()),
+            Ok(Some(ev)) if matches!(ev.kind, EventKind::Ready { .. }) => Ok(()),
             Ok(Some(ev)) => Err(Deviation::inconclusive(format!(
                 "the IUT's first driver event was {ev}, not ready"
             ))),
@@ -175,5 +177,5 @@ impl Exec<'_> {
 }
 
 fn is_unsupported(ev: &Event, seq: u64) -> bool {
-    ev.name == "unsupported" && ev.seq == Some(seq)
+    matches!(ev.kind, EventKind::Unsupported { .. }) && ev.seq == Some(seq)
 }

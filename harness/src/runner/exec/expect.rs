@@ -6,8 +6,8 @@ use tokio::time::Instant;
 use super::Exec;
 use crate::iut::driver::event_matches;
 use crate::roles::Deviation;
+use crate::roles::conn::Inbound;
 use crate::roles::gatekeeper_server as gk;
-use crate::runner::conn::Inbound;
 use crate::scenario::step::{Grade, StreamErrorExpect};
 use crate::scenario::{Step, pattern};
 use crate::wire::{Element, ns};
@@ -48,7 +48,7 @@ impl Exec<'_> {
         let expected = alternatives.join("  or  ");
         let expected = self.vars.substitute(&expected).unwrap_or(expected);
         loop {
-            let got = self.conn()?.next(deadline).await;
+            let got = self.next_for(step.actor.as_deref(), deadline).await?;
             let Some(Inbound::Stanza(e)) = got else {
                 return Err(gk::unexpected(got, &expected, "").into_here());
             };
@@ -88,7 +88,7 @@ impl Exec<'_> {
     ) -> Result<(), Deviation> {
         let expected = format!("<stream:error> with condition {}", expect.pass.join(" or "));
         loop {
-            let got = self.conn()?.next(deadline).await;
+            let got = self.next_for(None, deadline).await?;
             let Some(Inbound::Stanza(e)) = got else {
                 return Err(gk::unexpected(got, &expected, "").into_here());
             };
@@ -134,7 +134,7 @@ impl Exec<'_> {
         };
         let mut saw_close = false;
         loop {
-            let got = self.conn()?.next(deadline).await;
+            let got = self.next_for(None, deadline).await?;
             match got {
                 Some(Inbound::Close) => saw_close = true,
                 Some(Inbound::Eof(_)) => {
@@ -175,7 +175,7 @@ impl Exec<'_> {
         until: Instant,
     ) -> Result<(), Deviation> {
         loop {
-            let got = self.conn()?.next(until).await;
+            let got = self.next_for(None, until).await?;
             match got {
                 None => return Ok(()),
                 Some(Inbound::Stanza(e)) if self.ignorable(step, &e)? => {}
@@ -210,7 +210,7 @@ impl Exec<'_> {
                 ));
             };
             if ev.name == "unsupported" {
-                return Err(Deviation::not_applicable(format!("the IUT answered {ev}")));
+                return Err(self.unsupported(&ev));
             }
             if expected.iter().any(|e| event_matches(e, &ev.raw).is_ok()) {
                 return Ok(());
@@ -222,6 +222,83 @@ impl Exec<'_> {
                 ));
             }
             // Other kinds of events (informative ones such as stream_error) are skipped.
+        }
+    }
+}
+
+impl Exec<'_> {
+    /// The next item from the IUT for `actor` (`None`: the gatekeeper server), as a server
+    /// routes: the actor's inbox first, then the connection, where a stanza addressed to
+    /// another gatekeeper user goes into that user's inbox instead.
+    pub(super) async fn next_for(
+        &mut self,
+        actor: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Option<Inbound>, Deviation> {
+        if let Some(name) = actor
+            && let Some(user) = self.actors.iter_mut().find(|u| u.name == name)
+            && let Some(e) = user.inbox.pop_front()
+        {
+            return Ok(Some(Inbound::Stanza(e)));
+        }
+        loop {
+            let got = self.conn()?.next(deadline).await;
+            if let Some(Inbound::Stanza(e)) = &got {
+                let to = e.attr("to").unwrap_or_default();
+                let addressee = self.actors.iter().position(|u| u.jid == to || u.bare == to);
+                if let Some(i) = addressee
+                    && Some(self.actors[i].name.as_str()) != actor
+                {
+                    let user = &mut self.actors[i];
+                    self.transcript
+                        .note(format!("routed to gatekeeper user {}", user.name));
+                    if let Some(Inbound::Stanza(e)) = got {
+                        user.inbox.push_back(e);
+                    }
+                    continue;
+                }
+            }
+            return Ok(got);
+        }
+    }
+
+    /// A stanza as gatekeeper user `name` sends it through the server: `from` stamped with
+    /// the user's full JID, whatever the scenario wrote (RFC 6120 §8.1.2.1).
+    pub(super) fn routed_from(&self, name: &str, text: &str) -> Result<String, Deviation> {
+        let user = self
+            .actors
+            .iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| Deviation::error(format!("no actor {name}")))?;
+        let mut stanza = pattern::parse(text)
+            .map_err(|e| Deviation::error(format!("a send as {name} must be one stanza: {e}")))?;
+        stanza.set_attr("from", user.jid.clone());
+        Ok(stanza.to_xml_in(ns::JABBER_CLIENT))
+    }
+
+    /// The verdict for an `unsupported` answer: not-applicable for a command of an optional
+    /// capability the IUT does not claim, inconclusive for anything a client must support.
+    fn unsupported(&mut self, ev: &crate::iut::driver::Event) -> Deviation {
+        let cmd = ev
+            .seq
+            .and_then(|seq| {
+                self.driver
+                    .as_ref()?
+                    .ledger
+                    .command(seq)
+                    .map(str::to_string)
+            })
+            .unwrap_or_default();
+        match crate::iut::driver::optional_capability_of(&cmd) {
+            Some(cap) if !self.iut.claims(cap) => Deviation::not_applicable(format!(
+                "the IUT answered {ev}: `{cmd}` belongs to {cap}, which it does not claim"
+            )),
+            Some(cap) => Deviation::inconclusive(format!(
+                "the IUT answered {ev}, but it claims {cap}, to which `{cmd}` belongs"
+            )),
+            None => Deviation::inconclusive(format!(
+                "the IUT answered {ev}: `{cmd}` is a command every client must support"
+            )),
         }
     }
 }

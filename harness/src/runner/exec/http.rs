@@ -9,9 +9,9 @@ use super::Exec;
 use crate::http::HttpRequest;
 use crate::iut::driver::{DriverProcess, event_matches};
 use crate::roles::Deviation;
-use crate::runner::transcript::Direction;
 use crate::scenario::step::{ExpectHttp, HttpStep};
 use crate::scenario::vars::Vars;
+use crate::transcript::Direction;
 
 impl Exec<'_> {
     /// Starts the provider's server (when the IUT says how) on a fresh port and

@@ -14,17 +14,17 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::conn::{ConnFacts, IutConn};
-use super::transcript::{Direction, Transcript};
 use super::{Failure, ScenarioResult, StopSignal, Verdict, Warning, Warnings};
 use crate::http::HttpResponse;
 use crate::iut::IutConfig;
 use crate::iut::driver::{DriverMsg, DriverProcess, Event};
 use crate::iut::procs;
 use crate::roles::Deviation;
+use crate::roles::conn::{ConnFacts, IutConn};
 use crate::roles::gatekeeper_server::{self as gk, Credentials, ServerKeys};
 use crate::scenario::vars::Vars;
 use crate::scenario::{Action, Role, Scenario, Step, SuiteDirs, pattern};
+use crate::transcript::{Direction, Transcript};
 use crate::wire::Element;
 
 /// How long a stopped IUT gets to exit before it is killed.
@@ -174,6 +174,15 @@ pub(super) fn harness_error(s: &Scenario, seed: u64, why: &str) -> ScenarioResul
     }
 }
 
+/// A gatekeeper user the harness plays: stanzas the IUT addresses to it wait in its inbox
+/// until a step with `actor = NAME` expects them.
+struct GatekeeperUser {
+    name: String,
+    jid: String,
+    bare: String,
+    inbox: VecDeque<Element>,
+}
+
 /// What a scenario's run gets from the runner besides the scenario and the IUT.
 struct Context {
     seed: u64,
@@ -211,6 +220,8 @@ struct Exec<'a> {
     account: String,
     credential: String,
     ignore: Vec<Element>,
+    /// The gatekeeper users of the scenario, with what was routed to them.
+    actors: Vec<GatekeeperUser>,
     /// The provider server's base URL for this scenario (server role).
     server_url: Option<String>,
     /// The response to the last `http` step, or why there is none.
@@ -264,6 +275,20 @@ impl<'a> Exec<'a> {
         );
         vars.set("client.account", account.clone());
         vars.set("client.bare", format!("{account}@{}", gk::DOMAIN));
+        let mut actors = Vec::with_capacity(scenario.actors.len());
+        for name in &scenario.actors {
+            let bare = format!("{name}@{}", gk::DOMAIN);
+            let resource = crate::roles::random_token(vars.rng(), 8);
+            let jid = format!("{bare}/gc-{resource}");
+            vars.set(&format!("{name}.bare"), bare.clone());
+            vars.set(&format!("{name}.jid"), jid.clone());
+            actors.push(GatekeeperUser {
+                name: name.clone(),
+                jid,
+                bare,
+                inbox: VecDeque::new(),
+            });
+        }
         let mut exec = Exec {
             scenario,
             iut,
@@ -287,6 +312,7 @@ impl<'a> Exec<'a> {
             account,
             credential,
             ignore: Vec::new(),
+            actors,
             server_url: None,
             last_http: None,
         };
@@ -302,7 +328,10 @@ impl<'a> Exec<'a> {
             r = tokio::time::timeout(limit, exec.play(&mut current)) => r.map_err(|_| None),
             why = interrupted => Err(Some(why)),
         };
+        // Only when the connection ended does the IUT's death explain the failure.
+        let conn_ended = exec.conn.as_ref().is_none_or(IutConn::is_ended);
         if matches!(&result, Ok(Err(d)) if d.verdict == Verdict::Fail)
+            && conn_ended
             && let Some(driver) = exec.driver.as_mut()
         {
             // A connection reset often comes a moment before the process is reaped.
@@ -626,6 +655,10 @@ impl<'a> Exec<'a> {
             }
             Action::Send(template) => {
                 let text = self.vars.substitute(template).map_err(Deviation::error)?;
+                let text = match &step.actor {
+                    Some(name) => self.routed_from(name, &text)?,
+                    None => text,
+                };
                 self.write_bounded(text.as_bytes(), deadline).await
             }
             Action::SendFixture(rel) => {

@@ -7,11 +7,10 @@
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::transcript::{Direction, Transcript};
-use crate::transport::{Established, SecureReader, SecureWriter};
+use crate::transcript::{Direction, Transcript};
+use crate::transport::{BoxStream, Established, SecureReader, SecureWriter};
 use crate::wire::{Element, Framing, Limits, StreamEvent, StreamHeader, StreamParser, WireError};
 
 /// What the IUT's side of the stream produced.
@@ -35,7 +34,7 @@ enum Link {
         writer: SecureWriter,
     },
     /// A TCP connection whose secure handshake did not complete.
-    Raw(TcpStream),
+    Raw(BoxStream),
     Gone,
 }
 
@@ -84,7 +83,7 @@ impl IutConn {
         }
     }
 
-    pub fn raw(tcp: TcpStream, transcript: Transcript) -> IutConn {
+    pub fn raw(tcp: BoxStream, transcript: Transcript) -> IutConn {
         let limits = Limits::harness_ceilings();
         IutConn {
             link: Link::Raw(tcp),
@@ -95,6 +94,11 @@ impl IutConn {
             ended: false,
             close_sent: false,
         }
+    }
+
+    /// Whether the connection has ended (closed by either side, or broken).
+    pub fn is_ended(&self) -> bool {
+        self.ended
     }
 
     pub fn is_secure(&self) -> bool {

@@ -1,0 +1,166 @@
+//! The gatekeeper server's handshake and negotiation against a scripted client over an
+//! in-memory pipe (`tokio::io::duplex`): no sockets, no processes.
+
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::time::Instant;
+
+use super::*;
+use crate::transport::{NoiseKeypair, SecureReader, SecureWriter, noise_connect};
+
+const ACCOUNT: &str = "alice";
+const CREDENTIAL: &str = "s3cret";
+
+/// The client's half: writes what the script says, reads until a marker arrives.
+struct ScriptedClient {
+    reader: SecureReader,
+    writer: SecureWriter,
+    seen: String,
+}
+
+impl ScriptedClient {
+    async fn send(&mut self, text: &str) {
+        self.writer
+            .send(text.as_bytes())
+            .await
+            .expect("client write");
+    }
+
+    /// Reads until `marker` has arrived; returns everything read so far.
+    async fn until(&mut self, marker: &str) -> String {
+        while !self.seen.contains(marker) {
+            let chunk = tokio::time::timeout(Duration::from_secs(5), self.reader.recv())
+                .await
+                .expect("server answers in time")
+                .expect("server bytes")
+                .expect("server still open");
+            self.seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        std::mem::take(&mut self.seen)
+    }
+}
+
+fn header() -> String {
+    format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>"
+    )
+}
+
+fn auth(account: &str, credential: &str) -> String {
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{account}\0{credential}"));
+    format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>")
+}
+
+/// Runs `negotiate` up to `upto` against a client following `script`.
+async fn negotiate_against<F, Fut>(upto: Stage, script: F) -> Result<Negotiated, Deviation>
+where
+    F: FnOnce(ScriptedClient) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let keys = ServerKeys::new(&mut rng).expect("keys");
+    let (server_end, client_end) = tokio::io::duplex(64 * 1024);
+    let pinned = keys.noise.public.clone();
+    let client = tokio::spawn(async move {
+        let me = NoiseKeypair::from_seed([9; 32]);
+        let est = noise_connect(client_end, &me, &pinned)
+            .await
+            .expect("noise handshake");
+        script(ScriptedClient {
+            reader: est.reader,
+            writer: est.writer,
+            seen: String::new(),
+        })
+        .await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let transcript = Transcript::new(std::time::Instant::now());
+    let mut conn = handshake(
+        server_end,
+        TransportKind::Noise,
+        HandshakeMode::Normal,
+        &keys,
+        deadline,
+        &transcript,
+        &mut rng,
+    )
+    .await?
+    .expect("a connection after a normal handshake");
+    let n = Negotiate {
+        upto,
+        mechanisms: vec!["PLAIN".into()],
+        sasl: SaslAnswer::Verify,
+    };
+    let creds = Credentials {
+        account: ACCOUNT,
+        credential: CREDENTIAL,
+    };
+    let out = negotiate(&mut conn, &n, &creds, deadline, &mut rng).await;
+    client.abort();
+    out
+}
+
+#[tokio::test]
+async fn a_correct_client_is_bound_to_the_jid_the_server_chose() {
+    let got = negotiate_against(Stage::Session, |mut c| async move {
+        c.send(&header()).await;
+        c.until("</stream:features>").await;
+        c.send(&auth(ACCOUNT, CREDENTIAL)).await;
+        c.until("<success").await;
+        c.send(&header()).await;
+        c.until("</stream:features>").await;
+        c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+            .await;
+        let result = c.until("</iq>").await;
+        assert!(result.contains("type=\"result\""), "{result}");
+    })
+    .await
+    .expect("negotiation succeeds");
+    let jid = got.jid.expect("a bound JID");
+    assert!(jid.starts_with(&format!("{ACCOUNT}@{DOMAIN}/gk-")), "{jid}");
+}
+
+#[tokio::test]
+async fn wrong_credentials_fail_the_sasl_requirement() {
+    let d = negotiate_against(Stage::Session, |mut c| async move {
+        c.send(&header()).await;
+        c.until("</stream:features>").await;
+        c.send(&auth(ACCOUNT, "not-the-credential")).await;
+        c.until("<failure").await;
+    })
+    .await
+    .expect_err("refused");
+    assert_eq!(d.requirement.as_deref(), Some(req::SASL_PLAIN));
+}
+
+#[tokio::test]
+async fn a_comment_from_the_client_fails_the_sender_rule() {
+    let d = negotiate_against(Stage::Session, |mut c| async move {
+        c.send(&header()).await;
+        c.send("<!-- hello -->").await;
+        c.until("</stream:features>").await;
+    })
+    .await
+    .expect_err("refused");
+    assert_eq!(d.requirement.as_deref(), Some(req::RESTRICTED_XML_SENT));
+}
+
+#[tokio::test]
+async fn a_stanza_before_binding_fails_bind_first() {
+    let d = negotiate_against(Stage::Session, |mut c| async move {
+        c.send(&header()).await;
+        c.until("</stream:features>").await;
+        c.send(&auth(ACCOUNT, CREDENTIAL)).await;
+        c.until("<success").await;
+        c.send(&header()).await;
+        c.until("</stream:features>").await;
+        c.send("<presence/>").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await
+    .expect_err("refused");
+    assert_eq!(d.requirement.as_deref(), Some(req::BIND_FIRST));
+}
