@@ -49,6 +49,20 @@ pub struct Failure {
     pub got: String,
 }
 
+impl Failure {
+    /// A failure that belongs to no step (set-up, a harness fault), charged to no requirement.
+    pub fn outside_steps(expected: impl Into<String>, got: impl Into<String>) -> Failure {
+        Failure {
+            step: None,
+            line: None,
+            after_steps: false,
+            requirement: None,
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+}
+
 /// A SHOULD (or SHOULD NOT) not met (SPEC.md §2.1): it never fails a scenario, it is
 /// attached to its verdict.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

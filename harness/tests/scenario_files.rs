@@ -106,7 +106,7 @@ fn mistakes_are_reported_with_file_and_line() {
         ),
         (
             &format!("{HEAD}\n[[step]]\nsend = \"<a/>\"\nsleep = 5\n"),
-            "stream/example.toml:6: a step has one action, this one has send, sleep",
+            "stream/example.toml:8: a step has one action, this one has send, sleep",
         ),
         (
             &format!("{HEAD}\n[[step]]\nexpect = \"<iq type='result'\"\n"),
@@ -135,6 +135,18 @@ fn mistakes_are_reported_with_file_and_line() {
             "stream/example.toml:7: unknown field `sendd`",
         ),
         (HEAD, "stream/example.toml:1: missing field `step`"),
+        (
+            &format!("{HEAD}\n[[step]]\nclose_stream = false\n"),
+            "stream/example.toml:6: `close_stream = false` does nothing: write `close_stream = true`",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\ntimeout_ms = 5\n"),
+            "stream/example.toml:6: a step needs one action (session, connect, negotiate, send",
+        ),
+        (
+            &format!("{HEAD}\n[[step]]\nexpect_closed = {{ close_tags = true }}\n"),
+            "stream/example.toml:7: expect_closed: unknown field `close_tags`",
+        ),
         (
             &format!("{HEAD}\n[[step]]\nsend = \"<iq/>\"\nactor = \"bob\"\n"),
             "stream/example.toml:6: actor \"bob\" is not declared in the scenario's `actors`",

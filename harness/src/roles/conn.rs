@@ -69,24 +69,21 @@ pub struct IutConn {
 
 impl IutConn {
     pub fn secure(est: Established, limits: Limits, transcript: Transcript) -> IutConn {
-        IutConn {
-            link: Link::Secure {
-                reader: est.reader,
-                writer: est.writer,
-            },
-            facts: ConnFacts::default(),
-            parser: StreamParser::new(Framing::Stream, limits.clone()),
-            limits,
-            transcript,
-            ended: false,
-            close_sent: false,
-        }
+        let link = Link::Secure {
+            reader: est.reader,
+            writer: est.writer,
+        };
+        IutConn::over(link, limits, transcript)
     }
 
+    /// A connection whose secure handshake did not complete: its bytes are only counted.
     pub fn raw(tcp: BoxStream, transcript: Transcript) -> IutConn {
-        let limits = Limits::harness_ceilings();
+        IutConn::over(Link::Raw(tcp), Limits::harness_ceilings(), transcript)
+    }
+
+    fn over(link: Link, limits: Limits, transcript: Transcript) -> IutConn {
         IutConn {
-            link: Link::Raw(tcp),
+            link,
             facts: ConnFacts::default(),
             parser: StreamParser::new(Framing::Stream, limits.clone()),
             limits,

@@ -7,6 +7,7 @@
 //! and reports a mistake as `file:line: what is wrong`.
 
 pub mod pattern;
+mod raw_step;
 pub mod step;
 pub mod vars;
 
@@ -98,7 +99,7 @@ struct RawScenario {
     #[serde(default)]
     actors: Option<toml::Spanned<Vec<String>>>,
     #[serde(rename = "step")]
-    steps: Vec<toml::Spanned<step::RawStep>>,
+    steps: Vec<toml::Spanned<raw_step::RawStep>>,
 }
 
 /// Capability names a scenario may require and an IUT may claim: the optional capabilities
@@ -161,7 +162,10 @@ impl Scenario {
         };
         let raw: RawScenario = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
-            err(offset, e.message().to_string())
+            match raw_step::key_offset(e.message()) {
+                Some((key_at, message)) => err(key_at, message.to_string()),
+                None => err(offset, e.message().to_string()),
+            }
         })?;
 
         let id_at = raw.id.span().start;

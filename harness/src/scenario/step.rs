@@ -3,83 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::SuiteDirs;
 use super::pattern;
+use super::raw_step::{
+    OneOrMany, RawAction, RawConnect, RawExpectHttp, RawHttp, RawNegotiate, RawStep, RawStreamError,
+};
 pub use crate::roles::gatekeeper_options::{HandshakeMode, Negotiate, SaslAnswer, Stage};
 use crate::transport::TransportKind;
-
-/// A step as written in TOML: exactly one action key plus modifiers.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawStep {
-    // actions
-    session: Option<RawConnect>,
-    connect: Option<RawConnect>,
-    negotiate: Option<RawNegotiate>,
-    send: Option<String>,
-    send_fixture: Option<String>,
-    expect: Option<String>,
-    expect_any: Option<Vec<String>>,
-    expect_stream_error: Option<RawStreamError>,
-    expect_closed: Option<RawClosed>,
-    expect_nothing: Option<u64>,
-    driver: Option<serde_json::Value>,
-    expect_event: Option<serde_json::Value>,
-    expect_event_any: Option<Vec<serde_json::Value>>,
-    sleep: Option<u64>,
-    close_stream: Option<bool>,
-    hangup: Option<bool>,
-    http: Option<RawHttp>,
-    expect_http: Option<RawExpectHttp>,
-    // modifiers
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    ignore: Vec<String>,
-    /// Requirement the step's failure is attributed to, when not the scenario's first.
-    requirement: Option<String>,
-    /// The scenario actor that acts (`send`) or observes (`expect`, `expect_any`); default:
-    /// the gatekeeper server itself.
-    actor: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConnect {
-    transport: Option<String>,
-    #[serde(default)]
-    handshake: Option<String>,
-    account: Option<String>,
-    credential: Option<String>,
-    /// For `session`: the SASL mechanisms the server offers.
-    mechanisms: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNegotiate {
-    upto: Option<String>,
-    mechanisms: Option<Vec<String>>,
-    sasl: Option<String>,
-}
-
-/// `["restricted-xml"]`, or `{ pass = [...], warn = [...], should = "REQ" }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum RawStreamError {
-    Conditions(Vec<String>),
-    Graded(RawGradedStreamError),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawGradedStreamError {
-    pass: Vec<String>,
-    #[serde(default)]
-    warn: Vec<String>,
-    should: Option<String>,
-}
 
 /// Which stream error conditions pass, and which pass with a warning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,46 +41,6 @@ pub enum Grade {
     Pass,
     Warn,
     Fail,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawClosed {
-    /// The IUT must send `</stream:stream>` before closing the connection.
-    #[serde(default)]
-    close_tag: bool,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawHttp {
-    method: String,
-    path: String,
-    #[serde(default)]
-    headers: std::collections::BTreeMap<String, String>,
-    body: Option<String>,
-    /// A JSON body (sets content-type application/json unless `headers` does).
-    json: Option<serde_json::Value>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(u16),
-    Many(Vec<u16>),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawExpectHttp {
-    status: OneOrMany,
-    #[serde(default)]
-    headers: std::collections::BTreeMap<String, String>,
-    json: Option<serde_json::Value>,
-    body: Option<String>,
-    #[serde(default)]
-    body_excludes: Vec<String>,
-    within_ms: Option<u64>,
 }
 
 /// A request the gatekeeper sends to the provider's server.
@@ -296,135 +186,104 @@ impl Step {
         line: usize,
         dirs: &SuiteDirs,
     ) -> Result<Vec<Step>, String> {
-        let mut actions: Vec<Action> = Vec::new();
-        let mut names: Vec<&str> = Vec::new();
-        if let Some(c) = raw.session {
-            names.push("session");
-            let mechanisms = c.mechanisms.clone();
-            actions.push(Action::Connect(connect(c)?));
-            actions.push(Action::Negotiate(Negotiate {
-                upto: Stage::Session,
-                mechanisms: mechanisms.unwrap_or_else(default_mechanisms),
-                sasl: SaslAnswer::Verify,
-            }));
-        }
-        if let Some(c) = raw.connect {
-            names.push("connect");
-            if c.mechanisms.is_some() {
-                return Err(
-                    "`mechanisms` belongs to `negotiate` or `session`, not `connect`".into(),
-                );
+        let (name, action) = raw.action;
+        let actions: Vec<Action> = match action {
+            RawAction::Session(c) => {
+                let mechanisms = c.mechanisms.clone();
+                vec![
+                    Action::Connect(connect(c)?),
+                    Action::Negotiate(Negotiate {
+                        upto: Stage::Session,
+                        mechanisms: mechanisms.unwrap_or_else(default_mechanisms),
+                        sasl: SaslAnswer::Verify,
+                    }),
+                ]
             }
-            actions.push(Action::Connect(connect(c)?));
-        }
-        if let Some(n) = raw.negotiate {
-            names.push("negotiate");
-            actions.push(Action::Negotiate(negotiate(n)?));
-        }
-        if let Some(s) = raw.send {
-            names.push("send");
-            vars_ok(&s)?;
-            actions.push(Action::Send(s));
-        }
-        if let Some(f) = raw.send_fixture {
-            names.push("send_fixture");
-            let path = dirs.fixtures.join(&f);
-            if f.contains("..") || !crate::bundle::is_file(&path) {
+            RawAction::Connect(c) => {
+                if c.mechanisms.is_some() {
+                    return Err(
+                        "`mechanisms` belongs to `negotiate` or `session`, not `connect`".into(),
+                    );
+                }
+                vec![Action::Connect(connect(c)?)]
+            }
+            RawAction::Negotiate(n) => vec![Action::Negotiate(negotiate(n)?)],
+            RawAction::Send(s) => {
+                vars_ok(&s)?;
+                vec![Action::Send(s)]
+            }
+            RawAction::SendFixture(f) => {
+                if f.contains("..") || !crate::bundle::is_file(&dirs.fixtures.join(&f)) {
+                    return Err(format!(
+                        "send_fixture: no fixture {f:?} under {}",
+                        dirs.fixtures.display()
+                    ));
+                }
+                vec![Action::SendFixture(PathBuf::from(f))]
+            }
+            RawAction::Expect(p) => {
+                pattern::validate_template(&p).map_err(|m| format!("expect: {m}"))?;
+                vec![Action::Expect(vec![p])]
+            }
+            RawAction::ExpectAny(ps) => {
+                if ps.len() < 2 {
+                    return Err(
+                        "expect_any needs at least two alternatives (use expect for one)".into(),
+                    );
+                }
+                for p in &ps {
+                    pattern::validate_template(p).map_err(|m| format!("expect_any: {m}"))?;
+                }
+                vec![Action::Expect(ps)]
+            }
+            RawAction::ExpectStreamError(se) => vec![Action::ExpectStreamError(stream_error(se)?)],
+            RawAction::ExpectClosed(c) => vec![Action::ExpectClosed {
+                close_tag: c.close_tag,
+            }],
+            RawAction::ExpectNothing(ms) => {
+                wait_ok(ms)?;
+                vec![Action::ExpectNothing(Duration::from_millis(ms))]
+            }
+            RawAction::Driver(cmd) => {
+                let ok = cmd.get("cmd").and_then(|c| c.as_str()).is_some();
+                if !ok || cmd.get("seq").is_some() {
+                    return Err("driver needs an inline table with a string `cmd` (and no `seq`: the runner numbers commands)".into());
+                }
+                vec![Action::Driver(cmd)]
+            }
+            RawAction::ExpectEvent(ev) => {
+                event_ok(&ev)?;
+                vec![Action::ExpectEvent(vec![ev])]
+            }
+            RawAction::ExpectEventAny(evs) => {
+                if evs.len() < 2 {
+                    return Err("expect_event_any needs at least two alternatives".into());
+                }
+                for ev in &evs {
+                    event_ok(ev)?;
+                }
+                vec![Action::ExpectEvent(evs)]
+            }
+            RawAction::Sleep(ms) => {
+                wait_ok(ms)?;
+                vec![Action::Sleep(Duration::from_millis(ms))]
+            }
+            RawAction::CloseStream(true) => vec![Action::CloseStream],
+            RawAction::Hangup(true) => vec![Action::Hangup],
+            RawAction::CloseStream(false) | RawAction::Hangup(false) => {
                 return Err(format!(
-                    "send_fixture: no fixture {f:?} under {}",
-                    dirs.fixtures.display()
+                    "`{name} = false` does nothing: write `{name} = true`"
                 ));
             }
-            actions.push(Action::SendFixture(PathBuf::from(f)));
-        }
-        if let Some(p) = raw.expect {
-            names.push("expect");
-            pattern::validate_template(&p).map_err(|m| format!("expect: {m}"))?;
-            actions.push(Action::Expect(vec![p]));
-        }
-        if let Some(ps) = raw.expect_any {
-            names.push("expect_any");
-            if ps.len() < 2 {
-                return Err(
-                    "expect_any needs at least two alternatives (use expect for one)".into(),
-                );
-            }
-            for p in &ps {
-                pattern::validate_template(p).map_err(|m| format!("expect_any: {m}"))?;
-            }
-            actions.push(Action::Expect(ps));
-        }
-        if let Some(raw_se) = raw.expect_stream_error {
-            names.push("expect_stream_error");
-            actions.push(Action::ExpectStreamError(stream_error(raw_se)?));
-        }
-        if let Some(c) = raw.expect_closed {
-            names.push("expect_closed");
-            actions.push(Action::ExpectClosed {
-                close_tag: c.close_tag,
-            });
-        }
-        if let Some(ms) = raw.expect_nothing {
-            names.push("expect_nothing");
-            wait_ok(ms)?;
-            actions.push(Action::ExpectNothing(Duration::from_millis(ms)));
-        }
-        if let Some(cmd) = raw.driver {
-            names.push("driver");
-            let ok = cmd.get("cmd").and_then(|c| c.as_str()).is_some();
-            if !ok || cmd.get("seq").is_some() {
-                return Err("driver needs an inline table with a string `cmd` (and no `seq`: the runner numbers commands)".into());
-            }
-            actions.push(Action::Driver(cmd));
-        }
-        if let Some(ev) = raw.expect_event {
-            names.push("expect_event");
-            event_ok(&ev)?;
-            actions.push(Action::ExpectEvent(vec![ev]));
-        }
-        if let Some(evs) = raw.expect_event_any {
-            names.push("expect_event_any");
-            if evs.len() < 2 {
-                return Err("expect_event_any needs at least two alternatives".into());
-            }
-            for ev in &evs {
-                event_ok(ev)?;
-            }
-            actions.push(Action::ExpectEvent(evs));
-        }
-        if let Some(ms) = raw.sleep {
-            names.push("sleep");
-            wait_ok(ms)?;
-            actions.push(Action::Sleep(Duration::from_millis(ms)));
-        }
-        if let Some(true) = raw.close_stream {
-            names.push("close_stream");
-            actions.push(Action::CloseStream);
-        }
-        if let Some(true) = raw.hangup {
-            names.push("hangup");
-            actions.push(Action::Hangup);
-        }
-        if let Some(h) = raw.http {
-            names.push("http");
-            actions.push(Action::Http(http_step(h)?));
-        }
-        if let Some(e) = raw.expect_http {
-            names.push("expect_http");
-            actions.push(Action::ExpectHttp(expect_http(e)?));
-        }
-        match names.len() {
-            0 => return Err("a step needs one action (session, connect, negotiate, send, send_fixture, expect, expect_any, expect_stream_error, expect_closed, expect_nothing, driver, expect_event, expect_event_any, sleep, close_stream, hangup, http, expect_http)".into()),
-            1 => {}
-            _ => return Err(format!("a step has one action, this one has {}", names.join(", "))),
-        }
+            RawAction::Http(h) => vec![Action::Http(http_step(h)?)],
+            RawAction::ExpectHttp(e) => vec![Action::ExpectHttp(expect_http(e)?)],
+        };
         if let Some(ms) = raw.timeout_ms {
             wait_ok(ms)?;
         }
         for p in &raw.ignore {
             pattern::validate_template(p).map_err(|m| format!("ignore: {m}"))?;
         }
-        let requirement = raw.requirement;
         if raw.actor.is_some()
             && !actions
                 .iter()
@@ -443,7 +302,7 @@ impl Step {
                 action,
                 timeout,
                 ignore: raw.ignore.clone(),
-                requirement: requirement.clone(),
+                requirement: raw.requirement.clone(),
                 actor: raw.actor.clone(),
             })
             .collect())

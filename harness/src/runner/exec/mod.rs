@@ -2,23 +2,23 @@
 
 mod client;
 mod expect;
+mod grading;
 mod http;
 mod truth;
+mod watchdog;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Failure, ScenarioResult, StopSignal, Verdict, Warning, Warnings};
+use super::{Failure, StopSignal, Verdict, Warnings};
 use crate::http::HttpResponse;
 use crate::iut::IutConfig;
 use crate::iut::driver::{DriverMsg, DriverProcess, Event};
-use crate::iut::procs;
 use crate::roles::Deviation;
 use crate::roles::conn::{ConnFacts, IutConn};
 use crate::roles::gatekeeper_server::{self as gk, Credentials, ServerKeys};
@@ -26,154 +26,12 @@ use crate::scenario::vars::Vars;
 use crate::scenario::{Action, Role, Scenario, Step, SuiteDirs, pattern};
 use crate::transcript::{Direction, Transcript};
 use crate::wire::Element;
+pub use watchdog::TEARDOWN_GRACE;
+use watchdog::{error_outcome, scenario_limit};
+pub(super) use watchdog::{harness_error, run_guarded};
 
 /// How long a stopped IUT gets to exit before it is killed.
 const STOP_GRACE: Duration = Duration::from_millis(500);
-/// How long teardown (closing tag, TLS close_notify, shutdown command, stderr) may take
-/// after a scenario's time limit; then the connection is dropped and the IUT's processes
-/// killed. A scenario ends within `scenario_ms` plus this (DRIVER.md §6).
-pub const TEARDOWN_GRACE: Duration = Duration::from_secs(2);
-/// Beyond the grace, the watchdog abandons the scenario's task (a harness fault).
-const WATCHDOG_SLACK: Duration = Duration::from_secs(1);
-
-/// Distinguishes the processes of concurrent launches (procs::TOKEN_ENV).
-static LAUNCHES: AtomicU64 = AtomicU64::new(0);
-
-/// Runs a scenario in its own task, under a watchdog independent of its steps: a panic
-/// becomes an error verdict, and so does a task that outlives its limit plus the
-/// teardown grace (its processes are killed all the same).
-pub(super) async fn run_guarded(
-    scenario: Arc<Scenario>,
-    iut: Arc<IutConfig>,
-    dirs: Arc<SuiteDirs>,
-    seed: u64,
-    stop: Option<StopSignal>,
-) -> ScenarioResult {
-    let started = StdInstant::now();
-    let transcript = Transcript::new(started);
-    let token = format!(
-        "{}-{}",
-        std::process::id(),
-        LAUNCHES.fetch_add(1, Ordering::Relaxed)
-    );
-    let budget = scenario_limit(&scenario, &iut) + TEARDOWN_GRACE + WATCHDOG_SLACK;
-    let warnings = Warnings::default();
-    let task = {
-        let scenario = Arc::clone(&scenario);
-        let transcript = transcript.clone();
-        let token = token.clone();
-        let warnings = warnings.clone();
-        let ctx = Context {
-            seed,
-            transcript,
-            token,
-            stop,
-            warnings,
-        };
-        async move { Exec::run(&scenario, &iut, &dirs, ctx).await }
-    };
-    let (verdict, failure, stderr) = watched(task, budget, &token).await;
-    let warnings = warnings.take();
-    let keep_details = verdict != Verdict::Pass || !warnings.is_empty();
-    ScenarioResult {
-        id: scenario.id.clone(),
-        title: scenario.title.clone(),
-        requirements: scenario.requirements.clone(),
-        verdict,
-        duration_ms: started.elapsed().as_millis() as u64,
-        seed,
-        failure,
-        warnings,
-        transcript: keep_details.then(|| transcript.entries()),
-        iut_stderr: if keep_details {
-            stderr.filter(|s| !s.is_empty())
-        } else {
-            None
-        },
-    }
-}
-
-/// The time limit of one scenario: its own, or the IUT's default.
-fn scenario_limit(scenario: &Scenario, iut: &IutConfig) -> Duration {
-    scenario
-        .timeout_ms
-        .map(Duration::from_millis)
-        .unwrap_or(iut.timeouts.scenario())
-}
-
-/// Runs a scenario's future in its own task: a panic there becomes an error
-/// verdict for that scenario alone, and the run goes on. A task still running after
-/// `budget` is abandoned and the processes launched under `token` killed.
-async fn watched<F>(scenario: F, budget: Duration, token: &str) -> Outcome
-where
-    F: std::future::Future<Output = Outcome> + Send + 'static,
-{
-    let handle = tokio::spawn(scenario);
-    let abort = handle.abort_handle();
-    let joined = match tokio::time::timeout(budget, handle).await {
-        Ok(joined) => joined,
-        Err(_) => {
-            abort.abort();
-            procs::kill_token(token);
-            return error_outcome(format!(
-                "the scenario did not end within {} ms (its limit plus the teardown grace): the watchdog stopped it and killed the IUT",
-                budget.as_millis()
-            ));
-        }
-    };
-    match joined {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            let why = if e.is_panic() {
-                let p = e.into_panic();
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".into());
-                format!("harness panic: {msg}")
-            } else {
-                "scenario task cancelled".to_string()
-            };
-            (
-                Verdict::Error,
-                Some(Failure {
-                    step: None,
-                    line: None,
-                    after_steps: false,
-                    requirement: None,
-                    expected: "a harness that does not panic".into(),
-                    got: why,
-                }),
-                None,
-            )
-        }
-    }
-}
-
-/// A result for a scenario that never ran.
-pub(super) fn harness_error(s: &Scenario, seed: u64, why: &str) -> ScenarioResult {
-    ScenarioResult {
-        id: s.id.clone(),
-        title: s.title.clone(),
-        requirements: s.requirements.clone(),
-        verdict: Verdict::Error,
-        duration_ms: 0,
-        seed,
-        failure: Some(Failure {
-            step: None,
-            line: None,
-            after_steps: false,
-            requirement: None,
-            expected: "a scenario that runs".into(),
-            got: why.into(),
-        }),
-        warnings: Vec::new(),
-        transcript: None,
-        iut_stderr: None,
-    }
-}
-
 /// A gatekeeper user the harness plays: stanzas the IUT addresses to it wait in its inbox
 /// until a step with `actor = NAME` expects them.
 struct GatekeeperUser {
@@ -247,14 +105,10 @@ impl<'a> Exec<'a> {
         if let Some(why) = not_applicable(scenario, iut) {
             return (
                 Verdict::NotApplicable,
-                Some(Failure {
-                    step: None,
-                    line: None,
-                    after_steps: false,
-                    requirement: None,
-                    expected: "a scenario that applies to this IUT".into(),
-                    got: why,
-                }),
+                Some(Failure::outside_steps(
+                    "a scenario that applies to this IUT",
+                    why,
+                )),
                 None,
             );
         }
@@ -381,102 +235,6 @@ impl<'a> Exec<'a> {
             }
         };
         (outcome.0, outcome.1, stderr)
-    }
-
-    /// How long a step waits: its own `timeout_ms`, else the IUT's step time, but never less
-    /// than the bound SPEC.md gives what it waits for (an iq answer: STANZA-3; a close after
-    /// the gatekeeper's closing tag or stream error: STREAM-27, STREAM-26), so that a slow but
-    /// conformant IUT is not failed early.
-    fn wait_of(&self, step: &Step) -> Duration {
-        if let Some(t) = step.timeout {
-            return t;
-        }
-        let default = self.iut.timeouts.step();
-        let bounded_by = match &step.action {
-            Action::Expect(patterns) if patterns.iter().all(|p| is_iq_answer(p)) => "STANZA-3",
-            Action::ExpectClosed { .. } => "STREAM-27",
-            _ => return default,
-        };
-        crate::spec::embedded_time_bound(bounded_by).map_or(default, |b| b.max(default))
-    }
-
-    /// The SHOULD-level requirement a failing deviation is attributed to, if it is one.
-    fn should_level(&self, d: &Deviation, step: &Step) -> Option<String> {
-        if d.verdict != Verdict::Fail {
-            return None;
-        }
-        let id = d
-            .requirement
-            .clone()
-            .or_else(|| step.requirement.clone())
-            .or_else(|| self.scenario.requirements.first().cloned())?;
-        let level = crate::spec::Catalogue::embedded().get(&id)?.level;
-        matches!(
-            level,
-            crate::spec::Level::Should | crate::spec::Level::ShouldNot
-        )
-        .then_some(id)
-    }
-
-    /// The step being played, as `warn` takes it.
-    fn current_step<'s>(&self, step: &'s Step) -> Option<(usize, &'s Step)> {
-        Some((self.step_index, step))
-    }
-
-    /// Records a SHOULD not met.
-    fn warn(
-        &self,
-        requirement: String,
-        expected: impl Into<String>,
-        got: impl Into<String>,
-        at: Option<(usize, &Step)>,
-    ) {
-        let (expected, got) = (expected.into(), got.into());
-        self.transcript.note(format!(
-            "warning {requirement}: expected {expected}, got {got}"
-        ));
-        self.warnings.push(Warning {
-            step: at.map(|(i, _)| i + 1),
-            line: at.map(|(_, s)| s.line),
-            requirement,
-            expected,
-            got,
-        });
-    }
-
-    /// A deviation found once every step had passed.
-    fn failure_after_steps(&self, d: Deviation) -> Failure {
-        Failure {
-            after_steps: true,
-            ..self.failure(d, None)
-        }
-    }
-
-    fn failure(&self, d: Deviation, current: Option<(usize, &Step)>) -> Failure {
-        let requirement = d
-            .requirement
-            .or_else(|| current.and_then(|(_, s)| s.requirement.clone()))
-            .or_else(|| {
-                (d.verdict == Verdict::Fail)
-                    .then(|| self.scenario.requirements.first().cloned())
-                    .flatten()
-            });
-        // An IUT that died explains most of what followed: say so beside the symptom.
-        let mut got = d.got;
-        if d.verdict == Verdict::Fail
-            && !got.contains("the IUT exited")
-            && let Some(status) = &self.iut_exit
-        {
-            got.push_str(&format!(" (the IUT process had exited: {status})"));
-        }
-        Failure {
-            step: current.map(|(i, _)| i + 1),
-            line: current.map(|(_, s)| s.line),
-            after_steps: false,
-            requirement,
-            expected: d.expected,
-            got,
-        }
     }
 
     async fn play(&mut self, current: &mut Option<(usize, &'a Step)>) -> Result<(), Deviation> {
@@ -751,31 +509,6 @@ impl<'a> Exec<'a> {
     }
 }
 
-/// Whether a pattern is an answer to an iq (`<iq type='result'` or `<iq type='error'`).
-fn is_iq_answer(pattern: &str) -> bool {
-    let p = pattern.trim_start();
-    p.starts_with("<iq ")
-        && (p.contains("type='result'")
-            || p.contains("type='error'")
-            || p.contains("type=\"result\"")
-            || p.contains("type=\"error\""))
-}
-
-fn error_outcome(why: String) -> Outcome {
-    (
-        Verdict::Error,
-        Some(Failure {
-            step: None,
-            line: None,
-            after_steps: false,
-            requirement: None,
-            expected: "a working harness".into(),
-            got: why,
-        }),
-        None,
-    )
-}
-
 /// Why a scenario does not apply to an IUT, if it does not.
 fn not_applicable(s: &Scenario, iut: &IutConfig) -> Option<String> {
     if !iut.roles.contains(&s.role) {
@@ -791,61 +524,4 @@ fn not_applicable(s: &Scenario, iut: &IutConfig) -> Option<String> {
         return Some(format!("the IUT does not claim {}", missing.join(", ")));
     }
     None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_panic_becomes_an_error_verdict() {
-        let (verdict, failure, _) = watched(
-            async {
-                let v: Vec<u8> = Vec::new();
-                // A deliberate out-of-bounds index, as a harness bug would do.
-                let i = v.len() + 3;
-                (Verdict::Pass, None, Some(v[i].to_string()))
-            },
-            Duration::from_secs(5),
-            "none",
-        )
-        .await;
-        assert_eq!(verdict, Verdict::Error);
-        let got = failure.map(|f| f.got).unwrap_or_default();
-        assert!(
-            got.starts_with("harness panic: index out of bounds"),
-            "{got}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_task_that_never_yields_is_stopped_by_the_watchdog() {
-        let (verdict, failure, _) = watched(
-            async {
-                // Yields to the scheduler but never finishes, as a step stuck in a loop.
-                loop {
-                    tokio::task::yield_now().await;
-                }
-            },
-            Duration::from_millis(100),
-            "none",
-        )
-        .await;
-        assert_eq!(verdict, Verdict::Error);
-        assert!(failure.is_some_and(|f| f.got.contains("the watchdog stopped it")));
-    }
-
-    #[tokio::test]
-    async fn an_outcome_passes_through() {
-        let (verdict, failure, stderr) = watched(
-            async { (Verdict::Fail, None, Some("e".into())) },
-            Duration::from_secs(5),
-            "none",
-        )
-        .await;
-        assert_eq!(
-            (verdict, failure, stderr.as_deref()),
-            (Verdict::Fail, None, Some("e"))
-        );
-    }
 }

@@ -1,0 +1,230 @@
+//! Steps as written in TOML: one action key (typed by serde into [`RawAction`]) plus the
+//! modifiers every step may carry. `step.rs` validates these into [`super::Step`]s.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+/// The action of a step, by its key; each carries its TOML value, typed.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub(super) enum RawAction {
+    Session(RawConnect),
+    Connect(RawConnect),
+    Negotiate(RawNegotiate),
+    Send(String),
+    SendFixture(String),
+    Expect(String),
+    ExpectAny(Vec<String>),
+    ExpectStreamError(RawStreamError),
+    ExpectClosed(RawClosed),
+    ExpectNothing(u64),
+    Driver(serde_json::Value),
+    ExpectEvent(serde_json::Value),
+    ExpectEventAny(Vec<serde_json::Value>),
+    Sleep(u64),
+    CloseStream(bool),
+    Hangup(bool),
+    Http(RawHttp),
+    ExpectHttp(RawExpectHttp),
+}
+
+/// Every action key, in the order the scenario format documents them.
+pub(super) const ACTIONS: &[&str] = &[
+    "session",
+    "connect",
+    "negotiate",
+    "send",
+    "send_fixture",
+    "expect",
+    "expect_any",
+    "expect_stream_error",
+    "expect_closed",
+    "expect_nothing",
+    "driver",
+    "expect_event",
+    "expect_event_any",
+    "sleep",
+    "close_stream",
+    "hangup",
+    "http",
+    "expect_http",
+];
+
+/// The keys a step may carry besides its action.
+const MODIFIERS: &[&str] = &["timeout_ms", "ignore", "requirement", "actor"];
+
+/// A step as written: exactly one action key plus modifiers. Deserialized by hand so that a
+/// second action, or a key that is neither, is an error naming it.
+#[derive(Debug)]
+pub(crate) struct RawStep {
+    /// The action's key and its typed value.
+    pub(super) action: (String, RawAction),
+    pub(super) timeout_ms: Option<u64>,
+    pub(super) ignore: Vec<String>,
+    /// Requirement the step's failure is attributed to, when not the scenario's first.
+    pub(super) requirement: Option<String>,
+    /// The scenario actor that acts (`send`) or observes (`expect`, `expect_any`); default:
+    /// the gatekeeper server itself.
+    pub(super) actor: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawStep {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(StepVisitor)
+    }
+}
+
+/// toml gives an error raised here the span of the whole step table; the loader moves it to
+/// the offending key when the message starts with this marker and the key's byte offset
+/// ([`key_offset`]).
+const AT_KEY: &str = "\u{1}at:";
+
+fn at_key<E: de::Error>(offset: usize, message: String) -> E {
+    E::custom(format!("{AT_KEY}{offset}\u{1}{message}"))
+}
+
+/// Splits a message made by `at_key` into the key's byte offset and the message.
+pub(super) fn key_offset(message: &str) -> Option<(usize, &str)> {
+    let rest = message.strip_prefix(AT_KEY)?;
+    let (offset, message) = rest.split_once('\u{1}')?;
+    Some((offset.parse().ok()?, message))
+}
+
+struct StepVisitor;
+
+impl<'de> Visitor<'de> for StepVisitor {
+    type Value = RawStep;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a step table with one action key")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawStep, A::Error> {
+        let mut action: Option<(String, RawAction)> = None;
+        let mut step = RawStep {
+            action: (String::new(), RawAction::Sleep(0)),
+            timeout_ms: None,
+            ignore: Vec::new(),
+            requirement: None,
+            actor: None,
+        };
+        while let Some(spanned) = map.next_key::<toml::Spanned<String>>()? {
+            let at = spanned.span().start;
+            let key = spanned.into_inner();
+            match key.as_str() {
+                "timeout_ms" => step.timeout_ms = Some(map.next_value()?),
+                "ignore" => step.ignore = map.next_value()?,
+                "requirement" => step.requirement = Some(map.next_value()?),
+                "actor" => step.actor = Some(map.next_value()?),
+                name if ACTIONS.contains(&name) => {
+                    if let Some((first, _)) = &action {
+                        return Err(at_key(
+                            at,
+                            format!("a step has one action, this one has {first}, {name}"),
+                        ));
+                    }
+                    // The value is typed by the action's variant: one entry, one enum.
+                    let value: toml::Value = map.next_value()?;
+                    let tagged =
+                        toml::Value::Table([(name.to_string(), value)].into_iter().collect());
+                    let typed = RawAction::deserialize(tagged)
+                        .map_err(|e| at_key(at, format!("{name}: {}", e.message())))?;
+                    action = Some((name.to_string(), typed));
+                }
+                other => {
+                    let known: Vec<&str> = ACTIONS.iter().chain(MODIFIERS).copied().collect();
+                    return Err(at_key(
+                        at,
+                        format!(
+                            "unknown field `{other}`, expected one of {}",
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        step.action = action.ok_or_else(|| {
+            de::Error::custom(format!("a step needs one action ({})", ACTIONS.join(", ")))
+        })?;
+        Ok(step)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConnect {
+    pub(super) transport: Option<String>,
+    #[serde(default)]
+    pub(super) handshake: Option<String>,
+    pub(super) account: Option<String>,
+    pub(super) credential: Option<String>,
+    /// For `session`: the SASL mechanisms the server offers.
+    pub(super) mechanisms: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNegotiate {
+    pub(super) upto: Option<String>,
+    pub(super) mechanisms: Option<Vec<String>>,
+    pub(super) sasl: Option<String>,
+}
+
+/// `["restricted-xml"]`, or `{ pass = [...], warn = [...], should = "REQ" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawStreamError {
+    Conditions(Vec<String>),
+    Graded(RawGradedStreamError),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGradedStreamError {
+    pub(super) pass: Vec<String>,
+    #[serde(default)]
+    pub(super) warn: Vec<String>,
+    pub(super) should: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClosed {
+    /// The IUT must send `</stream:stream>` before closing the connection.
+    #[serde(default)]
+    pub(super) close_tag: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHttp {
+    pub(super) method: String,
+    pub(super) path: String,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
+    pub(super) body: Option<String>,
+    /// A JSON body (sets content-type application/json unless `headers` does).
+    pub(super) json: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(u16),
+    Many(Vec<u16>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawExpectHttp {
+    pub(super) status: OneOrMany,
+    #[serde(default)]
+    pub(super) headers: std::collections::BTreeMap<String, String>,
+    pub(super) json: Option<serde_json::Value>,
+    pub(super) body: Option<String>,
+    #[serde(default)]
+    pub(super) body_excludes: Vec<String>,
+    pub(super) within_ms: Option<u64>,
+}
