@@ -1,12 +1,18 @@
 //! The gatekeeper server's view of one IUT connection: bytes out, parsed stream events in.
 //!
-//! Reading happens only when a step waits for something, on the step's own
-//! deadline, so a stream restart (after SASL) can swap the parser at the exact
-//! byte boundary without racing a background reader.
+//! A reader task takes the IUT's bytes as they arrive (stamped in the transcript then, and
+//! handed over through a small bounded queue, so a flood meets TCP backpressure, not harness
+//! memory). When the IUT closes its side the task sees it at once, notes it, and closes the
+//! harness's side too, as a server does: no half-open connection waits for the next step.
+//! Parsing still happens only when a step asks, so a stream restart (after SASL) swaps the
+//! parser at the exact byte boundary.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::sync::{Mutex, mpsc};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::transcript::{Direction, Transcript};
@@ -28,15 +34,68 @@ pub enum Inbound {
     Eof(Option<String>),
 }
 
-enum Link {
-    Secure {
-        reader: SecureReader,
-        writer: SecureWriter,
-    },
-    /// A TCP connection whose secure handshake did not complete.
-    Raw(BoxStream),
-    Gone,
+/// The harness's writing half.
+enum Writer {
+    Secure(SecureWriter),
+    /// A connection whose secure handshake did not complete.
+    Raw(WriteHalf<BoxStream>),
 }
+
+impl Writer {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Writer::Secure(w) => w.send(bytes).await.map_err(|e| e.to_string()),
+            Writer::Raw(w) => w.write_all(bytes).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    /// TLS close_notify and FIN, or FIN; false when the peer did not take it in time.
+    async fn close(&mut self) -> bool {
+        let done = match self {
+            Writer::Secure(w) => tokio::time::timeout(CLOSE_LIMIT, w.shutdown())
+                .await
+                .map(|r| r.is_ok()),
+            Writer::Raw(w) => tokio::time::timeout(CLOSE_LIMIT, w.shutdown())
+                .await
+                .map(|r| r.is_ok()),
+        };
+        done.is_ok()
+    }
+}
+
+/// The IUT's sending half, read by the reader task.
+enum Reader {
+    Secure(SecureReader),
+    Raw(ReadHalf<BoxStream>),
+}
+
+impl Reader {
+    async fn recv(&mut self) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Reader::Secure(r) => r.recv().await.map_err(|e| e.to_string()),
+            Reader::Raw(r) => {
+                let mut buf = vec![0u8; 16 * 1024];
+                match r.read(&mut buf).await {
+                    Ok(0) => Ok(None),
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(Some(buf))
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// Chunks the reader task hands over: bytes, the end, or why reading failed.
+type Chunk = Result<Option<Vec<u8>>, String>;
+
+/// Chunks queued between the reader task and the parser (at most 8 × 64 KiB).
+const QUEUED_CHUNKS: usize = 8;
+
+/// Shared with the reader task, which closes it when the IUT closes its side.
+type SharedWriter = Arc<Mutex<Option<Writer>>>;
 
 /// What the harness did and saw on one connection, and when: the ground truth that the
 /// IUT's driver events are checked against.
@@ -57,7 +116,10 @@ pub struct ConnFacts {
 const CLOSE_LIMIT: Duration = Duration::from_millis(200);
 
 pub struct IutConn {
-    link: Link,
+    writer: SharedWriter,
+    incoming: mpsc::Receiver<Chunk>,
+    reader_task: JoinHandle<()>,
+    secure: bool,
     pub facts: ConnFacts,
     parser: StreamParser,
     limits: Limits,
@@ -67,23 +129,46 @@ pub struct IutConn {
     close_sent: bool,
 }
 
+impl Drop for IutConn {
+    fn drop(&mut self) {
+        self.reader_task.abort();
+    }
+}
+
 impl IutConn {
     pub fn secure(est: Established, limits: Limits, transcript: Transcript) -> IutConn {
-        let link = Link::Secure {
-            reader: est.reader,
-            writer: est.writer,
-        };
-        IutConn::over(link, limits, transcript)
+        let reader = Reader::Secure(est.reader);
+        let writer = Writer::Secure(est.writer);
+        IutConn::over(reader, writer, true, limits, transcript)
     }
 
     /// A connection whose secure handshake did not complete: its bytes are only counted.
     pub fn raw(tcp: BoxStream, transcript: Transcript) -> IutConn {
-        IutConn::over(Link::Raw(tcp), Limits::harness_ceilings(), transcript)
+        let (r, w) = tokio::io::split(tcp);
+        let limits = Limits::harness_ceilings();
+        IutConn::over(Reader::Raw(r), Writer::Raw(w), false, limits, transcript)
     }
 
-    fn over(link: Link, limits: Limits, transcript: Transcript) -> IutConn {
+    fn over(
+        reader: Reader,
+        writer: Writer,
+        secure: bool,
+        limits: Limits,
+        transcript: Transcript,
+    ) -> IutConn {
+        let writer: SharedWriter = Arc::new(Mutex::new(Some(writer)));
+        let (tx, incoming) = mpsc::channel(QUEUED_CHUNKS);
+        let reader_task = tokio::spawn(read_until_end(
+            reader,
+            tx,
+            Arc::clone(&writer),
+            transcript.clone(),
+        ));
         IutConn {
-            link,
+            writer,
+            incoming,
+            reader_task,
+            secure,
             facts: ConnFacts::default(),
             parser: StreamParser::new(Framing::Stream, limits.clone()),
             limits,
@@ -99,7 +184,7 @@ impl IutConn {
     }
 
     pub fn is_secure(&self) -> bool {
-        matches!(self.link, Link::Secure { .. })
+        self.secure
     }
 
     /// Starts a fresh parser: the IUT's next bytes open a new stream (RFC 6120 §4.3.3).
@@ -117,12 +202,12 @@ impl IutConn {
         {
             self.facts.stream_error_sent_at = Some(now);
         }
+        let mut writer = self.writer.lock().await;
+        let Some(w) = writer.as_mut() else {
+            return Err("the connection is closed".into());
+        };
         self.transcript.record(Direction::ToIut, bytes);
-        match &mut self.link {
-            Link::Secure { writer, .. } => writer.send(bytes).await.map_err(|e| e.to_string()),
-            Link::Raw(tcp) => tcp.write_all(bytes).await.map_err(|e| e.to_string()),
-            Link::Gone => Err("the connection is closed".into()),
-        }
+        w.send(bytes).await
     }
 
     /// Sends `</stream:stream>` (once).
@@ -137,14 +222,14 @@ impl IutConn {
     pub async fn hangup(&mut self) {
         self.transcript.note("harness closes the connection");
         self.facts.hangup_at.get_or_insert_with(StdInstant::now);
-        let closed = match std::mem::replace(&mut self.link, Link::Gone) {
-            Link::Secure { mut writer, .. } => tokio::time::timeout(CLOSE_LIMIT, writer.shutdown())
-                .await
-                .is_ok(),
-            Link::Raw(mut tcp) => tokio::time::timeout(CLOSE_LIMIT, tcp.shutdown())
-                .await
-                .is_ok(),
-            Link::Gone => true,
+        // The reader task may hold the writer for a moment while it closes it itself.
+        let taken = tokio::time::timeout(CLOSE_LIMIT, self.writer.lock())
+            .await
+            .ok()
+            .and_then(|mut w| w.take());
+        let closed = match taken {
+            Some(mut w) => w.close().await,
+            None => true,
         };
         if !closed {
             self.transcript
@@ -182,20 +267,18 @@ impl IutConn {
                     }
                 }
             }
-            let read = tokio::time::timeout_at(deadline, self.read_chunk()).await;
+            let read = tokio::time::timeout_at(deadline, self.incoming.recv()).await;
             match read {
                 Err(_) => return None,
-                Ok(Ok(Some(bytes))) => {
-                    self.transcript.record(Direction::FromIut, &bytes);
+                Ok(Some(Ok(Some(bytes)))) => {
                     if self.is_secure() {
                         self.parser.feed(&bytes);
                     } else {
                         return Some(Inbound::RawBytes(bytes.len()));
                     }
                 }
-                Ok(Ok(None)) => {
+                Ok(Some(Ok(None)) | None) => {
                     self.ended = true;
-                    self.transcript.note("IUT closed the connection");
                     if self.is_secure()
                         && let Err(e) = self.parser.finish()
                     {
@@ -203,30 +286,50 @@ impl IutConn {
                     }
                     return Some(Inbound::Eof(None));
                 }
-                Ok(Err(why)) => {
+                Ok(Some(Err(why))) => {
                     self.ended = true;
-                    self.transcript.note(format!("connection failed: {why}"));
                     return Some(Inbound::Eof(Some(why)));
                 }
             }
         }
     }
+}
 
-    async fn read_chunk(&mut self) -> Result<Option<Vec<u8>>, String> {
-        match &mut self.link {
-            Link::Secure { reader, .. } => reader.recv().await.map_err(|e| e.to_string()),
-            Link::Raw(tcp) => {
-                let mut buf = vec![0u8; 16 * 1024];
-                match tcp.read(&mut buf).await {
-                    Ok(0) => Ok(None),
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Ok(Some(buf))
-                    }
-                    Err(e) => Err(e.to_string()),
-                }
+/// The reader task: records each chunk as it arrives and queues it for the parser; at the
+/// end of the IUT's side (or a failure) notes it at once and closes the harness's side too.
+async fn read_until_end(
+    mut reader: Reader,
+    tx: mpsc::Sender<Chunk>,
+    writer: SharedWriter,
+    transcript: Transcript,
+) {
+    loop {
+        let chunk = reader.recv().await;
+        let end = match &chunk {
+            Ok(Some(bytes)) => {
+                transcript.record(Direction::FromIut, bytes);
+                false
             }
-            Link::Gone => Ok(None),
+            Ok(None) => {
+                transcript.note("IUT closed the connection; the harness closes its side");
+                true
+            }
+            Err(why) => {
+                transcript.note(format!("connection failed: {why}"));
+                true
+            }
+        };
+        if end {
+            if let Ok(mut w) = tokio::time::timeout(CLOSE_LIMIT, writer.lock()).await
+                && let Some(mut w) = w.take()
+            {
+                w.close().await;
+            }
+            let _ = tx.send(chunk).await;
+            return;
+        }
+        if tx.send(chunk).await.is_err() {
+            return;
         }
     }
 }
