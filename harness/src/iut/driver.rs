@@ -5,7 +5,9 @@
 //! lines become `Bad` messages, and stderr is kept only as a bounded tail.
 
 use std::collections::BTreeMap;
+use std::os::fd::AsFd;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -240,6 +242,10 @@ impl SeqLedger {
 pub struct DriverProcess {
     child: Child,
     tree: ProcessTree,
+    /// A second handle on the IUT's stdout pipe, only to ask how many bytes wait unread.
+    stdout_probe: Option<std::os::fd::OwnedFd>,
+    /// True while the line reader has stamped everything it read and waits for more.
+    reader_idle: Arc<AtomicBool>,
     stdin: Option<ChildStdin>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
     stderr_task: Option<tokio::task::JoinHandle<()>>,
@@ -276,8 +282,11 @@ impl DriverProcess {
         let tree = ProcessTree::adopt(child.id().unwrap_or(0), token.to_string());
         let stdin = child.stdin.take();
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
+        let idle = Arc::new(AtomicBool::new(false));
+        let mut stdout_probe = None;
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(read_lines(out, tx));
+            stdout_probe = out.as_fd().try_clone_to_owned().ok();
+            tokio::spawn(read_lines(out, tx, Arc::clone(&idle)));
         }
         let stderr_task = child
             .stderr
@@ -286,6 +295,8 @@ impl DriverProcess {
         Ok(DriverProcess {
             child,
             tree,
+            stdout_probe,
+            reader_idle: idle,
             stdin,
             stderr_tail,
             stderr_task,
@@ -331,6 +342,27 @@ impl DriverProcess {
         self.ledger.sent(seq, &name);
         line.pop();
         Ok((seq, line))
+    }
+
+    /// Waits (at most `limit`) until every event line the IUT has written so far has been
+    /// read and stamped. Called before the harness does something an event may later claim
+    /// to follow (its closing tag, a stream error), so that an event written earlier cannot
+    /// be stamped later just because the reader task ran late.
+    pub async fn settle(&self, limit: Duration) {
+        let Some(probe) = &self.stdout_probe else {
+            return;
+        };
+        let until = tokio::time::Instant::now() + limit;
+        loop {
+            let unread = rustix::io::ioctl_fionread(probe).unwrap_or(0);
+            if unread == 0 && self.reader_idle.load(Ordering::Acquire) {
+                return;
+            }
+            if tokio::time::Instant::now() >= until {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     /// The exit status, if the process has ended.
@@ -392,12 +424,20 @@ impl DriverProcess {
     }
 }
 
-async fn read_lines<R: AsyncRead + Unpin>(mut out: R, tx: mpsc::Sender<DriverMsg>) {
+async fn read_lines<R: AsyncRead + Unpin>(
+    mut out: R,
+    tx: mpsc::Sender<DriverMsg>,
+    idle: Arc<AtomicBool>,
+) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     let mut discarding = false;
     loop {
-        let n = match out.read(&mut chunk).await {
+        // Everything read so far is stamped and queued: `settle` may rely on it.
+        idle.store(true, Ordering::Release);
+        let read = out.read(&mut chunk).await;
+        idle.store(false, Ordering::Release);
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -669,7 +709,7 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(QUEUE);
         let mut data = vec![b'a'; MAX_LINE + 10];
         data.extend_from_slice(b"\n{\"event\":\"ready\",\"driver\":1}\n");
-        read_lines(&data[..], tx).await;
+        read_lines(&data[..], tx, Arc::new(AtomicBool::new(false))).await;
         assert!(matches!(rx.recv().await, Some(DriverMsg::Bad { .. })));
         assert!(matches!(rx.recv().await, Some(DriverMsg::Event(_))));
         assert!(matches!(rx.recv().await, Some(DriverMsg::Eof)));

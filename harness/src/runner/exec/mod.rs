@@ -30,6 +30,8 @@ pub use watchdog::TEARDOWN_GRACE;
 use watchdog::{error_outcome, scenario_limit};
 pub(super) use watchdog::{harness_error, run_guarded};
 
+/// How long a write to the IUT may wait for the driver events already written to be read.
+const SETTLE_LIMIT: Duration = Duration::from_millis(50);
 /// How long a stopped IUT gets to exit before it is killed.
 const STOP_GRACE: Duration = Duration::from_millis(500);
 /// A gatekeeper user the harness plays: stanzas the IUT addresses to it wait in its inbox
@@ -75,6 +77,8 @@ struct Exec<'a> {
     iut_exit: Option<String>,
     /// Index of the step being played.
     step_index: usize,
+    /// `disconnected` events the IUT reported: never more than its connections.
+    disconnects_reported: usize,
     account: String,
     credential: String,
     ignore: Vec<Element>,
@@ -163,6 +167,7 @@ impl<'a> Exec<'a> {
             past_conns: Vec::new(),
             iut_exit: None,
             step_index: 0,
+            disconnects_reported: 0,
             account,
             credential,
             ignore: Vec::new(),
@@ -389,6 +394,14 @@ impl<'a> Exec<'a> {
     }
 
     async fn step(&mut self, step: &Step, deadline: Instant) -> Result<(), Deviation> {
+        if matches!(
+            step.action,
+            Action::Send(_) | Action::SendFixture(_) | Action::CloseStream | Action::Hangup
+        ) && let Some(driver) = &self.driver
+        {
+            // What the IUT reported before this write is stamped before it (DRIVER-3).
+            driver.settle(SETTLE_LIMIT).await;
+        }
         match &step.action {
             Action::Connect(c) => self.connect(c, deadline).await,
             Action::Negotiate(n) => {

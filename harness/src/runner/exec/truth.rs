@@ -33,6 +33,20 @@ impl Exec<'_> {
                 format!("{why}: {ev}"),
             ));
         }
+        if matches!(ev.kind, EventKind::Disconnected { .. }) {
+            self.disconnects_reported += 1;
+            let connections = self.past_conns.len() + usize::from(self.conn.is_some());
+            if self.disconnects_reported > connections {
+                return Err(Deviation::fail(
+                    DRIVER_CLAIMS,
+                    "one `disconnected` per connection",
+                    format!(
+                        "{ev}: disconnected reported {} times for {connections} connection(s)",
+                        self.disconnects_reported
+                    ),
+                ));
+            }
+        }
         let facts = self.facts_at(ev.at);
         let happened = |t: Option<StdInstant>| t.is_some_and(|t| t <= ev.at);
         let (claim, ok) = match &ev.kind {
