@@ -882,7 +882,7 @@ mod tests {
     fn time_bounds_come_from_the_appendix_b_table() {
         let b = |id| embedded_time_bound(id).map(|d| d.as_secs());
         assert_eq!(b("STANZA-3"), Some(10));
-        assert_eq!(b("STREAM-26"), Some(5));
+        assert_eq!(b("STREAM-44"), Some(5));
         assert_eq!(b("STREAM-27"), Some(5));
         // Values that are not plain seconds, and requirements without a row, have none.
         assert_eq!(b("STREAM-34"), None);

@@ -195,6 +195,9 @@ pub(super) struct RawClosed {
     /// The IUT must send `</stream:stream>` before closing the connection.
     #[serde(default)]
     pub(super) close_tag: bool,
+    /// A requirement whose Appendix B time bound the close must meet; a later close is
+    /// charged to it, no close at all to the step's requirement.
+    pub(super) within: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -93,9 +93,10 @@ pub enum Action {
     Expect(Vec<String>),
     /// Expect `<stream:error>`, its condition graded.
     ExpectStreamError(StreamErrorExpect),
-    /// Expect the IUT to close the connection.
+    /// Expect the IUT to close the connection (`within`: by a requirement's time bound).
     ExpectClosed {
         close_tag: bool,
+        within: Option<String>,
     },
     /// Expect no stanza for this long.
     ExpectNothing(Duration),
@@ -237,9 +238,19 @@ impl Step {
                 vec![Action::Expect(ps)]
             }
             RawAction::ExpectStreamError(se) => vec![Action::ExpectStreamError(stream_error(se)?)],
-            RawAction::ExpectClosed(c) => vec![Action::ExpectClosed {
-                close_tag: c.close_tag,
-            }],
+            RawAction::ExpectClosed(c) => {
+                if let Some(r) = &c.within
+                    && crate::spec::embedded_time_bound(r).is_none()
+                {
+                    return Err(format!(
+                        "expect_closed: within = {r:?} has no time bound in SPEC.md Appendix B"
+                    ));
+                }
+                vec![Action::ExpectClosed {
+                    close_tag: c.close_tag,
+                    within: c.within,
+                }]
+            }
             RawAction::ExpectNothing(ms) => {
                 wait_ok(ms)?;
                 vec![Action::ExpectNothing(Duration::from_millis(ms))]

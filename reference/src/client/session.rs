@@ -126,6 +126,10 @@ impl Session {
                 });
                 return Ok(());
             }
+            if self.mutant() == Mutant::SlowCloseAfterStreamError {
+                // STREAM-44 deviation: the correct client closes at once.
+                tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+            }
             self.stream.close_in_reply().await;
             return Err(Failure::StreamErrorReceived { condition, text });
         }

@@ -163,6 +163,13 @@ impl XmlStream {
             StreamErrorCondition::RestrictedXml if self.mutant == Mutant::RestrictedAsBadFormat => {
                 StreamErrorCondition::BadFormat
             }
+            // STREAM-46 deviation: the correct client names a stream element outside the
+            // streams namespace invalid-namespace.
+            StreamErrorCondition::InvalidNamespace
+                if self.mutant == Mutant::NamespaceErrorAsBadFormat =>
+            {
+                StreamErrorCondition::BadFormat
+            }
             c => c,
         };
         let error = stream_error_element(condition, None);

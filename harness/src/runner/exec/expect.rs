@@ -125,13 +125,19 @@ impl Exec<'_> {
         &mut self,
         step: &Step,
         close_tag: bool,
+        within: Option<&str>,
         deadline: Instant,
     ) -> Result<(), Deviation> {
-        let Some(_) = self.conn.as_ref() else {
+        let Some(conn) = self.conn.as_ref() else {
             self.transcript
                 .note("no connection left open: the handshake was aborted");
             return Ok(());
         };
+        // Timed from the harness's last write (the stream error or closing tag it answers).
+        let since = conn
+            .facts
+            .last_write_at
+            .unwrap_or_else(std::time::Instant::now);
         let mut saw_close = false;
         loop {
             let got = self.next_for(None, deadline).await?;
@@ -142,6 +148,19 @@ impl Exec<'_> {
                         return Err(Deviation::fail_here(
                             "</stream:stream> before the connection closes",
                             "the connection closed without the closing tag",
+                        ));
+                    }
+                    if let Some(req) = within
+                        && let Some(bound) = crate::spec::embedded_time_bound(req)
+                        && since.elapsed() > bound
+                    {
+                        return Err(Deviation::fail(
+                            req,
+                            format!("the connection closed within {} s", bound.as_secs()),
+                            format!(
+                                "closed {:.1} s after the harness's last write",
+                                since.elapsed().as_secs_f64()
+                            ),
                         ));
                     }
                     return Ok(());

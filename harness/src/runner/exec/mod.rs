@@ -442,8 +442,9 @@ impl<'a> Exec<'a> {
             Action::ExpectStreamError(expect) => {
                 self.expect_stream_error(step, expect, deadline).await
             }
-            Action::ExpectClosed { close_tag } => {
-                self.expect_closed(step, *close_tag, deadline).await
+            Action::ExpectClosed { close_tag, within } => {
+                self.expect_closed(step, *close_tag, within.as_deref(), deadline)
+                    .await
             }
             Action::ExpectNothing(d) => self.expect_nothing(step, Instant::now() + *d).await,
             Action::Driver(cmd) => {
