@@ -153,8 +153,15 @@ pub async fn handshake(
                     "a complete TLS 1.3 handshake with ALPN xmpp-client",
                     e.to_string(),
                 )),
+                Ok(Ok(est)) if est.alpn.as_deref() != Some(transport::ALPN_XMPP_CLIENT) => {
+                    Err(Deviation::fail(
+                        req::TLS,
+                        "a TLS ClientHello offering the ALPN protocol xmpp-client",
+                        "a client that offered no ALPN protocol (the server had none to select)",
+                    ))
+                }
                 Ok(Ok(est)) => {
-                    transcript.note("tls: handshake complete");
+                    transcript.note("tls: handshake complete, ALPN xmpp-client");
                     Ok(Some(IutConn::secure(
                         est,
                         Limits::harness_ceilings(),

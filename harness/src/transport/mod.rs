@@ -137,6 +137,8 @@ pub struct Established {
     /// by the client). `None` for TLS.
     pub peer_static: Option<Vec<u8>>,
     pub kind: TransportKind,
+    /// TLS: the ALPN protocol the handshake settled on, if any. `None` for Noise.
+    pub alpn: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for Established {

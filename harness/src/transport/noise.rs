@@ -227,6 +227,7 @@ fn finish(tcp: BoxStream, hs: snow::HandshakeState) -> Result<Established, Trans
         },
         peer_static,
         kind: TransportKind::Noise,
+        alpn: None,
     })
 }
 

@@ -200,6 +200,11 @@ pub async fn tls_connect(
 }
 
 fn established(stream: tokio_rustls::TlsStream<BoxStream>) -> Established {
+    let alpn = match &stream {
+        tokio_rustls::TlsStream::Server(s) => s.get_ref().1.alpn_protocol(),
+        tokio_rustls::TlsStream::Client(c) => c.get_ref().1.alpn_protocol(),
+    }
+    .map(<[u8]>::to_vec);
     let (r, w) = tokio::io::split(stream);
     Established {
         reader: SecureReader {
@@ -211,6 +216,7 @@ fn established(stream: tokio_rustls::TlsStream<BoxStream>) -> Established {
         },
         peer_static: None,
         kind: TransportKind::Tls,
+        alpn,
     }
 }
 

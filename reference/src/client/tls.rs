@@ -38,6 +38,12 @@ pub fn config(ca_pem: Option<&str>, mutant: Mutant) -> Result<Arc<ClientConfig>,
         builder
             .with_root_certificates(root_store(ca_pem)?)
             .with_no_client_auth()
+    } else if mutant == Mutant::NoAlpn {
+        let ca_pem = ca_pem.ok_or_else(|| TransportError::Tls("ca_pem missing".into()))?;
+        // STREAM-10 deviation: the correct client offers ALPN xmpp-client.
+        let mut config = (*client_config(ca_pem)?).clone();
+        config.alpn_protocols.clear();
+        return Ok(Arc::new(config));
     } else {
         let ca_pem = ca_pem.ok_or_else(|| TransportError::Tls("ca_pem missing".into()))?;
         return client_config(ca_pem);
