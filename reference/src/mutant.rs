@@ -70,6 +70,8 @@ mutants! {
         "accepts any Noise server static key instead of the pinned one"),
     TlsAcceptAnyCert => ("tls-accept-any-cert", "STREAM-11",
         "does not verify the server certificate chain or name"),
+    NoSni => ("no-sni", "STREAM-10",
+        "sends no server name (SNI) in its TLS ClientHello"),
     NoAlpn => ("no-alpn", "STREAM-10",
         "offers no ALPN protocol in its TLS ClientHello"),
     AllowTls12 => ("allow-tls12", "STREAM-12",

@@ -160,8 +160,16 @@ pub async fn handshake(
                         "a client that offered no ALPN protocol (the server had none to select)",
                     ))
                 }
+                Ok(Ok(est)) if est.sni.as_deref() != Some(DOMAIN) => Err(Deviation::fail(
+                    req::TLS,
+                    format!("a TLS ClientHello naming {DOMAIN} in SNI"),
+                    match &est.sni {
+                        Some(name) => format!("SNI {name:?}"),
+                        None => "no SNI".to_string(),
+                    },
+                )),
                 Ok(Ok(est)) => {
-                    transcript.note("tls: handshake complete, ALPN xmpp-client");
+                    transcript.note("tls: handshake complete, ALPN xmpp-client, SNI ok");
                     Ok(Some(IutConn::secure(
                         est,
                         Limits::harness_ceilings(),

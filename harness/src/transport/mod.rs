@@ -139,6 +139,8 @@ pub struct Established {
     pub kind: TransportKind,
     /// TLS: the ALPN protocol the handshake settled on, if any. `None` for Noise.
     pub alpn: Option<Vec<u8>>,
+    /// TLS, server side: the name the client sent in SNI, if any.
+    pub sni: Option<String>,
 }
 
 impl fmt::Debug for Established {

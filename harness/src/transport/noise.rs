@@ -228,6 +228,7 @@ fn finish(tcp: BoxStream, hs: snow::HandshakeState) -> Result<Established, Trans
         peer_static,
         kind: TransportKind::Noise,
         alpn: None,
+        sni: None,
     })
 }
 

@@ -205,6 +205,10 @@ fn established(stream: tokio_rustls::TlsStream<BoxStream>) -> Established {
         tokio_rustls::TlsStream::Client(c) => c.get_ref().1.alpn_protocol(),
     }
     .map(<[u8]>::to_vec);
+    let sni = match &stream {
+        tokio_rustls::TlsStream::Server(s) => s.get_ref().1.server_name().map(str::to_string),
+        tokio_rustls::TlsStream::Client(_) => None,
+    };
     let (r, w) = tokio::io::split(stream);
     Established {
         reader: SecureReader {
@@ -217,6 +221,7 @@ fn established(stream: tokio_rustls::TlsStream<BoxStream>) -> Established {
         peer_static: None,
         kind: TransportKind::Tls,
         alpn,
+        sni,
     }
 }
 

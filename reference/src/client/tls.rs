@@ -38,6 +38,12 @@ pub fn config(ca_pem: Option<&str>, mutant: Mutant) -> Result<Arc<ClientConfig>,
         builder
             .with_root_certificates(root_store(ca_pem)?)
             .with_no_client_auth()
+    } else if mutant == Mutant::NoSni {
+        let ca_pem = ca_pem.ok_or_else(|| TransportError::Tls("ca_pem missing".into()))?;
+        // STREAM-10 deviation: the correct client sends the gatekeeper's name in SNI.
+        let mut config = (*client_config(ca_pem)?).clone();
+        config.enable_sni = false;
+        return Ok(Arc::new(config));
     } else if mutant == Mutant::NoAlpn {
         let ca_pem = ca_pem.ok_or_else(|| TransportError::Tls("ca_pem missing".into()))?;
         // STREAM-10 deviation: the correct client offers ALPN xmpp-client.
