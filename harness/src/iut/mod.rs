@@ -2,6 +2,7 @@
 
 pub mod driver;
 pub mod procs;
+pub mod protocol;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
