@@ -155,7 +155,8 @@ impl DriverProcess {
             if tokio::time::Instant::now() >= until {
                 return;
             }
-            tokio::task::yield_now().await;
+            // The reader needs a moment of CPU: wait for it, without spinning.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
 

@@ -159,7 +159,6 @@ fn answers(event: &str, cmd: &str) -> bool {
 pub fn optional_capability_of(cmd: &str) -> Option<&'static str> {
     match cmd {
         "send_media" => Some("media"),
-        "send_chatstate" => Some("chatstates"),
         _ => None,
     }
 }
