@@ -193,37 +193,24 @@ pub async fn handshake(
         (TransportKind::Tls, HandshakeMode::TlsUnknownCa) => {
             transcript.note("tls: presenting a certificate from a CA the IUT was not given");
             let cfg = transport::server_config(&keys.other_tls, false);
-            let accepted = tokio::time::timeout_at(deadline, transport::tls_accept(tcp, cfg)).await;
-            aborted(
-                accepted,
-                req::TLS_AUTH,
-                "the client refuses a certificate that does not chain to its trust anchor",
-                transcript,
-            )
+            let expected =
+                "the client refuses a certificate that does not chain to its trust anchor";
+            tls_refused(tcp, cfg, deadline, req::TLS_AUTH, expected, transcript).await
         }
         (TransportKind::Tls, HandshakeMode::TlsWrongName) => {
             transcript.note(format!(
                 "tls: presenting a certificate from the trusted CA, for {WRONG_NAME}"
             ));
             let cfg = transport::server_config(&keys.wrong_name_tls, false);
-            let accepted = tokio::time::timeout_at(deadline, transport::tls_accept(tcp, cfg)).await;
-            aborted(
-                accepted,
-                req::TLS_AUTH,
-                "the client refuses a certificate for a name other than the gatekeeper's",
-                transcript,
-            )
+            let expected =
+                "the client refuses a certificate for a name other than the gatekeeper's";
+            tls_refused(tcp, cfg, deadline, req::TLS_AUTH, expected, transcript).await
         }
         (TransportKind::Tls, HandshakeMode::Tls12Only) => {
             transcript.note("tls: offering TLS 1.2 only");
             let cfg = transport::server_config(&keys.tls, true);
-            let accepted = tokio::time::timeout_at(deadline, transport::tls_accept(tcp, cfg)).await;
-            aborted(
-                accepted,
-                req::TLS_VERSION,
-                "the client refuses a TLS 1.2 connection",
-                transcript,
-            )
+            let expected = "the client refuses a TLS 1.2 connection";
+            tls_refused(tcp, cfg, deadline, req::TLS_VERSION, expected, transcript).await
         }
         (TransportKind::Noise, HandshakeMode::Truncate) => {
             truncated(tcp, keys, deadline, transcript).await.map(Some)
@@ -249,6 +236,19 @@ pub async fn handshake(
             "handshake mode {mode:?} does not exist for transport {kind}"
         ))),
     }
+}
+
+/// Serves a TLS handshake the client must abort (`cfg` is the server's broken side).
+async fn tls_refused(
+    tcp: BoxStream,
+    cfg: std::sync::Arc<rustls::ServerConfig>,
+    deadline: Instant,
+    requirement: &str,
+    expected: &str,
+    transcript: &Transcript,
+) -> Result<Option<IutConn>, Deviation> {
+    let accepted = tokio::time::timeout_at(deadline, transport::tls_accept(tcp, cfg)).await;
+    aborted(accepted, requirement, expected, transcript)
 }
 
 fn aborted<T>(

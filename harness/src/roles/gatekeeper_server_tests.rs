@@ -28,6 +28,16 @@ impl ScriptedClient {
             .expect("client write");
     }
 
+    /// Header, SASL PLAIN with the right credentials, restart: up to the bind feature.
+    async fn log_in_until_bind(&mut self) {
+        self.send(&header()).await;
+        self.until("</stream:features>").await;
+        self.send(&auth(ACCOUNT, CREDENTIAL)).await;
+        self.until("<success").await;
+        self.send(&header()).await;
+        self.until("</stream:features>").await;
+    }
+
     /// Reads until `marker` has arrived; returns everything read so far.
     async fn until(&mut self, marker: &str) -> String {
         while !self.seen.contains(marker) {
@@ -106,12 +116,7 @@ where
 #[tokio::test]
 async fn a_correct_client_is_bound_to_the_jid_the_server_chose() {
     let got = negotiate_against(Stage::Session, |mut c| async move {
-        c.send(&header()).await;
-        c.until("</stream:features>").await;
-        c.send(&auth(ACCOUNT, CREDENTIAL)).await;
-        c.until("<success").await;
-        c.send(&header()).await;
-        c.until("</stream:features>").await;
+        c.log_in_until_bind().await;
         c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
             .await;
         let result = c.until("</iq>").await;
@@ -151,12 +156,7 @@ async fn a_comment_from_the_client_fails_the_sender_rule() {
 #[tokio::test]
 async fn a_stanza_before_binding_fails_bind_first() {
     let d = negotiate_against(Stage::Session, |mut c| async move {
-        c.send(&header()).await;
-        c.until("</stream:features>").await;
-        c.send(&auth(ACCOUNT, CREDENTIAL)).await;
-        c.until("<success").await;
-        c.send(&header()).await;
-        c.until("</stream:features>").await;
+        c.log_in_until_bind().await;
         c.send("<presence/>").await;
         tokio::time::sleep(Duration::from_secs(1)).await;
     })

@@ -231,29 +231,17 @@ impl Scenario {
                 })?)
             }
         };
-        let profiles = match raw.profiles {
-            None => Vec::new(),
-            Some(p) => {
-                let at = p.span().start;
-                let p = p.into_inner();
-                let mut seen = BTreeSet::new();
-                for name in &p {
-                    if !KNOWN_PROFILES.contains(&name.as_str()) {
-                        return Err(err(
-                            at,
-                            format!(
-                                "unknown profile {name:?} in profiles (known: {})",
-                                KNOWN_PROFILES.join(", ")
-                            ),
-                        ));
-                    }
-                    if !seen.insert(name) {
-                        return Err(err(at, format!("profile {name:?} is listed twice")));
-                    }
-                }
-                p
+        let (profiles, _) = distinct_names(raw.profiles, "profile", |name| {
+            if KNOWN_PROFILES.contains(&name) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "unknown profile {name:?} in profiles (known: {})",
+                    KNOWN_PROFILES.join(", ")
+                ))
             }
-        };
+        })
+        .map_err(|(at, m)| err(at, m))?;
         let mut needs = raw.needs;
         if let Some(t) = transport {
             let cap = format!("transport.{t}");
@@ -270,28 +258,14 @@ impl Scenario {
                 "a scenario needs at least one [[step]]".into(),
             ));
         }
-        let actors = match raw.actors {
-            None => Vec::new(),
-            Some(a) => {
-                let at = a.span().start;
-                let a = a.into_inner();
-                let mut seen = BTreeSet::new();
-                for name in &a {
-                    actor_name_ok(name).map_err(|m| err(at, m))?;
-                    if !seen.insert(name) {
-                        return Err(err(at, format!("actor {name:?} is listed twice")));
-                    }
-                }
-                if !a.is_empty() && raw.role != Role::Client {
-                    return Err(err(
-                        at,
-                        "gatekeeper-user actors talk to a client IUT: they need role = \"client\""
-                            .into(),
-                    ));
-                }
-                a
-            }
-        };
+        let (actors, actors_at) =
+            distinct_names(raw.actors, "actor", actor_name_ok).map_err(|(at, m)| err(at, m))?;
+        if !actors.is_empty() && raw.role != Role::Client {
+            return Err(err(
+                actors_at,
+                "gatekeeper-user actors talk to a client IUT: they need role = \"client\"".into(),
+            ));
+        }
         let mut steps = Vec::with_capacity(raw.steps.len());
         for s in raw.steps {
             let at = s.span().start;
@@ -335,6 +309,28 @@ impl Scenario {
             path: path.to_path_buf(),
         })
     }
+}
+
+/// A list of names (profiles, actors), each checked by `check` and none twice; with the list's
+/// offset in the file for errors. An absent list is empty.
+fn distinct_names(
+    list: Option<toml::Spanned<Vec<String>>>,
+    what: &str,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(Vec<String>, usize), (usize, String)> {
+    let Some(list) = list else {
+        return Ok((Vec::new(), 0));
+    };
+    let at = list.span().start;
+    let names = list.into_inner();
+    let mut seen = BTreeSet::new();
+    for name in &names {
+        check(name).map_err(|m| (at, m))?;
+        if !seen.insert(name) {
+            return Err((at, format!("{what} {name:?} is listed twice")));
+        }
+    }
+    Ok((names, at))
 }
 
 /// Actor names become variable prefixes (`${bob.jid}`): lowercase letters, digits and '-',
