@@ -9,6 +9,12 @@
 //! - every child element of the pattern must match a distinct child of the
 //!   stanza, in order; other children are allowed unless the pattern element
 //!   has `gc:only='true'`, which allows no other element children;
+//! - `gc:children='any-order'` on a pattern element drops the order: its
+//!   children must match distinct children of the stanza in any order (a
+//!   bipartite matching, so a loose pattern child never takes the one stanza
+//!   child a stricter sibling needs); `gc:optional='true'` on a pattern child
+//!   lets it be absent. With `gc:only='true'`, "only these children, in any
+//!   order, each optional" is a closed set of allowed children;
 //! - non-blank text in a pattern must equal the stanza's trimmed text (`*`
 //!   accepts any non-empty text; `@{name}` captures it).
 
@@ -19,6 +25,10 @@ use super::vars::Vars;
 const WRAP_OPEN: &str = "<gc-pattern xmlns='jabber:client' xmlns:gc='urn:gatecheck:pattern' xmlns:stream='http://etherx.jabber.org/streams'>";
 const WRAP_CLOSE: &str = "</gc-pattern>";
 const ONLY: &str = "gc:only";
+const CHILDREN: &str = "gc:children";
+const OPTIONAL: &str = "gc:optional";
+const ANY_ORDER: &str = "any-order";
+const IN_ORDER: &str = "in-order";
 
 /// Parses a pattern after substitution.
 pub fn parse(pattern: &str) -> Result<Element, String> {
@@ -32,11 +42,52 @@ pub fn parse(pattern: &str) -> Result<Element, String> {
         Node::Element(e) => Some(e),
         Node::Text(_) => None,
     });
-    match (elements.next(), elements.next()) {
-        (Some(e), None) => Ok(e),
-        (None, _) => Err("pattern holds no element".into()),
-        (Some(_), Some(_)) => Err("pattern holds more than one top-level element".into()),
+    let top = match (elements.next(), elements.next()) {
+        (Some(e), None) => e,
+        (None, _) => return Err("pattern holds no element".into()),
+        (Some(_), Some(_)) => return Err("pattern holds more than one top-level element".into()),
+    };
+    if top.attr(OPTIONAL).is_some() {
+        return Err(format!(
+            "/{}: {OPTIONAL} belongs on a child element: the stanza itself cannot be absent",
+            top.name
+        ));
     }
+    check_directives(&top, &format!("/{}", top.name))?;
+    Ok(top)
+}
+
+/// Refuses a `gc:` attribute this module does not know, or a value it does not define, so
+/// that a typo never turns a check off.
+fn check_directives(e: &Element, path: &str) -> Result<(), String> {
+    for (k, v) in &e.attrs {
+        let Some(name) = k.strip_prefix("gc:") else {
+            continue;
+        };
+        let allowed: &[&str] = match k.as_str() {
+            ONLY | OPTIONAL => &["true", "false"],
+            CHILDREN => &[IN_ORDER, ANY_ORDER],
+            _ => {
+                return Err(format!(
+                    "{path}: unknown pattern attribute gc:{name} (known: {ONLY}, {CHILDREN}, {OPTIONAL})"
+                ));
+            }
+        };
+        if !allowed.contains(&v.as_str()) {
+            return Err(format!(
+                "{path}: {k}={v:?} is not one of {}",
+                allowed.join(", ")
+            ));
+        }
+    }
+    for c in e.child_elements() {
+        check_directives(c, &format!("{path}/{}", c.name))?;
+    }
+    Ok(())
+}
+
+fn flag(e: &Element, name: &str) -> bool {
+    e.attr(name) == Some("true")
 }
 
 /// Validates a template before any value is known: variables become `x`.
@@ -103,10 +154,8 @@ fn match_at(
             p.ns, p.name, a.ns, a.name
         )));
     }
-    let mut only = false;
     for (k, v) in &p.attrs {
-        if k == ONLY {
-            only = v == "true";
+        if k.starts_with("gc:") {
             continue;
         }
         let got = a.attr(k);
@@ -140,7 +189,12 @@ fn match_at(
     }
 
     let a_children: Vec<&Element> = a.child_elements().collect();
+    let only = flag(p, ONLY);
+    if p.attr(CHILDREN) == Some(ANY_ORDER) {
+        return match_any_order(p, &a_children, only, path, caps);
+    }
     let mut next = 0;
+    let mut matched = 0;
     for pc in p.child_elements() {
         let child_path = format!("{path}/{}", pc.name);
         let mut found = None;
@@ -161,7 +215,11 @@ fn match_at(
             }
         }
         match found {
-            Some(i) => next = i + 1,
+            Some(i) => {
+                next = i + 1;
+                matched += 1;
+            }
+            None if flag(pc, OPTIONAL) => {}
             None => {
                 return Err(first_miss.unwrap_or_else(|| Mismatch {
                     path: child_path,
@@ -170,18 +228,128 @@ fn match_at(
             }
         }
     }
-    if only {
-        let expected = p.child_elements().count();
-        if a_children.len() != expected {
-            let names: Vec<&str> = a_children.iter().map(|c| c.name.as_str()).collect();
-            return Err(fail(format!(
-                "expected exactly {expected} child element(s), got {} ({})",
-                a_children.len(),
-                names.join(", ")
-            )));
+    if only && a_children.len() != matched {
+        let names: Vec<&str> = a_children.iter().map(|c| c.name.as_str()).collect();
+        return Err(fail(format!(
+            "expected exactly {matched} child element(s), got {} ({})",
+            a_children.len(),
+            names.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `gc:children='any-order'`: each pattern child takes a distinct stanza child, wherever it
+/// is. Which pattern child may take which stanza child is a bipartite graph; a maximum
+/// matching (augmenting paths, required pattern children first, so that an optional one
+/// never keeps a required one out) decides, in time polynomial in the number of children
+/// whatever the IUT sends.
+fn match_any_order(
+    p: &Element,
+    a_children: &[&Element],
+    only: bool,
+    path: &str,
+    caps: &mut Vec<(String, String)>,
+) -> Result<(), Mismatch> {
+    let p_children: Vec<&Element> = p.child_elements().collect();
+    // fits[i][j]: the captures when pattern child i matches stanza child j.
+    let mut fits: Vec<Vec<Option<Vec<(String, String)>>>> = Vec::with_capacity(p_children.len());
+    let mut misses: Vec<Option<Mismatch>> = Vec::with_capacity(p_children.len());
+    for pc in &p_children {
+        let child_path = format!("{path}/{}", pc.name);
+        let mut row = Vec::with_capacity(a_children.len());
+        let mut first_miss = None;
+        for ac in a_children {
+            let mut trial = Vec::new();
+            match match_at(pc, ac, &child_path, &mut trial) {
+                Ok(()) => row.push(Some(trial)),
+                Err(m) => {
+                    if first_miss.is_none() && ac.name == pc.name && ac.ns == pc.ns {
+                        first_miss = Some(m);
+                    }
+                    row.push(None);
+                }
+            }
+        }
+        fits.push(row);
+        misses.push(first_miss);
+    }
+
+    // owner[j]: the pattern child that holds stanza child j.
+    let mut owner: Vec<Option<usize>> = vec![None; a_children.len()];
+    let required = (0..p_children.len()).filter(|&i| !flag(p_children[i], OPTIONAL));
+    let optional = (0..p_children.len()).filter(|&i| flag(p_children[i], OPTIONAL));
+    for i in required.chain(optional) {
+        let mut seen = vec![false; a_children.len()];
+        if augment(i, &fits, &mut owner, &mut seen) || flag(p_children[i], OPTIONAL) {
+            continue;
+        }
+        let pc = p_children[i];
+        let child_path = format!("{path}/{}", pc.name);
+        let any_fit = fits[i].iter().any(Option::is_some);
+        return Err(if any_fit {
+            Mismatch {
+                path: child_path,
+                reason: format!(
+                    "no distinct child left for {{{}}}{}: every child it matches is taken by \
+                     another child of the pattern",
+                    pc.ns, pc.name
+                ),
+            }
+        } else {
+            misses[i].take().unwrap_or_else(|| Mismatch {
+                path: child_path,
+                reason: format!("missing child {{{}}}{}", pc.ns, pc.name),
+            })
+        });
+    }
+    if only && let Some(j) = owner.iter().position(Option::is_none) {
+        let extra = a_children[j];
+        return Err(Mismatch {
+            path: format!("{path}/{}", extra.name),
+            reason: format!(
+                "child {{{}}}{} is not one of the children the pattern allows ({ONLY})",
+                extra.ns, extra.name
+            ),
+        });
+    }
+    // Captures in pattern order, so that a rerun with the same stanza binds the same values.
+    let mut taken: Vec<(usize, usize)> = owner
+        .iter()
+        .enumerate()
+        .filter_map(|(j, o)| o.map(|i| (i, j)))
+        .collect();
+    taken.sort_unstable();
+    for (i, j) in taken {
+        if let Some(found) = fits[i][j].take() {
+            caps.extend(found);
         }
     }
     Ok(())
+}
+
+/// Kuhn's augmenting path from pattern child `i`.
+fn augment(
+    i: usize,
+    fits: &[Vec<Option<Vec<(String, String)>>>],
+    owner: &mut [Option<usize>],
+    seen: &mut [bool],
+) -> bool {
+    for j in 0..owner.len() {
+        if fits[i][j].is_none() || seen[j] {
+            continue;
+        }
+        seen[j] = true;
+        let free = match owner[j] {
+            None => true,
+            Some(other) => augment(other, fits, owner, seen),
+        };
+        if free {
+            owner[j] = Some(i);
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -250,6 +418,135 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(m.reason, "expected some text, got none");
+    }
+
+    const DISCO: &str = "<query xmlns='http://jabber.org/protocol/disco#info' gc:children='any-order'>\
+        <feature var='urn:xmpp:ping'/><identity category='client' type='@{kind}'/>\
+        <feature var='http://jabber.org/protocol/disco#info'/></query>";
+
+    #[test]
+    fn any_order_children_match_wherever_they_are() {
+        let p = parse(DISCO).unwrap();
+        let answer = stanza(
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='client' type='phone'/>\
+             <feature var='http://jabber.org/protocol/disco#info'/>\
+             <feature var='jabber:iq:version'/><feature var='urn:xmpp:ping'/></query>",
+        );
+        let caps = matches(&p, &answer).unwrap();
+        assert_eq!(caps, vec![("kind".to_string(), "phone".to_string())]);
+        // The same children in pattern order would not match the answer in order.
+        let in_order = parse(&DISCO.replace(" gc:children='any-order'", "")).unwrap();
+        assert!(matches(&in_order, &answer).is_err());
+
+        let no_ping = stanza(
+            "<query xmlns='http://jabber.org/protocol/disco#info'>\
+             <identity category='client' type='pc'/>\
+             <feature var='http://jabber.org/protocol/disco#info'/></query>",
+        );
+        let m = matches(&p, &no_ping).unwrap_err();
+        assert_eq!(m.path, "/query/feature");
+        assert_eq!(
+            m.reason,
+            "attribute var: expected \"urn:xmpp:ping\", got \"http://jabber.org/protocol/disco#info\""
+        );
+        let m = matches(&p, &stanza("<query xmlns='http://jabber.org/protocol/disco#info'><feature var='urn:xmpp:ping'/><feature var='http://jabber.org/protocol/disco#info'/></query>")).unwrap_err();
+        assert_eq!(
+            m.to_string(),
+            "/query/identity: missing child {http://jabber.org/protocol/disco#info}identity"
+        );
+    }
+
+    #[test]
+    fn any_order_children_take_distinct_stanza_children() {
+        // A loose first child must not take the one stanza child its stricter sibling needs.
+        let p = parse("<x xmlns='y' gc:children='any-order'><f/><f v='1'/></x>").unwrap();
+        assert!(matches(&p, &stanza("<x xmlns='y'><f v='1'/><f v='2'/></x>")).is_ok());
+        let m = matches(&p, &stanza("<x xmlns='y'><f v='1'/></x>")).unwrap_err();
+        assert_eq!(m.path, "/x/f");
+        assert_eq!(
+            m.reason,
+            "no distinct child left for {y}f: every child it matches is taken by another child of the pattern"
+        );
+    }
+
+    #[test]
+    fn only_these_children_in_any_order_each_optional() {
+        let p = parse(
+            "<presence gc:children='any-order' gc:only='true'>\
+             <show gc:optional='true' gc:only='true'/>\
+             <priority gc:optional='true' gc:only='true'/>\
+             <c xmlns='http://jabber.org/protocol/caps' gc:optional='true' gc:only='true'/></presence>",
+        )
+        .unwrap();
+        for ok in [
+            "<presence/>",
+            "<presence><priority>5</priority><show>away</show></presence>",
+            "<presence><c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v'/><show>dnd</show></presence>",
+        ] {
+            assert!(matches(&p, &stanza(ok)).is_ok(), "{ok}");
+        }
+        let m = matches(
+            &p,
+            &stanza("<presence><show>away</show><status>+4915112345678</status></presence>"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            m.to_string(),
+            "/presence/status: child {jabber:client}status is not one of the children the pattern allows (gc:only)"
+        );
+        // Each allowed child once: a second <show/> has no pattern child left.
+        let m = matches(
+            &p,
+            &stanza("<presence><show>away</show><show>xa</show></presence>"),
+        )
+        .unwrap_err();
+        assert_eq!(m.path, "/presence/show");
+        // The caps element's own children are closed too.
+        let m = matches(
+            &p,
+            &stanza("<presence><c xmlns='http://jabber.org/protocol/caps'><nick xmlns='http://jabber.org/protocol/nick'>Al</nick></c></presence>"),
+        )
+        .unwrap_err();
+        assert_eq!(m.path, "/presence/c");
+    }
+
+    #[test]
+    fn optional_children_in_order() {
+        let p = parse("<m gc:only='true'><a gc:optional='true'/><b/></m>").unwrap();
+        assert!(matches(&p, &stanza("<m><b/></m>")).is_ok());
+        assert!(matches(&p, &stanza("<m><a/><b/></m>")).is_ok());
+        let m = matches(&p, &stanza("<m><b/><c/></m>")).unwrap_err();
+        assert_eq!(
+            m.reason,
+            "expected exactly 1 child element(s), got 2 (b, c)"
+        );
+        let m = matches(&p, &stanza("<m><a/></m>")).unwrap_err();
+        assert_eq!(m.reason, "missing child {jabber:client}b");
+    }
+
+    #[test]
+    fn pattern_directives_are_checked() {
+        for (pattern, want) in [
+            (
+                "<iq gc:onyl='true'/>",
+                "/iq: unknown pattern attribute gc:onyl (known: gc:only, gc:children, gc:optional)",
+            ),
+            (
+                "<iq><q xmlns='x' gc:children='any'/></iq>",
+                "/iq/q: gc:children=\"any\" is not one of in-order, any-order",
+            ),
+            (
+                "<iq gc:only='yes'/>",
+                "/iq: gc:only=\"yes\" is not one of true, false",
+            ),
+            (
+                "<iq gc:optional='true'/>",
+                "/iq: gc:optional belongs on a child element: the stanza itself cannot be absent",
+            ),
+        ] {
+            assert_eq!(validate_template(pattern).unwrap_err(), want, "{pattern}");
+        }
     }
 
     #[test]
