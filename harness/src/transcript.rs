@@ -36,6 +36,9 @@ pub struct Entry {
     /// Milliseconds since the scenario started (microsecond precision).
     pub t_ms: f64,
     pub dir: Direction,
+    /// The IUT instance the entry belongs to, in scenarios with several (`devices`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     pub data: String,
 }
 
@@ -58,6 +61,8 @@ pub struct Transcript {
     inner: Arc<Mutex<Inner>>,
     /// Echo each entry to stderr as it is recorded (`gatecheck serve`).
     live: bool,
+    /// Stamped on every entry recorded through this handle ([`Transcript::for_device`]).
+    device: Option<Arc<str>>,
 }
 
 impl Transcript {
@@ -70,6 +75,16 @@ impl Transcript {
                 dropped: 0,
             })),
             live: false,
+            device: None,
+        }
+    }
+
+    /// The same transcript, each entry recorded through the returned handle marked as
+    /// belonging to IUT instance `name`.
+    pub fn for_device(&self, name: &str) -> Transcript {
+        Transcript {
+            device: Some(Arc::from(name)),
+            ..self.clone()
         }
     }
 
@@ -91,8 +106,13 @@ impl Transcript {
         let bytes = data.as_ref();
         let t_ms = at.saturating_duration_since(self.start).as_micros() as f64 / 1000.0;
         if self.live {
+            let device = self
+                .device
+                .as_deref()
+                .map(|d| format!("[{d}] "))
+                .unwrap_or_default();
             eprintln!(
-                "{t_ms:>10.3} ms  {:<10}  {}",
+                "{t_ms:>10.3} ms  {:<10}  {device}{}",
                 dir.arrow(),
                 String::from_utf8_lossy(bytes)
             );
@@ -113,6 +133,7 @@ impl Transcript {
         inner.entries.push(Entry {
             t_ms,
             dir,
+            device: self.device.as_deref().map(str::to_string),
             data: text,
         });
     }
@@ -133,6 +154,7 @@ impl Transcript {
             out.push(Entry {
                 t_ms: self.start.elapsed().as_micros() as f64 / 1000.0,
                 dir: Direction::Note,
+                device: None,
                 data: format!(
                     "{} later entries dropped: transcript limit of {MAX_TRANSCRIPT_BYTES} bytes",
                     inner.dropped

@@ -73,6 +73,10 @@ pub struct Scenario {
     /// full JID (`${bob.jid}`, `${bob.bare}`); stanzas the IUT addresses to one are routed to
     /// it, and steps with `actor = "bob"` send as or receive for it.
     pub actors: Vec<String>,
+    /// Instances of the client IUT (`devices = ["phone", "laptop"]`): each is a process of
+    /// its own with its own driver and connection, all logged in to the same account (one
+    /// user's devices). Empty: one instance. Steps choose one with `device = "laptop"`.
+    pub devices: Vec<String>,
     pub steps: Vec<Step>,
     pub path: PathBuf,
 }
@@ -98,6 +102,8 @@ struct RawScenario {
     profiles: Option<toml::Spanned<Vec<String>>>,
     #[serde(default)]
     actors: Option<toml::Spanned<Vec<String>>>,
+    #[serde(default)]
+    devices: Option<toml::Spanned<Vec<String>>>,
     #[serde(rename = "step")]
     steps: Vec<toml::Spanned<raw_step::RawStep>>,
 }
@@ -266,6 +272,26 @@ impl Scenario {
                 "gatekeeper-user actors talk to a client IUT: they need role = \"client\"".into(),
             ));
         }
+        let (devices, devices_at) =
+            distinct_names(raw.devices, "device", actor_name_ok).map_err(|(at, m)| err(at, m))?;
+        if !devices.is_empty() && raw.role != Role::Client {
+            return Err(err(
+                devices_at,
+                "devices are instances of a client IUT: they need role = \"client\"".into(),
+            ));
+        }
+        if devices.len() == 1 {
+            return Err(err(
+                devices_at,
+                "one device is the default: name devices only when there are two or more".into(),
+            ));
+        }
+        if let Some(both) = devices.iter().find(|d| actors.contains(d)) {
+            return Err(err(
+                devices_at,
+                format!("{both:?} is both a gatekeeper user (actors) and a device"),
+            ));
+        }
         let mut steps = Vec::with_capacity(raw.steps.len());
         for s in raw.steps {
             let at = s.span().start;
@@ -288,6 +314,14 @@ impl Scenario {
                         format!("actor {a:?} is not declared in the scenario's `actors`"),
                     ));
                 }
+                if let Some(d) = &st.device
+                    && !devices.contains(d)
+                {
+                    return Err(err(
+                        at,
+                        format!("device {d:?} is not declared in the scenario's `devices`"),
+                    ));
+                }
                 level_ok(st, &requirements, catalogue).map_err(|m| err(at, m))?;
                 st.action.fits_role(raw.role).map_err(|m| err(at, m))?;
             }
@@ -305,6 +339,7 @@ impl Scenario {
             timeout_ms: raw.timeout_ms,
             profiles,
             actors,
+            devices,
             steps,
             path: path.to_path_buf(),
         })
@@ -333,8 +368,8 @@ fn distinct_names(
     Ok((names, at))
 }
 
-/// Actor names become variable prefixes (`${bob.jid}`): lowercase letters, digits and '-',
-/// starting with a letter, and none of the harness's own prefixes.
+/// Actor and device names become variable prefixes (`${bob.jid}`): lowercase letters, digits
+/// and '-', starting with a letter, and none of the harness's own prefixes.
 fn actor_name_ok(name: &str) -> Result<(), String> {
     let well_formed = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && name
@@ -567,6 +602,7 @@ mod tests {
             [
                 "stanza/ping",
                 "stanza/ping-from-user",
+                "stanza/ping-two-devices",
                 "stream/whitespace-keepalive"
             ]
         );

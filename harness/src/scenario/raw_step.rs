@@ -53,7 +53,7 @@ pub(super) const ACTIONS: &[&str] = &[
 ];
 
 /// The keys a step may carry besides its action.
-const MODIFIERS: &[&str] = &["timeout_ms", "ignore", "requirement", "actor"];
+const MODIFIERS: &[&str] = &["timeout_ms", "ignore", "requirement", "actor", "device"];
 
 /// A step as written: exactly one action key plus modifiers. Deserialized by hand so that a
 /// second action, or a key that is neither, is an error naming it.
@@ -68,6 +68,8 @@ pub(crate) struct RawStep {
     /// The scenario actor that acts (`send`) or observes (`expect`, `expect_any`); default:
     /// the gatekeeper server itself.
     pub(super) actor: Option<String>,
+    /// The IUT instance (`devices`) the step drives or reads; default: the first.
+    pub(super) device: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for RawStep {
@@ -109,6 +111,7 @@ impl<'de> Visitor<'de> for StepVisitor {
             ignore: Vec::new(),
             requirement: None,
             actor: None,
+            device: None,
         };
         while let Some(spanned) = map.next_key::<toml::Spanned<String>>()? {
             let at = spanned.span().start;
@@ -118,6 +121,7 @@ impl<'de> Visitor<'de> for StepVisitor {
                 "ignore" => step.ignore = map.next_value()?,
                 "requirement" => step.requirement = Some(map.next_value()?),
                 "actor" => step.actor = Some(map.next_value()?),
+                "device" => step.device = Some(map.next_value()?),
                 name if ACTIONS.contains(&name) => {
                     if let Some((first, _)) = &action {
                         return Err(at_key(

@@ -175,6 +175,9 @@ pub struct Step {
     /// The gatekeeper user that sends (`send`) or receives (`expect`, `expect_any`); `None`
     /// for the gatekeeper server.
     pub actor: Option<String>,
+    /// The IUT instance whose driver and connection the step uses (`device = "laptop"`);
+    /// `None` for the scenario's first (or only) one.
+    pub device: Option<String>,
 }
 
 const MAX_WAIT_MS: u64 = 60_000;
@@ -305,6 +308,18 @@ impl Step {
                     .into(),
             );
         }
+        if raw.device.is_some()
+            && actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::Sleep(_) | Action::Http(_) | Action::ExpectHttp(_)
+                )
+            })
+        {
+            return Err(format!(
+                "`device` names the IUT instance a step drives or reads; `{name}` uses none"
+            ));
+        }
         let timeout = raw.timeout_ms.map(Duration::from_millis);
         Ok(actions
             .into_iter()
@@ -315,6 +330,7 @@ impl Step {
                 ignore: raw.ignore.clone(),
                 requirement: raw.requirement.clone(),
                 actor: raw.actor.clone(),
+                device: raw.device.clone(),
             })
             .collect())
     }

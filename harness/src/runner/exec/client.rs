@@ -34,16 +34,13 @@ impl Exec<'_> {
             self.credential = self.vars.substitute_raw(p).map_err(Deviation::error)?;
         }
         // A new connection replaces the old one (reconnect scenarios).
-        if let Some(mut old) = self.conn.take() {
-            old.hangup().await;
-            self.past_conns.push(old.facts);
-        }
+        self.dev().retire_conn().await;
         let keys = self.keys()?;
         let server_key = keys.noise.public_base64();
         let ca_pem = keys.tls.ca_pem.clone();
         let cmd = Command::Connect {
             host: "127.0.0.1".into(),
-            port: self.port,
+            port: self.dev().port,
             transport: kind,
             domain: gk::DOMAIN.into(),
             account: self.account.clone(),
@@ -54,7 +51,8 @@ impl Exec<'_> {
         }
         .to_json();
         let seq = self.send_command(cmd).await?;
-        let listener = Arc::clone(&self.listener);
+        let dev = &mut self.devices[self.cur];
+        let listener = Arc::clone(&dev.listener);
         // Events that arrive before the connection are kept for later steps. Only new
         // events are read here: re-reading the queue in this loop would never yield.
         let (tcp, accepted_at) = loop {
@@ -62,16 +60,16 @@ impl Exec<'_> {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
                         let at = std::time::Instant::now();
-                        self.transcript.note(format!("accepted TCP connection from {peer}"));
+                        dev.transcript.note(format!("accepted TCP connection from {peer}"));
                         // Small writes (header, then features) must not wait for delayed ACKs.
                         let _ = tcp.set_nodelay(true);
                         break (tcp, at);
                     }
                     Err(e) => return Err(Deviation::error(format!("accept failed: {e}"))),
                 },
-                ev = self.recv_event(deadline) => match ev? {
+                ev = dev.recv_event(deadline) => match ev? {
                     None => return Err(Deviation::fail_here(
-                        format!("a {kind} connection to 127.0.0.1:{}", self.port),
+                        format!("a {kind} connection to 127.0.0.1:{}", dev.port),
                         "no connection before the step's deadline",
                     )),
                     Some(ev) if is_unsupported(&ev, seq) => {
@@ -79,13 +77,13 @@ impl Exec<'_> {
                             "the IUT answered `unsupported` to connect, which every client must support: nothing can be tested",
                         ));
                     }
-                    Some(_) if self.pending.len() >= crate::iut::driver::QUEUE => {
+                    Some(_) if dev.pending.len() >= crate::iut::driver::QUEUE => {
                         return Err(Deviation::fail_here(
                             "at most a few driver events before the connection",
                             format!("more than {} events and still no connection", crate::iut::driver::QUEUE),
                         ));
                     }
-                    Some(ev) => self.pending.push_back(ev),
+                    Some(ev) => dev.pending.push_back(ev),
                 },
             }
         };
@@ -99,13 +97,14 @@ impl Exec<'_> {
             c.handshake,
             &keys,
             deadline,
-            &self.transcript,
+            &self.devices[self.cur].transcript,
             self.vars.rng(),
         )
         .await;
         self.keys = Some(keys);
-        self.conn = result?;
-        if let Some(conn) = self.conn.as_mut() {
+        let dev = self.dev();
+        dev.conn = result?;
+        if let Some(conn) = dev.conn.as_mut() {
             conn.facts.accepted_at = Some(accepted_at);
         }
         Ok(())
@@ -149,10 +148,11 @@ impl Exec<'_> {
     }
 
     pub(super) async fn launch(&mut self) -> Result<(), Deviation> {
-        let Some(tx) = self.events_tx.take() else {
+        let Some(tx) = self.dev().events_tx.take() else {
             return Err(Deviation::error("IUT launched twice"));
         };
-        self.transcript.note(format!("launching {}", self.iut.name));
+        let name = self.iut.name.clone();
+        self.dev().transcript.note(format!("launching {name}"));
         let launch = self
             .iut
             .launch
@@ -160,7 +160,7 @@ impl Exec<'_> {
             .ok_or_else(|| Deviation::error("the IUT has no [launch] for its client"))?;
         let driver = DriverProcess::spawn(launch, &self.token, tx)
             .map_err(|e| Deviation::inconclusive(format!("the IUT did not start: {e}")))?;
-        self.driver = Some(driver);
+        self.dev().driver = Some(driver);
         let deadline = Instant::now() + self.iut.timeouts.ready();
         match self.next_event(deadline).await {
             Ok(Some(ev)) if matches!(ev.kind, EventKind::Ready { .. }) => Ok(()),

@@ -128,8 +128,9 @@ impl Exec<'_> {
         within: Option<&str>,
         deadline: Instant,
     ) -> Result<(), Deviation> {
-        let Some(conn) = self.conn.as_ref() else {
-            self.transcript
+        let dev = &self.devices[self.cur];
+        let Some(conn) = dev.conn.as_ref() else {
+            dev.transcript
                 .note("no connection left open: the handshake was aborted");
             return Ok(());
         };
@@ -194,11 +195,15 @@ impl Exec<'_> {
         until: Instant,
     ) -> Result<(), Deviation> {
         loop {
-            let got = self.next_for(None, until).await?;
+            // Not routed: a stanza for a gatekeeper user or another device is something too.
+            let got = self.conn()?.next(until).await;
             match got {
                 None => return Ok(()),
                 Some(Inbound::Stanza(e)) if self.ignorable(step, &e)? => {}
-                other => return Err(gk::unexpected(other, "nothing from the IUT", "").into_here()),
+                other => {
+                    let expected = format!("{}nothing from the IUT", self.dev().label());
+                    return Err(gk::unexpected(other, &expected, "").into_here());
+                }
             }
         }
     }
@@ -246,9 +251,10 @@ impl Exec<'_> {
 }
 
 impl Exec<'_> {
-    /// The next item from the IUT for `actor` (`None`: the gatekeeper server), as a server
-    /// routes: the actor's inbox first, then the connection, where a stanza addressed to
-    /// another gatekeeper user goes into that user's inbox instead.
+    /// The next item from the current device for `actor` (`None`: the gatekeeper server), as
+    /// a server routes: the actor's inbox first, then the device's connection, where a
+    /// stanza addressed to another gatekeeper user goes into that user's inbox, and one
+    /// addressed to another device's full JID is delivered to that device, `from` stamped.
     pub(super) async fn next_for(
         &mut self,
         actor: Option<&str>,
@@ -262,28 +268,71 @@ impl Exec<'_> {
         }
         loop {
             let got = self.conn()?.next(deadline).await;
-            if let Some(Inbound::Stanza(e)) = &got {
-                let to = e.attr("to").unwrap_or_default();
-                let addressee = self.actors.iter().position(|u| u.jid == to || u.bare == to);
-                if let Some(i) = addressee
-                    && Some(self.actors[i].name.as_str()) != actor
-                {
-                    let user = &mut self.actors[i];
-                    self.transcript
-                        .note(format!("routed to gatekeeper user {}", user.name));
-                    if let Some(Inbound::Stanza(e)) = got {
-                        user.inbox.push_back(e);
-                    }
-                    continue;
-                }
+            let Some(Inbound::Stanza(e)) = got else {
+                return Ok(got);
+            };
+            let to = e.attr("to").unwrap_or_default();
+            let addressee = self.actors.iter().position(|u| u.jid == to || u.bare == to);
+            if let Some(i) = addressee
+                && Some(self.actors[i].name.as_str()) != actor
+            {
+                let user = &mut self.actors[i];
+                self.devices[self.cur]
+                    .transcript
+                    .note(format!("routed to gatekeeper user {}", user.name));
+                user.inbox.push_back(e);
+                continue;
             }
-            return Ok(got);
+            let other = self
+                .devices
+                .iter()
+                .position(|d| d.jid.as_deref() == Some(to));
+            if let Some(j) = other
+                && j != self.cur
+            {
+                self.deliver_between_devices(e, j, deadline).await?;
+                continue;
+            }
+            return Ok(Some(Inbound::Stanza(e)));
+        }
+    }
+
+    /// Delivers a stanza the current device addressed to device `j`'s full JID on `j`'s
+    /// connection, with `from` stamped as the sender's full JID (RFC 6120 §8.1.2.1).
+    async fn deliver_between_devices(
+        &mut self,
+        mut e: Element,
+        j: usize,
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
+        let from = self.devices[self.cur].jid.clone().unwrap_or_default();
+        e.set_attr("from", from);
+        let text = e.to_xml_in(ns::JABBER_CLIENT);
+        let (sender, target) = (self.devices[self.cur].label(), self.devices[j].label());
+        self.devices[self.cur]
+            .transcript
+            .note(format!("routed to {}", target.trim_end_matches(": ")));
+        let conn = self.devices[j].conn()?;
+        match tokio::time::timeout_at(deadline, conn.send(text.as_bytes())).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(Deviation::fail_here(
+                format!("{target}a connection that takes stanzas routed from {sender}"),
+                format!("write failed: {e}"),
+            )),
+            Err(_) => Err(Deviation::fail_here(
+                format!("{target}a connection that takes stanzas routed to it"),
+                "the device stopped reading",
+            )),
         }
     }
 
     /// A stanza as gatekeeper user `name` sends it through the server: `from` stamped with
-    /// the user's full JID, whatever the scenario wrote (RFC 6120 §8.1.2.1).
-    pub(super) fn routed_from(&self, name: &str, text: &str) -> Result<String, Deviation> {
+    /// the user's full JID, whatever the scenario wrote (RFC 6120 §8.1.2.1); with its `to`.
+    pub(super) fn routed_from(
+        &self,
+        name: &str,
+        text: &str,
+    ) -> Result<(String, Option<String>), Deviation> {
         let user = self
             .actors
             .iter()
@@ -292,7 +341,8 @@ impl Exec<'_> {
         let mut stanza = pattern::parse(text)
             .map_err(|e| Deviation::error(format!("a send as {name} must be one stanza: {e}")))?;
         stanza.set_attr("from", user.jid.clone());
-        Ok(stanza.to_xml_in(ns::JABBER_CLIENT))
+        let to = stanza.attr("to").map(str::to_string);
+        Ok((stanza.to_xml_in(ns::JABBER_CLIENT), to))
     }
 
     /// The verdict for an `unsupported` answer: not-applicable for a command of an optional
@@ -301,7 +351,8 @@ impl Exec<'_> {
         let cmd = ev
             .seq
             .and_then(|seq| {
-                self.driver
+                self.devices[self.cur]
+                    .driver
                     .as_ref()?
                     .ledger
                     .command(seq)

@@ -40,7 +40,7 @@ impl Exec<'_> {
                 DriverProcess::spawn(&launch.with_port(port), &self.token, tx).map_err(|e| {
                     Deviation::inconclusive(format!("the provider server did not start: {e}"))
                 })?;
-            self.driver = Some(process);
+            self.dev().driver = Some(process);
         }
         let deadline = Instant::now() + self.iut.timeouts.ready();
         loop {
@@ -50,7 +50,7 @@ impl Exec<'_> {
             {
                 break;
             }
-            if let Some(status) = self.driver.as_mut().and_then(|d| d.try_exit_status()) {
+            if let Some(status) = self.dev().driver.as_mut().and_then(|d| d.try_exit_status()) {
                 return Err(Deviation::inconclusive(format!(
                     "the provider server exited ({status}) before listening"
                 )));
@@ -63,12 +63,12 @@ impl Exec<'_> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        self.server_url = Some(url);
+        self.http.server_url = Some(url);
         Ok(())
     }
 
     pub(super) async fn http(&mut self, h: &HttpStep, deadline: Instant) -> Result<(), Deviation> {
-        let url = self.server_url.clone().ok_or_else(|| {
+        let url = self.http.server_url.clone().ok_or_else(|| {
             Deviation::error("an http step needs a scenario with role = \"server\"")
         })?;
         let sub = |v: &mut Vars, s: &str| v.substitute_raw(s).map_err(Deviation::error);
@@ -120,12 +120,12 @@ impl Exec<'_> {
             ),
             Err(e) => self.transcript.note(format!("HTTP request failed: {e}")),
         }
-        self.last_http = Some(result);
+        self.http.last_http = Some(result);
         Ok(())
     }
 
     pub(super) fn expect_http(&mut self, e: &ExpectHttp) -> Result<(), Deviation> {
-        let r = match &self.last_http {
+        let r = match &self.http.last_http {
             None => return Err(Deviation::error("expect_http needs an http step before it")),
             Some(Err(why)) => {
                 return Err(Deviation::fail_here(

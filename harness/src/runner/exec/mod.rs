@@ -1,6 +1,7 @@
 //! Plays one scenario against one fresh IUT instance and turns what happens into a verdict.
 
 mod client;
+mod device;
 mod expect;
 mod grading;
 mod http;
@@ -8,24 +9,22 @@ mod truth;
 mod watchdog;
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Failure, StopSignal, Verdict, Warnings};
 use crate::http::HttpResponse;
 use crate::iut::IutConfig;
-use crate::iut::driver::{DriverMsg, DriverProcess, Event};
+use crate::iut::driver::Event;
 use crate::roles::Deviation;
-use crate::roles::conn::{ConnFacts, IutConn};
+use crate::roles::conn::IutConn;
 use crate::roles::gatekeeper_server::{self as gk, Credentials, ServerKeys};
 use crate::scenario::vars::Vars;
 use crate::scenario::{Action, Role, Scenario, Step, SuiteDirs, pattern};
-use crate::transcript::{Direction, Transcript};
+use crate::transcript::Transcript;
 use crate::wire::Element;
+use device::Device;
 pub use watchdog::TEARDOWN_GRACE;
 use watchdog::{error_outcome, scenario_limit};
 pub(super) use watchdog::{harness_error, run_guarded};
@@ -53,38 +52,41 @@ struct Context {
     warnings: Warnings,
 }
 
+/// The parties of one scenario: the IUT's instances (each a process with its driver and
+/// connections), the harness's gatekeeper server (its keys and the account it serves), its
+/// gatekeeper users, and its HTTP client towards a provider server; plus the scenario's
+/// bookkeeping (variables, transcript, warnings, the step being played).
 struct Exec<'a> {
     scenario: &'a Scenario,
     iut: &'a IutConfig,
     dirs: &'a SuiteDirs,
     transcript: Transcript,
     vars: Vars,
-    listener: Arc<TcpListener>,
-    port: u16,
-    keys: Option<ServerKeys>,
-    driver: Option<DriverProcess>,
     token: String,
     warnings: Warnings,
-    events: mpsc::Receiver<DriverMsg>,
-    events_tx: Option<mpsc::Sender<DriverMsg>>,
-    /// Events read while waiting for something else, kept for later steps.
-    pending: VecDeque<Event>,
-    driver_gone: bool,
-    conn: Option<IutConn>,
-    /// What the harness saw on the connections already closed, oldest first.
-    past_conns: Vec<ConnFacts>,
-    /// How the IUT process ended, when it had ended by the time a step failed.
-    iut_exit: Option<String>,
+    ignore: Vec<Element>,
     /// Index of the step being played.
     step_index: usize,
-    /// `disconnected` events the IUT reported: never more than its connections.
-    disconnects_reported: usize,
+    /// The IUT's instances: one, or one per name in `devices`.
+    devices: Vec<Device>,
+    /// The instance the step being played drives or reads.
+    cur: usize,
+    /// How the IUT process ended, when it had ended by the time a step failed.
+    iut_exit: Option<String>,
+    /// The gatekeeper server's keys (Noise static key, TLS chain), made on first use.
+    keys: Option<ServerKeys>,
     account: String,
     credential: String,
-    ignore: Vec<Element>,
     /// The gatekeeper users of the scenario, with what was routed to them.
     actors: Vec<GatekeeperUser>,
-    /// The provider server's base URL for this scenario (server role).
+    /// The HTTP client towards the provider server (server role).
+    http: HttpClient,
+}
+
+/// The harness as an HTTP client of the provider's server.
+#[derive(Default)]
+struct HttpClient {
+    /// The provider server's base URL for this scenario.
     server_url: Option<String>,
     /// The response to the last `http` step, or why there is none.
     last_http: Option<Result<HttpResponse, String>>,
@@ -116,12 +118,18 @@ impl<'a> Exec<'a> {
                 None,
             );
         }
-        let listener = match TcpListener::bind(("127.0.0.1", 0)).await {
-            Ok(l) => l,
-            Err(e) => return error_outcome(format!("cannot listen on loopback: {e}")),
+        let names: Vec<Option<String>> = if scenario.devices.is_empty() {
+            vec![None]
+        } else {
+            scenario.devices.iter().cloned().map(Some).collect()
         };
-        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let (tx, rx) = mpsc::channel(crate::iut::driver::QUEUE);
+        let mut devices = Vec::with_capacity(names.len());
+        for name in names {
+            match Device::new(name, &transcript).await {
+                Ok(d) => devices.push(d),
+                Err(e) => return error_outcome(e),
+            }
+        }
         let mut vars = Vars::new(seed);
         let account = format!("alice-{}", vars.get("rand:account").unwrap_or_default());
         let credential = vars.get("rand:credential").unwrap_or_default();
@@ -153,27 +161,18 @@ impl<'a> Exec<'a> {
             dirs,
             transcript,
             vars,
-            listener: Arc::new(listener),
-            port,
-            keys: None,
-            driver: None,
             token,
             warnings,
-            events: rx,
-            events_tx: Some(tx),
-            pending: VecDeque::new(),
-            driver_gone: false,
-            conn: None,
-            past_conns: Vec::new(),
-            iut_exit: None,
+            ignore: Vec::new(),
             step_index: 0,
-            disconnects_reported: 0,
+            devices,
+            cur: 0,
+            iut_exit: None,
+            keys: None,
             account,
             credential,
-            ignore: Vec::new(),
             actors,
-            server_url: None,
-            last_http: None,
+            http: HttpClient::default(),
         };
         let limit = scenario_limit(scenario, iut);
         let mut current: Option<(usize, &Step)> = None;
@@ -188,10 +187,14 @@ impl<'a> Exec<'a> {
             why = interrupted => Err(Some(why)),
         };
         // Only when the connection ended does the IUT's death explain the failure.
-        let conn_ended = exec.conn.as_ref().is_none_or(IutConn::is_ended);
+        let failed = exec.cur;
+        let conn_ended = exec.devices[failed]
+            .conn
+            .as_ref()
+            .is_none_or(IutConn::is_ended);
         if matches!(&result, Ok(Err(d)) if d.verdict == Verdict::Fail)
             && conn_ended
-            && let Some(driver) = exec.driver.as_mut()
+            && let Some(driver) = exec.devices[failed].driver.as_mut()
         {
             // A connection reset often comes a moment before the process is reaped.
             exec.iut_exit = driver
@@ -248,7 +251,13 @@ impl<'a> Exec<'a> {
             self.ignore.push(parsed);
         }
         match self.scenario.role {
-            Role::Client => self.launch().await?,
+            Role::Client => {
+                for i in 0..self.devices.len() {
+                    self.cur = i;
+                    self.launch().await?;
+                }
+                self.cur = 0;
+            }
             Role::Server => self.launch_server().await?,
             Role::Proxy => {
                 return Err(Deviation::error(
@@ -260,6 +269,7 @@ impl<'a> Exec<'a> {
         for (i, step) in steps.iter().enumerate() {
             *current = Some((i, step));
             self.step_index = i;
+            self.cur = self.device_index(step.device.as_deref())?;
             let deadline = Instant::now() + self.wait_of(step);
             self.transcript.note(format!(
                 "step {} (line {}): {}",
@@ -283,91 +293,52 @@ impl<'a> Exec<'a> {
                 }
                 break;
             }
-            self.check_no_extra_connection().await?;
+            for d in &mut self.devices {
+                d.check_no_extra_connection().await?;
+            }
         }
         *current = None;
         Ok(())
     }
 
-    /// The next driver event, from the queue or the IUT. `Ok(None)` on timeout.
+    /// After the last step passed: what each device reported meanwhile, and extra
+    /// connections.
+    async fn after_pass(&mut self) -> Option<Deviation> {
+        for d in &mut self.devices {
+            if let Some(lie) = d.after_pass().await {
+                return Some(lie);
+            }
+        }
+        // Strict matching holds for the gatekeeper users too: what the IUT sent one of them
+        // and no step expected is as unexpected as a stray stanza to the server.
+        let user = self.actors.iter().find(|u| !u.inbox.is_empty())?;
+        let stray: Vec<String> = user.inbox.iter().map(Element::to_xml).collect();
+        Some(Deviation::fail_here(
+            format!("nothing more for gatekeeper user {}", user.name),
+            format!("stanza(s) no step expected: {}", stray.join(" ")),
+        ))
+    }
+
+    /// The device a step names (`device = "laptop"`), or the first.
+    fn device_index(&self, name: Option<&str>) -> Result<usize, Deviation> {
+        let Some(name) = name else { return Ok(0) };
+        self.devices
+            .iter()
+            .position(|d| d.name.as_deref() == Some(name))
+            .ok_or_else(|| Deviation::error(format!("no device {name}")))
+    }
+
+    /// The IUT instance the current step drives or reads.
+    fn dev(&mut self) -> &mut Device {
+        &mut self.devices[self.cur]
+    }
+
     async fn next_event(&mut self, deadline: Instant) -> Result<Option<Event>, Deviation> {
-        if let Some(ev) = self.pending.pop_front() {
-            return Ok(Some(ev));
-        }
-        self.recv_event(deadline).await
-    }
-
-    /// The next driver event from the IUT itself (never the queue), checked for truth
-    /// against the commands sent and what the harness saw. `Ok(None)` on timeout.
-    async fn recv_event(&mut self, deadline: Instant) -> Result<Option<Event>, Deviation> {
-        if self.driver_gone {
-            return Err(self.driver_exited().await);
-        }
-        let msg = match tokio::time::timeout_at(deadline, self.events.recv()).await {
-            Err(_) => return Ok(None),
-            Ok(Some(msg)) => msg,
-            Ok(None) => DriverMsg::Eof,
-        };
-        match self.admit(msg)? {
-            Some(ev) => Ok(Some(ev)),
-            None => {
-                self.driver_gone = true;
-                Err(self.driver_exited().await)
-            }
-        }
-    }
-
-    /// Records one message from the driver channel and checks it. `Ok(None)` for the end
-    /// of the IUT's output.
-    fn admit(&mut self, msg: DriverMsg) -> Result<Option<Event>, Deviation> {
-        match msg {
-            DriverMsg::Event(ev) => {
-                self.transcript
-                    .record_at(Direction::DriverEvent, ev.raw.to_string(), ev.at);
-                self.check_claims(&ev)?;
-                Ok(Some(ev))
-            }
-            DriverMsg::Bad { at, line, why } => {
-                self.transcript.record_at(Direction::DriverEvent, &line, at);
-                Err(Deviation::fail(
-                    truth::DRIVER_LINES,
-                    "driver events as DRIVER.md defines them",
-                    format!("{why}: {line}"),
-                ))
-            }
-            DriverMsg::Eof => Ok(None),
-        }
-    }
-
-    async fn driver_exited(&mut self) -> Deviation {
-        let status = match self.driver.as_mut() {
-            Some(d) => d.exit_status_within(Duration::from_millis(200)).await,
-            None => None,
-        };
-        Deviation::fail_here(
-            "the IUT process to keep running",
-            match status {
-                Some(s) => format!("the IUT exited ({s})"),
-                None => "the IUT closed its driver output".to_string(),
-            },
-        )
+        self.dev().next_event(deadline).await
     }
 
     async fn send_command(&mut self, cmd: serde_json::Value) -> Result<u64, Deviation> {
-        let driver = self
-            .driver
-            .as_mut()
-            .ok_or_else(|| Deviation::error("no IUT process"))?;
-        match driver.send(cmd).await {
-            Ok((seq, line)) => {
-                self.transcript.record(Direction::DriverCommand, line);
-                Ok(seq)
-            }
-            Err(e) => Err(Deviation::fail_here(
-                "the IUT to read driver commands",
-                format!("{e}"),
-            )),
-        }
+        self.dev().send_command(cmd).await
     }
 
     fn pattern(&mut self, template: &str) -> Result<Element, Deviation> {
@@ -376,11 +347,7 @@ impl<'a> Exec<'a> {
     }
 
     fn conn(&mut self) -> Result<&mut IutConn, Deviation> {
-        self.conn.as_mut().ok_or_else(|| {
-            Deviation::error(
-                "this step needs a connection: add a `connect` or `session` step before it",
-            )
-        })
+        self.dev().conn()
     }
 
     fn keys(&mut self) -> Result<&ServerKeys, Deviation> {
@@ -397,7 +364,7 @@ impl<'a> Exec<'a> {
         if matches!(
             step.action,
             Action::Send(_) | Action::SendFixture(_) | Action::CloseStream | Action::Hangup
-        ) && let Some(driver) = &self.driver
+        ) && let Some(driver) = &self.dev().driver
         {
             // What the IUT reported before this write is stamped before it (DRIVER-3).
             driver.settle(SETTLE_LIMIT).await;
@@ -411,15 +378,25 @@ impl<'a> Exec<'a> {
                     account: &creds_account,
                     credential: &creds_credential,
                 };
-                let conn = self
-                    .conn
-                    .as_mut()
-                    .ok_or_else(|| Deviation::error("negotiate needs a completed handshake"))?;
+                let dev = &mut self.devices[self.cur];
+                let label = dev.label();
+                let conn = dev.conn.as_mut().ok_or_else(|| {
+                    Deviation::error(format!("{label}negotiate needs a completed handshake"))
+                })?;
                 let done = gk::negotiate(conn, n, &creds, deadline, self.vars.rng()).await?;
                 if let Some(jid) = done.jid {
                     // The bind result was the last thing written: `connected` may follow it.
                     conn.facts.bound_at = conn.facts.last_write_at;
-                    self.vars.set("client.jid", jid.clone());
+                    dev.jid = Some(jid.clone());
+                    match dev.name.clone() {
+                        Some(name) => {
+                            if self.cur == 0 {
+                                self.vars.set("client.jid", jid.clone());
+                            }
+                            self.vars.set(&format!("{name}.jid"), jid.clone());
+                        }
+                        None => self.vars.set("client.jid", jid.clone()),
+                    }
                     self.await_connected(&jid, deadline).await?;
                 }
                 Ok(())
@@ -427,7 +404,18 @@ impl<'a> Exec<'a> {
             Action::Send(template) => {
                 let text = self.vars.substitute(template).map_err(Deviation::error)?;
                 let text = match &step.actor {
-                    Some(name) => self.routed_from(name, &text)?,
+                    Some(name) => {
+                        let (text, to) = self.routed_from(name, &text)?;
+                        // The server delivers to the device whose full JID is addressed.
+                        if let Some(j) = self
+                            .devices
+                            .iter()
+                            .position(|d| d.jid.is_some() && d.jid == to)
+                        {
+                            self.cur = j;
+                        }
+                        text
+                    }
                     None => text,
                 };
                 self.write_bounded(text.as_bytes(), deadline).await
@@ -489,37 +477,62 @@ impl<'a> Exec<'a> {
         Ok(())
     }
 
-    /// Closes the connection, stops the IUT and everything it started, and returns its
-    /// stderr tail and the first false event reported meanwhile. Each part is bounded; the
-    /// caller bounds the whole by [`TEARDOWN_GRACE`].
+    /// Closes the connections, stops every IUT instance and everything it started, and
+    /// returns their stderr tails and the first false event reported meanwhile. Each part is
+    /// bounded; the caller bounds the whole by [`TEARDOWN_GRACE`]. Instances stop together.
     async fn teardown(&mut self) -> (Option<String>, Option<Deviation>) {
-        if let Some(mut conn) = self.conn.take() {
-            conn.hangup().await;
-            self.past_conns.push(conn.facts);
+        let server = self.scenario.role == Role::Server;
+        let stops = self.devices.iter_mut().map(|d| async move {
+            d.retire_conn().await;
+            let mut lie = d.drain_checked();
+            let driver = d.driver.as_mut()?;
+            if server {
+                // A server is not driven: it is stopped, not asked to stop.
+                driver.kill().await;
+            } else {
+                driver.stop(STOP_GRACE).await;
+            }
+            let stderr = driver.stderr_tail().await;
+            if lie.is_none() {
+                lie = d.drain_checked();
+            }
+            Some((d.label(), stderr, lie))
+        });
+        let mut stderr: Option<String> = None;
+        let mut first_lie = None;
+        for (label, tail, lie) in futures_util::future::join_all(stops)
+            .await
+            .into_iter()
+            .flatten()
+        {
+            let text = stderr.get_or_insert_with(String::new);
+            if !label.is_empty() {
+                text.push_str(&format!("--- {label}\n"));
+            }
+            text.push_str(&tail);
+            if first_lie.is_none() {
+                first_lie = lie;
+            }
         }
-        let mut lie = self.drain_checked();
-        let Some(driver) = self.driver.as_mut() else {
-            return (None, lie);
-        };
-        if self.scenario.role == Role::Server {
-            // A server is not driven: it is stopped, not asked to stop.
-            driver.kill().await;
-        } else {
-            driver.stop(STOP_GRACE).await;
-        }
-        let stderr = driver.stderr_tail().await;
-        if lie.is_none() {
-            lie = self.drain_checked();
-        }
-        (Some(stderr), lie)
+        (stderr, first_lie)
     }
 
-    /// Teardown that ran out of time: drop the connection, kill every process at once.
+    /// Teardown that ran out of time: drop the connections, kill every process at once.
     fn force_teardown(&mut self) -> Option<String> {
-        self.conn = None;
-        let driver = self.driver.as_mut()?;
-        driver.kill_now();
-        Some(driver.stderr_now())
+        let mut stderr: Option<String> = None;
+        for d in &mut self.devices {
+            d.conn = None;
+            let label = d.label();
+            if let Some(driver) = d.driver.as_mut() {
+                driver.kill_now();
+                let text = stderr.get_or_insert_with(String::new);
+                if !label.is_empty() {
+                    text.push_str(&format!("--- {label}\n"));
+                }
+                text.push_str(&driver.stderr_now());
+            }
+        }
+        stderr
     }
 }
 

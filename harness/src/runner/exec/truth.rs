@@ -6,11 +6,10 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant as StdInstant;
 
-use super::Exec;
+use super::device::Device;
 use crate::iut::driver::{DisconnectReason, DriverMsg, ErrorDirection, Event, EventKind};
 use crate::roles::Deviation;
 use crate::roles::conn::ConnFacts;
-use crate::scenario::Role;
 
 /// Driver output is newline-delimited JSON events within the line limit.
 pub const DRIVER_LINES: &str = "DRIVER-1";
@@ -21,7 +20,7 @@ pub const DRIVER_CLAIMS: &str = "DRIVER-3";
 /// One TCP connection per `connect` command.
 pub const DRIVER_ONE_CONNECTION: &str = "DRIVER-4";
 
-impl Exec<'_> {
+impl Device {
     /// Checks one event: its `seq`, then what it reports against the harness's own view.
     pub(super) fn check_claims(&mut self, ev: &Event) -> Result<(), Deviation> {
         if let Some(driver) = self.driver.as_mut()
@@ -30,7 +29,7 @@ impl Exec<'_> {
             return Err(Deviation::fail(
                 DRIVER_SEQ,
                 "events whose seq names a command the harness sent, answered once",
-                format!("{why}: {ev}"),
+                format!("{}{why}: {ev}", self.label()),
             ));
         }
         if matches!(ev.kind, EventKind::Disconnected { .. }) {
@@ -41,8 +40,9 @@ impl Exec<'_> {
                     DRIVER_CLAIMS,
                     "one `disconnected` per connection",
                     format!(
-                        "{ev}: disconnected reported {} times for {connections} connection(s)",
-                        self.disconnects_reported
+                        "{label}{ev}: disconnected reported {} times for {connections} connection(s)",
+                        self.disconnects_reported,
+                        label = self.label(),
                     ),
                 ));
             }
@@ -80,7 +80,10 @@ impl Exec<'_> {
         Err(Deviation::fail(
             DRIVER_CLAIMS,
             format!("`{}` only after {claim}", ev.name),
-            format!("{ev}, which arrived before the harness had done so"),
+            format!(
+                "{}{ev}, which arrived before the harness had done so",
+                self.label()
+            ),
         ))
     }
 
@@ -96,9 +99,6 @@ impl Exec<'_> {
     /// A client connects once per `connect`: a connection waiting to be accepted now is a
     /// second one.
     pub(super) async fn check_no_extra_connection(&mut self) -> Result<(), Deviation> {
-        if self.scenario.role != Role::Client {
-            return Ok(());
-        }
         let listener = Arc::clone(&self.listener);
         // One poll of accept, never a wait: a connection in the backlog is found at once (a
         // zero timeout would cost a timer tick, about 1 ms, at every step).
@@ -113,7 +113,7 @@ impl Exec<'_> {
             return Err(Deviation::fail(
                 DRIVER_ONE_CONNECTION,
                 "one connection per connect command",
-                format!("another TCP connection, from {peer}"),
+                format!("{}another TCP connection, from {peer}", self.label()),
             ));
         }
         Ok(())
