@@ -510,8 +510,12 @@ fn cmd_explain(id: Option<&str>, json: bool) -> i32 {
                 } else {
                     r.basis.kind.to_string()
                 };
+                let waits = r
+                    .waits_for
+                    .map(|area| format!(" (waits for {area})"))
+                    .unwrap_or_default();
                 println!(
-                    "{:<11} {:<10} {:<10} {}",
+                    "{:<11} {:<10} {:<10} {}{waits}",
                     r.id,
                     r.level.as_str(),
                     basis,
@@ -536,6 +540,11 @@ fn cmd_explain(id: Option<&str>, json: bool) -> i32 {
             }
             if r.gatekeeper_only {
                 println!("       only the gatekeeper can break it: no IUT is judged on it");
+            }
+            if let Some(area) = r.waits_for {
+                println!(
+                    "       waits for {area}: its test needs that area's flow, which the suite does not have yet"
+                );
             }
             println!();
             println!("{}", r.text);

@@ -2,9 +2,11 @@
 //!
 //! For each area (requirement prefix) it counts the requirements, those with an `rfc`
 //! basis, those only the gatekeeper can break (left out of an IUT's figures), the
-//! IUT-testable rest, those of the rest that at least one scenario cites, and those of
-//! the rest that no mutant of the reference provider breaks
-//! (`gatecheck-reference --list-mutants`, one `name<TAB>REQ-ID<TAB>description` a line).
+//! IUT-testable rest, those of the rest that at least one scenario cites, those uncited
+//! that wait for a later area (`; waits-for AREA` in SPEC.md §2.1: shown as waiting rather
+//! than as a silent gap), and those of the rest that no mutant of the reference provider
+//! breaks (`gatecheck-reference --list-mutants`, one `name<TAB>REQ-ID<TAB>description` a
+//! line).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -85,14 +87,27 @@ pub struct AreaCoverage {
     pub iut_testable: usize,
     /// IUT-testable requirements that at least one scenario cites.
     pub cited: usize,
+    /// Uncited IUT-testable requirements whose test waits for a later area.
+    pub waiting: usize,
     /// IUT-testable requirements that no mutant breaks; absent when the mutant list is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_mutant: Option<usize>,
-    /// The IUT-testable requirements no scenario cites.
+    /// The IUT-testable requirements no scenario cites and none waits for a later area:
+    /// the gaps.
     pub missing: Vec<String>,
+    /// The uncited IUT-testable requirements that wait for a later area, with that area.
+    pub waiting_for: Vec<Waiting>,
     /// The IUT-testable requirements no mutant breaks; absent when the mutant list is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unbroken: Option<Vec<String>>,
+}
+
+/// An uncited requirement whose test needs a later area's flow.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Waiting {
+    pub id: String,
+    /// The area it waits for (SPEC.md §2.1, `; waits-for AREA`).
+    pub area: String,
 }
 
 impl AreaCoverage {
@@ -173,6 +188,12 @@ pub fn compute(
             a.iut_testable += 1;
             if cited.contains(r.id.as_str()) {
                 a.cited += 1;
+            } else if let Some(area) = r.waits_for {
+                a.waiting += 1;
+                a.waiting_for.push(Waiting {
+                    id: r.id.clone(),
+                    area: area.to_string(),
+                });
             } else {
                 a.missing.push(r.id.clone());
             }
@@ -203,8 +224,10 @@ fn empty(area: &str, with_mutants: bool) -> AreaCoverage {
         gatekeeper_only: 0,
         iut_testable: 0,
         cited: 0,
+        waiting: 0,
         no_mutant: with_mutants.then_some(0),
         missing: Vec::new(),
+        waiting_for: Vec::new(),
         unbroken: with_mutants.then(Vec::new),
     }
 }
@@ -215,7 +238,9 @@ fn add(total: &mut AreaCoverage, a: &AreaCoverage) {
     total.gatekeeper_only += a.gatekeeper_only;
     total.iut_testable += a.iut_testable;
     total.cited += a.cited;
+    total.waiting += a.waiting;
     total.missing.extend(a.missing.iter().cloned());
+    total.waiting_for.extend(a.waiting_for.iter().cloned());
     if let (Some(t), Some(n)) = (total.no_mutant.as_mut(), a.no_mutant) {
         *t += n;
     }
@@ -230,8 +255,8 @@ pub fn render(c: &Coverage, missing: bool) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "{:<8} {:>5} {:>4} {:>8} {:>4} {:>6} {:>9}",
-        "area", "reqs", "rfc", "gk-only", "IUT", "cited", "coverage"
+        "{:<8} {:>5} {:>4} {:>8} {:>4} {:>6} {:>8} {:>9}",
+        "area", "reqs", "rfc", "gk-only", "IUT", "cited", "waiting", "coverage"
     );
     if with_mutants {
         let _ = write!(out, " {:>10}", "no mutant");
@@ -240,13 +265,14 @@ pub fn render(c: &Coverage, missing: bool) -> String {
     for a in c.areas.iter().chain(std::iter::once(&c.total)) {
         let _ = write!(
             out,
-            "{:<8} {:>5} {:>4} {:>8} {:>4} {:>6} {:>8}%",
+            "{:<8} {:>5} {:>4} {:>8} {:>4} {:>6} {:>8} {:>8}%",
             a.area,
             a.requirements,
             a.rfc,
             a.gatekeeper_only,
             a.iut_testable,
             a.cited,
+            a.waiting,
             a.percent()
         );
         if let Some(n) = a.no_mutant {
@@ -260,6 +286,11 @@ pub fn render(c: &Coverage, missing: bool) -> String {
         "{} scenario(s). coverage = cited / IUT: requirements only the gatekeeper can break \
          (gk-only) are left out.",
         c.scenarios
+    );
+    let _ = writeln!(
+        out,
+        "waiting: IUT-testable requirements no scenario cites yet because their test needs a \
+         later area's flow (SPEC.md §2.1, `; waits-for AREA`)."
     );
     match &c.mutants {
         MutantSource::Listed { count, .. } => {
@@ -281,6 +312,21 @@ pub fn render(c: &Coverage, missing: bool) -> String {
                 continue;
             }
             let _ = writeln!(out, "  {:<8} {}", a.area, a.missing.join(" "));
+        }
+        if !c.total.waiting_for.is_empty() {
+            out.push('\n');
+            let _ = writeln!(out, "uncited, waiting for a later area:");
+            for a in &c.areas {
+                if a.waiting_for.is_empty() {
+                    continue;
+                }
+                let ids: Vec<String> = a
+                    .waiting_for
+                    .iter()
+                    .map(|w| format!("{} ({})", w.id, w.area))
+                    .collect();
+                let _ = writeln!(out, "  {:<8} {}", a.area, ids.join(" "));
+            }
         }
     }
     out
@@ -307,6 +353,82 @@ mod tests {
         );
     }
 
+    const WAITING_SPEC: &str = "#### STANZA-1 [MUST] Cited\n\nIt MUST.\n\nBasis: profile\nApplies to: client\n\n\
+        #### STANZA-2 [MUST] A gap\n\nIt MUST.\n\nBasis: profile\nApplies to: client\n\n\
+        #### STANZA-3 [MUST] Needs messages\n\nIt MUST.\n\nBasis: profile; waits-for E2EE\nApplies to: client\n\n\
+        #### STANZA-4 [MUST] Needs enrollment, cited all the same\n\nIt MUST.\n\nBasis: profile; waits-for ENROLL\nApplies to: client\n\n\
+        #### STANZA-5 [MUST] Gatekeeper\n\nIt MUST.\n\nBasis: profile; gatekeeper-only\nApplies to: gatekeeper\n";
+
+    #[test]
+    fn requirements_waiting_for_a_later_area_are_not_gaps() {
+        let catalogue = Catalogue::parse(WAITING_SPEC).expect("sample");
+        let scenario = Scenario::parse(
+            Path::new("stanza/x.toml"),
+            "id = \"stanza/x\"\ntitle = \"t\"\nrequirements = [\"STANZA-1\", \"STANZA-4\"]\n\
+             role = \"client\"\n\n[[step]]\nsleep = 1\n",
+            &catalogue,
+            &crate::scenario::SuiteDirs::bundled(),
+        )
+        .expect("scenario");
+        let list = parse_mutant_list("m\tSTANZA-3\tx\n").expect("mutants");
+        let c = compute(&catalogue, &[scenario], Ok(("ref".into(), list)));
+        let a = c.areas.iter().find(|a| a.area == "STANZA").expect("STANZA");
+        assert_eq!(
+            (
+                a.requirements,
+                a.gatekeeper_only,
+                a.iut_testable,
+                a.cited,
+                a.waiting
+            ),
+            (5, 1, 4, 2, 1)
+        );
+        // A cited requirement counts as cited, whatever it waits for.
+        assert_eq!(a.missing, ["STANZA-2"]);
+        assert_eq!(
+            a.waiting_for,
+            [Waiting {
+                id: "STANZA-3".into(),
+                area: "E2EE".into()
+            }]
+        );
+        assert_eq!(a.percent(), 50);
+        assert_eq!(a.no_mutant, Some(3));
+        assert_eq!((c.total.waiting, c.total.waiting_for.len()), (1, 1));
+
+        let table = render(&c, true);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "area      reqs  rfc  gk-only  IUT  cited  waiting  coverage  no mutant"
+        );
+        assert_eq!(
+            lines[2],
+            "STANZA       5    0        1    4      2        1       50%          3"
+        );
+        assert!(
+            table.ends_with(
+                "uncited IUT-testable requirements:\n  STANZA   STANZA-2\n\n\
+                 uncited, waiting for a later area:\n  STANZA   STANZA-3 (E2EE)\n"
+            ),
+            "{table}"
+        );
+        let json = serde_json::to_value(&c).expect("json");
+        assert_eq!(json["areas"][1]["waiting"], 1);
+        assert_eq!(
+            json["areas"][1]["waiting_for"],
+            serde_json::json!([{"id": "STANZA-3", "area": "E2EE"}])
+        );
+        // Without waiting requirements, --missing prints no waiting section.
+        let none = compute(&catalogue, &[], Err("x".into()));
+        assert!(render(&none, true).contains("(E2EE)"));
+        let plain = Catalogue::parse(WAITING_SPEC.split("#### STANZA-3").next().unwrap())
+            .expect("two requirements");
+        assert!(
+            !render(&compute(&plain, &[], Err("x".into())), true).contains("waiting for a later")
+        );
+    }
+
     #[test]
     fn areas_add_up_to_the_catalogue() {
         let catalogue = Catalogue::embedded();
@@ -317,7 +439,11 @@ mod tests {
             catalogue.iter().filter(|r| !r.withdrawn).count()
         );
         assert_eq!(c.total.cited, 0);
-        assert_eq!(c.total.missing.len(), c.total.iut_testable);
+        assert_eq!(
+            c.total.missing.len() + c.total.waiting,
+            c.total.iut_testable
+        );
+        assert_eq!(c.total.waiting_for.len(), c.total.waiting);
         assert_eq!(
             c.total.iut_testable + c.total.gatekeeper_only,
             c.total.requirements

@@ -471,6 +471,22 @@ fn explain_shows_the_basis() {
         .expect("runs");
     assert_eq!(json_line(&out)["gatekeeper_only"], true);
     assert!(explain(&gk.id).contains("only the gatekeeper can break it"));
+    // A requirement waiting for a later area says which, in text and JSON.
+    let waits = catalogue
+        .iter()
+        .find(|r| r.waits_for.is_some())
+        .expect("a requirement waiting for a later area");
+    let area = waits.waits_for.unwrap_or_default();
+    assert!(
+        explain(&waits.id).contains(&format!("\n       waits for {area}: ")),
+        "{}",
+        explain(&waits.id)
+    );
+    let out = bin()
+        .args(["explain", &waits.id, "--json"])
+        .output()
+        .expect("runs");
+    assert_eq!(json_line(&out)["waits_for"], area);
 }
 
 #[test]
@@ -552,13 +568,20 @@ fn coverage_counts_per_area() {
             .collect();
         let gk = in_area.iter().filter(|r| r.gatekeeper_only).count();
         let testable = in_area.len() - gk;
+        // The fixture cites no requirement that waits for a later area.
+        let waiting = in_area
+            .iter()
+            .filter(|r| !r.gatekeeper_only && r.waits_for.is_some())
+            .count();
         assert_eq!(a["requirements"], in_area.len(), "{a}");
         assert_eq!(a["gatekeeper_only"], gk, "{a}");
         assert_eq!(a["iut_testable"], testable, "{a}");
         assert_eq!(a["cited"], cited, "{a}");
+        assert_eq!(a["waiting"], waiting, "{a}");
+        assert_eq!(a["waiting_for"].as_array().unwrap().len(), waiting, "{a}");
         assert_eq!(
             a["missing"].as_array().unwrap().len(),
-            testable - cited,
+            testable - cited - waiting,
             "{a}"
         );
         // m1 breaks STREAM-13; m2 breaks STANZA-7 and STANZA-3.
@@ -592,7 +615,7 @@ fn coverage_counts_per_area() {
     let table = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(
-        lines[0], "area      reqs  rfc  gk-only  IUT  cited  coverage  no mutant",
+        lines[0], "area      reqs  rfc  gk-only  IUT  cited  waiting  coverage  no mutant",
         "{table}"
     );
     let stream = area("STREAM");
@@ -604,12 +627,13 @@ fn coverage_counts_per_area() {
     assert_eq!(
         lines[1],
         format!(
-            "STREAM   {:>5} {:>4} {:>8} {:>4} {:>6} {:>8}% {:>10}",
+            "STREAM   {:>5} {:>4} {:>8} {:>4} {:>6} {:>8} {:>8}% {:>10}",
             n("requirements"),
             n("rfc"),
             n("gatekeeper_only"),
             n("iut_testable"),
             1,
+            n("waiting"),
             100 / n("iut_testable"),
             n("no_mutant")
         ),
@@ -628,6 +652,22 @@ fn coverage_counts_per_area() {
         .unwrap_or_else(|| panic!("{table}"));
     assert!(!stream_missing.split_whitespace().any(|w| w == "STREAM-13"));
     assert!(stream_missing.split_whitespace().any(|w| w == "STREAM-1"));
+    // A requirement that waits for a later area is listed with that area, not as a gap.
+    let waits = catalogue
+        .iter()
+        .find(|r| r.id.starts_with("STANZA-") && r.waits_for.is_some())
+        .expect("a STANZA requirement waiting for a later area");
+    let shown = format!("{} ({})", waits.id, waits.waits_for.unwrap_or_default());
+    let waiting_at = table
+        .find("\nuncited, waiting for a later area:\n")
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(table[waiting_at..].contains(&shown), "{table}");
+    assert!(
+        !table[..waiting_at]
+            .split_whitespace()
+            .any(|w| w == waits.id),
+        "{table}"
+    );
 
     // Without a reference provider the column is left out, and the table says why.
     let out = bin()
@@ -640,7 +680,7 @@ fn coverage_counts_per_area() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         table.lines().next(),
-        Some("area      reqs  rfc  gk-only  IUT  cited  coverage"),
+        Some("area      reqs  rfc  gk-only  IUT  cited  waiting  coverage"),
         "{table}"
     );
     assert!(

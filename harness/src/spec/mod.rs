@@ -2,7 +2,8 @@
 //!
 //! SPEC.md is the source of truth: every requirement is a level-4 heading
 //! `#### ID [LEVEL] Title`, followed by its normative text, a `Basis:` line
-//! (whether it restates an RFC or XEP or is the profile's own rule) and an
+//! (whether it restates an RFC or XEP or is the profile's own rule, and whether
+//! only the gatekeeper can break it or its test waits for a later area) and an
 //! `Applies to:` line. This module is the one parser of that format; the
 //! binary embeds the SPEC.md it was built with, so `gatecheck explain` and the
 //! scenario loader agree with the document shipped beside them.
@@ -24,6 +25,13 @@ pub const EMBEDDED_SPEC: &str = include_str!("../../../SPEC.md");
 /// Requirement ID prefixes the profile defines, in document order.
 pub const PREFIXES: &[&str] = &[
     "STREAM", "STANZA", "E2EE", "ENROLL", "IDPROOF", "AUTH", "PUSH", "MEDIA", "PROXY", "DRIVER",
+];
+
+/// The areas a requirement's test can wait for (`; waits-for AREA`, SPEC.md §2.1): the
+/// prefixes whose flows the harness and the reference provider do not have yet. STREAM and
+/// STANZA are the ground everything stands on, and DRIVER is checked on every event.
+pub const LATER_AREAS: &[&str] = &[
+    "E2EE", "ENROLL", "IDPROOF", "AUTH", "PUSH", "MEDIA", "PROXY",
 ];
 
 /// RFC 2119 requirement level.
@@ -177,6 +185,10 @@ pub struct Requirement {
     /// Only the gatekeeper (the harness) can break it: no IUT is judged on it, and
     /// coverage figures for an IUT leave it out.
     pub gatekeeper_only: bool,
+    /// The later area (one of [`LATER_AREAS`]) whose flow a test of this requirement needs:
+    /// `gatecheck coverage` shows it as waiting rather than as a silent gap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waits_for: Option<&'static str>,
     /// 1-based line of the heading in SPEC.md.
     pub line: usize,
     /// True when the text marks the requirement as withdrawn.
@@ -340,7 +352,7 @@ fn build_requirement(
     line: usize,
 ) -> Result<Requirement, SpecError> {
     let mut applies_to = None;
-    let mut basis: Option<(Basis, bool, usize)> = None;
+    let mut basis: Option<(Basis, Marks, usize)> = None;
     let mut paragraphs: Vec<String> = Vec::new();
     let mut current = String::new();
     for (i, raw) in body.iter().enumerate() {
@@ -362,8 +374,15 @@ fn build_requirement(
                     "it must be the line right before `Applies to:`".into(),
                 ));
             }
-            let (parsed, gatekeeper_only) = parse_basis(rest).map_err(malformed)?;
-            basis = Some((parsed, gatekeeper_only, lineno));
+            let (parsed, marks) = parse_basis(rest).map_err(malformed)?;
+            if let Some(area) = marks.waits_for
+                && id.split('-').next() == Some(area)
+            {
+                return Err(malformed(format!(
+                    "{id} cannot wait for its own area {area}"
+                )));
+            }
+            basis = Some((parsed, marks, lineno));
             continue;
         }
         if let Some(roles) = l.strip_prefix("Applies to:") {
@@ -407,11 +426,11 @@ fn build_requirement(
         line,
         id: id.clone(),
     })?;
-    let (basis, gatekeeper_only, basis_line) = basis.ok_or_else(|| SpecError::NoBasis {
+    let (basis, marks, basis_line) = basis.ok_or_else(|| SpecError::NoBasis {
         line,
         id: id.clone(),
     })?;
-    if applies_to == ["gatekeeper"] && !gatekeeper_only {
+    if applies_to == ["gatekeeper"] && !marks.gatekeeper_only {
         return Err(SpecError::MalformedBasis {
             line: basis_line,
             id,
@@ -427,7 +446,8 @@ fn build_requirement(
         text,
         applies_to,
         basis,
-        gatekeeper_only,
+        gatekeeper_only: marks.gatekeeper_only,
+        waits_for: marks.waits_for,
         line,
         withdrawn,
     })
@@ -436,18 +456,77 @@ fn build_requirement(
 /// The marker that ends the `Basis:` line of a requirement only the gatekeeper can break.
 pub const GATEKEEPER_ONLY: &str = "; gatekeeper-only";
 
-/// Parses what follows `Basis:`: `KIND [(REFERENCE)] [; gatekeeper-only]`, KIND `rfc` or
-/// `profile`. An `rfc` basis needs a reference that names an RFC or XEP and a section
-/// (`RFC 6120 §8.2.3`, `XEP-0199 §4.1`); a `profile` basis may carry a note.
-fn parse_basis(rest: &str) -> Result<(Basis, bool), String> {
-    let mut rest = rest.trim();
-    let gatekeeper_only = match rest.strip_suffix(GATEKEEPER_ONLY) {
-        Some(r) => {
-            rest = r.trim_end();
-            true
-        }
-        None => false,
+/// The marker, followed by an area of [`LATER_AREAS`], that ends the `Basis:` line of a
+/// requirement whose test needs a flow of a later area.
+pub const WAITS_FOR: &str = "; waits-for";
+
+/// What may follow a `Basis:` line's kind and parenthesis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Marks {
+    gatekeeper_only: bool,
+    waits_for: Option<&'static str>,
+}
+
+/// Parses what follows `Basis:`: `KIND [(REFERENCE)] [; gatekeeper-only | ; waits-for AREA]`,
+/// KIND `rfc` or `profile`. An `rfc` basis needs a reference that names an RFC or XEP and a
+/// section (`RFC 6120 §8.2.3`, `XEP-0199 §4.1`); a `profile` basis may carry a note. The
+/// reference may hold `;` itself, so the marks are what follows its closing parenthesis.
+fn parse_basis(rest: &str) -> Result<(Basis, Marks), String> {
+    let rest = rest.trim();
+    let after_reference = match rest.find('(') {
+        Some(open) => rest
+            .rfind(')')
+            .filter(|&close| close > open)
+            .map_or(rest.len(), |c| c + 1),
+        None => 0,
     };
+    let (mut rest, mut marks_text) = match rest[after_reference..].find(';') {
+        Some(at) => rest.split_at(after_reference + at),
+        None => (rest, ""),
+    };
+    rest = rest.trim_end();
+    let mut marks = Marks::default();
+    while !marks_text.is_empty() {
+        let (mark, more) = match marks_text[1..].find(';') {
+            Some(at) => marks_text.split_at(at + 1),
+            None => (marks_text, ""),
+        };
+        marks_text = more;
+        let words: Vec<&str> = mark[1..].split_whitespace().collect();
+        match words.as_slice() {
+            ["gatekeeper-only"] if !marks.gatekeeper_only => marks.gatekeeper_only = true,
+            ["waits-for", area] if marks.waits_for.is_none() => {
+                let known = LATER_AREAS.iter().find(|a| *a == area).ok_or_else(|| {
+                    format!(
+                        "`; waits-for` names {area:?}, not one of the later areas {}",
+                        LATER_AREAS.join(", ")
+                    )
+                })?;
+                marks.waits_for = Some(*known);
+            }
+            ["waits-for"] => {
+                return Err(format!(
+                    "`; waits-for` names no area (one of {})",
+                    LATER_AREAS.join(", ")
+                ));
+            }
+            ["gatekeeper-only"] | ["waits-for", ..] if words.len() <= 2 => {
+                return Err(format!("{:?} appears twice", mark.trim()));
+            }
+            _ => {
+                return Err(format!(
+                    "unknown mark {:?} after the basis: expected `{GATEKEEPER_ONLY}` or \
+                     `{WAITS_FOR} AREA`",
+                    mark.trim()
+                ));
+            }
+        }
+    }
+    if marks.gatekeeper_only && marks.waits_for.is_some() {
+        return Err(
+            "a gatekeeper-only requirement waits for nothing: no IUT is judged on it".into(),
+        );
+    }
     let (kind, tail) = match rest.find(|c: char| c == '(' || c.is_whitespace()) {
         Some(at) => (&rest[..at], rest[at..].trim()),
         None => (rest, ""),
@@ -483,7 +562,7 @@ fn parse_basis(rest: &str) -> Result<(Basis, bool), String> {
             ));
         }
     }
-    Ok((Basis { kind, reference }, gatekeeper_only))
+    Ok((Basis { kind, reference }, marks))
 }
 
 #[cfg(test)]
@@ -608,6 +687,93 @@ mod tests {
     }
 
     #[test]
+    fn waits_for_names_a_later_area() {
+        let r = parse_one(
+            "Basis: profile (after XEP-0184 §5); waits-for E2EE",
+            "client",
+        )
+        .expect("waits-for");
+        assert_eq!(r.waits_for, Some("E2EE"));
+        assert_eq!(r.basis.reference, "after XEP-0184 §5");
+        assert!(!r.gatekeeper_only);
+        // A `;` inside the parenthesis belongs to the reference, not to the marks.
+        let r = parse_one(
+            "Basis: rfc (RFC 6120 §8.2.3; the bound is this profile's);  waits-for   ENROLL",
+            "client",
+        )
+        .expect("reference with a semicolon");
+        assert_eq!(
+            r.basis.reference,
+            "RFC 6120 §8.2.3; the bound is this profile's"
+        );
+        assert_eq!(r.waits_for, Some("ENROLL"));
+        let r = parse_one("Basis: profile; waits-for PROXY", "client").expect("no reference");
+        assert_eq!(
+            (r.basis.reference.as_str(), r.waits_for),
+            ("", Some("PROXY"))
+        );
+        let r = parse_one("Basis: rfc (RFC 6120 §8.2.3; a note)", "client").expect("none");
+        assert_eq!(r.waits_for, None);
+        for area in LATER_AREAS {
+            let r = parse_one(&format!("Basis: profile; waits-for {area}"), "client")
+                .unwrap_or_else(|e| panic!("{area}: {e}"));
+            assert_eq!(r.waits_for, Some(*area));
+        }
+    }
+
+    #[test]
+    fn malformed_waits_for_is_an_error_with_its_line() {
+        for (basis, want) in [
+            (
+                "Basis: profile; waits-for",
+                "`; waits-for` names no area (one of E2EE, ENROLL, IDPROOF, AUTH, PUSH, MEDIA, PROXY)",
+            ),
+            (
+                "Basis: profile; waits-for e2ee",
+                "`; waits-for` names \"e2ee\", not one of the later areas E2EE, ENROLL, IDPROOF, AUTH, PUSH, MEDIA, PROXY",
+            ),
+            (
+                "Basis: profile (x); waits-for STREAM",
+                "`; waits-for` names \"STREAM\", not one of the later areas",
+            ),
+            (
+                "Basis: profile; waits-for E2EE MEDIA",
+                "unknown mark \"; waits-for E2EE MEDIA\" after the basis: expected `; gatekeeper-only` or `; waits-for AREA`",
+            ),
+            (
+                "Basis: profile; wait-for E2EE",
+                "unknown mark \"; wait-for E2EE\"",
+            ),
+            (
+                "Basis: profile; waits-for E2EE; waits-for MEDIA",
+                "\"; waits-for MEDIA\" appears twice",
+            ),
+            (
+                "Basis: profile; gatekeeper-only; gatekeeper-only",
+                "\"; gatekeeper-only\" appears twice",
+            ),
+            (
+                "Basis: profile; gatekeeper-only; waits-for E2EE",
+                "a gatekeeper-only requirement waits for nothing",
+            ),
+            ("Basis: profile (x);", "unknown mark \";\""),
+        ] {
+            let e = parse_one(basis, "client").unwrap_err();
+            let shown = e.to_string();
+            assert!(
+                shown.starts_with("SPEC.md:5: requirement STANZA-1: malformed `Basis:` line: "),
+                "{basis}: {shown}"
+            );
+            assert!(shown.contains(want), "{basis}: {shown}");
+        }
+        let doc = "#### E2EE-1 [MUST] T\n\nIt MUST.\n\nBasis: profile; waits-for E2EE\nApplies to: client\n";
+        assert_eq!(
+            Catalogue::parse(doc).unwrap_err().to_string(),
+            "SPEC.md:5: requirement E2EE-1: malformed `Basis:` line: E2EE-1 cannot wait for its own area E2EE"
+        );
+    }
+
+    #[test]
     fn missing_or_malformed_basis_is_an_error_with_its_line() {
         let e = Catalogue::parse("#### STANZA-1 [MUST] T\n\nIt MUST.\n\nApplies to: client\n")
             .unwrap_err();
@@ -695,6 +861,10 @@ mod tests {
             // A requirement that constrains the gatekeeper alone is never judged on an IUT.
             if r.applies_to == ["gatekeeper"] {
                 assert!(r.gatekeeper_only, "{}", r.id);
+            }
+            // Only what an IUT is judged on can wait for a later area to be tested.
+            if r.waits_for.is_some() {
+                assert!(!r.gatekeeper_only && !r.withdrawn, "{}", r.id);
             }
         }
     }
