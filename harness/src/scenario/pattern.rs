@@ -297,10 +297,24 @@ fn match_any_order(
                 ),
             }
         } else {
-            misses[i].take().unwrap_or_else(|| Mismatch {
-                path: child_path,
-                reason: format!("missing child {{{}}}{}", pc.ns, pc.name),
-            })
+            let namesakes = a_children
+                .iter()
+                .filter(|c| c.name == pc.name && c.ns == pc.ns)
+                .count();
+            match misses[i].take() {
+                // In any order, the first namesake is no better a guess than the others.
+                Some(first) => Mismatch {
+                    path: child_path,
+                    reason: format!(
+                        "no {{{}}}{} child matches ({namesakes} compared; the first: {})",
+                        pc.ns, pc.name, first
+                    ),
+                },
+                None => Mismatch {
+                    path: child_path,
+                    reason: format!("missing child {{{}}}{}", pc.ns, pc.name),
+                },
+            }
         });
     }
     if only && let Some(j) = owner.iter().position(Option::is_none) {
@@ -448,7 +462,9 @@ mod tests {
         assert_eq!(m.path, "/query/feature");
         assert_eq!(
             m.reason,
-            "attribute var: expected \"urn:xmpp:ping\", got \"http://jabber.org/protocol/disco#info\""
+            "no {http://jabber.org/protocol/disco#info}feature child matches \
+             (1 compared; the first: /query/feature: attribute var: expected \"urn:xmpp:ping\", got \
+             \"http://jabber.org/protocol/disco#info\")"
         );
         let m = matches(&p, &stanza("<query xmlns='http://jabber.org/protocol/disco#info'><feature var='urn:xmpp:ping'/><feature var='http://jabber.org/protocol/disco#info'/></query>")).unwrap_err();
         assert_eq!(

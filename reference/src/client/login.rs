@@ -343,11 +343,20 @@ impl ExpectBindResult<'_> {
             session
                 .send_raw_for_mutant("<presence xml:lang='en' xml:lang='en'/>")
                 .await?;
+        } else if session.mutant() == Mutant::NoInitialPresence {
+            // STANZA-18 deviation: the correct client announces itself once bound.
         } else if session.mutant() != Mutant::PresenceBeforeBind {
-            // STANZA-18: initial presence, without `to` and `type`.
-            session
-                .send_stanza(Element::new("presence", ns::JABBER_CLIENT))
-                .await?;
+            // STANZA-18: initial presence, without `to` and `type`; STANZA-19: nothing in it
+            // that identifies the user.
+            let mut presence = Element::new("presence", ns::JABBER_CLIENT);
+            if session.mutant() == Mutant::StatusInPresence {
+                // STANZA-19 deviation: the account is the user's phone number.
+                presence = presence.with_child(
+                    Element::new("status", ns::JABBER_CLIENT)
+                        .with_text(format!("reachable at {}", params.account)),
+                );
+            }
+            session.send_stanza(presence).await?;
         }
         Ok(session)
     }

@@ -12,7 +12,7 @@ use crate::mutant::Mutant;
 
 /// What disco#info advertises: exactly what this client implements (STANZA-8).
 /// `eu.siacs.conversations.axolotl` and `urn:xmpp:receipts` join once E2EE is
-/// implemented: a receipt acknowledges decrypted content (STANZA-13, STANZA-14).
+/// implemented (STANZA-28): a receipt acknowledges decrypted content (STANZA-13, STANZA-14).
 pub const FEATURES: &[&str] = &[ns::DISCO_INFO, ns::PING];
 
 /// Namespaces of message children this client understands (for `error-on-unknown-child`).
@@ -239,6 +239,10 @@ impl Session {
                 .with_attr("name", "gatecheck-reference"),
         );
         for feature in FEATURES {
+            if *feature == ns::PING && self.mutant() == Mutant::DiscoWithoutPing {
+                // STANZA-8 deviation: the correct list names every protocol implemented.
+                continue;
+            }
             query = query
                 .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *feature));
         }
@@ -276,6 +280,26 @@ impl Session {
             let reply = message_error(message, "feature-not-implemented");
             self.send_stanza(reply).await?;
         }
+        if self.mutant() == Mutant::HeadlineNoticeForGroupchat
+            && message.attr("type") == Some("groupchat")
+            && let Some(from) = from
+        {
+            // STANZA-24 deviation: the correct client sends no groupchat or headline message.
+            let notice = Element::new("message", ns::JABBER_CLIENT)
+                .with_attr("type", "headline")
+                .with_attr("to", from)
+                .with_attr("id", self.fresh_id())
+                .with_child(
+                    Element::new("body", ns::JABBER_CLIENT)
+                        .with_text("group chats are not supported"),
+                );
+            self.send_stanza(notice).await?;
+        }
+        if self.mutant() == Mutant::ErrorOnChatState && is_standalone_chat_state(message) {
+            // STANZA-27 deviation: the correct client accepts chat states without error.
+            let reply = message_error(message, "feature-not-implemented");
+            self.send_stanza(reply).await?;
+        }
         // STANZA-13, STANZA-14: a receipt acknowledges content surfaced to the user.
         // Without end-to-end encryption nothing is surfaced, so nothing is acknowledged.
         let requested = message.child("request", ns::RECEIPTS).is_some();
@@ -297,6 +321,15 @@ impl Session {
     pub async fn disconnect(mut self) {
         self.stream.close_locally().await;
     }
+}
+
+/// A message whose only child is a chat state notification (XEP-0085).
+fn is_standalone_chat_state(message: &Element) -> bool {
+    let mut children = message.child_elements();
+    matches!(
+        (children.next(), children.next()),
+        (Some(state), None) if state.ns == ns::CHATSTATES
+    )
 }
 
 /// `<iq type=TYPE id=ID to=FROM/>` answering `request`.
