@@ -430,6 +430,24 @@ mod tests {
     }
 
     #[test]
+    fn no_requirement_the_suite_cites_is_still_marked_waiting() {
+        // `; waits-for AREA` says no scenario can test the requirement yet; once one cites
+        // it, the mark is stale and would hide nothing but mislead the reader of SPEC.md.
+        let catalogue = Catalogue::embedded();
+        let suite = crate::scenario::load_suite(&crate::scenario::SuiteDirs::bundled(), catalogue)
+            .unwrap_or_else(|e| panic!("the bundled suite loads: {e:?}"));
+        let stale: Vec<String> = suite
+            .iter()
+            .flat_map(|s| s.requirements.iter().map(move |r| (s, r)))
+            .filter_map(|(s, r)| {
+                let area = catalogue.get(r)?.waits_for?;
+                Some(format!("{} cites {r}, marked `; waits-for {area}`", s.id))
+            })
+            .collect();
+        assert!(stale.is_empty(), "{}", stale.join("\n"));
+    }
+
+    #[test]
     fn areas_add_up_to_the_catalogue() {
         let catalogue = Catalogue::embedded();
         let c = compute(catalogue, &[], Err("no reference".into()));
