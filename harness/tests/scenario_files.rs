@@ -141,7 +141,7 @@ fn mistakes_are_reported_with_file_and_line() {
         ),
         (
             &format!("{HEAD}\n[[step]]\ntimeout_ms = 5\n"),
-            "stream/example.toml:6: a step needs one action (session, connect, negotiate, send",
+            "stream/example.toml:6: a step needs one action (session, connect, keep_connected, negotiate, send",
         ),
         (
             &format!("{HEAD}\n[[step]]\nexpect_closed = {{ close_tags = true }}\n"),

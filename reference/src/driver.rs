@@ -27,7 +27,9 @@ pub enum Event {
         mutant: Option<&'static str>,
     },
     Connected {
-        seq: i64,
+        /// `None` for a session that `keep_connected` re-established after its first.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seq: Option<i64>,
         jid: String,
     },
     Disconnected {
@@ -109,6 +111,9 @@ pub struct ConnectParams {
 #[derive(Debug)]
 pub enum Command {
     Connect(Box<ConnectParams>),
+    /// Connect, and reconnect by ourselves, with backoff, whenever the connection fails or
+    /// ends, until `disconnect` or `shutdown` (STREAM-37, STREAM-38).
+    KeepConnected(Box<ConnectParams>),
     Disconnect,
     Shutdown,
     /// A command this IUT does not implement (yet): answered with `unsupported`.
@@ -147,6 +152,11 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
             let params: ConnectParams =
                 serde_json::from_value(value.clone()).map_err(|e| bad(format!("connect: {e}")))?;
             Command::Connect(Box::new(params))
+        }
+        "keep_connected" => {
+            let params: ConnectParams = serde_json::from_value(value.clone())
+                .map_err(|e| bad(format!("keep_connected: {e}")))?;
+            Command::KeepConnected(Box::new(params))
         }
         "disconnect" => Command::Disconnect,
         "shutdown" => Command::Shutdown,

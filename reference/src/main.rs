@@ -8,6 +8,7 @@
 mod client;
 mod driver;
 mod mutant;
+mod reconnect;
 
 use std::process::ExitCode;
 
@@ -117,6 +118,8 @@ async fn run_client(mutant: Mutant) {
 
     let mut commands = spawn_stdin_reader();
     let mut session: Option<client::Session> = None;
+    // Set by keep_connected: we reconnect by ourselves until disconnect or shutdown.
+    let mut keep: Option<reconnect::Keep> = None;
     loop {
         tokio::select! {
             line = commands.recv() => {
@@ -148,7 +151,7 @@ async fn run_client(mutant: Mutant) {
                 };
                 match command {
                     Command::Connect(params) => {
-                        if session.is_some() {
+                        if session.is_some() || keep.is_some() {
                             bad_command(&mut events, Some(seq), "already connected").await;
                             continue;
                         }
@@ -159,7 +162,7 @@ async fn run_client(mutant: Mutant) {
                         }
                         match outcome {
                             Ok(s) => {
-                                events.emit(Event::Connected { seq, jid: s.jid().to_owned() }).await;
+                                events.emit(Event::Connected { seq: Some(seq), jid: s.jid().to_owned() }).await;
                                 session = Some(s);
                             }
                             Err(failure) => {
@@ -170,12 +173,23 @@ async fn run_client(mutant: Mutant) {
                             }
                         }
                     }
-                    Command::Disconnect => match session.take() {
-                        Some(s) => {
+                    Command::KeepConnected(params) => {
+                        if session.is_some() || keep.is_some() {
+                            bad_command(&mut events, Some(seq), "already connected").await;
+                            continue;
+                        }
+                        // The first attempt is due at once; the `due` arm makes it.
+                        keep = Some(reconnect::Keep::new(params, seq, mutant));
+                    }
+                    Command::Disconnect => match (keep.take(), session.take()) {
+                        (_, Some(s)) => {
                             s.disconnect().await;
                             events.emit(local_disconnect(seq)).await;
                         }
-                        None => bad_command(&mut events, Some(seq), "not connected").await,
+                        (Some(_), None) => {
+                            bad_command(&mut events, Some(seq), "not connected (reconnect attempts stopped)").await;
+                        }
+                        (None, None) => bad_command(&mut events, Some(seq), "not connected").await,
                     },
                     Command::Shutdown => {
                         if let Some(s) = session.take() {
@@ -186,6 +200,32 @@ async fn run_client(mutant: Mutant) {
                     }
                     Command::Unsupported(cmd) => {
                         events.emit(Event::Unsupported { seq, cmd }).await;
+                    }
+                }
+            }
+            () = reconnect::due(&keep), if session.is_none() => {
+                let Some(k) = keep.as_mut() else { continue };
+                let mut notes = Vec::new();
+                let outcome = client::connect(&k.params, mutant, &mut notes).await;
+                for note in notes {
+                    events.emit(note).await;
+                }
+                match outcome {
+                    Ok(s) => {
+                        k.connected();
+                        let seq = k.unanswered.take();
+                        events.emit(Event::Connected { seq, jid: s.jid().to_owned() }).await;
+                        session = Some(s);
+                    }
+                    Err(failure) => {
+                        // Attempts are not answers: the command stays pending until a session.
+                        eprintln!("{NAME}: connection attempt failed: {failure}");
+                        for event in failure.events(None) {
+                            if !matches!(event, Event::Error { .. }) {
+                                events.emit(event).await;
+                            }
+                        }
+                        k.failed();
                     }
                 }
             }
@@ -201,6 +241,9 @@ async fn run_client(mutant: Mutant) {
                     session = None;
                     for event in failure.events(None) {
                         events.emit(event).await;
+                    }
+                    if let Some(k) = keep.as_mut() {
+                        k.session_ended();
                     }
                 }
             }

@@ -47,6 +47,9 @@ pub struct DriverProcess {
     pub ledger: SeqLedger,
 }
 
+/// How long the stderr tail may take to reach its end after the IUT was stopped.
+const STDERR_DRAIN: Duration = Duration::from_millis(700);
+
 impl DriverProcess {
     /// Starts the IUT in its own process group, marked with `token`; its stdout is parsed
     /// into `tx`.
@@ -175,9 +178,12 @@ impl DriverProcess {
 
     /// The last bytes the IUT wrote to stderr, lossily decoded, once stderr has
     /// closed (or after a short wait, if a child of the IUT keeps it open).
+    /// The stderr tail, read to its end: the pipe closes once every process holding it is
+    /// gone (after `stop` or `kill`), so what an IUT wrote as it died (a traceback) is in.
+    /// Bounded, within the teardown grace, for a pipe some escaped process keeps open.
     pub async fn stderr_tail(&mut self) -> String {
         if let Some(task) = self.stderr_task.take() {
-            let _ = tokio::time::timeout(Duration::from_millis(300), task).await;
+            let _ = tokio::time::timeout(STDERR_DRAIN, task).await;
         }
         self.stderr_now()
     }

@@ -12,23 +12,30 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Command {
-    Connect {
-        host: String,
-        port: u16,
-        transport: crate::transport::TransportKind,
-        domain: String,
-        account: String,
-        credential: String,
-        /// Noise: the server's static key to pin (base64).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        server_key: Option<String>,
-        /// TLS: the only CA to trust (PEM).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        ca_pem: Option<String>,
-        server_name: String,
-    },
+    Connect(ConnectParams),
+    /// Connect, then reconnect by itself with its own backoff whenever the connection fails
+    /// or ends, until `disconnect` or `shutdown` (DRIVER.md §3; STREAM-37, STREAM-38).
+    KeepConnected(ConnectParams),
     Disconnect,
     Shutdown,
+}
+
+/// Where and as whom `connect` and `keep_connected` log in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConnectParams {
+    pub host: String,
+    pub port: u16,
+    pub transport: crate::transport::TransportKind,
+    pub domain: String,
+    pub account: String,
+    pub credential: String,
+    /// Noise: the server's static key to pin (base64).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_key: Option<String>,
+    /// TLS: the only CA to trust (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+    pub server_name: String,
 }
 
 impl Command {
@@ -141,12 +148,14 @@ pub enum DriverMsg {
 pub struct SeqLedger {
     /// seq → (command name, answered).
     sent: BTreeMap<u64, (String, bool)>,
+    /// A `keep_connected` was answered: later sessions it makes report `connected` unasked.
+    keeps_connected: bool,
 }
 
 /// Events that answer the command whose `seq` they carry (DRIVER.md §1).
 fn answers(event: &str, cmd: &str) -> bool {
     match event {
-        "connected" => cmd == "connect",
+        "connected" => cmd == "connect" || cmd == "keep_connected",
         "error" | "unsupported" => true,
         "disconnected" => cmd == "disconnect" || cmd == "shutdown",
         _ => false,
@@ -178,6 +187,7 @@ impl SeqLedger {
     pub fn check(&mut self, ev: &Event) -> Result<(), String> {
         let Some(seq) = ev.seq else {
             return match ev.name.as_str() {
+                "connected" if self.keeps_connected => Ok(()),
                 "connected" | "unsupported" => Err(format!(
                     "`{}` answers a command, so it must carry that command's seq",
                     ev.name
@@ -194,10 +204,13 @@ impl SeqLedger {
                 None => format!("seq {seq} names no command: the harness has sent none"),
             });
         };
-        if ev.name == "connected" && cmd != "connect" {
+        if ev.name == "connected" && !answers("connected", cmd) {
             return Err(format!(
                 "`connected` answers connect, but seq {seq} was `{cmd}`"
             ));
+        }
+        if ev.name == "connected" && cmd == "keep_connected" {
+            self.keeps_connected = true;
         }
         if ev.name == "unsupported" && ev.str("cmd").is_some_and(|c| c != cmd) {
             return Err(format!(
@@ -289,7 +302,7 @@ mod tests {
 
     #[test]
     fn commands_serialize_as_driver_md_shows_them() {
-        let c = Command::Connect {
+        let c = Command::Connect(ConnectParams {
             host: "127.0.0.1".into(),
             port: 40001,
             transport: crate::transport::TransportKind::Noise,
@@ -299,7 +312,7 @@ mod tests {
             server_key: Some("a2V5".into()),
             ca_pem: None,
             server_name: "gk.gatecheck.test".into(),
-        };
+        });
         assert_eq!(
             c.to_json().to_string(),
             r#"{"account":"alice","cmd":"connect","credential":"s3cret","domain":"gk.gatecheck.test","host":"127.0.0.1","port":40001,"server_key":"a2V5","server_name":"gk.gatecheck.test","transport":"noise"}"#
@@ -422,6 +435,23 @@ mod tests {
                 r#"{"event":"disconnected","seq":2,"reason":"local"}"#
             )),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn keep_connected_is_answered_once_then_reports_sessions_unasked() {
+        let mut l = SeqLedger::default();
+        l.sent(1, "keep_connected");
+        let unasked = r#"{"event":"connected","jid":"a@b/c"}"#;
+        assert!(l.check(&event(unasked)).is_err(), "before the answer");
+        assert_eq!(
+            l.check(&event(r#"{"event":"connected","seq":1,"jid":"a@b/c"}"#)),
+            Ok(())
+        );
+        assert_eq!(l.check(&event(unasked)), Ok(()));
+        assert_eq!(
+            l.check(&event(r#"{"event":"connected","seq":1,"jid":"a@b/c"}"#)),
+            Err("seq 1 (`keep_connected`) was already answered".into())
         );
     }
 }

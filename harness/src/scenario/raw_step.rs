@@ -12,13 +12,16 @@ use serde::de::{self, MapAccess, Visitor};
 pub(super) enum RawAction {
     Session(RawConnect),
     Connect(RawConnect),
+    KeepConnected(RawKeepConnected),
     Negotiate(RawNegotiate),
     Send(String),
     SendFixture(String),
+    SendFrame(RawSendFrame),
     Expect(String),
     ExpectAny(Vec<String>),
     ExpectStreamError(RawStreamError),
     ExpectClosed(RawClosed),
+    ExpectAbort(bool),
     ExpectNothing(u64),
     Driver(serde_json::Value),
     ExpectEvent(serde_json::Value),
@@ -34,13 +37,16 @@ pub(super) enum RawAction {
 pub(super) const ACTIONS: &[&str] = &[
     "session",
     "connect",
+    "keep_connected",
     "negotiate",
     "send",
     "send_fixture",
+    "send_frame",
     "expect",
     "expect_any",
     "expect_stream_error",
     "expect_closed",
+    "expect_abort",
     "expect_nothing",
     "driver",
     "expect_event",
@@ -168,12 +174,31 @@ pub(super) struct RawConnect {
     pub(super) mechanisms: Option<Vec<String>>,
 }
 
+/// `keep_connected = { refuse = 4 }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawKeepConnected {
+    /// How many connection attempts in a row the gatekeeper drops before it lets one in.
+    pub(super) refuse: u32,
+    pub(super) transport: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNegotiate {
     pub(super) upto: Option<String>,
     pub(super) mechanisms: Option<Vec<String>>,
     pub(super) sasl: Option<String>,
+    /// How long the server holds back each `<stream:features>` (STREAM-17).
+    pub(super) features_delay_ms: Option<u64>,
+}
+
+/// `send_frame = { text = "...", mode = "corrupt" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSendFrame {
+    pub(super) text: Option<String>,
+    pub(super) mode: String,
 }
 
 /// `["restricted-xml"]`, or `{ pass = [...], warn = [...], should = "REQ" }`.

@@ -6,9 +6,11 @@ use std::time::Duration;
 use super::SuiteDirs;
 use super::pattern;
 use super::raw_step::{
-    OneOrMany, RawAction, RawConnect, RawExpectHttp, RawHttp, RawNegotiate, RawStep, RawStreamError,
+    OneOrMany, RawAction, RawConnect, RawExpectHttp, RawHttp, RawNegotiate, RawSendFrame, RawStep,
+    RawStreamError,
 };
 pub use crate::roles::gatekeeper_options::{HandshakeMode, Negotiate, SaslAnswer, Stage};
+pub use crate::transport::FrameMode;
 use crate::transport::TransportKind;
 
 /// Which stream error conditions pass, and which pass with a warning.
@@ -83,12 +85,24 @@ pub struct Connect {
 pub enum Action {
     /// Send the driver `connect` command and accept the IUT's connection.
     Connect(Connect),
+    /// Send `keep_connected`, drop the first `refuse` connection attempts, log the next one
+    /// in, drop that session, and time the attempts (STREAM-37, STREAM-38).
+    KeepConnected {
+        refuse: u32,
+        transport: Option<TransportKind>,
+    },
     /// Negotiate the stream as the gatekeeper server.
     Negotiate(Negotiate),
     /// Send literal bytes (after `${var}` substitution) on the stream.
     Send(String),
     /// Send the bytes of a fixture file (a `.gen` recipe is expanded).
     SendFixture(PathBuf),
+    /// Send text (after `${var}` substitution) in Noise transport frames shaped by `mode`,
+    /// correct (split) or broken on purpose; `text` is `None` for a zero-length frame.
+    SendFrame {
+        text: Option<String>,
+        mode: FrameMode,
+    },
     /// Expect one stanza matching one of the patterns.
     Expect(Vec<String>),
     /// Expect `<stream:error>`, its condition graded.
@@ -98,6 +112,9 @@ pub enum Action {
         close_tag: bool,
         within: Option<String>,
     },
+    /// Expect the IUT to close the connection without writing another byte (STREAM-5,
+    /// STREAM-8).
+    ExpectAbort,
     /// Expect no stanza for this long.
     ExpectNothing(Duration),
     /// Send a driver command (a JSON object; `seq` is added).
@@ -120,12 +137,15 @@ impl Action {
     pub fn name(&self) -> &'static str {
         match self {
             Action::Connect(_) => "connect",
+            Action::KeepConnected { .. } => "keep_connected",
             Action::Negotiate(_) => "negotiate",
             Action::Send(_) => "send",
             Action::SendFixture(_) => "send_fixture",
+            Action::SendFrame { .. } => "send_frame",
             Action::Expect(_) => "expect",
             Action::ExpectStreamError(_) => "expect_stream_error",
             Action::ExpectClosed { .. } => "expect_closed",
+            Action::ExpectAbort => "expect_abort",
             Action::ExpectNothing(_) => "expect_nothing",
             Action::Driver(_) => "driver",
             Action::ExpectEvent(_) => "expect_event",
@@ -181,6 +201,8 @@ pub struct Step {
 }
 
 const MAX_WAIT_MS: u64 = 60_000;
+/// How many attempts `keep_connected` may drop.
+const KEEP_REFUSALS: std::ops::RangeInclusive<u32> = 3..=6;
 
 impl Step {
     /// Validates a raw step. `session` expands into `connect` + `negotiate`,
@@ -200,6 +222,7 @@ impl Step {
                         upto: Stage::Session,
                         mechanisms: mechanisms.unwrap_or_else(default_mechanisms),
                         sasl: SaslAnswer::Verify,
+                        features_delay: None,
                     }),
                 ]
             }
@@ -210,6 +233,27 @@ impl Step {
                     );
                 }
                 vec![Action::Connect(connect(c)?)]
+            }
+            RawAction::KeepConnected(k) => {
+                if !KEEP_REFUSALS.contains(&k.refuse) {
+                    return Err(format!(
+                        "keep_connected: refuse = {} must be {} to {}: three failures give the two delays STREAM-38's doubling is judged on",
+                        k.refuse,
+                        KEEP_REFUSALS.start(),
+                        KEEP_REFUSALS.end()
+                    ));
+                }
+                let transport = match k.transport {
+                    None => None,
+                    Some(t) => Some(
+                        t.parse::<TransportKind>()
+                            .map_err(|_| format!("transport {t:?} must be \"noise\" or \"tls\""))?,
+                    ),
+                };
+                vec![Action::KeepConnected {
+                    refuse: k.refuse,
+                    transport,
+                }]
             }
             RawAction::Negotiate(n) => vec![Action::Negotiate(negotiate(n)?)],
             RawAction::Send(s) => {
@@ -225,6 +269,8 @@ impl Step {
                 }
                 vec![Action::SendFixture(PathBuf::from(f))]
             }
+            RawAction::SendFrame(f) => vec![send_frame(f)?],
+            RawAction::ExpectAbort(true) => vec![Action::ExpectAbort],
             RawAction::Expect(p) => {
                 pattern::validate_template(&p).map_err(|m| format!("expect: {m}"))?;
                 vec![Action::Expect(vec![p])]
@@ -284,7 +330,9 @@ impl Step {
             }
             RawAction::CloseStream(true) => vec![Action::CloseStream],
             RawAction::Hangup(true) => vec![Action::Hangup],
-            RawAction::CloseStream(false) | RawAction::Hangup(false) => {
+            RawAction::CloseStream(false)
+            | RawAction::Hangup(false)
+            | RawAction::ExpectAbort(false) => {
                 return Err(format!(
                     "`{name} = false` does nothing: write `{name} = true`"
                 ));
@@ -334,6 +382,82 @@ impl Step {
             })
             .collect())
     }
+}
+
+fn send_frame(f: RawSendFrame) -> Result<Action, String> {
+    let mode = FrameMode::parse(&f.mode).ok_or_else(|| {
+        let known: Vec<&str> = FrameMode::ALL.iter().map(|m| m.as_str()).collect();
+        format!(
+            "send_frame: mode {:?} is not one of {}",
+            f.mode,
+            known.join(", ")
+        )
+    })?;
+    match (&f.text, mode.carries_text()) {
+        (None, true) => return Err(format!("send_frame: mode {mode} needs a `text`")),
+        (Some(_), false) => {
+            return Err(format!(
+                "send_frame: mode {mode} sends a zero-length frame: it takes no `text`"
+            ));
+        }
+        (Some(t), true) if t.is_empty() => {
+            return Err("send_frame: `text` is empty".into());
+        }
+        (Some(t), true) if mode == FrameMode::Reorder && t.len() < 2 => {
+            return Err("send_frame: reorder needs a text of two bytes or more".into());
+        }
+        _ => {}
+    }
+    if let Some(t) = &f.text {
+        vars_ok(t)?;
+    }
+    Ok(Action::SendFrame { text: f.text, mode })
+}
+
+/// `send_frame` writes Noise transport frames: each one must follow a `connect` (or
+/// `session`) of the same device whose Noise handshake completes, on a connection the
+/// scenario or that step pins to Noise. Returns the offending step's line and why.
+pub(crate) fn frames_need_noise(
+    steps: &[Step],
+    scenario_transport: Option<TransportKind>,
+) -> Result<(), (usize, String)> {
+    let mut connected: Vec<(Option<&str>, Option<&Connect>)> = Vec::new();
+    for step in steps {
+        let device = step.device.as_deref();
+        match &step.action {
+            Action::Connect(c) => {
+                connected.retain(|(d, _)| *d != device);
+                connected.push((device, Some(c)));
+            }
+            Action::SendFrame { .. } => {
+                let last = connected
+                    .iter()
+                    .find(|(d, _)| *d == device)
+                    .and_then(|(_, c)| *c);
+                let Some(c) = last else {
+                    return Err((
+                        step.line,
+                        "send_frame needs a connection: put a connect or session step before it"
+                            .into(),
+                    ));
+                };
+                if !c.handshake.completes() {
+                    return Err((
+                        step.line,
+                        "send_frame needs a completed Noise handshake, not a broken one".into(),
+                    ));
+                }
+                if c.transport.or(scenario_transport) != Some(TransportKind::Noise) {
+                    return Err((
+                        step.line,
+                        "send_frame writes Noise transport frames: pin transport = \"noise\" (TLS has no frames of its own)".into(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn stream_error(raw: RawStreamError) -> Result<StreamErrorExpect, String> {
@@ -473,10 +597,17 @@ fn negotiate(n: RawNegotiate) -> Result<Negotiate, String> {
         Some("reject") => SaslAnswer::Reject,
         Some(o) => return Err(format!("sasl {o:?} is not one of verify, reject")),
     };
+    if let Some(ms) = n.features_delay_ms {
+        wait_ok(ms)?;
+        if upto == Stage::Header {
+            return Err("features_delay_ms: `upto = \"header\"` sends no features".into());
+        }
+    }
     Ok(Negotiate {
         upto,
         mechanisms: n.mechanisms.unwrap_or_else(default_mechanisms),
         sasl,
+        features_delay: n.features_delay_ms.map(Duration::from_millis),
     })
 }
 

@@ -4,10 +4,13 @@
 
 use std::sync::Arc;
 
+use tokio::net::TcpStream;
+
 use tokio::time::Instant;
 
 use super::Exec;
 use crate::iut::driver::{Command, DriverProcess, Event, EventKind};
+use crate::iut::protocol::ConnectParams;
 use crate::roles::Deviation;
 use crate::roles::gatekeeper_server as gk;
 use crate::transport::TransportKind;
@@ -18,15 +21,7 @@ impl Exec<'_> {
         c: &crate::scenario::step::Connect,
         deadline: Instant,
     ) -> Result<(), Deviation> {
-        let kind = c
-            .transport
-            .or(self.scenario.transport)
-            .unwrap_or(self.iut.transport);
-        if !self.iut.claims(&format!("transport.{kind}")) {
-            return Err(Deviation::not_applicable(format!(
-                "the IUT does not claim transport.{kind}"
-            )));
-        }
+        let kind = self.transport_for(c.transport)?;
         if let Some(a) = &c.account {
             self.account = self.vars.substitute_raw(a).map_err(Deviation::error)?;
         }
@@ -35,10 +30,39 @@ impl Exec<'_> {
         }
         // A new connection replaces the old one (reconnect scenarios).
         self.dev().retire_conn().await;
+        let cmd = Command::Connect(self.connect_params(kind)?).to_json();
+        let seq = self.send_command(cmd).await?;
+        let (tcp, accepted_at) = self.accept(seq, kind, deadline).await?;
+        self.handshake(tcp, accepted_at, kind, c.handshake, deadline)
+            .await
+    }
+
+    /// The transport a connection uses: the step's, else the scenario's, else the IUT's;
+    /// not-applicable when the IUT does not claim it.
+    pub(super) fn transport_for(
+        &self,
+        step: Option<TransportKind>,
+    ) -> Result<TransportKind, Deviation> {
+        let kind = step
+            .or(self.scenario.transport)
+            .unwrap_or(self.iut.transport);
+        if !self.iut.claims(&format!("transport.{kind}")) {
+            return Err(Deviation::not_applicable(format!(
+                "the IUT does not claim transport.{kind}"
+            )));
+        }
+        Ok(kind)
+    }
+
+    /// What `connect` and `keep_connected` tell the current device.
+    pub(super) fn connect_params(
+        &mut self,
+        kind: TransportKind,
+    ) -> Result<ConnectParams, Deviation> {
         let keys = self.keys()?;
         let server_key = keys.noise.public_base64();
         let ca_pem = keys.tls.ca_pem.clone();
-        let cmd = Command::Connect {
+        Ok(ConnectParams {
             host: "127.0.0.1".into(),
             port: self.dev().port,
             transport: kind,
@@ -48,14 +72,21 @@ impl Exec<'_> {
             server_key: (kind == TransportKind::Noise).then_some(server_key),
             ca_pem: (kind == TransportKind::Tls).then_some(ca_pem),
             server_name: gk::DOMAIN.into(),
-        }
-        .to_json();
-        let seq = self.send_command(cmd).await?;
+        })
+    }
+
+    /// Accepts the current device's next TCP connection, made for command `seq`. Events that
+    /// arrive first are kept for later steps; `unsupported` for `seq` is inconclusive.
+    pub(super) async fn accept(
+        &mut self,
+        seq: u64,
+        kind: TransportKind,
+        deadline: Instant,
+    ) -> Result<(TcpStream, std::time::Instant), Deviation> {
         let dev = &mut self.devices[self.cur];
         let listener = Arc::clone(&dev.listener);
-        // Events that arrive before the connection are kept for later steps. Only new
-        // events are read here: re-reading the queue in this loop would never yield.
-        let (tcp, accepted_at) = loop {
+        // Only new events are read here: re-reading the queue in this loop would never yield.
+        loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((tcp, peer)) => {
@@ -63,7 +94,7 @@ impl Exec<'_> {
                         dev.transcript.note(format!("accepted TCP connection from {peer}"));
                         // Small writes (header, then features) must not wait for delayed ACKs.
                         let _ = tcp.set_nodelay(true);
-                        break (tcp, at);
+                        return Ok((tcp, at));
                     }
                     Err(e) => return Err(Deviation::error(format!("accept failed: {e}"))),
                 },
@@ -73,9 +104,10 @@ impl Exec<'_> {
                         "no connection before the step's deadline",
                     )),
                     Some(ev) if is_unsupported(&ev, seq) => {
-                        return Err(Deviation::inconclusive(
-                            "the IUT answered `unsupported` to connect, which every client must support: nothing can be tested",
-                        ));
+                        let cmd = dev.driver.as_ref().and_then(|d| d.ledger.command(seq)).unwrap_or("connect").to_string();
+                        return Err(Deviation::inconclusive(format!(
+                            "the IUT answered `unsupported` to {cmd}, which every client must support: nothing can be tested",
+                        )));
                     }
                     Some(_) if dev.pending.len() >= crate::iut::driver::QUEUE => {
                         return Err(Deviation::fail_here(
@@ -86,7 +118,19 @@ impl Exec<'_> {
                     Some(ev) => dev.pending.push_back(ev),
                 },
             }
-        };
+        }
+    }
+
+    /// Runs the transport handshake (as `handshake` says) on an accepted connection, which
+    /// becomes the current device's connection.
+    pub(super) async fn handshake(
+        &mut self,
+        tcp: TcpStream,
+        accepted_at: std::time::Instant,
+        kind: TransportKind,
+        handshake: crate::scenario::step::HandshakeMode,
+        deadline: Instant,
+    ) -> Result<(), Deviation> {
         let keys = self
             .keys
             .take()
@@ -94,7 +138,7 @@ impl Exec<'_> {
         let result = gk::handshake(
             tcp,
             kind,
-            c.handshake,
+            handshake,
             &keys,
             deadline,
             &self.devices[self.cur].transcript,

@@ -36,6 +36,9 @@ pub(super) struct Device {
     pub disconnects_reported: usize,
     /// The full JID the gatekeeper bound on its current connection.
     pub jid: Option<String>,
+    /// A `keep_connected` was sent: further connections are its attempts, not DRIVER-4's
+    /// extra connections.
+    pub keeps_connected: bool,
     /// The scenario's transcript; entries marked with the device's name when it has one.
     pub transcript: Transcript,
 }
@@ -64,6 +67,7 @@ impl Device {
             past_conns: Vec::new(),
             disconnects_reported: 0,
             jid: None,
+            keeps_connected: false,
             transcript,
         })
     }

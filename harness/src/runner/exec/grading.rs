@@ -8,6 +8,10 @@ use crate::roles::Deviation;
 use crate::runner::{Failure, Verdict, Warning};
 use crate::scenario::{Action, Step};
 
+/// How long `keep_connected` waits by default: five attempts of a client doubling a delay
+/// that starts at one second, with the largest jitter, take under 20 s.
+const KEEP_CONNECTED_WAIT: Duration = Duration::from_secs(30);
+
 impl Exec<'_> {
     /// How long a step waits: its own `timeout_ms`, else the IUT's step time, but never less
     /// than the bound SPEC.md gives what it waits for (an iq answer: STANZA-3; a close after
@@ -19,6 +23,8 @@ impl Exec<'_> {
         }
         let default = self.iut.timeouts.step();
         let bounded_by = match &step.action {
+            // Several attempts paced by the IUT's backoff (STREAM-38), then a login.
+            Action::KeepConnected { .. } => return KEEP_CONNECTED_WAIT.max(default),
             Action::Expect(patterns) if patterns.iter().all(|p| is_iq_answer(p)) => "STANZA-3",
             Action::ExpectClosed { .. } => "STREAM-27",
             _ => return default,

@@ -3,8 +3,10 @@
 mod client;
 mod device;
 mod expect;
+mod frames;
 mod grading;
 mod http;
+mod reconnect;
 mod truth;
 mod watchdog;
 
@@ -20,6 +22,7 @@ use crate::iut::driver::Event;
 use crate::roles::Deviation;
 use crate::roles::conn::IutConn;
 use crate::roles::gatekeeper_server::{self as gk, Credentials, ServerKeys};
+use crate::scenario::step::Negotiate;
 use crate::scenario::vars::Vars;
 use crate::scenario::{Action, Role, Scenario, Step, SuiteDirs, pattern};
 use crate::transcript::Transcript;
@@ -363,7 +366,11 @@ impl<'a> Exec<'a> {
     async fn step(&mut self, step: &Step, deadline: Instant) -> Result<(), Deviation> {
         if matches!(
             step.action,
-            Action::Send(_) | Action::SendFixture(_) | Action::CloseStream | Action::Hangup
+            Action::Send(_)
+                | Action::SendFixture(_)
+                | Action::SendFrame { .. }
+                | Action::CloseStream
+                | Action::Hangup
         ) && let Some(driver) = &self.dev().driver
         {
             // What the IUT reported before this write is stamped before it (DRIVER-3).
@@ -371,36 +378,11 @@ impl<'a> Exec<'a> {
         }
         match &step.action {
             Action::Connect(c) => self.connect(c, deadline).await,
-            Action::Negotiate(n) => {
-                let creds_account = self.account.clone();
-                let creds_credential = self.credential.clone();
-                let creds = Credentials {
-                    account: &creds_account,
-                    credential: &creds_credential,
-                };
-                let dev = &mut self.devices[self.cur];
-                let label = dev.label();
-                let conn = dev.conn.as_mut().ok_or_else(|| {
-                    Deviation::error(format!("{label}negotiate needs a completed handshake"))
-                })?;
-                let done = gk::negotiate(conn, n, &creds, deadline, self.vars.rng()).await?;
-                if let Some(jid) = done.jid {
-                    // The bind result was the last thing written: `connected` may follow it.
-                    conn.facts.bound_at = conn.facts.last_write_at;
-                    dev.jid = Some(jid.clone());
-                    match dev.name.clone() {
-                        Some(name) => {
-                            if self.cur == 0 {
-                                self.vars.set("client.jid", jid.clone());
-                            }
-                            self.vars.set(&format!("{name}.jid"), jid.clone());
-                        }
-                        None => self.vars.set("client.jid", jid.clone()),
-                    }
-                    self.await_connected(&jid, deadline).await?;
-                }
-                Ok(())
+            Action::KeepConnected { refuse, transport } => {
+                self.keep_connected(step, *refuse, *transport, deadline)
+                    .await
             }
+            Action::Negotiate(n) => self.negotiate(n, deadline).await,
             Action::Send(template) => {
                 let text = self.vars.substitute(template).map_err(Deviation::error)?;
                 let text = match &step.actor {
@@ -426,6 +408,10 @@ impl<'a> Exec<'a> {
                     .map_err(|e| Deviation::error(format!("fixture {}: {e}", path.display())))?;
                 self.write_bounded(&bytes, deadline).await
             }
+            Action::SendFrame { text, mode } => {
+                self.send_frame(text.as_deref(), *mode, deadline).await
+            }
+            Action::ExpectAbort => self.expect_abort(step, deadline).await,
             Action::Expect(alternatives) => self.expect(step, alternatives, deadline).await,
             Action::ExpectStreamError(expect) => {
                 self.expect_stream_error(step, expect, deadline).await
@@ -461,6 +447,39 @@ impl<'a> Exec<'a> {
             Action::Http(h) => self.http(h, deadline).await,
             Action::ExpectHttp(e) => self.expect_http(e),
         }
+    }
+
+    /// Negotiates the stream on the current device's connection as the gatekeeper; after a
+    /// bind, the device must report `connected` with the bound JID.
+    async fn negotiate(&mut self, n: &Negotiate, deadline: Instant) -> Result<(), Deviation> {
+        let creds_account = self.account.clone();
+        let creds_credential = self.credential.clone();
+        let creds = Credentials {
+            account: &creds_account,
+            credential: &creds_credential,
+        };
+        let dev = &mut self.devices[self.cur];
+        let label = dev.label();
+        let conn = dev.conn.as_mut().ok_or_else(|| {
+            Deviation::error(format!("{label}negotiate needs a completed handshake"))
+        })?;
+        let done = gk::negotiate(conn, n, &creds, deadline, self.vars.rng()).await?;
+        if let Some(jid) = done.jid {
+            // The bind result was the last thing written: `connected` may follow it.
+            conn.facts.bound_at = conn.facts.last_write_at;
+            dev.jid = Some(jid.clone());
+            match dev.name.clone() {
+                Some(name) => {
+                    if self.cur == 0 {
+                        self.vars.set("client.jid", jid.clone());
+                    }
+                    self.vars.set(&format!("{name}.jid"), jid.clone());
+                }
+                None => self.vars.set("client.jid", jid.clone()),
+            }
+            self.await_connected(&jid, deadline).await?;
+        }
+        Ok(())
     }
 
     /// Writes to the IUT within the step's deadline. A receiver may refuse a hostile input

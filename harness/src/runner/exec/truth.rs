@@ -107,16 +107,30 @@ impl Device {
             Poll::Pending => Poll::Ready(None),
         })
         .await;
-        if let Some(Ok((_tcp, peer))) = pending {
-            self.transcript
-                .note(format!("unexpected TCP connection from {peer}"));
-            return Err(Deviation::fail(
-                DRIVER_ONE_CONNECTION,
-                "one connection per connect command",
-                format!("{}another TCP connection, from {peer}", self.label()),
+        let Some(Ok((tcp, peer))) = pending else {
+            return Ok(());
+        };
+        if self.keeps_connected {
+            // Another attempt of keep_connected: dropped at once, and counted as a
+            // connection (it may be reported `disconnected`).
+            self.past_conns.push(ConnFacts {
+                accepted_at: Some(StdInstant::now()),
+                ..ConnFacts::default()
+            });
+            drop(tcp);
+            self.transcript.note(format!(
+                "connection attempt from {peer} (keep_connected): dropped at once"
             ));
+            return Ok(());
         }
-        Ok(())
+        drop(tcp);
+        self.transcript
+            .note(format!("unexpected TCP connection from {peer}"));
+        Err(Deviation::fail(
+            DRIVER_ONE_CONNECTION,
+            "one connection per connect command",
+            format!("{}another TCP connection, from {peer}", self.label()),
+        ))
     }
 
     /// After the last step passed: what the IUT reported meanwhile, and extra connections.
