@@ -239,6 +239,9 @@ fn match_at(
     Ok(())
 }
 
+/// Whether a pattern child matches a stanza child, and with which captures.
+type Fit = Option<Vec<(String, String)>>;
+
 /// `gc:children='any-order'`: each pattern child takes a distinct stanza child, wherever it
 /// is. Which pattern child may take which stanza child is a bipartite graph; a maximum
 /// matching (augmenting paths, required pattern children first, so that an optional one
@@ -253,7 +256,7 @@ fn match_any_order(
 ) -> Result<(), Mismatch> {
     let p_children: Vec<&Element> = p.child_elements().collect();
     // fits[i][j]: the captures when pattern child i matches stanza child j.
-    let mut fits: Vec<Vec<Option<Vec<(String, String)>>>> = Vec::with_capacity(p_children.len());
+    let mut fits: Vec<Vec<Fit>> = Vec::with_capacity(p_children.len());
     let mut misses: Vec<Option<Mismatch>> = Vec::with_capacity(p_children.len());
     for pc in &p_children {
         let child_path = format!("{path}/{}", pc.name);
@@ -343,12 +346,7 @@ fn match_any_order(
 }
 
 /// Kuhn's augmenting path from pattern child `i`.
-fn augment(
-    i: usize,
-    fits: &[Vec<Option<Vec<(String, String)>>>],
-    owner: &mut [Option<usize>],
-    seen: &mut [bool],
-) -> bool {
+fn augment(i: usize, fits: &[Vec<Fit>], owner: &mut [Option<usize>], seen: &mut [bool]) -> bool {
     for j in 0..owner.len() {
         if fits[i][j].is_none() || seen[j] {
             continue;
