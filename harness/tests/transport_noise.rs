@@ -324,3 +324,77 @@ async fn tampered_transport_frame_is_refused() {
         .expect_err("short");
     assert!(err.to_string().contains("shorter than"), "{err}");
 }
+
+/// Sends `text` from the server side in frames shaped by `mode`; returns what the client's
+/// reader makes of them: the plaintext read before the first error, and that error.
+async fn client_reads_framed(
+    text: &[u8],
+    mode: gatecheck::transport::FrameMode,
+) -> (Vec<u8>, Option<TransportError>) {
+    let (mut s, mut c) = handshake(&NoiseKeypair::generate(), &NoiseKeypair::generate()).await;
+    s.writer.send_framed(text, mode).await.expect("send");
+    s.writer.shutdown().await.expect("fin");
+    let mut got = Vec::new();
+    loop {
+        match timeout(LIMIT, c.reader.recv()).await.expect("in time") {
+            Ok(Some(chunk)) => got.extend_from_slice(&chunk),
+            Ok(None) => return (got, None),
+            Err(e) => return (got, Some(e)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn split_frames_carry_the_text_one_byte_each() {
+    use gatecheck::transport::FrameMode;
+    let text = "<a id='é€𝄞'/>".as_bytes();
+    let (got, err) = client_reads_framed(text, FrameMode::Split).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(got, text);
+}
+
+#[tokio::test]
+async fn broken_frame_modes_fail_to_decrypt_before_any_of_their_text() {
+    use gatecheck::transport::FrameMode;
+    let text = b"<presence/>";
+    for mode in [FrameMode::Corrupt, FrameMode::Truncate, FrameMode::Reorder] {
+        let (got, err) = client_reads_framed(text, mode).await;
+        assert!(got.is_empty(), "{mode}: {got:?}");
+        assert!(
+            matches!(err, Some(TransportError::Noise(_))),
+            "{mode}: {err:?}"
+        );
+    }
+    // A replay: the first copy is fine, the second reuses its nonce.
+    let (got, err) = client_reads_framed(text, FrameMode::Replay).await;
+    assert_eq!(got, text);
+    assert!(matches!(err, Some(TransportError::Noise(_))), "{err:?}");
+    let (got, err) = client_reads_framed(&[], FrameMode::Empty).await;
+    assert!(got.is_empty());
+    assert!(
+        matches!(err, Some(TransportError::ZeroLengthFrame)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn frame_modes_refuse_what_they_cannot_carry() {
+    use gatecheck::transport::FrameMode;
+    let (mut s, _c) = handshake(&NoiseKeypair::generate(), &NoiseKeypair::generate()).await;
+    let empty = s.writer.send_framed(b"", FrameMode::Corrupt).await;
+    assert!(
+        matches!(empty, Err(TransportError::FrameMode { .. })),
+        "{empty:?}"
+    );
+    let one = s.writer.send_framed(b"x", FrameMode::Reorder).await;
+    assert!(
+        matches!(one, Err(TransportError::FrameMode { .. })),
+        "{one:?}"
+    );
+    let big = vec![b' '; MAX_NOISE_PLAINTEXT + 1];
+    let too_big = s.writer.send_framed(&big, FrameMode::Corrupt).await;
+    assert!(
+        matches!(too_big, Err(TransportError::FrameMode { .. })),
+        "{too_big:?}"
+    );
+}

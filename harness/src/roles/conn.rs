@@ -8,6 +8,7 @@
 //! parser at the exact byte boundary.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant as StdInstant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
@@ -15,8 +16,11 @@ use tokio::sync::{Mutex, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::roles::gatekeeper_server::req;
 use crate::transcript::{Direction, Transcript};
-use crate::transport::{BoxStream, Established, SecureReader, SecureWriter};
+use crate::transport::{
+    BoxStream, Established, FrameMode, SecureReader, SecureWriter, TransportError,
+};
 use crate::wire::{Element, Framing, Limits, StreamEvent, StreamHeader, StreamParser, WireError};
 
 /// What the IUT's side of the stream produced.
@@ -32,6 +36,12 @@ pub enum Inbound {
     RawBytes(usize),
     /// The connection ended (FIN, reset, or transport failure with its reason).
     Eof(Option<String>),
+    /// The IUT broke the Noise frame format, which ends the connection: a zero-length frame
+    /// (STREAM-5), or a frame that is not one transport message of the session (STREAM-4).
+    BadFrame {
+        requirement: &'static str,
+        detail: String,
+    },
 }
 
 /// The harness's writing half.
@@ -46,6 +56,15 @@ impl Writer {
         match self {
             Writer::Secure(w) => w.send(bytes).await.map_err(|e| e.to_string()),
             Writer::Raw(w) => w.write_all(bytes).await.map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn send_framed(&mut self, bytes: &[u8], mode: FrameMode) -> Result<(), String> {
+        match self {
+            Writer::Secure(w) => w.send_framed(bytes, mode).await.map_err(|e| e.to_string()),
+            Writer::Raw(_) => Err(format!(
+                "frame mode {mode} needs a connection whose Noise handshake completed"
+            )),
         }
     }
 
@@ -70,9 +89,9 @@ enum Reader {
 }
 
 impl Reader {
-    async fn recv(&mut self) -> Result<Option<Vec<u8>>, String> {
+    async fn recv(&mut self) -> Result<Option<Vec<u8>>, TransportError> {
         match self {
-            Reader::Secure(r) => r.recv().await.map_err(|e| e.to_string()),
+            Reader::Secure(r) => r.recv().await,
             Reader::Raw(r) => {
                 let mut buf = vec![0u8; 16 * 1024];
                 match r.read(&mut buf).await {
@@ -81,7 +100,7 @@ impl Reader {
                         buf.truncate(n);
                         Ok(Some(buf))
                     }
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(TransportError::Io(e)),
                 }
             }
         }
@@ -89,7 +108,22 @@ impl Reader {
 }
 
 /// Chunks the reader task hands over: bytes, the end, or why reading failed.
-type Chunk = Result<Option<Vec<u8>>, String>;
+type Chunk = Result<Option<Vec<u8>>, TransportError>;
+
+/// What a failed read means: the IUT breaking the frame format, or the connection ending.
+fn read_failure(e: TransportError) -> Inbound {
+    match e {
+        TransportError::ZeroLengthFrame => Inbound::BadFrame {
+            requirement: req::ZERO_LENGTH_FRAME,
+            detail: "a zero-length Noise frame from the IUT".into(),
+        },
+        TransportError::Noise(why) => Inbound::BadFrame {
+            requirement: req::FRAMING,
+            detail: format!("a frame that is not one Noise transport message: {why}"),
+        },
+        other => Inbound::Eof(Some(other.to_string())),
+    }
+}
 
 /// Chunks queued between the reader task and the parser (at most 8 × 64 KiB).
 const QUEUED_CHUNKS: usize = 8;
@@ -127,6 +161,10 @@ pub struct IutConn {
     ended: bool,
     /// The harness has sent `</stream:stream>`.
     close_sent: bool,
+    /// Plaintext bytes the IUT has sent so far (counted by the reader task as they arrive).
+    received: Arc<AtomicU64>,
+    /// `received` when the harness last wrote frames the IUT must refuse (`send_framed`).
+    received_before_fault: Option<u64>,
 }
 
 impl Drop for IutConn {
@@ -158,11 +196,13 @@ impl IutConn {
     ) -> IutConn {
         let writer: SharedWriter = Arc::new(Mutex::new(Some(writer)));
         let (tx, incoming) = mpsc::channel(QUEUED_CHUNKS);
+        let received = Arc::new(AtomicU64::new(0));
         let reader_task = tokio::spawn(read_until_end(
             reader,
             tx,
             Arc::clone(&writer),
             transcript.clone(),
+            Arc::clone(&received),
         ));
         IutConn {
             writer,
@@ -175,6 +215,8 @@ impl IutConn {
             transcript,
             ended: false,
             close_sent: false,
+            received,
+            received_before_fault: None,
         }
     }
 
@@ -208,6 +250,34 @@ impl IutConn {
         };
         self.transcript.record(Direction::ToIut, bytes);
         w.send(bytes).await
+    }
+
+    /// Sends `text` in Noise transport frames shaped by `mode` (SPEC.md STREAM-5, STREAM-8,
+    /// STREAM-9). For a mode the IUT must refuse, what it has sent so far is noted, so that
+    /// [`IutConn::bytes_since_fault`] can tell whether it wrote anything afterwards.
+    pub async fn send_framed(&mut self, text: &[u8], mode: FrameMode) -> Result<(), String> {
+        self.facts.last_write_at = Some(StdInstant::now());
+        if mode != FrameMode::Split {
+            self.received_before_fault = Some(self.received.load(Ordering::SeqCst));
+        }
+        let mut writer = self.writer.lock().await;
+        let Some(w) = writer.as_mut() else {
+            return Err("the connection is closed".into());
+        };
+        self.transcript.note(format!(
+            "noise: the next bytes go out in frames of mode {mode}"
+        ));
+        if mode.carries_text() {
+            self.transcript.record(Direction::ToIut, text);
+        }
+        w.send_framed(text, mode).await
+    }
+
+    /// Plaintext bytes the IUT sent after the harness's last `send_framed` of a mode it must
+    /// refuse (counted on arrival, so read everything first); `None` without such a write.
+    pub fn bytes_since_fault(&self) -> Option<u64> {
+        let before = self.received_before_fault?;
+        Some(self.received.load(Ordering::SeqCst).saturating_sub(before))
     }
 
     /// Sends `</stream:stream>` (once).
@@ -288,7 +358,7 @@ impl IutConn {
                 }
                 Ok(Some(Err(why))) => {
                     self.ended = true;
-                    return Some(Inbound::Eof(Some(why)));
+                    return Some(read_failure(why));
                 }
             }
         }
@@ -302,11 +372,13 @@ async fn read_until_end(
     tx: mpsc::Sender<Chunk>,
     writer: SharedWriter,
     transcript: Transcript,
+    received: Arc<AtomicU64>,
 ) {
     loop {
         let chunk = reader.recv().await;
         let end = match &chunk {
             Ok(Some(bytes)) => {
+                received.fetch_add(bytes.len() as u64, Ordering::SeqCst);
                 transcript.record(Direction::FromIut, bytes);
                 false
             }

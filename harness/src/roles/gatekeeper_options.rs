@@ -84,4 +84,7 @@ pub struct Negotiate {
     pub upto: Stage,
     pub mechanisms: Vec<String>,
     pub sasl: SaslAnswer,
+    /// Hold each `<stream:features>` back this long after the stream header it follows,
+    /// failing a client that sends anything meanwhile (STREAM-17); `None` sends them at once.
+    pub features_delay: Option<std::time::Duration>,
 }

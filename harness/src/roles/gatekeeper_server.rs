@@ -24,6 +24,11 @@ pub const GK_USER: &str = "bob@gk.gatecheck.test/phone";
 
 /// Requirement IDs the server's built-in checks cite (each is in SPEC.md; a test checks).
 pub mod req {
+    pub const SECURE_TRANSPORT: &str = "STREAM-1";
+    pub const INTRO: &str = "STREAM-3";
+    pub const FRAMING: &str = "STREAM-4";
+    pub const ZERO_LENGTH_FRAME: &str = "STREAM-5";
+    pub const FRAME_AUTH: &str = "STREAM-8";
     pub const PINNED_KEY: &str = "STREAM-6";
     pub const ABORT_HANDSHAKE: &str = "STREAM-7";
     pub const NOISE: &str = "STREAM-2";
@@ -42,6 +47,11 @@ pub mod req {
     pub const WELL_FORMED: &str = "STREAM-42";
     pub const IQ_ID: &str = "STANZA-2";
     pub const ALL: &[&str] = &[
+        SECURE_TRANSPORT,
+        INTRO,
+        FRAMING,
+        ZERO_LENGTH_FRAME,
+        FRAME_AUTH,
         PINNED_KEY,
         ABORT_HANDSHAKE,
         NOISE,
@@ -129,7 +139,7 @@ pub async fn handshake(
             {
                 Err(_) => Err(timeout("complete")),
                 Ok(Err(e)) => Err(Deviation::fail(
-                    req::NOISE,
+                    noise_handshake_requirement(&e),
                     "a complete Noise_XX handshake",
                     e.to_string(),
                 )),
@@ -235,6 +245,19 @@ pub async fn handshake(
         (kind, mode) => Err(Deviation::error(format!(
             "handshake mode {mode:?} does not exist for transport {kind}"
         ))),
+    }
+}
+
+/// The requirement a client breaks when its side of a Noise handshake fails: its first bytes
+/// are XML, not the intro (the stream over plain TCP: STREAM-1), another intro (STREAM-3), a
+/// zero-length frame (STREAM-5), anything else (protocol and message lengths: STREAM-2).
+fn noise_handshake_requirement(e: &transport::TransportError) -> &'static str {
+    use transport::TransportError as E;
+    match e {
+        E::BadIntro { got } if got.first() == Some(&b'<') => req::SECURE_TRANSPORT,
+        E::BadIntro { .. } => req::INTRO,
+        E::ZeroLengthFrame => req::ZERO_LENGTH_FRAME,
+        _ => req::NOISE,
     }
 }
 
@@ -389,6 +412,7 @@ pub async fn negotiate(
     conn.send(server_header(&sid).as_bytes())
         .await
         .map_err(Deviation::io)?;
+    hold_features(conn, n, deadline).await?;
     conn.send(sasl_features(&n.mechanisms).as_bytes())
         .await
         .map_err(Deviation::io)?;
@@ -442,6 +466,7 @@ pub async fn negotiate(
     conn.send(server_header(&sid).as_bytes())
         .await
         .map_err(Deviation::io)?;
+    hold_features(conn, n, deadline).await?;
     conn.send(
         format!(
             "<stream:features><bind xmlns='{}'/></stream:features>",
@@ -489,6 +514,35 @@ pub async fn negotiate(
         .map_err(Deviation::io)?;
     out.jid = Some(jid);
     Ok(out)
+}
+
+/// With `features_delay`, waits that long between a stream header and its features: a
+/// client that sends anything before the features arrive breaks STREAM-17.
+async fn hold_features(
+    conn: &mut IutConn,
+    n: &Negotiate,
+    deadline: Instant,
+) -> Result<(), Deviation> {
+    let Some(delay) = n.features_delay else {
+        return Ok(());
+    };
+    let until = (Instant::now() + delay).min(deadline);
+    match conn.next(until).await {
+        None => Ok(()),
+        Some(Inbound::Stanza(e)) => Err(Deviation::fail(
+            req::WAIT_FEATURES,
+            format!(
+                "nothing from the client until <stream:features> ({} ms after the header)",
+                delay.as_millis()
+            ),
+            e.to_xml(),
+        )),
+        other => Err(unexpected(
+            other,
+            "nothing from the client until <stream:features>",
+            req::WAIT_FEATURES,
+        )),
+    }
 }
 
 fn token(rng: &mut impl RngCore) -> String {
@@ -577,6 +631,10 @@ pub fn unexpected(got: Option<Inbound>, what: &str, requirement: &str) -> Deviat
             what,
             format!("{n} bytes after an aborted handshake"),
         ),
+        Some(Inbound::BadFrame {
+            requirement,
+            detail,
+        }) => Deviation::fail(requirement, what, detail),
     }
 }
 

@@ -70,6 +70,21 @@ where
     F: FnOnce(ScriptedClient) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
+    let n = Negotiate {
+        upto,
+        mechanisms: vec!["PLAIN".into()],
+        sasl: SaslAnswer::Verify,
+        features_delay: None,
+    };
+    negotiate_with(n, script).await
+}
+
+/// Runs `negotiate` as `n` says against a client following `script`.
+async fn negotiate_with<F, Fut>(n: Negotiate, script: F) -> Result<Negotiated, Deviation>
+where
+    F: FnOnce(ScriptedClient) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let keys = ServerKeys::new(&mut rng).expect("keys");
     let (server_end, client_end) = tokio::io::duplex(64 * 1024);
@@ -99,11 +114,6 @@ where
     )
     .await?
     .expect("a connection after a normal handshake");
-    let n = Negotiate {
-        upto,
-        mechanisms: vec!["PLAIN".into()],
-        sasl: SaslAnswer::Verify,
-    };
     let creds = Credentials {
         account: ACCOUNT,
         credential: CREDENTIAL,
@@ -163,4 +173,87 @@ async fn a_stanza_before_binding_fails_bind_first() {
     .await
     .expect_err("refused");
     assert_eq!(d.requirement.as_deref(), Some(req::BIND_FIRST));
+}
+
+fn held_features() -> Negotiate {
+    Negotiate {
+        upto: Stage::Session,
+        mechanisms: vec!["PLAIN".into()],
+        sasl: SaslAnswer::Verify,
+        features_delay: Some(Duration::from_millis(200)),
+    }
+}
+
+#[tokio::test]
+async fn held_features_pass_a_client_that_waits_for_them() {
+    let got = negotiate_with(held_features(), |mut c| async move {
+        c.log_in_until_bind().await;
+        c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+            .await;
+        c.until("</iq>").await;
+    })
+    .await
+    .expect("negotiation succeeds");
+    assert!(got.jid.is_some());
+}
+
+#[tokio::test]
+async fn auth_before_held_features_fails_the_waiting_rule() {
+    let d = negotiate_with(held_features(), |mut c| async move {
+        c.send(&header()).await;
+        c.until("<stream:stream").await;
+        c.send(&auth(ACCOUNT, CREDENTIAL)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await
+    .expect_err("refused");
+    assert_eq!(d.requirement.as_deref(), Some(req::WAIT_FEATURES));
+    assert!(d.got.contains("<auth"), "{}", d.got);
+}
+
+#[tokio::test]
+async fn bind_before_the_restarted_features_fails_the_waiting_rule() {
+    let d = negotiate_with(held_features(), |mut c| async move {
+        c.send(&header()).await;
+        c.until("</stream:features>").await;
+        c.send(&auth(ACCOUNT, CREDENTIAL)).await;
+        c.until("<success").await;
+        c.send(&header()).await;
+        c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+            .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await
+    .expect_err("refused");
+    assert_eq!(d.requirement.as_deref(), Some(req::WAIT_FEATURES));
+}
+
+#[tokio::test]
+async fn a_zero_length_frame_from_the_client_fails_stream_5() {
+    let d = negotiate_against(Stage::Session, |c| async move {
+        let ScriptedClient { mut writer, .. } = c;
+        writer
+            .send_framed(&[], crate::transport::FrameMode::Empty)
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await
+    .expect_err("refused");
+    assert_eq!(d.requirement.as_deref(), Some(req::ZERO_LENGTH_FRAME));
+}
+
+#[tokio::test]
+async fn a_frame_that_does_not_decrypt_fails_the_frame_format() {
+    let d = negotiate_against(Stage::Session, |c| async move {
+        let ScriptedClient { mut writer, .. } = c;
+        writer
+            .send_framed(header().as_bytes(), crate::transport::FrameMode::Corrupt)
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    })
+    .await
+    .expect_err("refused");
+    assert_eq!(d.requirement.as_deref(), Some(req::FRAMING));
 }

@@ -162,6 +162,7 @@ async fn session(
         upto: Stage::Session,
         mechanisms: vec!["PLAIN".into()],
         sasl: SaslAnswer::Verify,
+        features_delay: None,
     };
     let c = Credentials {
         account: &creds.0,
@@ -209,6 +210,9 @@ async fn session(
                 return format!("client sent invalid XML: {e}");
             }
             Some(Inbound::Eof(_)) => return "connection closed".into(),
+            Some(Inbound::BadFrame { detail, .. }) => {
+                return format!("connection broken: {detail}");
+            }
             Some(Inbound::Header(_)) | Some(Inbound::RawBytes(_)) => {
                 return "unexpected input".into();
             }

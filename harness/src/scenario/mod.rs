@@ -327,6 +327,11 @@ impl Scenario {
             }
             steps.extend(step);
         }
+        step::frames_need_noise(&steps, transport).map_err(|(line, message)| ScenarioError {
+            path: path.to_path_buf(),
+            line,
+            message,
+        })?;
         Ok(Scenario {
             id,
             title: raw.title,

@@ -127,6 +127,74 @@ pub enum TransportError {
     /// A transport name other than `noise` or `tls`.
     #[error("unknown transport {0:?} (expected \"noise\" or \"tls\")")]
     UnknownKind(String),
+    /// Frame modes ([`FrameMode`]) exist on the Noise transport only.
+    #[error("{0} needs the Noise transport")]
+    NoiseOnly(&'static str),
+    /// A plaintext a [`FrameMode`] cannot carry (empty, or too long for one frame).
+    #[error("frame mode {mode}: {why}")]
+    FrameMode { mode: FrameMode, why: String },
+}
+
+/// How [`SecureWriter::send_framed`] puts plaintext into Noise transport frames: one way SPEC.md
+/// allows that a receiver must still accept (STREAM-9), or one of the broken ones it must
+/// refuse by closing the connection without writing (STREAM-5, STREAM-8). The harness plays
+/// them towards an IUT; nothing here weakens what a receiver checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameMode {
+    /// One frame per plaintext byte: every element and every multi-byte UTF-8 character is
+    /// split across frames (allowed: STREAM-9).
+    Split,
+    /// One frame whose authentication tag has a bit flipped (STREAM-8).
+    Corrupt,
+    /// One correct frame, then the same bytes again as a second frame, whose nonce is then
+    /// stale (STREAM-8).
+    Replay,
+    /// The plaintext in two frames, the second one sent first (STREAM-8).
+    Reorder,
+    /// One frame cut to fewer bytes than the 16-byte tag (STREAM-8).
+    Truncate,
+    /// A frame whose length field is zero; no plaintext is sent (STREAM-5).
+    Empty,
+}
+
+impl FrameMode {
+    /// The name used in scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FrameMode::Split => "split",
+            FrameMode::Corrupt => "corrupt",
+            FrameMode::Replay => "replay",
+            FrameMode::Reorder => "reorder",
+            FrameMode::Truncate => "truncate",
+            FrameMode::Empty => "empty",
+        }
+    }
+
+    /// Every mode, in the order the scenario format documents them.
+    pub const ALL: [FrameMode; 6] = [
+        FrameMode::Split,
+        FrameMode::Corrupt,
+        FrameMode::Replay,
+        FrameMode::Reorder,
+        FrameMode::Truncate,
+        FrameMode::Empty,
+    ];
+
+    /// The mode called `name` in scenario files.
+    pub fn parse(name: &str) -> Option<FrameMode> {
+        FrameMode::ALL.into_iter().find(|m| m.as_str() == name)
+    }
+
+    /// Whether the mode carries plaintext (all but [`FrameMode::Empty`]).
+    pub fn carries_text(self) -> bool {
+        self != FrameMode::Empty
+    }
+}
+
+impl fmt::Display for FrameMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A connection whose secure handshake completed.
@@ -236,6 +304,69 @@ impl SecureWriter {
                 w.flush().await.map_err(tls::map_io)
             }
         }
+    }
+
+    /// Sends `plaintext` in Noise transport frames shaped by `mode`, all in one write (see
+    /// [`FrameMode`]). TLS has no frames of its own: [`TransportError::NoiseOnly`].
+    pub async fn send_framed(
+        &mut self,
+        plaintext: &[u8],
+        mode: FrameMode,
+    ) -> Result<(), TransportError> {
+        let WriterInner::Noise { tcp, state } = &mut self.inner else {
+            return Err(TransportError::NoiseOnly("a frame mode"));
+        };
+        let bad = |why: &str| TransportError::FrameMode {
+            mode,
+            why: why.to_string(),
+        };
+        if mode.carries_text() && plaintext.is_empty() {
+            return Err(bad("no plaintext to carry"));
+        }
+        if mode != FrameMode::Split && plaintext.len() > MAX_NOISE_PLAINTEXT {
+            return Err(bad("the plaintext does not fit in one frame"));
+        }
+        let frames: Vec<Vec<u8>> = match mode {
+            FrameMode::Split => plaintext
+                .iter()
+                .map(|b| noise::encrypt(state, std::slice::from_ref(b)))
+                .collect::<Result<_, _>>()?,
+            FrameMode::Corrupt => {
+                let mut frame = noise::encrypt(state, plaintext)?;
+                if let Some(last) = frame.last_mut() {
+                    *last ^= 0x01;
+                }
+                vec![frame]
+            }
+            FrameMode::Replay => {
+                let frame = noise::encrypt(state, plaintext)?;
+                vec![frame.clone(), frame]
+            }
+            FrameMode::Reorder => {
+                if plaintext.len() < 2 {
+                    return Err(bad("two frames need at least two bytes"));
+                }
+                let (first, second) = plaintext.split_at(plaintext.len() / 2);
+                let first = noise::encrypt(state, first)?;
+                let second = noise::encrypt(state, second)?;
+                vec![second, first]
+            }
+            FrameMode::Truncate => {
+                let mut frame = noise::encrypt(state, plaintext)?;
+                frame.truncate(NOISE_TAG_LEN - 1);
+                vec![frame]
+            }
+            FrameMode::Empty => vec![Vec::new()],
+        };
+        let mut out = Vec::with_capacity(frames.iter().map(|f| f.len() + 2).sum());
+        for frame in &frames {
+            // Every frame here is at most one tag longer than MAX_NOISE_PLAINTEXT.
+            let len = u16::try_from(frame.len())
+                .map_err(|_| TransportError::FrameTooLarge { len: frame.len() })?;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(frame);
+        }
+        write_raw(tcp, &out).await
     }
 
     /// Closes the write side: TCP FIN for Noise, close_notify then FIN for TLS.

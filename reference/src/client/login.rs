@@ -78,6 +78,10 @@ impl Login<'_> {
             ns::STREAMS,
             escape_attr(&self.params.domain)
         );
+        if self.stream.mutant == Mutant::ZeroLengthFrameSent {
+            // STREAM-5 deviation: the correct client never writes a zero-length frame.
+            self.stream.send_zero_length_frame().await;
+        }
         self.stream.send_raw(&header).await?;
         if self.stream.mutant == Mutant::SendComment {
             // STREAM-29 deviation: the correct client never writes comments.
@@ -194,6 +198,22 @@ impl Login<'_> {
         Ok(element)
     }
 
+    /// STREAM-18: SASL PLAIN, empty authorization identity, the enrolled credentials.
+    fn auth(&self) -> Element {
+        let mut initial = Vec::new();
+        if self.stream.mutant == Mutant::AuthzidIsAccount {
+            // STREAM-18 deviation: the correct client leaves the authorization identity empty.
+            initial.extend_from_slice(self.params.account.as_bytes());
+        }
+        initial.push(0);
+        initial.extend_from_slice(self.params.account.as_bytes());
+        initial.push(0);
+        initial.extend_from_slice(self.params.credential.as_bytes());
+        Element::new("auth", ns::SASL)
+            .with_attr("mechanism", "PLAIN")
+            .with_text(base64::engine::general_purpose::STANDARD.encode(initial))
+    }
+
     fn bind_request() -> Element {
         Element::new("iq", ns::JABBER_CLIENT)
             .with_attr("type", "set")
@@ -216,6 +236,11 @@ impl<'a> ExpectSaslFeatures<'a> {
     /// STREAM-18, STREAM-19: PLAIN or nothing.
     async fn next(mut self) -> Result<ExpectSaslOutcome<'a>, Failure> {
         let login = &mut self.0;
+        let early = login.stream.mutant == Mutant::AuthBeforeFeatures;
+        if early {
+            // STREAM-17 deviation: the correct client waits for the features.
+            login.stream.send(&login.auth()).await?;
+        }
         let features = login.expect_features().await?;
         let plain_offered = features.child("mechanisms", ns::SASL).is_some_and(|m| {
             m.children_named("mechanism", ns::SASL)
@@ -226,15 +251,9 @@ impl<'a> ExpectSaslFeatures<'a> {
             login.stream.close_locally().await;
             return Err(Failure::NoMechanism);
         }
-        let mut initial = Vec::new();
-        initial.push(0);
-        initial.extend_from_slice(login.params.account.as_bytes());
-        initial.push(0);
-        initial.extend_from_slice(login.params.credential.as_bytes());
-        let auth = Element::new("auth", ns::SASL)
-            .with_attr("mechanism", "PLAIN")
-            .with_text(base64::engine::general_purpose::STANDARD.encode(initial));
-        login.stream.send(&auth).await?;
+        if !early {
+            login.stream.send(&login.auth()).await?;
+        }
         Ok(ExpectSaslOutcome(self.0))
     }
 }
@@ -246,6 +265,10 @@ impl<'a> ExpectSaslOutcome<'a> {
         let deadline = Instant::now() + STEP_TIMEOUT;
         let element = login.next_element(deadline).await?;
         if element.is("success", ns::SASL) {
+            if login.stream.mutant == Mutant::NoStreamRestart {
+                // STREAM-20 deviation: the correct client restarts the stream here.
+                return Ok(ExpectRestartHeader(self.0));
+            }
             // STREAM-20: discard the parser state, send a new header, nothing in between.
             login.stream.restart_parser();
             login.send_header().await?;

@@ -177,6 +177,11 @@ pub async fn connect(
     .map_err(|_| Failure::TcpTimeout)?
     .map_err(Failure::TcpConnect)?;
     let _ = tcp.set_nodelay(true);
+    if mutant == Mutant::PlainTcpStream && params.transport == TransportKind::Noise {
+        // STREAM-1 deviation: the correct client runs the Noise handshake before any stream
+        // data.
+        return Err(plain_tcp_stream(tcp, params).await);
+    }
 
     let handshake = async {
         match (&pinned, tls_config) {
@@ -209,6 +214,21 @@ pub async fn connect(
 
     let stream = XmlStream::new(established.reader, established.writer, mutant);
     login::run(stream, params, notes).await
+}
+
+/// The `plain-tcp-stream` mutant: a stream header straight on the TCP connection.
+async fn plain_tcp_stream(mut tcp: TcpStream, params: &ConnectParams) -> Failure {
+    use tokio::io::AsyncWriteExt as _;
+    let header = format!(
+        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+         xmlns:stream='http://etherx.jabber.org/streams' to='{}' version='1.0'>",
+        login::escape_attr(&params.domain)
+    );
+    let _ = tcp.write_all(header.as_bytes()).await;
+    let _ = tcp.flush().await;
+    Failure::Handshake(TransportError::Noise(
+        "the stream went out without a transport handshake".into(),
+    ))
 }
 
 fn server_key(params: &ConnectParams) -> Result<Vec<u8>, Failure> {

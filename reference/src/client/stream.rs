@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use gatecheck::transport::{SecureReader, SecureWriter, TransportError};
+use gatecheck::transport::{FrameMode, SecureReader, SecureWriter, TransportError};
 use gatecheck::wire::{
     Element, Framing, Limits, StreamErrorCondition, StreamEvent, StreamParser, ns,
     stream_error_element,
@@ -84,7 +84,7 @@ fn limits(mutant: Mutant) -> Limits {
 impl XmlStream {
     pub fn new(reader: SecureReader, writer: SecureWriter, mutant: Mutant) -> Self {
         let (tx, rx) = mpsc::channel(16);
-        let reader_task = tokio::spawn(read_loop(reader, tx));
+        let reader_task = tokio::spawn(read_loop(reader, tx, mutant));
         XmlStream {
             writer: Some(writer),
             rx,
@@ -106,6 +106,13 @@ impl XmlStream {
             return Err(Failure::Io(TransportError::Closed));
         };
         writer.send(xml.as_bytes()).await.map_err(Failure::Io)
+    }
+
+    /// Writes a zero-length Noise frame (mutants only; TLS has no frames, so nothing).
+    pub async fn send_zero_length_frame(&mut self) {
+        if let Some(writer) = self.writer.as_mut() {
+            let _ = writer.send_framed(&[], FrameMode::Empty).await;
+        }
     }
 
     /// Sends one element inside the `jabber:client` stream.
@@ -168,6 +175,10 @@ impl XmlStream {
             StreamErrorCondition::InvalidNamespace
                 if self.mutant == Mutant::NamespaceErrorAsBadFormat =>
             {
+                StreamErrorCondition::BadFormat
+            }
+            // STREAM-30 deviation: the correct client names malformed XML not-well-formed.
+            StreamErrorCondition::NotWellFormed if self.mutant == Mutant::MalformedAsBadFormat => {
                 StreamErrorCondition::BadFormat
             }
             c => c,
@@ -238,9 +249,22 @@ impl XmlStream {
     }
 }
 
-async fn read_loop(mut reader: SecureReader, tx: mpsc::Sender<Inbound>) {
+async fn read_loop(mut reader: SecureReader, tx: mpsc::Sender<Inbound>, mutant: Mutant) {
     loop {
         let item = reader.recv().await;
+        match &item {
+            // STREAM-5 deviation: the correct client ends the connection on a zero-length
+            // frame.
+            Err(TransportError::ZeroLengthFrame) if mutant == Mutant::IgnoreZeroLengthFrame => {
+                continue;
+            }
+            // STREAM-8 deviation: the correct client ends the connection on a frame that
+            // does not decrypt.
+            Err(TransportError::Noise(_)) if mutant == Mutant::SkipUndecryptableFrames => {
+                continue;
+            }
+            _ => {}
+        }
         let last = !matches!(item, Ok(Some(_)));
         if tx.send(item).await.is_err() || last {
             return;
@@ -262,8 +286,39 @@ fn mutated_input(mutant: Mutant, bytes: Vec<u8>) -> Vec<u8> {
         {
             vec![0]
         }
+        // STREAM-9 deviation: the correct client decodes the byte stream as a whole, so a
+        // character split across frames survives.
+        Mutant::FrameLocalUtf8 => String::from_utf8_lossy(&bytes).into_owned().into_bytes(),
+        // STREAM-45 deviation: the correct client lets the codec check the namespace the
+        // stream element's prefix is bound to; this one rebinds `stream` to the streams
+        // namespace before parsing.
+        Mutant::StreamNsByPrefix => rebind_stream_prefix(bytes),
         _ => bytes,
     }
+}
+
+/// The bytes with every `xmlns:stream` declaration's value replaced by the streams namespace.
+fn rebind_stream_prefix(bytes: Vec<u8>) -> Vec<u8> {
+    const DECL: &[u8] = b"xmlns:stream=";
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i..].starts_with(DECL) && i + DECL.len() < bytes.len() {
+            let quote = bytes[i + DECL.len()];
+            let value_at = i + DECL.len() + 1;
+            if let Some(len) = bytes[value_at..].iter().position(|&b| b == quote) {
+                out.extend_from_slice(DECL);
+                out.push(quote);
+                out.extend_from_slice(ns::STREAMS.as_bytes());
+                out.push(quote);
+                i = value_at + len + 1;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Removes every `open ... close` span inside one chunk (good enough for a mutant; a DOCTYPE
@@ -294,7 +349,16 @@ fn strip_markup(bytes: &[u8], open: &[u8], close: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::strip_markup;
+    use super::{rebind_stream_prefix, strip_markup};
+
+    #[test]
+    fn rebinds_the_stream_prefix() {
+        let got = rebind_stream_prefix(b"<stream:stream xmlns:stream='urn:x' id='1'>".to_vec());
+        assert_eq!(
+            got,
+            b"<stream:stream xmlns:stream='http://etherx.jabber.org/streams' id='1'>"
+        );
+    }
 
     #[test]
     fn strips_doctype_and_comments() {
