@@ -189,7 +189,14 @@ pub async fn connect(
                 // A fresh client static key per connection: the profile does not authenticate
                 // clients by it (SPEC.md §7.1).
                 let keypair = NoiseKeypair::generate();
-                if mutant == Mutant::NoKeyPin {
+                if mutant == Mutant::WrongIntroVersion {
+                    // STREAM-3 deviation: the correct client writes the intro 0x47 0x43 0x00 0x01.
+                    let tcp = IntroRewriter {
+                        inner: tcp,
+                        written: 0,
+                    };
+                    noise_connect(tcp, &keypair, pinned).await
+                } else if mutant == Mutant::NoKeyPin {
                     // STREAM-6 deviation: the correct client compares with the pinned key.
                     noise_connect_verified(tcp, &keypair, |_| Ok(())).await
                 } else {
@@ -214,6 +221,59 @@ pub async fn connect(
 
     let stream = XmlStream::new(established.reader, established.writer, mutant);
     login::run(stream, params, notes).await
+}
+
+/// The `wrong-intro-version` mutant's TCP stream: the fourth byte written (the intro's minor
+/// version) goes out as 0x02; everything else passes unchanged.
+struct IntroRewriter {
+    inner: TcpStream,
+    written: usize,
+}
+
+impl tokio::io::AsyncRead for IntroRewriter {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for IntroRewriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        const MINOR_AT: usize = 3;
+        let mut bytes = buf.to_vec();
+        if let Some(b) = MINOR_AT
+            .checked_sub(self.written)
+            .and_then(|i| bytes.get_mut(i))
+        {
+            *b = 0x02;
+        }
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, &bytes);
+        if let std::task::Poll::Ready(Ok(n)) = polled {
+            self.written += n;
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// The `plain-tcp-stream` mutant: a stream header straight on the TCP connection.

@@ -293,6 +293,10 @@ fn mutated_input(mutant: Mutant, bytes: Vec<u8>) -> Vec<u8> {
         // stream element's prefix is bound to; this one rebinds `stream` to the streams
         // namespace before parsing.
         Mutant::StreamNsByPrefix => rebind_stream_prefix(bytes),
+        // STREAM-16 deviation: the correct client reads namespaces by their declarations;
+        // this one drops the declaration of the streams namespace under any prefix but
+        // `stream`, so the codec finds that prefix undeclared.
+        Mutant::StreamPrefixOnly => drop_other_stream_prefixes(bytes),
         _ => bytes,
     }
 }
@@ -319,6 +323,33 @@ fn rebind_stream_prefix(bytes: Vec<u8>) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+/// The bytes with every `xmlns:P='http://etherx.jabber.org/streams'` declaration whose prefix
+/// `P` is not `stream` renamed to `xmlns:gc-dropped-P`, leaving `P` undeclared.
+fn drop_other_stream_prefixes(bytes: Vec<u8>) -> Vec<u8> {
+    let Ok(text) = String::from_utf8(bytes.clone()) else {
+        return bytes;
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("xmlns:") {
+        let (before, decl) = rest.split_at(at);
+        out.push_str(before);
+        let name_end = decl.find('=').unwrap_or(decl.len());
+        let prefix = &decl["xmlns:".len()..name_end];
+        let value = decl[name_end..].trim_start_matches('=');
+        let binds_streams = value.get(1..).is_some_and(|v| v.starts_with(ns::STREAMS));
+        if prefix != "stream" && binds_streams {
+            out.push_str("xmlns:gc-dropped-");
+            rest = &decl["xmlns:".len()..];
+        } else {
+            out.push_str("xmlns:");
+            rest = &decl["xmlns:".len()..];
+        }
+    }
+    out.push_str(rest);
+    out.into_bytes()
 }
 
 /// Removes every `open ... close` span inside one chunk (good enough for a mutant; a DOCTYPE
@@ -349,7 +380,18 @@ fn strip_markup(bytes: &[u8], open: &[u8], close: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{rebind_stream_prefix, strip_markup};
+    use super::{drop_other_stream_prefixes, rebind_stream_prefix, strip_markup};
+
+    #[test]
+    fn drops_stream_declarations_under_other_prefixes() {
+        let got = drop_other_stream_prefixes(
+            b"<s:stream xmlns:s='http://etherx.jabber.org/streams' xmlns:stream='urn:x'>".to_vec(),
+        );
+        assert_eq!(
+            String::from_utf8(got).unwrap(),
+            "<s:stream xmlns:gc-dropped-s='http://etherx.jabber.org/streams' xmlns:stream='urn:x'>"
+        );
+    }
 
     #[test]
     fn rebinds_the_stream_prefix() {
