@@ -229,6 +229,19 @@ async fn run_client(mutant: Mutant) {
                     }
                 }
             }
+            () = session_timer(session.as_ref().map(client::Session::timer_at)) => {
+                let Some(s) = session.as_mut() else { continue };
+                if let Err(failure) = s.on_timer().await {
+                    eprintln!("{NAME}: session ended: {failure}");
+                    session = None;
+                    for event in failure.events(None) {
+                        events.emit(event).await;
+                    }
+                    if let Some(k) = keep.as_mut() {
+                        k.session_ended();
+                    }
+                }
+            }
             inbound = next_inbound(&mut session) => {
                 let Some(s) = session.as_mut() else { continue };
                 let mut notes = Vec::new();
@@ -248,6 +261,14 @@ async fn run_client(mutant: Mutant) {
                 }
             }
         }
+    }
+}
+
+/// The session's keepalive (or a mutant's idle) timer, or never when there is no session.
+async fn session_timer(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -275,6 +275,11 @@ impl IutConn {
 
     /// Plaintext bytes the IUT sent after the harness's last `send_framed` of a mode it must
     /// refuse (counted on arrival, so read everything first); `None` without such a write.
+    /// Bytes received from the IUT so far (whitespace keepalives included).
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
+    }
+
     pub fn bytes_since_fault(&self) -> Option<u64> {
         let before = self.received_before_fault?;
         Some(self.received.load(Ordering::SeqCst).saturating_sub(before))

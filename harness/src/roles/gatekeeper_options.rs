@@ -87,4 +87,7 @@ pub struct Negotiate {
     /// Hold each `<stream:features>` back this long after the stream header it follows,
     /// failing a client that sends anything meanwhile (STREAM-17); `None` sends them at once.
     pub features_delay: Option<std::time::Duration>,
+    /// An idle limit to announce with `<bind/>` (STREAM-47); `None` announces nothing (the
+    /// default limit, 300 s, applies).
+    pub idle_limit: Option<std::time::Duration>,
 }

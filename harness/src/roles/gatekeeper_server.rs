@@ -467,9 +467,13 @@ pub async fn negotiate(
         .await
         .map_err(Deviation::io)?;
     hold_features(conn, n, deadline).await?;
+    let idle = n
+        .idle_limit
+        .map(|l| format!("<idle xmlns='{}' seconds='{}'/>", ns::IDLE, l.as_secs()))
+        .unwrap_or_default();
     conn.send(
         format!(
-            "<stream:features><bind xmlns='{}'/></stream:features>",
+            "<stream:features><bind xmlns='{}'/>{idle}</stream:features>",
             ns::BIND
         )
         .as_bytes(),

@@ -75,6 +75,7 @@ where
         mechanisms: vec!["PLAIN".into()],
         sasl: SaslAnswer::Verify,
         features_delay: None,
+        idle_limit: None,
     };
     negotiate_with(n, script).await
 }
@@ -181,6 +182,7 @@ fn held_features() -> Negotiate {
         mechanisms: vec!["PLAIN".into()],
         sasl: SaslAnswer::Verify,
         features_delay: Some(Duration::from_millis(200)),
+        idle_limit: None,
     }
 }
 

@@ -163,6 +163,7 @@ async fn session(
         mechanisms: vec!["PLAIN".into()],
         sasl: SaslAnswer::Verify,
         features_delay: None,
+        idle_limit: None,
     };
     let c = Credentials {
         account: &creds.0,

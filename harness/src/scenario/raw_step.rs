@@ -27,6 +27,7 @@ pub(super) enum RawAction {
     ExpectEvent(serde_json::Value),
     ExpectEventAny(Vec<serde_json::Value>),
     Sleep(u64),
+    Idle(u64),
     CloseStream(bool),
     Hangup(bool),
     Http(RawHttp),
@@ -52,6 +53,7 @@ pub(super) const ACTIONS: &[&str] = &[
     "expect_event",
     "expect_event_any",
     "sleep",
+    "idle",
     "close_stream",
     "hangup",
     "http",
@@ -191,6 +193,8 @@ pub(super) struct RawNegotiate {
     pub(super) sasl: Option<String>,
     /// How long the server holds back each `<stream:features>` (STREAM-17).
     pub(super) features_delay_ms: Option<u64>,
+    /// An idle limit, in seconds, announced with `<bind/>` (STREAM-47).
+    pub(super) idle_s: Option<u64>,
 }
 
 /// `send_frame = { text = "...", mode = "corrupt" }`.

@@ -122,6 +122,9 @@ pub enum Action {
     /// Expect a driver event whose fields include one of these objects.
     ExpectEvent(Vec<serde_json::Value>),
     Sleep(Duration),
+    /// The gatekeeper stays silent this long (answering pings): the IUT must not close the
+    /// stream for inactivity (STREAM-43), and keeps it alive (STREAM-35).
+    Idle(Duration),
     /// Send `</stream:stream>`.
     CloseStream,
     /// Close the TCP connection without a closing tag.
@@ -150,6 +153,7 @@ impl Action {
             Action::Driver(_) => "driver",
             Action::ExpectEvent(_) => "expect_event",
             Action::Sleep(_) => "sleep",
+            Action::Idle(_) => "idle",
             Action::CloseStream => "close_stream",
             Action::Hangup => "hangup",
             Action::Http(_) => "http",
@@ -201,6 +205,8 @@ pub struct Step {
 }
 
 const MAX_WAIT_MS: u64 = 60_000;
+/// The idle limits the gatekeeper may announce, in seconds (STREAM-47).
+const IDLE_LIMITS: std::ops::RangeInclusive<u64> = 5..=300;
 /// How many attempts `keep_connected` may drop.
 const KEEP_REFUSALS: std::ops::RangeInclusive<u32> = 3..=6;
 
@@ -223,6 +229,7 @@ impl Step {
                         mechanisms: mechanisms.unwrap_or_else(default_mechanisms),
                         sasl: SaslAnswer::Verify,
                         features_delay: None,
+                        idle_limit: None,
                     }),
                 ]
             }
@@ -327,6 +334,10 @@ impl Step {
             RawAction::Sleep(ms) => {
                 wait_ok(ms)?;
                 vec![Action::Sleep(Duration::from_millis(ms))]
+            }
+            RawAction::Idle(ms) => {
+                wait_ok(ms)?;
+                vec![Action::Idle(Duration::from_millis(ms))]
             }
             RawAction::CloseStream(true) => vec![Action::CloseStream],
             RawAction::Hangup(true) => vec![Action::Hangup],
@@ -597,6 +608,18 @@ fn negotiate(n: RawNegotiate) -> Result<Negotiate, String> {
         Some("reject") => SaslAnswer::Reject,
         Some(o) => return Err(format!("sasl {o:?} is not one of verify, reject")),
     };
+    if let Some(s) = n.idle_s {
+        if !IDLE_LIMITS.contains(&s) {
+            return Err(format!(
+                "idle_s = {s}: SPEC.md STREAM-47 lets the gatekeeper announce {} to {} seconds",
+                IDLE_LIMITS.start(),
+                IDLE_LIMITS.end()
+            ));
+        }
+        if upto != Stage::Session {
+            return Err("idle_s is announced with <bind/>: it needs `upto = \"session\"`".into());
+        }
+    }
     if let Some(ms) = n.features_delay_ms {
         wait_ok(ms)?;
         if upto == Stage::Header {
@@ -608,6 +631,7 @@ fn negotiate(n: RawNegotiate) -> Result<Negotiate, String> {
         mechanisms: n.mechanisms.unwrap_or_else(default_mechanisms),
         sasl,
         features_delay: n.features_delay_ms.map(Duration::from_millis),
+        idle_limit: n.idle_s.map(Duration::from_secs),
     })
 }
 

@@ -30,6 +30,8 @@ pub const CHATSTATES: &str = "http://jabber.org/protocol/chatstates";
 pub const HINTS: &str = "urn:xmpp:hints";
 /// XEP-0384: OMEMO Encryption (the widely deployed `axolotl` namespace).
 pub const OMEMO: &str = "eu.siacs.conversations.axolotl";
+/// The gatekeeper's announcement of a stream's idle limit (SPEC.md STREAM-47).
+pub const IDLE: &str = "urn:gatecheck:idle:0";
 /// The namespace bound to the reserved `xml` prefix (Namespaces in XML 1.0 §3).
 pub const XML: &str = "http://www.w3.org/XML/1998/namespace";
 /// The namespace of `xmlns` attributes themselves; it may never be declared.

@@ -27,6 +27,8 @@ struct Login<'a> {
     stream: XmlStream,
     params: &'a ConnectParams,
     notes: &'a mut Vec<Event>,
+    /// The idle limit the gatekeeper announced with `<bind/>` (STREAM-47), if valid.
+    idle_limit: Option<std::time::Duration>,
 }
 
 /// Stream header sent; waiting for the server's (before SASL).
@@ -52,6 +54,7 @@ pub async fn run(
         stream,
         params,
         notes,
+        idle_limit: None,
     };
     login.send_header().await?;
     let state = ExpectHeader(login);
@@ -310,6 +313,7 @@ impl<'a> ExpectBindFeatures<'a> {
                 "the restarted stream offers no <bind/>".into(),
             ));
         }
+        login.idle_limit = announced_idle_limit(&features);
         if login.stream.mutant == Mutant::PresenceBeforeBind {
             // STREAM-22 deviation: the correct client sends presence only after binding.
             login
@@ -359,8 +363,16 @@ impl ExpectBindResult<'_> {
                 }
             }
         };
-        let Login { stream, params, .. } = self.0;
+        let Login {
+            stream,
+            params,
+            idle_limit,
+            ..
+        } = self.0;
         let mut session = Session::new(stream, jid, params);
+        if let Some(limit) = idle_limit {
+            session.set_idle_limit(limit);
+        }
         if session.mutant() == Mutant::DuplicateAttributeOutput {
             // STREAM-42 deviation: the correct client writes well-formed XML only.
             session
@@ -383,6 +395,19 @@ impl ExpectBindResult<'_> {
         }
         Ok(session)
     }
+}
+
+/// STREAM-47: `<idle xmlns='urn:gatecheck:idle:0' seconds='S'/>` among the features, S from
+/// 5 to 300; anything else is ignored.
+fn announced_idle_limit(features: &Element) -> Option<std::time::Duration> {
+    let seconds: u64 = features
+        .child("idle", ns::IDLE)?
+        .attr("seconds")?
+        .parse()
+        .ok()?;
+    (5..=300)
+        .contains(&seconds)
+        .then(|| std::time::Duration::from_secs(seconds))
 }
 
 /// `local@domain/resource` with all three parts non-empty.

@@ -1,6 +1,9 @@
 //! The bound session: answering iq requests, receipts, and the stream's end (SPEC.md §8).
 
 use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use gatecheck::wire::{Element, StreamErrorCondition, StreamEvent, ns};
 
@@ -26,7 +29,12 @@ pub struct Session {
     account: String,
     id_prefix: String,
     next_id: u64,
+    /// The stream's idle limit: 300 s, or what the gatekeeper announced (STREAM-47).
+    idle_limit: Duration,
 }
+
+/// The idle limit of a stream without an announcement (STREAM-43).
+pub const DEFAULT_IDLE_LIMIT: Duration = Duration::from_secs(300);
 
 impl Session {
     pub(super) fn new(stream: XmlStream, jid: String, params: &ConnectParams) -> Self {
@@ -41,6 +49,53 @@ impl Session {
             account: params.account.clone(),
             id_prefix: format!("gcr-{random:016x}"),
             next_id: 0,
+            idle_limit: DEFAULT_IDLE_LIMIT,
+        }
+    }
+
+    pub fn set_idle_limit(&mut self, limit: Duration) {
+        self.idle_limit = limit;
+    }
+
+    /// When the next keepalive is due: four fifths of the idle limit after our last write
+    /// (STREAM-35: 240 s for the default 300 s).
+    pub fn keepalive_at(&self) -> Instant {
+        self.stream.last_write + self.idle_limit * 4 / 5
+    }
+
+    /// The keepalive timer fired: a whitespace keepalive, unless something was written
+    /// since (then it is not due yet). The early-idle-close mutant instead closes a stream
+    /// the server has been silent on.
+    pub async fn on_timer(&mut self) -> Result<(), Failure> {
+        if self.mutant() == Mutant::EarlyIdleClose
+            && self.stream.last_read.elapsed() >= self.idle_limit / 4
+        {
+            // STREAM-43 deviation: the correct client never closes an idle stream before
+            // the idle limit (and this one does not close idle streams at all).
+            let detail = "idle stream closed at a quarter of the idle limit";
+            return Err(self
+                .stream
+                .refuse(StreamErrorCondition::ConnectionTimeout, detail)
+                .await);
+        }
+        if Instant::now() < self.keepalive_at() {
+            return Ok(());
+        }
+        if self.mutant() == Mutant::NoKeepalive {
+            // STREAM-35 deviation: the correct client keeps an idle stream alive.
+            self.stream.last_write = Instant::now();
+            return Ok(());
+        }
+        self.stream.send_raw(" ").await
+    }
+
+    /// When [`Session::on_timer`] must run next.
+    pub fn timer_at(&self) -> Instant {
+        let keepalive = self.keepalive_at();
+        if self.mutant() == Mutant::EarlyIdleClose {
+            keepalive.min(self.stream.last_read + self.idle_limit / 4)
+        } else {
+            keepalive
         }
     }
 

@@ -38,6 +38,10 @@ pub struct XmlStream {
     pub mutant: Mutant,
     /// Whether our `</stream:stream>` went out.
     closed_by_us: bool,
+    /// When we last wrote, and last received anything (whitespace included): the idle and
+    /// keepalive timers (STREAM-35, STREAM-43).
+    pub last_write: Instant,
+    pub last_read: Instant,
 }
 
 impl Drop for XmlStream {
@@ -92,6 +96,8 @@ impl XmlStream {
             parser: StreamParser::new(Framing::Stream, limits(mutant)),
             mutant,
             closed_by_us: false,
+            last_write: Instant::now(),
+            last_read: Instant::now(),
         }
     }
 
@@ -105,6 +111,7 @@ impl XmlStream {
         let Some(writer) = self.writer.as_mut() else {
             return Err(Failure::Io(TransportError::Closed));
         };
+        self.last_write = Instant::now();
         writer.send(xml.as_bytes()).await.map_err(Failure::Io)
     }
 
@@ -141,6 +148,7 @@ impl XmlStream {
     pub fn feed(&mut self, inbound: Inbound) -> Result<(), Failure> {
         match inbound {
             Ok(Some(bytes)) => {
+                self.last_read = Instant::now();
                 let bytes = mutated_input(self.mutant, bytes);
                 self.parser.feed(&bytes);
                 Ok(())

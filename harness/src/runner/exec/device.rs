@@ -39,6 +39,8 @@ pub(super) struct Device {
     /// A `keep_connected` was sent: further connections are its attempts, not DRIVER-4's
     /// extra connections.
     pub keeps_connected: bool,
+    /// The idle limit the gatekeeper announced on the current connection (STREAM-47).
+    pub idle_limit: Option<Duration>,
     /// The scenario's transcript; entries marked with the device's name when it has one.
     pub transcript: Transcript,
 }
@@ -68,6 +70,7 @@ impl Device {
             disconnects_reported: 0,
             jid: None,
             keeps_connected: false,
+            idle_limit: None,
             transcript,
         })
     }

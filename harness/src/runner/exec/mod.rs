@@ -6,6 +6,7 @@ mod expect;
 mod frames;
 mod grading;
 mod http;
+mod idle;
 mod reconnect;
 mod truth;
 mod watchdog;
@@ -426,6 +427,7 @@ impl<'a> Exec<'a> {
                 self.send_command(cmd).await.map(|_| ())
             }
             Action::ExpectEvent(alternatives) => self.expect_event(alternatives, deadline).await,
+            Action::Idle(d) => self.idle(step, *d).await,
             Action::Sleep(d) => {
                 tokio::time::sleep(*d).await;
                 Ok(())
@@ -468,6 +470,7 @@ impl<'a> Exec<'a> {
             // The bind result was the last thing written: `connected` may follow it.
             conn.facts.bound_at = conn.facts.last_write_at;
             dev.jid = Some(jid.clone());
+            dev.idle_limit = n.idle_limit;
             match dev.name.clone() {
                 Some(name) => {
                     if self.cur == 0 {

@@ -71,6 +71,7 @@ impl Exec<'_> {
             mechanisms: vec!["PLAIN".into()],
             sasl: SaslAnswer::Verify,
             features_delay: None,
+            idle_limit: None,
         };
         self.negotiate(&session, deadline).await?;
         // The bound session ends under the client: it must come back, after a reset delay.
