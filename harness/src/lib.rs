@@ -10,6 +10,9 @@ pub mod bundle;
 pub mod cli;
 pub mod coverage;
 pub mod exit;
+/// The bodies of the fuzz targets in fuzz/ (and of the test that replays their corpora).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod http;
 pub mod iut;
 pub mod report;

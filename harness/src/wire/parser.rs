@@ -70,6 +70,8 @@ struct Core {
     scratch: Scratch,
     /// Offset of the last element the fast path declined (it is not tried there again).
     declined: u64,
+    /// Whether the one-pass tokenizer may take elements ([`StreamParser::without_fast_path`]).
+    fast_path: bool,
 }
 
 /// What comes next, found by [`Core::advance`].
@@ -107,8 +109,20 @@ impl StreamParser {
                 last_start: 0,
                 scratch: Scratch::default(),
                 declined: u64::MAX,
+                fast_path: true,
             },
         }
+    }
+
+    /// The same parser with the one-pass tokenizer ([`tree`]'s fast path) turned off: every
+    /// element goes through the framer and the quick-xml path. The events, errors and offsets
+    /// must be the same either way; the fuzz targets (the `fuzzing` module) compare the two in
+    /// release builds, where the debug-build cross-check is compiled out. Not a switch for
+    /// users: it only makes parsing slower.
+    #[doc(hidden)]
+    pub fn without_fast_path(mut self) -> Self {
+        self.core.fast_path = false;
+        self
     }
 
     /// Appends input. Call [`StreamParser::next_event`] until it returns `Ok(None)` after each
@@ -268,7 +282,7 @@ impl Core {
     /// so a stanza may keep borrowing it.
     fn advance(&mut self, buf: &[u8]) -> Result<Option<Next>, WireError> {
         loop {
-            if let Some(start) = self.framer.element_ahead(buf) {
+            if let Some(start) = self.framer.element_ahead(buf).filter(|_| self.fast_path) {
                 let at = self.framer.base().saturating_add(start as u64);
                 if at != self.declined {
                     return Ok(Some(Next::Fast { start, at }));
@@ -335,7 +349,12 @@ impl Core {
     ) -> Result<(), WireError> {
         let at = self.framer.base().saturating_add(start as u64);
         let bytes = buf.get(start..end).unwrap_or_default();
-        tree::parse_element(bytes, at, &self.ctx, &self.limits, &mut self.scratch, tree)?;
+        let (ctx, limits) = (&self.ctx, &self.limits);
+        if self.fast_path {
+            tree::parse_element(bytes, at, ctx, limits, &mut self.scratch, tree)?;
+        } else {
+            tree::parse_element_exact(bytes, at, ctx, limits, &mut self.scratch, tree)?;
+        }
         self.last_start = at;
         Ok(())
     }

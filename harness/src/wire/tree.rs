@@ -98,6 +98,18 @@ pub(crate) fn parse_element<'a, E: Tree<'a>>(
         check_fast_path(bytes, base, ctx, limits, &tree.to_element());
         return Ok(());
     }
+    parse_element_exact(bytes, base, ctx, limits, scratch, tree)
+}
+
+/// [`parse_element`] without trying the fast path: quick-xml and the checks around it only.
+pub(crate) fn parse_element_exact<'a, E: Tree<'a>>(
+    bytes: &'a [u8],
+    base: u64,
+    ctx: &NsContext,
+    limits: &Limits,
+    scratch: &mut Scratch,
+    tree: &mut E,
+) -> Result<(), WireError> {
     let src = validate_text(bytes, base)?;
     let mut slow = Builder::new(src, base, limits, ctx, scratch, tree);
     let result = slow.run();

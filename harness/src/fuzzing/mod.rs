@@ -1,0 +1,47 @@
+//! The bodies of the fuzz targets in `fuzz/`, as plain functions.
+//!
+//! Each `fuzz/fuzz_targets/<name>.rs` is one line calling the function of the same name here,
+//! so the same checks run in three places: under libFuzzer (`cargo fuzz run <name>`), in
+//! ClusterFuzzLite, and in `cargo test` (tests/fuzz_corpus.rs replays every file of
+//! `fuzz/corpus/<name>/` through them, on the stable toolchain, without a sanitizer). A body
+//! panics when it finds something; it must never panic on a correct harness, whatever the
+//! input.
+//!
+//! No target needs checks switched off to get past them: the Noise target holds the keys of
+//! both ends and seals its own frames ([`noise_frames`]), and nothing else sits behind a MAC or
+//! a signature yet. A conformance tool ships no switch that turns validation off, so there is
+//! no `cfg(fuzzing)` bypass in the library (see fuzz/README.md).
+
+mod codec;
+mod differential;
+mod noise;
+mod scenario;
+mod tree;
+
+pub use codec::stream_bytes;
+pub use differential::{Disagreement, differential, disagreement};
+pub use noise::noise_frames;
+pub use scenario::scenario_file;
+pub use tree::{TreeInput, stanza_tree};
+
+/// A target's body on the raw bytes of one input.
+pub type Body = fn(&[u8]);
+
+/// Every target: its name (the directory of its corpus and the name of its fuzz binary) and its
+/// body on raw bytes (for the structure-aware target, the bytes `arbitrary` decodes).
+pub const TARGETS: &[(&str, Body)] = &[
+    ("stanza_parse", stream_bytes),
+    ("stanza_tree", stanza_tree_bytes),
+    ("stanza_differential", differential),
+    ("noise_frames", noise_frames),
+    ("scenario_file", scenario_file),
+];
+
+/// [`stanza_tree`] on the raw bytes libFuzzer gives the target (decoded as `fuzz_target!`
+/// decodes them: `arbitrary_take_rest`; undecodable input is skipped, as there).
+pub fn stanza_tree_bytes(data: &[u8]) {
+    use arbitrary::{Arbitrary, Unstructured};
+    if let Ok(input) = TreeInput::arbitrary_take_rest(Unstructured::new(data)) {
+        stanza_tree(input);
+    }
+}

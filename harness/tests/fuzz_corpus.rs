@@ -1,0 +1,90 @@
+//! Every fuzz target's corpus replayed through its body (`gatecheck::fuzzing`), on the stable
+//! toolchain and without a sanitizer: what CI runs of the fuzz targets on every change. The
+//! committed seeds (`fuzz/corpus/<target>/seed-*`, from fuzz/seed_corpora.py) and the inputs
+//! that once found a bug (`regress-*`) are always there; a local corpus grown by libFuzzer is
+//! replayed too.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+
+use gatecheck::fuzzing::{Disagreement, TARGETS, disagreement};
+
+fn corpus(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_target_replays_its_corpus_without_a_finding() {
+    let mut findings = Vec::new();
+    for &(target, body) in TARGETS {
+        let files = corpus(target);
+        let seeds = files
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("seed-"))
+            })
+            .count();
+        // Seeds from the fixtures and the suite alone are at least this many per target.
+        assert!(
+            seeds >= 8,
+            "{target}: only {seeds} seed files; run fuzz/seed_corpora.py"
+        );
+        for path in files {
+            let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if catch_unwind(AssertUnwindSafe(|| body(&data))).is_err() {
+                findings.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(
+        findings.is_empty(),
+        "inputs that make a target fail:\n{}",
+        findings.join("\n")
+    );
+}
+
+#[test]
+fn the_differential_target_classifies_known_disagreements() {
+    // Both accept, the same tree.
+    assert_eq!(disagreement(b"<a xmlns='urn:x' b='c'>t<d/></a>"), Ok(None));
+    // Both refuse.
+    assert_eq!(disagreement(b"<a xmlns='urn:x'>"), Ok(None));
+    assert_eq!(
+        disagreement(b"<a/>"),
+        Ok(Some(Disagreement::UnqualifiedElement))
+    );
+    assert_eq!(
+        disagreement(b"<a xmlns='urn:x'/>junk"),
+        Ok(Some(Disagreement::AfterTheFirstElement))
+    );
+    // rxml restricts XML as RFC 6120 §11 does: both refuse a comment.
+    assert_eq!(disagreement(b"<a xmlns='urn:x'><!-- c --></a>"), Ok(None));
+    assert_eq!(
+        disagreement(b"<a xmlns='urn:x' b='1' b='2'/>"),
+        Ok(Some(Disagreement::RepeatedAttribute))
+    );
+    assert_eq!(
+        disagreement(b"\xEF\xBB\xBF<a xmlns='urn:x'/>"),
+        Ok(Some(Disagreement::ByteOrderMark))
+    );
+    let deep = format!(
+        "<a xmlns='urn:x'>{}{}</a>",
+        "<b>".repeat(200),
+        "</b>".repeat(200)
+    );
+    assert_eq!(
+        disagreement(deep.as_bytes()),
+        Ok(Some(Disagreement::HarnessLimit))
+    );
+}
