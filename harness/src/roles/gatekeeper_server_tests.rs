@@ -259,3 +259,40 @@ async fn a_frame_that_does_not_decrypt_fails_the_frame_format() {
     .expect_err("refused");
     assert_eq!(d.requirement.as_deref(), Some(req::FRAMING));
 }
+
+#[tokio::test]
+async fn an_idle_limit_is_announced_with_bind_and_only_then() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let out = std::sync::Arc::clone(&seen);
+    let n = Negotiate {
+        upto: Stage::Session,
+        mechanisms: vec!["PLAIN".into()],
+        sasl: SaslAnswer::Verify,
+        features_delay: None,
+        idle_limit: Some(Duration::from_secs(12)),
+    };
+    negotiate_with(n, move |mut c| async move {
+        c.send(&header()).await;
+        let first = c.until("</stream:features>").await;
+        c.send(&auth(ACCOUNT, CREDENTIAL)).await;
+        c.until("<success").await;
+        c.send(&header()).await;
+        let second = c.until("</stream:features>").await;
+        // Kept before the bind request: the server's part ends with the bind result.
+        *out.lock().expect("lock") = format!("{first}|{second}");
+        c.send("<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+            .await;
+        c.until("</iq>").await;
+    })
+    .await
+    .expect("negotiation succeeds");
+    let all = seen.lock().expect("lock").clone();
+    let idle = "<idle xmlns='urn:gatecheck:idle:0' seconds='12'/>";
+    assert_eq!(all.matches(idle).count(), 1, "{all}");
+    let (before_auth, with_bind) = all.split_once('|').expect("both features");
+    assert!(!before_auth.contains(idle), "{all}");
+    assert!(
+        with_bind.contains(idle) && with_bind.contains("xmpp-bind"),
+        "{all}"
+    );
+}
