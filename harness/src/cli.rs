@@ -37,7 +37,9 @@ pub enum Command {
     ///
     /// Without --iut, runs against the bundled reference provider. Every run
     /// prints its seed; every failure prints a command that reruns it alone.
-    /// Writes reports/<run-id>/report.json.
+    /// Writes reports/<run-id>/: report.json, junit.xml, summary.md and index.html
+    /// (docs/reports.md). With --baseline, exits 0 unless a verdict is worse than the
+    /// baseline allows.
     Run(RunArgs),
     /// List scenarios with the requirements they verify.
     List {
@@ -137,9 +139,17 @@ pub struct RunArgs {
     /// Run the K-th of N shards of the suite (1-based), for CI matrices.
     #[arg(long, value_name = "K/N", value_parser = parse_partition)]
     pub partition: Option<(usize, usize)>,
-    /// Where reports/<run-id>/ goes.
+    /// Where the run's report directory (<run-id>/: report.json, junit.xml, summary.md,
+    /// index.html) goes.
     #[arg(long, value_name = "DIR", default_value = "reports")]
     pub report_dir: PathBuf,
+    /// Known deviations (TOML, see `--write-baseline`): exit 0 when no verdict is worse
+    /// than the file allows, 1 on any new deviation; the report lists entries that now pass.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// Write the run's deviations as a baseline file (to edit: each needs its reason).
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
 }
 
 fn parse_transport(s: &str) -> Result<crate::transport::TransportKind, String> {
@@ -282,6 +292,15 @@ fn cmd_run(args: RunArgs) -> i32 {
     if selected.is_empty() {
         return fail("no scenario matches the selection (see `gatecheck list`)");
     }
+    let baseline = match args
+        .baseline
+        .as_deref()
+        .map(report::baseline::Baseline::load)
+    {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => return fail(e),
+    };
     let seed = args.seed.unwrap_or_else(fresh_seed);
     let jobs = args.jobs.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -324,7 +343,9 @@ fn cmd_run(args: RunArgs) -> i32 {
         return fail(format!("cannot install the SIGINT/SIGTERM handlers: {e}"));
     }
     let stdout = std::io::stdout();
-    let mut reporter = TerminalReporter::new(stdout.lock(), rerun, live_progress());
+    let started_at = std::time::SystemTime::now();
+    let started = std::time::Instant::now();
+    let mut reporter = TerminalReporter::new(stdout.lock(), rerun.clone(), live_progress());
     let outcome = runtime.block_on(runner::run_until(
         &selected,
         &iut,
@@ -335,41 +356,98 @@ fn cmd_run(args: RunArgs) -> i32 {
     // Anything still registered (a task the watchdog abandoned) goes now.
     procs::kill_every_live();
     let summary = outcome.summary;
-    let run_id = report::run_id(seed);
     let info = IutInfo {
         name: iut.name.clone(),
         roles: iut.roles.iter().map(|r| r.to_string()).collect(),
         features: iut.features.clone(),
         transport: iut.transport.to_string(),
     };
-    let report = Report {
-        schema_version: report::SCHEMA_VERSION,
-        run_id: &run_id,
+    let mut report = Report::new(report::RunFacts {
+        run_id: report::run_id(seed),
         seed,
-        harness_version: env!("CARGO_PKG_VERSION"),
-        iut: &info,
-        summary: &summary,
-        interrupted: outcome.interrupted.as_deref(),
-        harness: report::HarnessInfo::measure(),
-        scenarios: &outcome.results,
-        not_run: &outcome.not_run,
-        requirements: report::cited_requirements(&outcome.results),
-    };
-    match report::write_json(&args.report_dir, &report) {
-        Ok(path) => println!("report: {}", path.display()),
-        Err(e) => {
-            return fail(format!(
-                "cannot write the report under {}: {e}",
+        started_at,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        iut: info,
+        summary,
+        interrupted: outcome.interrupted.clone(),
+        partition: args.partition,
+        rerun_prefix: rerun,
+        results: outcome.results,
+        not_run: outcome.not_run,
+    });
+    let results: Vec<runner::ScenarioResult> =
+        report.scenarios.iter().map(|s| s.result.clone()).collect();
+    if let Some(b) = &baseline {
+        let suite_ids: Vec<&str> = suite.iter().map(|s| s.id.as_str()).collect();
+        let comparison = b.compare(&results, &suite_ids);
+        for id in &comparison.unknown {
+            eprintln!(
+                "gatecheck: warning: baseline {}: {id:?} is no scenario of the suite",
+                b.path.display()
+            );
+        }
+        report.baseline = Some(comparison);
+    }
+    let mut failed_writes = false;
+    match report::write_all(&args.report_dir, &report) {
+        Ok(dir) => println!("report: {}/ ({})", dir.display(), report::FILES.join(", ")),
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("gatecheck: error: {e}");
+            }
+            eprintln!(
+                "gatecheck: the report under {} is incomplete; files not listed above were written",
                 args.report_dir.display()
-            ));
+            );
+            failed_writes = true;
         }
     }
-    if let Some(signal) = &outcome.interrupted {
+    if let Some(path) = &args.write_baseline {
+        let text = report::baseline::render(&results, &report.run_id);
+        match report::replace_file(path, |out| out.write_all(text.as_bytes())) {
+            Ok(()) => println!("baseline written: {}", path.display()),
+            Err(e) => {
+                eprintln!("gatecheck: error: {e}");
+                failed_writes = true;
+            }
+        }
+    }
+    if let Some(c) = &report.baseline {
+        println!(
+            "baseline {}: {} new deviation(s), {} known, {} now passing",
+            c.file,
+            c.regressions.len(),
+            c.still_deviating.len(),
+            c.resolved.len()
+        );
+        for r in &c.regressions {
+            println!("  new: {} {}", r.scenario, r.verdict.as_str());
+        }
+        for r in &c.resolved {
+            println!(
+                "  now {}: {} (remove it from the baseline)",
+                r.verdict.as_str(),
+                r.scenario
+            );
+        }
+    }
+    if failed_writes {
+        return exit::ERROR;
+    }
+    let outcome_interrupted = report.interrupted.clone();
+    let outcome_not_run = report.not_run.len();
+    if let Some(signal) = &outcome_interrupted {
         eprintln!(
-            "gatecheck: interrupted by {signal}: {} scenario(s) not run (listed in the report)",
-            outcome.not_run.len()
+            "gatecheck: interrupted by {signal}: {outcome_not_run} scenario(s) not run (listed in the report)"
         );
         return exit::for_signal(signal);
+    }
+    if let Some(c) = &report.baseline {
+        return if c.nothing_worse() {
+            exit::OK
+        } else {
+            exit::FAILED
+        };
     }
     if summary.all_passed() {
         exit::OK

@@ -68,7 +68,9 @@ pub(crate) async fn run_guarded(
         seed,
         failure,
         warnings,
-        transcript: keep_details.then(|| transcript.entries()),
+        // Every scenario keeps its transcript (bounded per scenario by the Transcript, per
+        // run by the report): a pass is evidence too.
+        transcript: Some(transcript.entries()),
         iut_stderr: if keep_details {
             stderr.filter(|s| !s.is_empty())
         } else {
