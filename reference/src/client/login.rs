@@ -391,7 +391,15 @@ impl ExpectBindResult<'_> {
                         .with_text(format!("reachable at {}", params.account)),
                 );
             }
-            session.send_stanza(presence).await?;
+            if session.mutant() == Mutant::TruncatedFrameSent {
+                // STREAM-4 deviation: the correct client puts each transport message whole
+                // in a frame of exactly its length.
+                session
+                    .send_truncated_frame_for_mutant(&presence.to_xml_in(ns::JABBER_CLIENT))
+                    .await;
+            } else {
+                session.send_stanza(presence).await?;
+            }
         }
         Ok(session)
     }

@@ -133,6 +133,11 @@ impl Session {
         self.stream.send_raw(xml).await
     }
 
+    /// Writes a stanza in a truncated Noise frame (the truncated-frame-sent mutant).
+    pub async fn send_truncated_frame_for_mutant(&mut self, xml: &str) {
+        self.stream.send_truncated_frame(xml).await;
+    }
+
     /// Waits for the reader task (cancel-safe: for the driver's `select!`).
     pub async fn recv_inbound(&mut self) -> Inbound {
         self.stream.recv_inbound().await

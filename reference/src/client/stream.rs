@@ -122,6 +122,14 @@ impl XmlStream {
         }
     }
 
+    /// Writes `xml` in a Noise transport frame cut short (mutants only; nothing over TLS).
+    pub async fn send_truncated_frame(&mut self, xml: &str) {
+        if let Some(writer) = self.writer.as_mut() {
+            self.last_write = Instant::now();
+            let _ = writer.send_framed(xml.as_bytes(), FrameMode::Truncate).await;
+        }
+    }
+
     /// Sends one element inside the `jabber:client` stream.
     pub async fn send(&mut self, element: &Element) -> Result<(), Failure> {
         self.send_raw(&element.to_xml_in(ns::JABBER_CLIENT)).await
@@ -188,6 +196,13 @@ impl XmlStream {
             // STREAM-30 deviation: the correct client names malformed XML not-well-formed.
             StreamErrorCondition::NotWellFormed if self.mutant == Mutant::MalformedAsBadFormat => {
                 StreamErrorCondition::BadFormat
+            }
+            // STREAM-14 deviation: the correct client names a declared non-UTF-8 encoding
+            // unsupported-encoding.
+            StreamErrorCondition::UnsupportedEncoding
+                if self.mutant == Mutant::EncodingAsNotWellFormed =>
+            {
+                StreamErrorCondition::NotWellFormed
             }
             c => c,
         };
