@@ -120,6 +120,8 @@ async fn run_client(mutant: Mutant) {
     let mut session: Option<client::Session> = None;
     // Set by keep_connected: we reconnect by ourselves until disconnect or shutdown.
     let mut keep: Option<reconnect::Keep> = None;
+    // A session of this process reached binding: later logins are reconnects (STREAM-36).
+    let mut was_bound = false;
     loop {
         tokio::select! {
             line = commands.recv() => {
@@ -156,7 +158,7 @@ async fn run_client(mutant: Mutant) {
                             continue;
                         }
                         let mut notes = Vec::new();
-                        let outcome = client::connect(&params, mutant, &mut notes).await;
+                        let outcome = client::connect(&params, mutant, was_bound, &mut notes).await;
                         for note in notes {
                             events.emit(note).await;
                         }
@@ -164,6 +166,7 @@ async fn run_client(mutant: Mutant) {
                             Ok(s) => {
                                 events.emit(Event::Connected { seq: Some(seq), jid: s.jid().to_owned() }).await;
                                 session = Some(s);
+                        was_bound = true;
                             }
                             Err(failure) => {
                                 eprintln!("{NAME}: connect failed: {failure}");
@@ -206,7 +209,7 @@ async fn run_client(mutant: Mutant) {
             () = reconnect::due(&keep), if session.is_none() => {
                 let Some(k) = keep.as_mut() else { continue };
                 let mut notes = Vec::new();
-                let outcome = client::connect(&k.params, mutant, &mut notes).await;
+                let outcome = client::connect(&k.params, mutant, was_bound, &mut notes).await;
                 for note in notes {
                     events.emit(note).await;
                 }
@@ -216,6 +219,7 @@ async fn run_client(mutant: Mutant) {
                         let seq = k.unanswered.take();
                         events.emit(Event::Connected { seq, jid: s.jid().to_owned() }).await;
                         session = Some(s);
+                        was_bound = true;
                     }
                     Err(failure) => {
                         // Attempts are not answers: the command stays pending until a session.

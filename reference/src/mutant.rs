@@ -124,6 +124,8 @@ mutants! {
         "accepts input one above each STREAM-32 ceiling: every size limit is one above its ceiling"),
     WhitespaceIsError => ("whitespace-is-error", "STREAM-33",
         "treats a whitespace-only keepalive as malformed input"),
+    PresenceBeforeRebind => ("presence-before-rebind", "STREAM-36",
+        "on a reconnect, sends its presence before the new stream's resource binding"),
     EncodingAsNotWellFormed => ("encoding-as-not-well-formed", "STREAM-14",
         "refuses an XML declaration naming another encoding with not-well-formed, not unsupported-encoding"),
     TruncatedFrameSent => ("truncated-frame-sent", "STREAM-4",

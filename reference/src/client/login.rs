@@ -29,6 +29,8 @@ struct Login<'a> {
     notes: &'a mut Vec<Event>,
     /// The idle limit the gatekeeper announced with `<bind/>` (STREAM-47), if valid.
     idle_limit: Option<std::time::Duration>,
+    /// An earlier session of this process was bound: this login is a reconnect.
+    reconnect: bool,
 }
 
 /// Stream header sent; waiting for the server's (before SASL).
@@ -48,6 +50,7 @@ struct ExpectBindResult<'a>(Login<'a>);
 pub async fn run(
     stream: XmlStream,
     params: &ConnectParams,
+    reconnect: bool,
     notes: &mut Vec<Event>,
 ) -> Result<Session, Failure> {
     let mut login = Login {
@@ -55,6 +58,7 @@ pub async fn run(
         params,
         notes,
         idle_limit: None,
+        reconnect,
     };
     login.send_header().await?;
     let state = ExpectHeader(login);
@@ -314,6 +318,14 @@ impl<'a> ExpectBindFeatures<'a> {
             ));
         }
         login.idle_limit = announced_idle_limit(&features);
+        if login.stream.mutant == Mutant::PresenceBeforeRebind && login.reconnect {
+            // STREAM-36 deviation: the correct client starts a reconnected stream afresh;
+            // this one carries its old session's availability over, before binding.
+            login
+                .stream
+                .send(&Element::new("presence", ns::JABBER_CLIENT))
+                .await?;
+        }
         if login.stream.mutant == Mutant::PresenceBeforeBind {
             // STREAM-22 deviation: the correct client sends presence only after binding.
             login

@@ -151,9 +151,11 @@ impl Failure {
 
 /// Runs a whole connect: TCP, transport handshake, stream, SASL PLAIN, bind, initial presence.
 /// `notes` collects events to emit before the outcome (e.g. an ignored stream error).
+/// `reconnect`: a session of this process reached binding before (STREAM-36).
 pub async fn connect(
     params: &ConnectParams,
     mutant: Mutant,
+    reconnect: bool,
     notes: &mut Vec<Event>,
 ) -> Result<Session, Failure> {
     // Parameters are checked before any byte goes out.
@@ -220,7 +222,7 @@ pub async fn connect(
     let established = established.map_err(Failure::Handshake)?;
 
     let stream = XmlStream::new(established.reader, established.writer, mutant);
-    login::run(stream, params, notes).await
+    login::run(stream, params, reconnect, notes).await
 }
 
 /// The `wrong-intro-version` mutant's TCP stream: the fourth byte written (the intro's minor

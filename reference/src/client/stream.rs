@@ -126,7 +126,9 @@ impl XmlStream {
     pub async fn send_truncated_frame(&mut self, xml: &str) {
         if let Some(writer) = self.writer.as_mut() {
             self.last_write = Instant::now();
-            let _ = writer.send_framed(xml.as_bytes(), FrameMode::Truncate).await;
+            let _ = writer
+                .send_framed(xml.as_bytes(), FrameMode::Truncate)
+                .await;
         }
     }
 

@@ -33,6 +33,8 @@ pub use watchdog::TEARDOWN_GRACE;
 use watchdog::{error_outcome, scenario_limit};
 pub(super) use watchdog::{harness_error, run_guarded};
 
+/// A reconnect starts afresh: nothing before the new stream's bind.
+const RECONNECT_AFRESH: &str = "STREAM-36";
 /// How long a write to the IUT may wait for the driver events already written to be read.
 const SETTLE_LIMIT: Duration = Duration::from_millis(50);
 /// How long a stopped IUT gets to exit before it is killed.
@@ -465,7 +467,17 @@ impl<'a> Exec<'a> {
         let conn = dev.conn.as_mut().ok_or_else(|| {
             Deviation::error(format!("{label}negotiate needs a completed handshake"))
         })?;
-        let done = gk::negotiate(conn, n, &creds, deadline, self.vars.rng()).await?;
+        // On a reconnect, a stanza before the new stream's bind is STREAM-36's own case.
+        let reconnect = dev.past_conns.iter().any(|f| f.bound_at.is_some());
+        let done = gk::negotiate(conn, n, &creds, deadline, self.vars.rng())
+            .await
+            .map_err(|mut d| {
+                if reconnect && d.requirement.as_deref() == Some(gk::req::BIND_FIRST) {
+                    d.requirement = Some(RECONNECT_AFRESH.into());
+                    d.got = format!("{} (on a reconnect, after an earlier bound stream)", d.got);
+                }
+                d
+            })?;
         if let Some(jid) = done.jid {
             // The bind result was the last thing written: `connected` may follow it.
             conn.facts.bound_at = conn.facts.last_write_at;
