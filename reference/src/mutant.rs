@@ -124,6 +124,8 @@ mutants! {
         "accepts input one above each STREAM-32 ceiling: every size limit is one above its ceiling"),
     WhitespaceIsError => ("whitespace-is-error", "STREAM-33",
         "treats a whitespace-only keepalive as malformed input"),
+    PayloadInMessage1 => ("payload-in-message-1", "STREAM-2",
+        "sends Noise handshake message 1 with a one-byte payload (33 bytes, not 32)"),
     PresenceBeforeRebind => ("presence-before-rebind", "STREAM-36",
         "on a reconnect, sends its presence before the new stream's resource binding"),
     EncodingAsNotWellFormed => ("encoding-as-not-well-formed", "STREAM-14",

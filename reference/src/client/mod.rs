@@ -191,11 +191,16 @@ pub async fn connect(
                 // A fresh client static key per connection: the profile does not authenticate
                 // clients by it (SPEC.md §7.1).
                 let keypair = NoiseKeypair::generate();
-                if mutant == Mutant::WrongIntroVersion {
-                    // STREAM-3 deviation: the correct client writes the intro 0x47 0x43 0x00 0x01.
-                    let tcp = IntroRewriter {
+                if matches!(
+                    mutant,
+                    Mutant::WrongIntroVersion | Mutant::PayloadInMessage1
+                ) {
+                    // STREAM-3, STREAM-2 deviations (see HandshakeRewriter): the correct
+                    // client writes the intro 0x47 0x43 0x00 0x01 and a 32-byte message 1.
+                    let tcp = HandshakeRewriter {
                         inner: tcp,
                         written: 0,
+                        mutant,
                     };
                     noise_connect(tcp, &keypair, pinned).await
                 } else if mutant == Mutant::NoKeyPin {
@@ -225,14 +230,43 @@ pub async fn connect(
     login::run(stream, params, reconnect, notes).await
 }
 
-/// The `wrong-intro-version` mutant's TCP stream: the fourth byte written (the intro's minor
-/// version) goes out as 0x02; everything else passes unchanged.
-struct IntroRewriter {
+/// The TCP stream of the mutants that alter the Noise handshake bytes on their way out;
+/// everything else passes unchanged.
+struct HandshakeRewriter {
     inner: TcpStream,
+    /// Bytes of the original stream consumed so far.
     written: usize,
+    mutant: Mutant,
 }
 
-impl tokio::io::AsyncRead for IntroRewriter {
+/// Where message 1 starts (after the 4-byte intro and its 2-byte length), and its length.
+const MSG1_AT: usize = 6;
+const MSG1_LEN: usize = 32;
+
+impl HandshakeRewriter {
+    /// The bytes to send for original bytes `buf` at stream offset `self.written`.
+    fn rewrite(&self, buf: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(buf.len() + 1);
+        for (i, &b) in buf.iter().enumerate() {
+            let at = self.written + i;
+            match self.mutant {
+                // STREAM-3 deviation: the intro's minor version goes out as 0x02.
+                Mutant::WrongIntroVersion if at == 3 => out.push(0x02),
+                // STREAM-2 deviation: message 1 carries a one-byte payload (its length
+                // field says 33, and a zero byte follows the ephemeral key).
+                Mutant::PayloadInMessage1 if at == MSG1_AT - 1 => out.push(b + 1),
+                Mutant::PayloadInMessage1 if at == MSG1_AT + MSG1_LEN - 1 => {
+                    out.push(b);
+                    out.push(0);
+                }
+                _ => out.push(b),
+            }
+        }
+        out
+    }
+}
+
+impl tokio::io::AsyncRead for HandshakeRewriter {
     fn poll_read(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
@@ -242,25 +276,25 @@ impl tokio::io::AsyncRead for IntroRewriter {
     }
 }
 
-impl tokio::io::AsyncWrite for IntroRewriter {
+impl tokio::io::AsyncWrite for HandshakeRewriter {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        const MINOR_AT: usize = 3;
-        let mut bytes = buf.to_vec();
-        if let Some(b) = MINOR_AT
-            .checked_sub(self.written)
-            .and_then(|i| bytes.get_mut(i))
-        {
-            *b = 0x02;
-        }
+        let bytes = self.rewrite(buf);
         let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, &bytes);
-        if let std::task::Poll::Ready(Ok(n)) = polled {
-            self.written += n;
+        match polled {
+            std::task::Poll::Ready(Ok(n)) if n == bytes.len() => {
+                self.written += buf.len();
+                std::task::Poll::Ready(Ok(buf.len()))
+            }
+            // A mutant only: a partial write of a rewritten chunk is not worth resuming.
+            std::task::Poll::Ready(Ok(_)) => std::task::Poll::Ready(Err(std::io::Error::other(
+                "partial write of a rewritten handshake chunk",
+            ))),
+            other => other,
         }
-        polled
     }
 
     fn poll_flush(
