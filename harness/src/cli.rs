@@ -10,7 +10,7 @@ use crate::exit;
 use crate::iut::IutConfig;
 use crate::iut::procs;
 use crate::report::terminal::{TerminalReporter, live_progress};
-use crate::report::{self, IutInfo, Report};
+use crate::report::{self, IutInfo, Report, certify};
 use crate::runner::{self, RunOptions, StopHandle, StopSignal};
 use crate::scenario::{self, SuiteDirs};
 use crate::spec::Catalogue;
@@ -101,6 +101,65 @@ pub enum Command {
     /// Prints the ports, the Noise static key and the TLS CA, then logs each
     /// connection's transcript live. Stop with Ctrl-C.
     Serve(crate::roles::serve::ServeArgs),
+    /// Make an Ed25519 key pair for signing certification bundles.
+    ///
+    /// Writes PREFIX.key (the private key, mode 0600: keep it secret) and PREFIX.pub (give
+    /// it to whoever verifies). Never overwrites a file.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(long, value_name = "PREFIX", default_value = "gatecheck-signing")]
+        out: PathBuf,
+    },
+    /// Run every scenario verifying a MUST of the IUT's roles and write a signed bundle.
+    ///
+    /// The bundle holds the report, the iut.toml, the suite's version with the SHA-256 of
+    /// every scenario and fixture file and of SPEC.md, the harness version, and the verdict:
+    /// certified only when every MUST the selected scenarios cite passed (a fail,
+    /// inconclusive, error or unexplained not-applicable is a reason not to). Exit 0
+    /// certified, 1 not certified, 2 usage or harness error.
+    Certify(CertifyArgs),
+    /// Check a certification bundle's signature and that it was made with this suite.
+    ///
+    /// The suite is the one built into this gatecheck (or --scenarios DIR), compared file by
+    /// file with the SHA-256 hashes the bundle records, SPEC.md included.
+    ///
+    /// Exit 0 when it verifies and certifies, 1 when it does not verify or says not
+    /// certified, 2 when a file cannot be read.
+    Verify {
+        /// The bundle (certification.json).
+        bundle: PathBuf,
+        /// The signer's public key (PREFIX.pub from `gatecheck keygen`).
+        #[arg(long = "pub", value_name = "KEY")]
+        public: PathBuf,
+        /// The suite to compare with. Default: the suite built into gatecheck.
+        #[arg(long, value_name = "DIR")]
+        scenarios: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CertifyArgs {
+    /// The IUT description (iut.toml).
+    #[arg(long, value_name = "FILE")]
+    pub iut: PathBuf,
+    /// The private key to sign with (PREFIX.key from `gatecheck keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+    /// Where the bundle goes. Default: certification.json in the run's report directory.
+    #[arg(long, value_name = "BUNDLE")]
+    pub out: Option<PathBuf>,
+    /// Directory of scenario files. Default: the bundled suite.
+    #[arg(long, value_name = "DIR")]
+    pub scenarios: Option<PathBuf>,
+    /// Seed for every random choice of the run. Default: a fresh one, printed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Scenarios run at once. Default: the number of cores.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Where the run's report directory goes.
+    #[arg(long, value_name = "DIR", default_value = "reports")]
+    pub report_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -212,6 +271,13 @@ pub fn main() -> i32 {
         Command::Explain { id, json } => cmd_explain(id.as_deref(), json),
         Command::CheckStanza { input } => cmd_check_stanza(&input),
         Command::Serve(args) => crate::roles::serve::run(args),
+        Command::Keygen { out } => cmd_keygen(&out),
+        Command::Certify(args) => cmd_certify(args),
+        Command::Verify {
+            bundle,
+            public,
+            scenarios,
+        } => cmd_verify(&bundle, &public, scenarios),
     }
 }
 
@@ -324,57 +390,11 @@ fn cmd_run(args: RunArgs) -> i32 {
     if let Some(d) = &custom_dir {
         rerun.push_str(&format!(" --scenarios {}", d.display()));
     }
-    let opts = RunOptions { seed, jobs, dirs };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut report = match execute(&selected, &iut, seed, jobs, dirs, args.partition, rerun) {
         Ok(r) => r,
-        Err(e) => return fail(format!("cannot start the async runtime: {e}")),
+        Err(code) => return code,
     };
-    // Daemons an IUT double-forks are re-parented here, so that they can be killed too.
-    if let Err(e) = procs::become_subreaper() {
-        eprintln!(
-            "gatecheck: warning: cannot become a child subreaper ({e}): a daemon an IUT double-forks may outlive its scenario"
-        );
-    }
-    let (stop_handle, stop) = StopSignal::new();
-    if let Err(e) = runtime.block_on(watch_signals(stop_handle)) {
-        return fail(format!("cannot install the SIGINT/SIGTERM handlers: {e}"));
-    }
-    let stdout = std::io::stdout();
-    let started_at = std::time::SystemTime::now();
-    let started = std::time::Instant::now();
-    let mut reporter = TerminalReporter::new(stdout.lock(), rerun.clone(), live_progress());
-    let outcome = runtime.block_on(runner::run_until(
-        &selected,
-        &iut,
-        &opts,
-        Some(stop),
-        |ev| reporter.handle(ev),
-    ));
-    // Anything still registered (a task the watchdog abandoned) goes now.
-    procs::kill_every_live();
-    let summary = outcome.summary;
-    let info = IutInfo {
-        name: iut.name.clone(),
-        roles: iut.roles.iter().map(|r| r.to_string()).collect(),
-        features: iut.features.clone(),
-        transport: iut.transport.to_string(),
-    };
-    let mut report = Report::new(report::RunFacts {
-        run_id: report::run_id(seed),
-        seed,
-        started_at,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-        iut: info,
-        summary,
-        interrupted: outcome.interrupted.clone(),
-        partition: args.partition,
-        rerun_prefix: rerun,
-        results: outcome.results,
-        not_run: outcome.not_run,
-    });
+    let summary = report.summary;
     let results: Vec<runner::ScenarioResult> =
         report.scenarios.iter().map(|s| s.result.clone()).collect();
     if let Some(b) = &baseline {
@@ -388,20 +408,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         }
         report.baseline = Some(comparison);
     }
-    let mut failed_writes = false;
-    match report::write_all(&args.report_dir, &report) {
-        Ok(dir) => println!("report: {}/ ({})", dir.display(), report::FILES.join(", ")),
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("gatecheck: error: {e}");
-            }
-            eprintln!(
-                "gatecheck: the report under {} is incomplete; files not listed above were written",
-                args.report_dir.display()
-            );
-            failed_writes = true;
-        }
-    }
+    let mut failed_writes = !write_report(&args.report_dir, &report);
     if let Some(path) = &args.write_baseline {
         let text = report::baseline::render(&results, &report.run_id);
         match report::replace_file(path, |out| out.write_all(text.as_bytes())) {
@@ -453,6 +460,300 @@ fn cmd_run(args: RunArgs) -> i32 {
         exit::OK
     } else {
         exit::FAILED
+    }
+}
+
+fn default_jobs(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    })
+}
+
+fn cmd_keygen(out: &std::path::Path) -> i32 {
+    match certify::keygen(out) {
+        Ok((private, public)) => {
+            println!(
+                "private key: {} (mode 0600; keep it secret)",
+                private.display()
+            );
+            println!("public key:  {}", public.display());
+            exit::OK
+        }
+        Err(e) => fail(e),
+    }
+}
+
+fn cmd_certify(args: CertifyArgs) -> i32 {
+    // The key is checked before anything runs; its contents never reach a message.
+    let key = match certify::load_signing_key(&args.key) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let custom_dir = args.scenarios.clone();
+    let dirs = suite_dirs(args.scenarios);
+    let suite = match load(&dirs) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let iut = match IutConfig::load(&args.iut) {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let iut_toml = match std::fs::read_to_string(&args.iut) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{}: {e}", args.iut.display())),
+    };
+    let catalogue = Catalogue::embedded();
+    let selected: Vec<scenario::Scenario> = certify::selection(&suite, &iut, catalogue)
+        .into_iter()
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        return fail(format!(
+            "no scenario of the suite verifies a MUST requirement of the roles {} claims",
+            args.iut.display()
+        ));
+    }
+    let suite_info = match certify::SuiteInfo::of(&dirs) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let seed = args.seed.unwrap_or_else(fresh_seed);
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "gatecheck".into());
+    let mut rerun = format!("{program} run --iut {}", args.iut.display());
+    if let Some(d) = &custom_dir {
+        rerun.push_str(&format!(" --scenarios {}", d.display()));
+    }
+    println!(
+        "gatecheck certify: {} scenario(s) verify a MUST of the roles {}",
+        selected.len(),
+        iut.roles
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let report = match execute(
+        &selected,
+        &iut,
+        seed,
+        default_jobs(args.jobs),
+        dirs,
+        None,
+        rerun,
+    ) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if !write_report(&args.report_dir, &report) {
+        return exit::ERROR;
+    }
+    let refs: Vec<&scenario::Scenario> = selected.iter().collect();
+    let mut reasons = certify::assess(&report, &refs, &iut, catalogue);
+    if let Some(signal) = &report.interrupted {
+        reasons.insert(0, format!("the run was interrupted by {signal}"));
+    }
+    let report_value = match serde_json::to_value(&report) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("cannot serialize the report: {e}")),
+    };
+    let manifest = certify::Manifest {
+        format: certify::FORMAT.to_string(),
+        created_at: report.started_at.clone(),
+        harness_version: env!("CARGO_PKG_VERSION").to_string(),
+        certified: reasons.is_empty(),
+        reasons: reasons.clone(),
+        iut_file: args.iut.display().to_string(),
+        iut_toml,
+        suite: suite_info,
+        selection: selected.iter().map(|s| s.id.clone()).collect(),
+        public_key: certify::public_key_text(&key.verifying_key()),
+        report: report_value,
+    };
+    let text = match certify::seal(&manifest, &key) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("cannot serialize the bundle: {e}")),
+    };
+    let out = args.out.unwrap_or_else(|| {
+        args.report_dir
+            .join(&report.run_id)
+            .join("certification.json")
+    });
+    if let Err(e) = report::replace_file(&out, |w| w.write_all(text.as_bytes())) {
+        return fail(e);
+    }
+    println!("bundle: {}", out.display());
+    if let Some(signal) = &report.interrupted {
+        eprintln!("gatecheck: interrupted by {signal}: the bundle says not certified");
+        return exit::for_signal(signal);
+    }
+    if reasons.is_empty() {
+        println!(
+            "CERTIFIED: {} passed every MUST of its roles that the suite verifies",
+            iut.name
+        );
+        exit::OK
+    } else {
+        println!("NOT CERTIFIED: {}", iut.name);
+        for r in &reasons {
+            println!("  - {r}");
+        }
+        exit::FAILED
+    }
+}
+
+fn cmd_verify(
+    bundle: &std::path::Path,
+    public: &std::path::Path,
+    scenarios: Option<PathBuf>,
+) -> i32 {
+    let key = match certify::load_verifying_key(public) {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
+    let dirs = suite_dirs(scenarios);
+    if crate::bundle::bundled_files_under(&dirs.scenarios).is_none() && !dirs.scenarios.is_dir() {
+        return fail(format!(
+            "--scenarios {}: no such directory",
+            dirs.scenarios.display()
+        ));
+    }
+    let local = match certify::SuiteInfo::of(&dirs) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let verified = match certify::verify(bundle, &key, &local) {
+        Ok(v) => v,
+        Err(e @ certify::CertifyError::Io { .. }) => return fail(e),
+        Err(e) => {
+            println!("INVALID: {e}");
+            return exit::FAILED;
+        }
+    };
+    let m = &verified.manifest;
+    println!("signature: valid ({})", public.display());
+    if m.public_key != certify::public_key_text(&key) {
+        println!("INVALID: the manifest names another signer's key than the one that verifies it");
+        return exit::FAILED;
+    }
+    if !verified.suite_differences.is_empty() {
+        println!("INVALID: the bundle was not made with this suite:");
+        for d in &verified.suite_differences {
+            println!("  - {d}");
+        }
+        return exit::FAILED;
+    }
+    println!(
+        "suite: {} ({} files and SPEC.md, every hash matches)",
+        m.suite.version,
+        m.suite.files.len()
+    );
+    if m.harness_version != env!("CARGO_PKG_VERSION") {
+        println!(
+            "note: made by gatecheck {}, verified by gatecheck {}",
+            m.harness_version,
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    let name = m.report["iut"]["name"].as_str().unwrap_or("the IUT");
+    if m.certified {
+        println!(
+            "CERTIFIED: {name} ({} scenarios, {})",
+            m.selection.len(),
+            m.created_at
+        );
+        exit::OK
+    } else {
+        println!("NOT CERTIFIED: {name}");
+        for r in &m.reasons {
+            println!("  - {r}");
+        }
+        exit::FAILED
+    }
+}
+
+/// Runs `selected` against `iut` under the SIGINT/SIGTERM handlers, the terminal reporter
+/// printing as it goes, and returns the run's report (not yet written).
+fn execute(
+    selected: &[scenario::Scenario],
+    iut: &IutConfig,
+    seed: u64,
+    jobs: usize,
+    dirs: SuiteDirs,
+    partition: Option<(usize, usize)>,
+    rerun: String,
+) -> Result<Report, i32> {
+    let opts = RunOptions { seed, jobs, dirs };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
+    // Daemons an IUT double-forks are re-parented here, so that they can be killed too.
+    if let Err(e) = procs::become_subreaper() {
+        eprintln!(
+            "gatecheck: warning: cannot become a child subreaper ({e}): a daemon an IUT double-forks may outlive its scenario"
+        );
+    }
+    let (stop_handle, stop) = StopSignal::new();
+    runtime
+        .block_on(watch_signals(stop_handle))
+        .map_err(|e| fail(format!("cannot install the SIGINT/SIGTERM handlers: {e}")))?;
+    let stdout = std::io::stdout();
+    let started_at = std::time::SystemTime::now();
+    let started = std::time::Instant::now();
+    let mut reporter = TerminalReporter::new(stdout.lock(), rerun.clone(), live_progress());
+    let outcome = runtime.block_on(runner::run_until(selected, iut, &opts, Some(stop), |ev| {
+        reporter.handle(ev)
+    }));
+    // Anything still registered (a task the watchdog abandoned) goes now.
+    procs::kill_every_live();
+    let info = IutInfo {
+        name: iut.name.clone(),
+        roles: iut.roles.iter().map(|r| r.to_string()).collect(),
+        features: iut.features.clone(),
+        transport: iut.transport.to_string(),
+    };
+    Ok(Report::new(report::RunFacts {
+        run_id: report::run_id(seed),
+        seed,
+        started_at,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        iut: info,
+        summary: outcome.summary,
+        interrupted: outcome.interrupted,
+        partition,
+        rerun_prefix: rerun,
+        results: outcome.results,
+        not_run: outcome.not_run,
+    }))
+}
+
+/// Writes every format of `report` under `dir`, saying where or what failed. False when a
+/// file could not be written.
+fn write_report(dir: &std::path::Path, report: &Report) -> bool {
+    match report::write_all(dir, report) {
+        Ok(run_dir) => {
+            println!(
+                "report: {}/ ({})",
+                run_dir.display(),
+                report::FILES.join(", ")
+            );
+            true
+        }
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("gatecheck: error: {e}");
+            }
+            eprintln!(
+                "gatecheck: the report under {} is incomplete: the files named above are missing or stale",
+                dir.display()
+            );
+            false
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! failed write (a full disk) leaves whatever was there before intact.
 
 pub mod baseline;
+pub mod certify;
 pub mod html;
 pub mod junit;
 pub mod markdown;
