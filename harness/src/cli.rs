@@ -135,6 +135,20 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         scenarios: Option<PathBuf>,
     },
+    /// Merge the reports of `--partition K/N` shards into the report of the whole run.
+    ///
+    /// Give every shard's run directory (or its report.json): the complete set 1..N of one
+    /// run (same seed, IUT and gatecheck version). Writes <report-dir>/<run-id>-merged/ in
+    /// every format. Exit 0 when every applicable scenario passed, 1 when some did not, 2
+    /// when the shards do not make one run.
+    Merge {
+        /// The shards' run directories or report.json files.
+        #[arg(required = true, value_name = "SHARD")]
+        shards: Vec<PathBuf>,
+        /// Where the merged report directory goes.
+        #[arg(long, value_name = "DIR", default_value = "reports")]
+        report_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -278,6 +292,7 @@ pub fn main() -> i32 {
             public,
             scenarios,
         } => cmd_verify(&bundle, &public, scenarios),
+        Command::Merge { shards, report_dir } => cmd_merge(&shards, &report_dir),
     }
 }
 
@@ -469,6 +484,32 @@ fn default_jobs(jobs: Option<usize>) -> usize {
             .map(|n| n.get())
             .unwrap_or(2)
     })
+}
+
+fn cmd_merge(shards: &[PathBuf], report_dir: &std::path::Path) -> i32 {
+    let report = match report::merge::merge(shards) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let s = &report.summary;
+    println!(
+        "merged {} shard(s): {} scenario(s): {} pass, {} fail, {} inconclusive, {} not-applicable, {} error",
+        report.merged_from.len(),
+        report.scenarios.len(),
+        s.pass,
+        s.fail,
+        s.inconclusive,
+        s.not_applicable,
+        s.error
+    );
+    if !write_report(report_dir, &report) {
+        return exit::ERROR;
+    }
+    if s.all_passed() && report.interrupted.is_none() {
+        exit::OK
+    } else {
+        exit::FAILED
+    }
 }
 
 fn cmd_keygen(out: &std::path::Path) -> i32 {

@@ -10,6 +10,7 @@ pub mod certify;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod merge;
 pub mod terminal;
 mod text;
 
@@ -59,7 +60,7 @@ impl HarnessInfo {
 }
 
 /// The IUT as a report names it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct IutInfo {
     pub name: String,
     pub roles: Vec<String>,
@@ -110,6 +111,9 @@ pub struct Report {
     /// Every requirement the run's scenarios cite or its failures name, with its basis
     /// (SPEC.md §2.1): a failure of a `profile` requirement is no violation of the RFC.
     pub requirements: BTreeMap<String, CitedRequirement>,
+    /// For a report merged from shards (`gatecheck merge`): each shard's run id and `K/N`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     /// The comparison with `--baseline FILE`, when one was given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub baseline: Option<baseline::Comparison>,
@@ -172,6 +176,7 @@ impl Report {
             not_run: facts.not_run,
             transcripts_dropped,
             requirements,
+            merged_from: Vec::new(),
             baseline: None,
         }
     }
