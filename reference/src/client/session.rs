@@ -285,7 +285,12 @@ impl Session {
                     // STANZA-6 deviation: the correct client answers service-unavailable.
                     return Ok(());
                 }
-                iq_error(iq, "cancel", "service-unavailable")
+                if self.mutant() == Mutant::ErrorTypeUnknown {
+                    // STANZA-10 deviation: the correct error type is one of RFC 6120's five.
+                    iq_error(iq, "fatal", "service-unavailable")
+                } else {
+                    iq_error(iq, "cancel", "service-unavailable")
+                }
             }
         };
         self.send_stanza(reply).await
@@ -317,6 +322,20 @@ impl Session {
             if self.mutant() == Mutant::ErrorOnError {
                 // STANZA-9 deviation: the correct client never answers an error.
                 let reply = message_error(message, "service-unavailable");
+                self.send_stanza(reply).await?;
+            }
+            if self.mutant() == Mutant::ReplyToMessageError
+                && let Some(from) = from
+            {
+                // STANZA-22 deviation: the correct client neither answers a message error nor
+                // shows it as content; this one tells the sender, in a chat message.
+                let reply = Element::new("message", ns::JABBER_CLIENT)
+                    .with_attr("type", "chat")
+                    .with_attr("to", from)
+                    .with_child(
+                        Element::new("body", ns::JABBER_CLIENT)
+                            .with_text("your message could not be delivered"),
+                    );
                 self.send_stanza(reply).await?;
             }
             return Ok(());
