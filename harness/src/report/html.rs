@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::markdown::headline;
-use super::text::{escape_html as esc, pretty_json, pretty_xml, visible};
+use super::text::{escape_html as esc, pretty_http, pretty_json, pretty_xml, visible};
 use super::{Report, ReportedScenario};
 use crate::runner::Verdict;
 use crate::spec::{Catalogue, Requirement};
@@ -330,7 +330,7 @@ fn scenario(o: &mut String, report: &Report, s: &ReportedScenario) {
 fn decoded(e: &Entry) -> String {
     let data = visible(&e.data);
     let pretty = match e.dir {
-        Direction::ToIut | Direction::FromIut => pretty_xml(&data),
+        Direction::ToIut | Direction::FromIut => pretty_http(&data).or_else(|| pretty_xml(&data)),
         Direction::DriverCommand | Direction::DriverEvent => pretty_json(&data),
         Direction::Note => None,
     };

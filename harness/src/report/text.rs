@@ -176,6 +176,24 @@ pub fn pretty_xml(s: &str) -> Option<String> {
     Some(out)
 }
 
+/// An HTTP exchange as the transcript records it (a request or status line, headers, a
+/// blank line, the body) with a JSON body pretty-printed; None when `s` is not one.
+pub fn pretty_http(s: &str) -> Option<String> {
+    let first = s.lines().next()?;
+    let is_http = first.starts_with("HTTP/")
+        || (first.ends_with(" HTTP/1.1")
+            && first
+                .split(' ')
+                .next()
+                .is_some_and(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase())));
+    if !is_http {
+        return None;
+    }
+    let (head, body) = s.split_once("\n\n")?;
+    let body = pretty_json(body).unwrap_or_else(|| body.to_string());
+    Some(format!("{head}\n\n{body}"))
+}
+
 /// A JSON value pretty-printed, or None when `s` is not JSON.
 pub fn pretty_json(s: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(s.trim()).ok()?;
@@ -210,6 +228,21 @@ mod tests {
             Some("</x>\n</y>\n<z>")
         );
         assert_eq!(pretty_xml("<é>ü</é>").as_deref(), Some("<é>ü</é>"));
+    }
+
+    #[test]
+    fn http_exchanges_keep_their_head_and_indent_a_json_body() {
+        assert_eq!(
+            pretty_http("POST /v1/auth HTTP/1.1\ncontent-type: application/json\n\n{\"a\":1}")
+                .as_deref(),
+            Some("POST /v1/auth HTTP/1.1\ncontent-type: application/json\n\n{\n  \"a\": 1\n}")
+        );
+        assert_eq!(
+            pretty_http("HTTP/1.1 204 (3 ms)\n\n").as_deref(),
+            Some("HTTP/1.1 204 (3 ms)\n\n")
+        );
+        assert_eq!(pretty_http("<iq/>"), None);
+        assert_eq!(pretty_http("note: GET HTTP/1.1"), None);
     }
 
     #[test]
