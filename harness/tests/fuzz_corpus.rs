@@ -78,6 +78,14 @@ fn the_differential_target_classifies_known_disagreements() {
         disagreement(b"\xEF\xBB\xBF<a xmlns='urn:x'/>"),
         Ok(Some(Disagreement::ByteOrderMark))
     );
+    assert_eq!(
+        disagreement(b"<a xmlns='urn:x\rx'/>"),
+        Ok(Some(Disagreement::LoneCarriageReturn))
+    );
+    assert_eq!(
+        disagreement("<a\u{FEFF} xmlns='urn:x'/>".as_bytes()),
+        Ok(Some(Disagreement::NonAsciiName))
+    );
     let deep = format!(
         "<a xmlns='urn:x'>{}{}</a>",
         "<b>".repeat(200),

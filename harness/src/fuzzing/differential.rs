@@ -34,6 +34,14 @@ pub enum Disagreement {
     /// rxml refuses a UTF-8 byte order mark before the first element; XML 1.0 §4.3.3 and
     /// appendix F.1 allow one, and the codec skips it (RFC 6120 §11.6 asks for UTF-8 only).
     ByteOrderMark,
+    /// rxml refuses a carriage return that no line feed follows; XML 1.0 §2.11 makes it a line
+    /// end (read as a line feed, and as a space inside an attribute value, §3.3.3), which the
+    /// codec accepts.
+    LoneCarriageReturn,
+    /// rxml refuses some non-ASCII name characters that the fifth edition of XML 1.0 (§2.3,
+    /// 2008) allows in names (e.g. U+FEFF, inside the range #xFDF0-#xFFFD); the codec follows
+    /// that edition, as RFC 6120 §11 (XML 1.0) reads today.
+    NonAsciiName,
     /// RFC 6120 §11 restricts XML further than XML 1.0 (no DTD, comment, processing
     /// instruction or undefined entity); the codec enforces it where rxml does not.
     RestrictedXml,
@@ -165,6 +173,19 @@ fn has_unqualified(e: &Element) -> bool {
         })
 }
 
+fn has_non_ascii_name(e: &Element) -> bool {
+    !e.name.is_ascii()
+        || e.attrs.iter().any(|(name, _)| !name.is_ascii())
+        || e.children.iter().any(|c| match c {
+            Node::Element(c) => has_non_ascii_name(c),
+            Node::Text(_) => false,
+        })
+}
+
+fn has_lone_cr(data: &[u8]) -> bool {
+    data.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') || data.last() == Some(&b'\r')
+}
+
 fn is_limit(v: &Violation) -> bool {
     matches!(
         v,
@@ -211,6 +232,10 @@ pub fn disagreement(data: &[u8]) -> Result<Option<Disagreement>, String> {
         (Some(mine), Err(e)) => {
             if data.starts_with(b"\xEF\xBB\xBF") {
                 Ok(Some(Disagreement::ByteOrderMark))
+            } else if has_lone_cr(data) {
+                Ok(Some(Disagreement::LoneCarriageReturn))
+            } else if has_non_ascii_name(mine) && e.to_string().contains("name") {
+                Ok(Some(Disagreement::NonAsciiName))
             } else if has_unqualified(mine) {
                 Ok(Some(Disagreement::UnqualifiedElement))
             } else {

@@ -253,6 +253,11 @@ pub enum Violation {
     /// An attribute value without quotes.
     #[error("attribute value: it must be quoted (XML 1.0 §3.1)")]
     UnquotedAttributeValue,
+    /// An attribute written straight after the previous one's closing quote.
+    #[error(
+        "attribute {name}: it must be separated from the one before by whitespace (XML 1.0 §3.1)"
+    )]
+    NoSpaceBeforeAttribute { name: String },
     /// A literal `]]>` in character data.
     #[error("']]>' in text: it must be escaped as ]]&gt; outside CDATA sections (XML 1.0 §2.4)")]
     CdataEndInText,
@@ -309,6 +314,7 @@ impl Violation {
             | V::ContentAfterClose
             | V::AttributeValueLt
             | V::UnquotedAttributeValue
+            | V::NoSpaceBeforeAttribute { .. }
             | V::CdataEndInText
             | V::UnknownMarkupDeclaration
             | V::ExpectedOneElement { .. }

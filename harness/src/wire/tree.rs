@@ -18,7 +18,7 @@ use quick_xml::Reader;
 use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::events::{BytesStart, Event};
 
-use super::chars::{find_forbidden_char, split_qname};
+use super::chars::{find_forbidden_char, is_xml_space, split_qname};
 use super::element::Element;
 use super::error::{Violation, WireError};
 use super::limits::Limits;
@@ -441,6 +441,21 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
             let attr = attr.map_err(|err| self.attr_error(&err, name_at))?;
             let key: &str = attr.key.0;
             let key_at = self.offset_of(key, name_at);
+            // quick-xml reads `a='1'b='2'` as two attributes; XML 1.0 §3.1 requires whitespace
+            // between them (the name before the first is followed by whitespace or `>` anyway).
+            if let Some(i) = offset_in(self.bytes, key.as_bytes())
+                && !i
+                    .checked_sub(1)
+                    .and_then(|before| self.bytes.get(before))
+                    .is_some_and(|&b| is_xml_space(b))
+            {
+                return Err(self.err(
+                    key_at,
+                    Violation::NoSpaceBeforeAttribute {
+                        name: key.to_owned(),
+                    },
+                ));
+            }
             let declared = if key == "xmlns" {
                 Some("")
             } else {
