@@ -48,3 +48,83 @@ fn attributes_without_whitespace_between_them_are_not_well_formed() {
         assert!(matches!(&events[..], [StreamEvent::Stanza(e)] if e.attr("c") == Some("2")));
     }
 }
+
+/// stanza_differential: `<?xml version='1.0' encodi~ng='UTF-8'?>` was accepted: quick-xml's
+/// declaration reader skips pseudo-attributes it does not know. XML 1.0 §2.8 allows version,
+/// then encoding, then standalone, nothing else and in that order.
+#[test]
+fn a_malformed_xml_declaration_is_refused() {
+    let limits = Limits::harness_ceilings();
+    let stanza = "<a xmlns='urn:x'/>";
+    for decl in [
+        "<?xml version='1.0' encodi~ng='UTF-8'?>",
+        "<?xml version='1.0' foo='bar'?>",
+        "<?xml encoding='UTF-8' version='1.0'?>",
+        "<?xml version='1.0' standalone='yes' encoding='UTF-8'?>",
+        "<?xml version='1.0'encoding='UTF-8'?>",
+        "<?xml version='1.0' encoding='UTF-8\"?>",
+        "<?xml version='1.0' encoding='8bit'?>",
+        "<?xml version='1.0' standalone='maybe'?>",
+        "<?xml version='1.0' version='1.0'?>",
+        "<?xml?>",
+    ] {
+        let input = format!("{decl}{stanza}");
+        let err = parse_all(input.as_bytes(), &limits).expect_err(decl);
+        assert_eq!(err.offset, 0, "{decl}");
+        assert_eq!(err.condition().as_str(), "not-well-formed", "{decl}");
+    }
+    for decl in [
+        "<?xml version='1.0'?>",
+        "<?xml version = \"1.0\" ?>",
+        "<?xml version='1.0' encoding='utf-8'?>",
+        "<?xml version='1.0' standalone='no'?>",
+        "<?xml version=\"1.0\"\n  encoding=\"UTF-8\"\tstandalone=\"yes\"?>",
+    ] {
+        let input = format!("{decl}{stanza}");
+        assert!(parse_all(input.as_bytes(), &limits).is_ok(), "{decl}");
+    }
+    // The version and encoding keep their own violations.
+    let err = parse_all(b"<?xml version='1.1'?><a xmlns='urn:x'/>", &limits).unwrap_err();
+    assert!(matches!(
+        err.violation,
+        Violation::UnsupportedXmlVersion { .. }
+    ));
+    let err = parse_all(
+        b"<?xml version='1.0' encoding='ISO-8859-1'?><a xmlns='urn:x'/>",
+        &limits,
+    )
+    .unwrap_err();
+    assert!(matches!(
+        err.violation,
+        Violation::UnsupportedEncoding { .. }
+    ));
+}
+
+/// stanza_parse: `<xml:langssage/>` (an element in the XML namespace, through the `xml` prefix
+/// that is always bound) was written back as `<langssage xmlns="http://www.w3.org/XML/1998/
+/// namespace"/>`, which Namespaces in XML 1.0 §3 forbids, so the copy did not parse.
+#[test]
+fn an_element_in_the_xml_namespace_is_written_with_the_xml_prefix() {
+    let limits = Limits::harness_ceilings();
+    let input = b"<xml:langssage><xml:b xmlns='urn:x'><c/></xml:b></xml:langssage>";
+    let events = parse_all(input, &limits).unwrap();
+    let [StreamEvent::Stanza(element)] = &events[..] else {
+        panic!("one stanza: {events:?}");
+    };
+    assert_eq!(element.ns, "http://www.w3.org/XML/1998/namespace");
+    let written = element.to_xml();
+    assert_eq!(
+        written, "<xml:langssage><xml:b><c xmlns=\"urn:x\"/></xml:b></xml:langssage>",
+        "the default namespace is declared where an element in it is written"
+    );
+    assert_eq!(
+        gatecheck::wire::parse_fragment(written.as_bytes(), &limits).as_ref(),
+        Ok(element)
+    );
+    // Inside a stream too.
+    let in_stream = element.to_xml_in("jabber:client");
+    assert_eq!(
+        gatecheck::wire::parse_fragment(in_stream.as_bytes(), &limits).as_ref(),
+        Ok(element)
+    );
+}

@@ -98,7 +98,7 @@ fn bytes_to_string(out: Vec<u8>) -> String {
 /// Writes one element iteratively (no recursion, whatever the depth of a hand-built tree).
 fn write_element(root: &Element, scope: Scope<'_>, out: &mut Vec<u8>) {
     // Each frame: the element, the index of the next child, and the scope for its children.
-    let mut stack: Vec<(&Element, usize, Scope<'_>, bool)> = Vec::new();
+    let mut stack: Vec<(&Element, usize, Scope<'_>, &'static [u8])> = Vec::new();
     let (inner, prefixed) = open_tag(root, scope, out);
     if root.children.is_empty() {
         out.extend_from_slice(b"/>");
@@ -125,9 +125,7 @@ fn write_element(root: &Element, scope: Scope<'_>, out: &mut Vec<u8>) {
             }
             None => {
                 out.extend_from_slice(b"</");
-                if prefixed {
-                    out.extend_from_slice(b"stream:");
-                }
+                out.extend_from_slice(prefixed);
                 out.extend_from_slice(element.name.as_bytes());
                 out.push(b'>');
                 stack.pop();
@@ -137,8 +135,8 @@ fn write_element(root: &Element, scope: Scope<'_>, out: &mut Vec<u8>) {
 }
 
 /// Writes `<name ...attrs` (without the closing `>`); returns the scope for the children and
-/// whether the `stream:` prefix was used.
-fn open_tag<'a>(e: &'a Element, scope: Scope<'a>, out: &mut Vec<u8>) -> (Scope<'a>, bool) {
+/// the prefix written before the name (`stream:`, `xml:` or none).
+fn open_tag<'a>(e: &'a Element, scope: Scope<'a>, out: &mut Vec<u8>) -> (Scope<'a>, &'static [u8]) {
     let mut stream_prefix = scope.stream_prefix;
     for (name, value) in &e.attrs {
         if name == "xmlns:stream" {
@@ -150,9 +148,17 @@ fn open_tag<'a>(e: &'a Element, scope: Scope<'a>, out: &mut Vec<u8>) -> (Scope<'
         }
     }
     out.push(b'<');
-    let prefixed = e.ns == ns::STREAMS && stream_prefix == StreamPrefix::Streams;
-    let default_ns = if prefixed {
-        out.extend_from_slice(b"stream:");
+    // The XML namespace can only be reached through the `xml` prefix, which is always bound
+    // (Namespaces in XML 1.0 §3: it may not be declared as the default namespace).
+    let prefixed: &'static [u8] = if e.ns == ns::XML {
+        b"xml:"
+    } else if e.ns == ns::STREAMS && stream_prefix == StreamPrefix::Streams {
+        b"stream:"
+    } else {
+        b""
+    };
+    let default_ns = if !prefixed.is_empty() {
+        out.extend_from_slice(prefixed);
         out.extend_from_slice(e.name.as_bytes());
         scope.default_ns
     } else {

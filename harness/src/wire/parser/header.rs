@@ -6,38 +6,104 @@ use crate::wire::limits::Limits;
 use crate::wire::ns;
 use crate::wire::tree::NsContext;
 
-/// Checks the leading `<?xml ...?>`: version 1.0, encoding (if given) UTF-8.
+/// Checks the leading `<?xml ...?>`: the grammar of XML 1.0 §2.8 (`XMLDecl`: version, then
+/// optionally encoding, then optionally standalone, in that order, nothing else), version 1.0,
+/// encoding (if given) UTF-8. quick-xml's declaration reader skips pseudo-attributes it does
+/// not know, so the grammar is checked here.
 pub(super) fn check_declaration(bytes: &[u8], base: u64) -> Result<(), WireError> {
-    use quick_xml::Reader;
-    use quick_xml::events::Event;
-
     let src = tree::validate_text(bytes, base)?;
-    let mut reader = Reader::from_str(src);
-    let xml = |e: &dyn std::fmt::Display| WireError::new(base, Violation::Xml(e.to_string()));
-    let decl = match reader.read_event() {
-        Ok(Event::Decl(d)) => d,
-        Ok(_) => return Err(xml(&"malformed XML declaration")),
-        Err(e) => return Err(xml(&e)),
-    };
-    let version = decl.version().map_err(|e| xml(&e))?;
-    if version != "1.0" {
-        let version = version.into_owned();
-        return Err(WireError::new(
+    let malformed = |why: &str| {
+        WireError::new(
             base,
-            Violation::UnsupportedXmlVersion { version },
+            Violation::Xml(format!("malformed XML declaration: {why} (XML 1.0 §2.8)")),
+        )
+    };
+    let body = src
+        .strip_prefix("<?xml")
+        .and_then(|rest| rest.strip_suffix("?>"))
+        .ok_or_else(|| malformed("it must be <?xml ... ?>"))?;
+    let mut pseudo = Vec::with_capacity(3);
+    let mut rest = body;
+    loop {
+        let trimmed = rest.trim_start_matches(is_space);
+        if trimmed.is_empty() {
+            break;
+        }
+        if trimmed.len() == rest.len() {
+            return Err(malformed(
+                "whitespace must come before each pseudo-attribute",
+            ));
+        }
+        let name_len = trimmed
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(trimmed.len());
+        let (name, after) = trimmed.split_at(name_len);
+        let after = after.trim_start_matches(is_space);
+        let after = after
+            .strip_prefix('=')
+            .ok_or_else(|| malformed("a pseudo-attribute needs = and a quoted value"))?
+            .trim_start_matches(is_space);
+        let quote = after
+            .chars()
+            .next()
+            .filter(|&q| q == '\'' || q == '"')
+            .ok_or_else(|| malformed("a pseudo-attribute value must be quoted"))?;
+        let inner = &after[1..];
+        let close = inner
+            .find(quote)
+            .ok_or_else(|| malformed("unterminated pseudo-attribute value"))?;
+        pseudo.push((name, &inner[..close]));
+        rest = &inner[close + 1..];
+    }
+    let names: Vec<&str> = pseudo.iter().map(|&(n, _)| n).collect();
+    let expected: &[&[&str]] = &[
+        &["version"],
+        &["version", "encoding"],
+        &["version", "standalone"],
+        &["version", "encoding", "standalone"],
+    ];
+    if !expected.contains(&names.as_slice()) {
+        return Err(malformed(
+            "only version, encoding and standalone, in that order, with version first",
         ));
     }
-    match decl.encoding() {
-        None => Ok(()),
-        Some(Ok(enc)) if enc.eq_ignore_ascii_case("utf-8") => Ok(()),
-        Some(Ok(enc)) => Err(WireError::new(
-            base,
-            Violation::UnsupportedEncoding {
-                encoding: enc.into_owned(),
-            },
-        )),
-        Some(Err(e)) => Err(xml(&e)),
+    for &(name, value) in &pseudo {
+        match name {
+            "version" if value != "1.0" => {
+                return Err(WireError::new(
+                    base,
+                    Violation::UnsupportedXmlVersion {
+                        version: value.to_owned(),
+                    },
+                ));
+            }
+            "encoding" if !is_enc_name(value) => return Err(malformed("bad encoding name")),
+            "encoding" if !value.eq_ignore_ascii_case("utf-8") => {
+                return Err(WireError::new(
+                    base,
+                    Violation::UnsupportedEncoding {
+                        encoding: value.to_owned(),
+                    },
+                ));
+            }
+            "standalone" if value != "yes" && value != "no" => {
+                return Err(malformed("standalone must be yes or no"));
+            }
+            _ => {}
+        }
     }
+    Ok(())
+}
+
+fn is_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// XML 1.0 §4.3.3 `EncName ::= [A-Za-z] ([A-Za-z0-9._] | '-')*`.
+fn is_enc_name(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Resolves and checks the header tag: `stream` in the streams namespace, default namespace
