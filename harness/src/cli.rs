@@ -383,11 +383,7 @@ fn cmd_run(args: RunArgs) -> i32 {
         Some(Err(e)) => return fail(e),
     };
     let seed = args.seed.unwrap_or_else(fresh_seed);
-    let jobs = args.jobs.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
+    let jobs = default_jobs(args.jobs);
     // The rerun line names the binary as it was invoked, so it can be pasted as is.
     let program = std::env::args()
         .next()
