@@ -138,6 +138,8 @@ mutants! {
         "sends its initial presence in a Noise frame cut shorter than the transport message"),
     NoKeepalive => ("no-keepalive", "STREAM-35",
         "never sends a keepalive on an idle stream, whatever idle limit the gatekeeper announced"),
+    IdleCloseWithoutError => ("idle-close-without-error", "STREAM-48",
+        "closes a stream silent for its idle limit without the connection-timeout stream error"),
     EarlyIdleClose => ("early-idle-close", "STREAM-43",
         "closes a stream with connection-timeout after a quarter of the idle limit without traffic"),
     ReconnectFlood => ("reconnect-flood", "STREAM-37",

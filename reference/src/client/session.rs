@@ -67,12 +67,15 @@ impl Session {
     /// since (then it is not due yet). The early-idle-close mutant instead closes a stream
     /// the server has been silent on.
     pub async fn on_timer(&mut self) -> Result<(), Failure> {
-        if self.mutant() == Mutant::EarlyIdleClose
-            && self.stream.last_read.elapsed() >= self.idle_limit / 4
-        {
-            // STREAM-43 deviation: the correct client never closes an idle stream before
-            // the idle limit (and this one does not close idle streams at all).
-            let detail = "idle stream closed at a quarter of the idle limit";
+        if self.stream.last_read.elapsed() >= self.idle_close_after() {
+            // STREAM-34: a stream silent for its idle limit is closed, with
+            // connection-timeout (STREAM-48).
+            if self.mutant() == Mutant::IdleCloseWithoutError {
+                // STREAM-48 deviation: the correct client sends connection-timeout first.
+                self.stream.close_locally().await;
+                return Err(Failure::Timeout);
+            }
+            let detail = "nothing received for the stream's idle limit";
             return Err(self
                 .stream
                 .refuse(StreamErrorCondition::ConnectionTimeout, detail)
@@ -89,14 +92,20 @@ impl Session {
         self.stream.send_raw(" ").await
     }
 
+    /// How long the server may stay silent before we close the stream (STREAM-34).
+    fn idle_close_after(&self) -> Duration {
+        if self.mutant() == Mutant::EarlyIdleClose {
+            // STREAM-43 deviation: the correct client waits the whole idle limit.
+            self.idle_limit / 4
+        } else {
+            self.idle_limit
+        }
+    }
+
     /// When [`Session::on_timer`] must run next.
     pub fn timer_at(&self) -> Instant {
-        let keepalive = self.keepalive_at();
-        if self.mutant() == Mutant::EarlyIdleClose {
-            keepalive.min(self.stream.last_read + self.idle_limit / 4)
-        } else {
-            keepalive
-        }
+        self.keepalive_at()
+            .min(self.stream.last_read + self.idle_close_after())
     }
 
     /// The full JID the server bound.

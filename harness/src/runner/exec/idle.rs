@@ -1,7 +1,9 @@
 //! `idle`: the gatekeeper goes quiet on a bound stream. The IUT must not close it for
 //! inactivity before the idle limit (STREAM-43: 300 s, or the limit announced with
-//! `<bind/>`, STREAM-47), and should keep it alive with whitespace or a ping once it has
-//! sent nothing for four fifths of that limit (STREAM-35, a SHOULD: a warning). Pings the IUT
+//! `<bind/>`, STREAM-47); it may close it once the limit has passed (STREAM-34), with the
+//! stream error `connection-timeout` (STREAM-48); and it should keep it alive with whitespace
+//! or a ping once it has sent nothing for four fifths of the limit (STREAM-35, a SHOULD: a
+//! warning). Silence is timed from the harness's last write on the connection. Pings the IUT
 //! sends are answered, as a server does; any other stanza is unexpected.
 
 use std::time::Duration;
@@ -17,6 +19,7 @@ use crate::wire::ns;
 
 pub const NO_EARLY_IDLE_CLOSE: &str = "STREAM-43";
 pub const KEEPALIVE: &str = "STREAM-35";
+pub const IDLE_CLOSE: &str = "STREAM-48";
 /// How often the byte count is looked at for a whitespace keepalive.
 const TICK: Duration = Duration::from_millis(100);
 /// How long the IUT's last writes before the silence may take to arrive.
@@ -27,15 +30,6 @@ const KEEPALIVE_SLACK: Duration = Duration::from_millis(1000);
 impl Exec<'_> {
     pub(super) async fn idle(&mut self, step: &Step, span: Duration) -> Result<(), Deviation> {
         let limit = self.dev().idle_limit;
-        if let Some(l) = limit
-            && span >= l
-        {
-            return Err(Deviation::error(format!(
-                "idle = {} ms is not shorter than the announced idle limit ({} s): the IUT may close then (STREAM-34)",
-                span.as_millis(),
-                l.as_secs()
-            )));
-        }
         let started = Instant::now();
         let until = started + span;
         let mut base: Option<u64> = None;
@@ -45,7 +39,11 @@ impl Exec<'_> {
             if now >= until {
                 break;
             }
+            // The harness's last write before this read: answering the IUT's closing tag
+            // inside `next` must not restart the silence.
+            let quiet_since = self.conn()?.facts.last_write_at;
             let got = self.conn()?.next((now + TICK).min(until)).await;
+            let silent = quiet_since.map_or(Duration::ZERO, |t| t.elapsed());
             let at = started.elapsed();
             match got {
                 None => {}
@@ -56,10 +54,15 @@ impl Exec<'_> {
                 }
                 Some(Inbound::Stanza(e)) if self.ignorable(step, &e)? => {}
                 Some(Inbound::Stanza(e)) if is_stream_error(&e) => {
-                    return Err(early_close(at, limit, &e.to_xml()));
+                    let condition = e
+                        .child_elements()
+                        .find(|c| c.ns == ns::STREAM_ERRORS && c.name != "text")
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default();
+                    return self.idle_close(silent, limit, &e.to_xml(), condition == TIMEOUT);
                 }
                 Some(Inbound::Close) | Some(Inbound::Eof(_)) => {
-                    return Err(early_close(at, limit, "the stream closed"));
+                    return self.idle_close(silent, limit, "the stream closed", false);
                 }
                 other => {
                     return Err(gk::unexpected(
@@ -104,6 +107,46 @@ impl Exec<'_> {
         Ok(())
     }
 }
+
+impl Exec<'_> {
+    /// The IUT closed (or began closing, with `what`) after `silent` of silence: before the
+    /// idle limit that is STREAM-43's failure; after it, STREAM-34 allows it, with the
+    /// stream error connection-timeout first (STREAM-48). A proper idle close ends the step.
+    fn idle_close(
+        &mut self,
+        silent: Duration,
+        limit: Option<Duration>,
+        what: &str,
+        timeout_error: bool,
+    ) -> Result<(), Deviation> {
+        let bound = limit.unwrap_or(DEFAULT_LIMIT);
+        if silent < bound {
+            return Err(early_close(silent, limit, what));
+        }
+        if !timeout_error {
+            return Err(Deviation::fail(
+                IDLE_CLOSE,
+                format!(
+                    "an idle close announced with the stream error {TIMEOUT}, after {} ms of silence (limit {} s)",
+                    silent.as_millis(),
+                    bound.as_secs()
+                ),
+                what.to_string(),
+            ));
+        }
+        self.dev().transcript.note(format!(
+            "the IUT closed the stream for inactivity after {} ms of silence (limit {} s), as STREAM-34 allows",
+            silent.as_millis(),
+            bound.as_secs()
+        ));
+        Ok(())
+    }
+}
+
+/// The idle limit of a stream without an announcement (STREAM-43).
+const DEFAULT_LIMIT: Duration = Duration::from_secs(300);
+/// The stream error an idle close carries (STREAM-48).
+const TIMEOUT: &str = "connection-timeout";
 
 fn is_ping(e: &crate::wire::Element) -> bool {
     e.name == "iq" && e.attr("type") == Some("get") && e.child("ping", ns::PING).is_some()
