@@ -41,6 +41,9 @@ pub enum Command {
     /// (docs/reports.md). With --baseline, exits 0 unless a verdict is worse than the
     /// baseline allows.
     Run(RunArgs),
+    /// Fuzz a client implementation over the wire: generated stanzas through the gatekeeper,
+    /// a SPEC.md answer expected for each; findings (reproducer scenarios) in reports/fuzz/.
+    Fuzz(crate::fuzz::FuzzArgs),
     /// List scenarios with the requirements they verify.
     List {
         /// Only scenarios whose id matches (`*` globs; otherwise a substring). Repeatable:
@@ -270,6 +273,7 @@ pub fn main() -> i32 {
     };
     match cli.command {
         Command::Run(args) => cmd_run(args),
+        Command::Fuzz(args) => crate::fuzz::run(args),
         Command::List {
             filter,
             profile,

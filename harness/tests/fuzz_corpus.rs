@@ -86,6 +86,10 @@ fn the_differential_target_classifies_known_disagreements() {
         disagreement("<a\u{FEFF} xmlns='urn:x'/>".as_bytes()),
         Ok(Some(Disagreement::NonAsciiName))
     );
+    assert_eq!(
+        disagreement(b"<xml:a/>"),
+        Ok(Some(Disagreement::XmlPrefixedElement))
+    );
     let deep = format!(
         "<a xmlns='urn:x'>{}{}</a>",
         "<b>".repeat(200),

@@ -42,6 +42,10 @@ pub enum Disagreement {
     /// 2008) allows in names (e.g. U+FEFF, inside the range #xFDF0-#xFFFD); the codec follows
     /// that edition, as RFC 6120 §11 (XML 1.0) reads today.
     NonAsciiName,
+    /// minidom resolves the `xml` prefix on attributes only and refuses `<xml:name/>` as an
+    /// element without a namespace; Namespaces in XML 1.0 §3 binds that prefix everywhere,
+    /// without a declaration.
+    XmlPrefixedElement,
     /// RFC 6120 §11 restricts XML further than XML 1.0 (no DTD, comment, processing
     /// instruction or undefined entity); the codec enforces it where rxml does not.
     RestrictedXml,
@@ -182,6 +186,14 @@ fn has_non_ascii_name(e: &Element) -> bool {
         })
 }
 
+fn in_xml_namespace(e: &Element) -> bool {
+    e.ns == ns::XML
+        || e.children.iter().any(|c| match c {
+            Node::Element(c) => in_xml_namespace(c),
+            Node::Text(_) => false,
+        })
+}
+
 fn has_lone_cr(data: &[u8]) -> bool {
     data.windows(2).any(|w| w[0] == b'\r' && w[1] != b'\n') || data.last() == Some(&b'\r')
 }
@@ -236,6 +248,8 @@ pub fn disagreement(data: &[u8]) -> Result<Option<Disagreement>, String> {
                 Ok(Some(Disagreement::LoneCarriageReturn))
             } else if has_non_ascii_name(mine) && e.to_string().contains("name") {
                 Ok(Some(Disagreement::NonAsciiName))
+            } else if in_xml_namespace(mine) {
+                Ok(Some(Disagreement::XmlPrefixedElement))
             } else if has_unqualified(mine) {
                 Ok(Some(Disagreement::UnqualifiedElement))
             } else {

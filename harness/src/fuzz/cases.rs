@@ -1,0 +1,361 @@
+//! Fuzz cases for a client IUT: stanza bytes made from a corpus (as is, mutated, spliced) or
+//! hostile by construction, and what SPEC.md says the IUT must do with them.
+//!
+//! The oracle is the harness's own codec, applying SPEC.md Appendix B at both columns: input the
+//! codec accepts under the profile floors (what every receiver must accept, STREAM-31) must leave
+//! the IUT serving (a ping afterwards is answered, STANZA-7); input it refuses the same way under
+//! the floors and the ceilings must be answered with that stream error and a close (STREAM-30,
+//! STREAM-24). Input between the two columns, input that ends inside an element, that closes the
+//! stream or that holds something other than the three stanza kinds is not used: SPEC.md leaves
+//! the IUT a choice there.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::wire::{Element, Framing, Limits, StreamEvent, StreamParser, Violation, WireError, ns};
+
+/// What the IUT must do with a case.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Keep serving: answer a ping sent after the case.
+    Live,
+    /// Send one of these stream error conditions (the first is the one SPEC.md §7.3 assigns),
+    /// then close the stream.
+    StreamError(Vec<String>),
+}
+
+/// One case: the bytes, how they were made, and the expectation.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub bytes: Vec<u8>,
+    pub how: String,
+    pub expect: Expect,
+}
+
+/// Tokens mutations insert.
+const TOKENS: &[&str] = &[
+    "<",
+    ">",
+    "/>",
+    "</",
+    "'",
+    "\"",
+    "=",
+    "&amp;",
+    "&#x0;",
+    "&#xD800;",
+    "&undefined;",
+    "<![CDATA[",
+    "]]>",
+    "<!--",
+    "-->",
+    "<?pi?>",
+    "<!DOCTYPE x>",
+    "xmlns='",
+    "xmlns:p='",
+    "p:",
+    "xml:lang='",
+    "<body>",
+    "</body>",
+    "<message>",
+    "</message>",
+    "<iq type='get' id='x'>",
+    "</iq>",
+    "<presence/>",
+    "\u{0}",
+    "\u{FEFF}",
+    "\u{10FFFF}",
+    "\r",
+    "\t",
+];
+
+/// Makes cases from a corpus, deterministically from a seed.
+pub struct Generator {
+    rng: ChaCha8Rng,
+    corpus: Vec<Vec<u8>>,
+}
+
+impl Generator {
+    pub fn new(seed: u64, corpus: Vec<Vec<u8>>) -> Generator {
+        let corpus = if corpus.is_empty() {
+            vec![b"<message to='a@b'><body>hi</body></message>".to_vec()]
+        } else {
+            corpus
+        };
+        Generator {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            corpus,
+        }
+    }
+
+    pub fn corpus_len(&self) -> usize {
+        self.corpus.len()
+    }
+
+    /// Adds an input (a finding's) for later mutation.
+    pub fn keep(&mut self, bytes: Vec<u8>) {
+        self.corpus.push(bytes);
+    }
+
+    fn pick(&mut self) -> (usize, Vec<u8>) {
+        let i = self.rng.random_range(0..self.corpus.len());
+        (i, self.corpus.get(i).cloned().unwrap_or_default())
+    }
+
+    /// The next usable case; gives up (None) after many unusable ones in a row.
+    pub fn next_case(&mut self) -> Option<Case> {
+        for _ in 0..1000 {
+            let (bytes, how) = self.candidate();
+            if let Some(expect) = classify(&bytes) {
+                return Some(Case { bytes, how, expect });
+            }
+        }
+        None
+    }
+
+    fn candidate(&mut self) -> (Vec<u8>, String) {
+        match self.rng.random_range(0..10u8) {
+            0 => {
+                let (i, bytes) = self.pick();
+                (bytes, format!("corpus input {i}"))
+            }
+            1 => {
+                let (a, first) = self.pick();
+                let (b, second) = self.pick();
+                let cut_a = self.rng.random_range(0..=first.len());
+                let cut_b = self.rng.random_range(0..=second.len());
+                let mut out = first.get(..cut_a).unwrap_or_default().to_vec();
+                out.extend_from_slice(second.get(cut_b..).unwrap_or_default());
+                (out, format!("splice of corpus inputs {a} and {b}"))
+            }
+            2 => self.hostile(),
+            _ => {
+                let (i, mut bytes) = self.pick();
+                let n = self.rng.random_range(1..=4);
+                for _ in 0..n {
+                    self.mutate(&mut bytes);
+                }
+                (bytes, format!("corpus input {i}, {n} mutations"))
+            }
+        }
+    }
+
+    fn mutate(&mut self, bytes: &mut Vec<u8>) {
+        let at = self.rng.random_range(0..=bytes.len());
+        match self.rng.random_range(0..5u8) {
+            0 if at < bytes.len() => {
+                let bit = self.rng.random_range(0..8);
+                if let Some(b) = bytes.get_mut(at) {
+                    *b ^= 1 << bit;
+                }
+            }
+            1 => {
+                let token = TOKENS[self.rng.random_range(0..TOKENS.len())];
+                bytes.splice(at..at, token.bytes());
+            }
+            2 if at < bytes.len() => {
+                let end = self.rng.random_range(at..=bytes.len().min(at + 16));
+                bytes.drain(at..end);
+            }
+            3 if at < bytes.len() => {
+                let end = self.rng.random_range(at..=bytes.len().min(at + 32));
+                let copy = bytes.get(at..end).unwrap_or_default().to_vec();
+                bytes.splice(at..at, copy);
+            }
+            _ => bytes.insert(at, self.rng.random()),
+        }
+    }
+
+    /// Hostile by construction: deep nesting, huge attributes and text, many attributes,
+    /// invalid UTF-8, a NUL byte.
+    fn hostile(&mut self) -> (Vec<u8>, String) {
+        let kind = self.rng.random_range(0..6u8);
+        let out = match kind {
+            0 => {
+                let depth = self.rng.random_range(16..=160);
+                let mut s = String::from("<message>");
+                s.push_str(&"<x xmlns='urn:x'>".repeat(depth));
+                s.push_str(&"</x>".repeat(depth));
+                s.push_str("</message>");
+                (s.into_bytes(), format!("nesting {depth} deep"))
+            }
+            1 => {
+                let len = self.rng.random_range(1..=96) << 10;
+                let s = format!("<message id='{}'/>", "a".repeat(len));
+                (s.into_bytes(), format!("attribute value of {len} bytes"))
+            }
+            2 => {
+                let len = self.rng.random_range(1..=300) << 10;
+                let s = format!("<message><body>{}</body></message>", "t".repeat(len));
+                (s.into_bytes(), format!("text of {len} bytes"))
+            }
+            3 => {
+                let n = self.rng.random_range(10..=300);
+                let attrs: String = (0..n).map(|i| format!(" a{i}='{i}'")).collect();
+                (
+                    format!("<message{attrs}/>").into_bytes(),
+                    format!("{n} attributes"),
+                )
+            }
+            4 => {
+                let mut b = b"<message><body>caf".to_vec();
+                b.push([0xC3, 0xFF, 0x80, 0xED][self.rng.random_range(0..4)]);
+                b.extend_from_slice(b"</body></message>");
+                (b, "invalid UTF-8 in text".into())
+            }
+            _ => (
+                b"<message><body>a\0b</body></message>".to_vec(),
+                "NUL byte in text".into(),
+            ),
+        };
+        (out.0, format!("hostile: {}", out.1))
+    }
+}
+
+/// The stream header the harness opens with before a case (the stanzas' context).
+const HEADER: &[u8] = b"<stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+
+/// The codec's reading of a case inside a `jabber:client` stream under `limits`: the stanzas,
+/// and the first error (`Err(None)` when the input ends inside an element).
+fn read(bytes: &[u8], limits: Limits) -> (Vec<Element>, Result<bool, Option<WireError>>) {
+    let mut parser = StreamParser::new(Framing::Stream, limits);
+    parser.feed(HEADER);
+    parser.feed(bytes);
+    let mut stanzas = Vec::new();
+    let mut closed = false;
+    loop {
+        match parser.next_event() {
+            Ok(Some(StreamEvent::Stanza(e))) => stanzas.push(e),
+            Ok(Some(StreamEvent::Close)) => closed = true,
+            Ok(Some(StreamEvent::Header(_))) => {}
+            Ok(None) => break,
+            Err(e) => return (stanzas, Err(Some(e))),
+        }
+    }
+    // Whatever is left is an element not yet complete: the IUT would just wait for the rest.
+    if parser.buffered_len() > 0 && parser.finish().is_err() {
+        return (stanzas, Err(None));
+    }
+    (stanzas, Ok(closed))
+}
+
+fn is_stanza(e: &Element) -> bool {
+    e.ns == ns::JABBER_CLIENT && matches!(e.name.as_str(), "message" | "iq" | "presence")
+}
+
+/// The stream error SPEC.md asks for a complete top-level element, if any: STANZA-1 (not one of
+/// the three stanza kinds) and STANZA-2 (an iq without id, or without a known type). `Err` when
+/// SPEC.md leaves the answer open (another namespace, a streams-namespace element).
+fn stanza_error(e: &Element) -> Result<Option<&'static str>, ()> {
+    if e.ns != ns::JABBER_CLIENT {
+        return Err(());
+    }
+    if !is_stanza(e) {
+        return Ok(Some("unsupported-stanza-type"));
+    }
+    if e.name == "iq" {
+        let typed = matches!(e.attr("type"), Some("get" | "set" | "result" | "error"));
+        if !typed || e.attr("id").is_none_or(str::is_empty) {
+            return Ok(Some("bad-format"));
+        }
+    }
+    Ok(None)
+}
+
+/// What SPEC.md asks of the IUT for these bytes, or None when it leaves a choice.
+pub fn classify(bytes: &[u8]) -> Option<Expect> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let (stanzas, floors) = read(bytes, Limits::profile_floors());
+    // The first complete element SPEC.md has the IUT refuse decides, if it comes first (the
+    // IUT may answer stanzas before it, which the scenario would not expect).
+    for (i, e) in stanzas.iter().enumerate() {
+        match stanza_error(e) {
+            Err(()) => return None,
+            Ok(Some(condition)) if i == 0 => {
+                return Some(Expect::StreamError(vec![condition.to_owned()]));
+            }
+            Ok(Some(_)) => return None,
+            Ok(None) => {}
+        }
+    }
+    match floors {
+        Ok(false) => Some(Expect::Live),
+        Ok(true) | Err(None) => None,
+        Err(Some(at_floors)) => {
+            // Stanzas before the error may be answered first; only a clean refusal is used.
+            if !stanzas.is_empty() {
+                return None;
+            }
+            let (_, ceilings) = read(bytes, Limits::harness_ceilings());
+            match ceilings {
+                Err(Some(e)) if e.condition() == at_floors.condition() => {
+                    let mut conditions = vec![at_floors.condition().as_str().to_owned()];
+                    // SPEC.md §7.3: for bytes that are not UTF-8 either condition is correct.
+                    if matches!(at_floors.violation, Violation::InvalidUtf8) {
+                        conditions.push("unsupported-encoding".to_owned());
+                    }
+                    Some(Expect::StreamError(conditions))
+                }
+                _ => None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oracle_follows_the_spec_columns() {
+        assert_eq!(
+            classify(b"<message to='a@b'><body>hi</body></message>"),
+            Some(Expect::Live)
+        );
+        let error = |c: &[&str]| {
+            Some(Expect::StreamError(
+                c.iter().map(|s| s.to_string()).collect(),
+            ))
+        };
+        assert_eq!(
+            classify(b"<message><body>hi</message>"),
+            error(&["not-well-formed"])
+        );
+        assert_eq!(
+            classify(b"<message><!-- c --></message>"),
+            error(&["restricted-xml"])
+        );
+        assert_eq!(
+            classify(b"<message><body>caf\xC3</body></message>"),
+            error(&["not-well-formed", "unsupported-encoding"])
+        );
+        // STANZA-1 and STANZA-2.
+        assert_eq!(classify(b"<foo/>"), error(&["unsupported-stanza-type"]));
+        assert_eq!(
+            classify(b"<iq type='get'><ping xmlns='urn:xmpp:ping'/></iq>"),
+            error(&["bad-format"])
+        );
+        assert_eq!(classify(b"<iq type='geT' id='a'/>"), error(&["bad-format"]));
+        // Another namespace, an unfinished element, a close: left out.
+        assert_eq!(classify(b"<foo xmlns='urn:x'/>"), None);
+        assert_eq!(classify(b"<message><body>"), None);
+        assert_eq!(classify(b"</stream:stream>"), None);
+        // Between the floor (8 KiB) and the ceiling (64 KiB) of an attribute value: a choice.
+        let between = format!("<message id='{}'/>", "a".repeat(9000));
+        assert_eq!(classify(between.as_bytes()), None);
+    }
+
+    #[test]
+    fn a_seed_gives_the_same_cases() {
+        let corpus = vec![b"<message><body>x</body></message>".to_vec()];
+        let mut a = Generator::new(7, corpus.clone());
+        let mut b = Generator::new(7, corpus);
+        for _ in 0..50 {
+            let (x, y) = (a.next_case(), b.next_case());
+            assert_eq!(x.map(|c| c.bytes), y.map(|c| c.bytes));
+        }
+    }
+}
