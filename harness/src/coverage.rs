@@ -197,9 +197,11 @@ pub fn compute(
             } else {
                 a.missing.push(r.id.clone());
             }
+            // A MAY is a permission: nothing can break it, so no mutant is missing for it.
             if let (Some(broken), Some(n), Some(ids)) =
                 (&broken, a.no_mutant.as_mut(), a.unbroken.as_mut())
                 && !broken.contains(r.id.as_str())
+                && r.level != crate::spec::Level::May
             {
                 *n += 1;
                 ids.push(r.id.clone());
@@ -296,8 +298,9 @@ pub fn render(c: &Coverage, missing: bool) -> String {
         MutantSource::Listed { count, .. } => {
             let _ = writeln!(
                 out,
-                "no mutant: IUT-testable requirements none of the {count} mutants of \
-                 gatecheck-reference --list-mutants breaks."
+                "no mutant: IUT-testable MUST and SHOULD requirements none of the {count} mutants \
+                 of gatecheck-reference --list-mutants breaks (a MAY is a permission: nothing \
+                 breaks it)."
             );
         }
         MutantSource::Unavailable { reason } => {
