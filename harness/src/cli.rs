@@ -612,6 +612,7 @@ fn cmd_certify(args: CertifyArgs) -> i32 {
         iut_toml,
         suite: suite_info,
         selection: selected.iter().map(|s| s.id.clone()).collect(),
+        musts: certify::must_coverage(&refs, &iut, catalogue),
         public_key: certify::public_key_text(&key.verifying_key()),
         report: report_value,
     };
@@ -628,6 +629,11 @@ fn cmd_certify(args: CertifyArgs) -> i32 {
         return fail(e);
     }
     println!("bundle: {}", out.display());
+    println!(
+        "checked: {} of the {} MUST requirements of its roles; the suite does not verify the others yet",
+        manifest.musts.checked.len(),
+        manifest.musts.checked.len() + manifest.musts.unchecked.len()
+    );
     if let Some(signal) = &report.interrupted {
         eprintln!("gatecheck: interrupted by {signal}: the bundle says not certified");
         return exit::for_signal(signal);
@@ -700,6 +706,11 @@ fn cmd_verify(
             env!("CARGO_PKG_VERSION")
         );
     }
+    println!(
+        "checked: {} of the {} MUST requirements of its roles",
+        m.musts.checked.len(),
+        m.musts.checked.len() + m.musts.unchecked.len()
+    );
     let name = m.report["iut"]["name"].as_str().unwrap_or("the IUT");
     if m.certified {
         println!(

@@ -151,6 +151,14 @@ fn a_bundle_verifies_until_one_byte_of_it_or_of_the_suite_changes() {
         "{}",
         text(&out)
     );
+    // STANZA-3, 4 and 7: a certificate says how much of the profile it covers.
+    assert!(text(&out).contains("checked: 3 of the "), "{}", text(&out));
+    let sealed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&bundle).expect("bundle")).expect("JSON");
+    assert_eq!(
+        sealed["manifest"]["musts"]["checked"],
+        serde_json::json!(["STANZA-3", "STANZA-4", "STANZA-7"])
+    );
 
     // Another key does not verify it.
     let out = verify(&dir, &bundle, &suite, "other.pub");

@@ -321,6 +321,48 @@ pub fn assess(
     reasons
 }
 
+/// The MUST requirements of the IUT's roles, split by whether the certification checked
+/// them: a certificate says what it covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MustCoverage {
+    /// Cited by a scenario the certification ran.
+    pub checked: Vec<String>,
+    /// No scenario of the suite verifies them yet (the suite's gaps, or waiting for a later
+    /// area): the certificate says nothing about them.
+    pub unchecked: Vec<String>,
+}
+
+/// Which MUST requirements of the IUT's roles `selected` checks, in SPEC.md order.
+/// Requirements only the gatekeeper can break are left out: no IUT is judged on them.
+pub fn must_coverage(
+    selected: &[&Scenario],
+    iut: &IutConfig,
+    catalogue: &Catalogue,
+) -> MustCoverage {
+    let roles: Vec<String> = iut.roles.iter().map(|r| r.to_string()).collect();
+    let cited: std::collections::BTreeSet<&str> = selected
+        .iter()
+        .flat_map(|s| musts(s, &roles, catalogue))
+        .collect();
+    let mut out = MustCoverage::default();
+    for r in catalogue.iter() {
+        let applies = is_must(r.level)
+            && !r.withdrawn
+            && !r.gatekeeper_only
+            && r.applies_to.iter().any(|a| roles.contains(a));
+        if !applies {
+            continue;
+        }
+        if cited.contains(r.id.as_str()) {
+            out.checked.push(r.id.clone());
+        } else {
+            out.unchecked.push(r.id.clone());
+        }
+    }
+    out
+}
+
 /// The signed part of a bundle.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -337,6 +379,8 @@ pub struct Manifest {
     pub suite: SuiteInfo,
     /// The scenarios the certification ran.
     pub selection: Vec<String>,
+    /// The MUST requirements of the IUT's roles those scenarios check, and the rest.
+    pub musts: MustCoverage,
     /// The signer's Ed25519 public key (base64).
     pub public_key: String,
     /// The run's report.json.
@@ -438,6 +482,7 @@ mod tests {
             iut_toml: "name = \"x\"\n".into(),
             suite,
             selection: vec!["stanza/ping".into()],
+            musts: MustCoverage::default(),
             public_key: public_key_text(&key.verifying_key()),
             report: serde_json::json!({"t_ms": 0.1 + 0.2}),
         }
