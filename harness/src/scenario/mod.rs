@@ -60,6 +60,9 @@ pub struct Scenario {
     pub role: Role,
     /// Capabilities the IUT must claim for the scenario to apply.
     pub needs: Vec<String>,
+    /// Capabilities the IUT must not claim for the scenario to apply (what a client that
+    /// lacks a feature must not advertise).
+    pub needs_not: Vec<String>,
     /// The transport the scenario pins, if any; else the IUT's default.
     pub transport: Option<TransportKind>,
     /// When false, an initial presence (no `to`, no `type`) is ignored wherever it arrives.
@@ -90,6 +93,8 @@ struct RawScenario {
     role: Role,
     #[serde(default)]
     needs: Vec<String>,
+    #[serde(default)]
+    needs_not: Vec<String>,
     #[serde(default)]
     transport: Option<toml::Spanned<String>>,
     #[serde(default)]
@@ -216,16 +221,24 @@ impl Scenario {
                 return Err(err(req_at, format!("requirement {r} is cited twice")));
             }
         }
-        for need in &raw.needs {
-            if !known_capabilities().contains(need) {
-                return Err(err(
-                    0,
-                    format!(
-                        "unknown capability {need:?} in needs (known: {})",
-                        known_capabilities().join(", ")
-                    ),
-                ));
+        for (key, list) in [("needs", &raw.needs), ("needs_not", &raw.needs_not)] {
+            for need in list {
+                if !known_capabilities().contains(need) {
+                    return Err(err(
+                        0,
+                        format!(
+                            "unknown capability {need:?} in {key} (known: {})",
+                            known_capabilities().join(", ")
+                        ),
+                    ));
+                }
             }
+        }
+        if let Some(both) = raw.needs.iter().find(|n| raw.needs_not.contains(n)) {
+            return Err(err(
+                0,
+                format!("{both:?} is in both needs and needs_not: the scenario could never apply"),
+            ));
         }
         let transport = match raw.transport {
             None => None,
@@ -338,6 +351,7 @@ impl Scenario {
             requirements,
             role: raw.role,
             needs,
+            needs_not: raw.needs_not,
             transport,
             strict_presence: raw.strict_presence,
             ignore: raw.ignore,

@@ -15,6 +15,8 @@
 //!   child a stricter sibling needs); `gc:optional='true'` on a pattern child
 //!   lets it be absent. With `gc:only='true'`, "only these children, in any
 //!   order, each optional" is a closed set of allowed children;
+//! - `gc:absent='true'` on a pattern child inverts it: no child of the stanza may match it
+//!   (a disco#info result that must not list a feature), whatever the other rules;
 //! - non-blank text in a pattern must equal the stanza's trimmed text (`*`
 //!   accepts any non-empty text; `@{name}` captures it).
 
@@ -27,6 +29,7 @@ const WRAP_CLOSE: &str = "</gc-pattern>";
 const ONLY: &str = "gc:only";
 const CHILDREN: &str = "gc:children";
 const OPTIONAL: &str = "gc:optional";
+const ABSENT: &str = "gc:absent";
 const ANY_ORDER: &str = "any-order";
 const IN_ORDER: &str = "in-order";
 
@@ -47,11 +50,13 @@ pub fn parse(pattern: &str) -> Result<Element, String> {
         (None, _) => return Err("pattern holds no element".into()),
         (Some(_), Some(_)) => return Err("pattern holds more than one top-level element".into()),
     };
-    if top.attr(OPTIONAL).is_some() {
-        return Err(format!(
-            "/{}: {OPTIONAL} belongs on a child element: the stanza itself cannot be absent",
-            top.name
-        ));
+    for directive in [OPTIONAL, ABSENT] {
+        if top.attr(directive).is_some() {
+            return Err(format!(
+                "/{}: {directive} belongs on a child element: the stanza itself cannot be absent",
+                top.name
+            ));
+        }
     }
     check_directives(&top, &format!("/{}", top.name))?;
     Ok(top)
@@ -65,11 +70,11 @@ fn check_directives(e: &Element, path: &str) -> Result<(), String> {
             continue;
         };
         let allowed: &[&str] = match k.as_str() {
-            ONLY | OPTIONAL => &["true", "false"],
+            ONLY | OPTIONAL | ABSENT => &["true", "false"],
             CHILDREN => &[IN_ORDER, ANY_ORDER],
             _ => {
                 return Err(format!(
-                    "{path}: unknown pattern attribute gc:{name} (known: {ONLY}, {CHILDREN}, {OPTIONAL})"
+                    "{path}: unknown pattern attribute gc:{name} (known: {ONLY}, {CHILDREN}, {OPTIONAL}, {ABSENT})"
                 ));
             }
         };
@@ -189,13 +194,28 @@ fn match_at(
     }
 
     let a_children: Vec<&Element> = a.child_elements().collect();
+    for pc in p.child_elements().filter(|c| flag(c, ABSENT)) {
+        let child_path = format!("{path}/{}", pc.name);
+        if let Some(found) = a_children
+            .iter()
+            .find(|ac| match_at(pc, ac, &child_path, &mut Vec::new()).is_ok())
+        {
+            return Err(Mismatch {
+                path: child_path,
+                reason: format!(
+                    "a child matching this must be absent ({ABSENT}), got {}",
+                    found.to_xml()
+                ),
+            });
+        }
+    }
     let only = flag(p, ONLY);
     if p.attr(CHILDREN) == Some(ANY_ORDER) {
         return match_any_order(p, &a_children, only, path, caps);
     }
     let mut next = 0;
     let mut matched = 0;
-    for pc in p.child_elements() {
+    for pc in p.child_elements().filter(|c| !flag(c, ABSENT)) {
         let child_path = format!("{path}/{}", pc.name);
         let mut found = None;
         let mut first_miss = None;
@@ -254,7 +274,7 @@ fn match_any_order(
     path: &str,
     caps: &mut Vec<(String, String)>,
 ) -> Result<(), Mismatch> {
-    let p_children: Vec<&Element> = p.child_elements().collect();
+    let p_children: Vec<&Element> = p.child_elements().filter(|c| !flag(c, ABSENT)).collect();
     // fits[i][j]: the captures when pattern child i matches stanza child j.
     let mut fits: Vec<Vec<Fit>> = Vec::with_capacity(p_children.len());
     let mut misses: Vec<Option<Mismatch>> = Vec::with_capacity(p_children.len());
@@ -526,6 +546,40 @@ mod tests {
     }
 
     #[test]
+    fn absent_children_must_match_nothing() {
+        let p = parse(
+            "<query xmlns='http://jabber.org/protocol/disco#info' gc:children='any-order'>\
+             <feature var='urn:xmpp:ping'/>\
+             <feature var='http://jabber.org/protocol/chatstates' gc:absent='true'/></query>",
+        )
+        .unwrap();
+        let ok = parse(
+            "<query xmlns='http://jabber.org/protocol/disco#info'><feature var='x'/><feature var='urn:xmpp:ping'/></query>",
+        )
+        .unwrap();
+        assert!(matches(&p, &ok).is_ok());
+        let listed = parse(
+            "<query xmlns='http://jabber.org/protocol/disco#info'><feature var='urn:xmpp:ping'/><feature var='http://jabber.org/protocol/chatstates'/></query>",
+        )
+        .unwrap();
+        let m = matches(&p, &listed).unwrap_err();
+        assert_eq!(m.path, "/query/feature");
+        assert!(m.reason.contains("must be absent"), "{m}");
+        // In order too, and never counted as a child the stanza must have.
+        let in_order = parse(&p_text_without_any_order()).unwrap();
+        assert!(matches(&in_order, &ok).is_ok());
+        assert!(matches(&in_order, &listed).is_err());
+        assert!(parse("<iq gc:absent='true'/>").is_err());
+    }
+
+    fn p_text_without_any_order() -> String {
+        "<query xmlns='http://jabber.org/protocol/disco#info'>\
+         <feature var='http://jabber.org/protocol/chatstates' gc:absent='true'/>\
+         <feature var='urn:xmpp:ping'/></query>"
+            .to_string()
+    }
+
+    #[test]
     fn optional_children_in_order() {
         let p = parse("<m gc:only='true'><a gc:optional='true'/><b/></m>").unwrap();
         assert!(matches(&p, &stanza("<m><b/></m>")).is_ok());
@@ -544,7 +598,7 @@ mod tests {
         for (pattern, want) in [
             (
                 "<iq gc:onyl='true'/>",
-                "/iq: unknown pattern attribute gc:onyl (known: gc:only, gc:children, gc:optional)",
+                "/iq: unknown pattern attribute gc:onyl (known: gc:only, gc:children, gc:optional, gc:absent)",
             ),
             (
                 "<iq><q xmlns='x' gc:children='any'/></iq>",

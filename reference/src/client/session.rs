@@ -320,6 +320,13 @@ impl Session {
             query = query
                 .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *feature));
         }
+        if self.mutant() == Mutant::ChatstatesInDisco {
+            // STANZA-8 deviation: the correct list names chat states only when the client
+            // declares the chatstates capability, which this one does not.
+            query = query.with_child(
+                Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::CHATSTATES),
+            );
+        }
         query
     }
 

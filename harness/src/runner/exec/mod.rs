@@ -584,5 +584,17 @@ fn not_applicable(s: &Scenario, iut: &IutConfig) -> Option<String> {
     if !missing.is_empty() {
         return Some(format!("the IUT does not claim {}", missing.join(", ")));
     }
+    let claimed: Vec<&str> = s
+        .needs_not
+        .iter()
+        .filter(|n| iut.claims(n))
+        .map(String::as_str)
+        .collect();
+    if !claimed.is_empty() {
+        return Some(format!(
+            "the scenario is for IUTs without {}, which this IUT claims",
+            claimed.join(", ")
+        ));
+    }
     None
 }
