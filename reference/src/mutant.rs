@@ -124,6 +124,8 @@ mutants! {
         "accepts input one above each STREAM-32 ceiling: every size limit is one above its ceiling"),
     WhitespaceIsError => ("whitespace-is-error", "STREAM-33",
         "treats a whitespace-only keepalive as malformed input"),
+    RestrictedFirst => ("restricted-first", "STREAM-25",
+        "refuses restricted XML found anywhere in a chunk before an earlier malformed tag"),
     ChatstatesInDisco => ("chatstates-in-disco", "STANZA-8",
         "lists http://jabber.org/protocol/chatstates in disco#info without declaring chatstates"),
     ErrorTypeUnknown => ("error-type-unknown", "STANZA-10",

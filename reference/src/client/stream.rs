@@ -322,6 +322,13 @@ fn mutated_input(mutant: Mutant, bytes: Vec<u8>) -> Vec<u8> {
         // this one drops the declaration of the streams namespace under any prefix but
         // `stream`, so the codec finds that prefix undeclared.
         Mutant::StreamPrefixOnly => drop_other_stream_prefixes(bytes),
+        // STREAM-25 deviation: the correct client refuses the first fault in stream order;
+        // this one looks for restricted XML first, so a comment later in the chunk wins over
+        // an earlier malformed tag.
+        Mutant::RestrictedFirst => match bytes.windows(4).position(|w| w == b"<!--") {
+            Some(at) => bytes[at..].to_vec(),
+            None => bytes,
+        },
         _ => bytes,
     }
 }
