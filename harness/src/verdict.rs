@@ -111,7 +111,7 @@ pub struct ScenarioResult {
     /// SHOULD-level requirements not met; a pass with warnings is still a pass.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<Warning>,
-    /// Kept for every verdict but a pass without warnings.
+    /// Kept for every scenario that ran (bounded per report: clean passes lose theirs first).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transcript: Option<Vec<Entry>>,
     /// The tail of the IUT's stderr, for every verdict but pass.
