@@ -90,6 +90,10 @@ fn the_differential_target_classifies_known_disagreements() {
         disagreement(b"<xml:a/>"),
         Ok(Some(Disagreement::XmlPrefixedElement))
     );
+    assert_eq!(
+        disagreement(b"\n\t<a xmlns='urn:x'/>"),
+        Ok(Some(Disagreement::LeadingWhitespace))
+    );
     let deep = format!(
         "<a xmlns='urn:x'>{}{}</a>",
         "<b>".repeat(200),

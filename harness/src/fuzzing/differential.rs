@@ -34,6 +34,9 @@ pub enum Disagreement {
     /// rxml refuses a UTF-8 byte order mark before the first element; XML 1.0 §4.3.3 and
     /// appendix F.1 allow one, and the codec skips it (RFC 6120 §11.6 asks for UTF-8 only).
     ByteOrderMark,
+    /// rxml refuses whitespace before the first element when no XML declaration precedes it;
+    /// XML 1.0 §2.1 and §2.8 allow it (`prolog ::= XMLDecl? Misc*`, `Misc` includes `S`).
+    LeadingWhitespace,
     /// rxml refuses a carriage return that no line feed follows; XML 1.0 §2.11 makes it a line
     /// end (read as a line feed, and as a space inside an attribute value, §3.3.3), which the
     /// codec accepts.
@@ -244,6 +247,17 @@ pub fn disagreement(data: &[u8]) -> Result<Option<Disagreement>, String> {
         (Some(mine), Err(e)) => {
             if data.starts_with(b"\xEF\xBB\xBF") {
                 Ok(Some(Disagreement::ByteOrderMark))
+            } else if let Some(rest) = data
+                .iter()
+                .position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+                .filter(|&n| n > 0)
+                .and_then(|n| data.get(n..))
+            {
+                // Without the whitespace minidom must agree, or the case is another class.
+                match disagreement(rest)? {
+                    None => Ok(Some(Disagreement::LeadingWhitespace)),
+                    other => Ok(other),
+                }
             } else if has_lone_cr(data) {
                 Ok(Some(Disagreement::LoneCarriageReturn))
             } else if has_non_ascii_name(mine) && e.to_string().contains("name") {
