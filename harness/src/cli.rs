@@ -41,8 +41,11 @@ pub enum Command {
     /// (docs/reports.md). With --baseline, exits 0 unless a verdict is worse than the
     /// baseline allows.
     Run(RunArgs),
-    /// Fuzz a client implementation over the wire: generated stanzas through the gatekeeper,
-    /// a SPEC.md answer expected for each; findings (reproducer scenarios) in reports/fuzz/.
+    /// Fuzz a client implementation over the wire.
+    ///
+    /// Stanzas made from a corpus (mutated, spliced, hostile) go to the IUT through the
+    /// gatekeeper; each must get the answer SPEC.md asks for. Findings are written to
+    /// reports/fuzz/<id>/ as scenarios that reproduce them.
     Fuzz(crate::fuzz::FuzzArgs),
     /// List scenarios with the requirements they verify.
     List {

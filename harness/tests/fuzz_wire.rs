@@ -1,6 +1,6 @@
-//! `gatecheck fuzz` end to end: against a reference mutant that answers malformed XML with the
-//! wrong stream error it finds the bug within a bounded time and writes a reproducer that fails
-//! when rerun (and passes against the reference); against the reference it finds nothing.
+//! `gatecheck fuzz` end to end: against reference mutants (a wrong stream error, a crash, a
+//! hang) it finds the bug within a bounded time and writes a reproducer that fails when rerun
+//! (and passes against the reference); against the reference it finds nothing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,28 +34,35 @@ fn findings(out: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
-#[test]
-fn fuzz_finds_a_wrong_stream_error_and_its_reproducer_fails_when_rerun() {
-    let out = scratch("fuzz-wire-mutant");
+/// Runs a campaign against `mutant` until its first finding (at most `seconds`), then reruns
+/// the reproducer against the mutant (it must fail) and the reference (it must pass).
+fn finds(mutant: &str, seed: &str, seconds: &str, requirement: &str) {
+    let out = scratch(&format!("fuzz-wire-{mutant}"));
     let status = gatecheck()
         .args([
             "fuzz",
             "--mutant",
-            "malformed-as-bad-format",
+            mutant,
             "--duration",
-            "15s",
+            seconds,
+            "--seed",
+            seed,
         ])
-        .args(["--seed", "2", "--jobs", "2", "--out"])
+        .args(["--jobs", "2", "--max-findings", "1", "--out"])
         .arg(&out)
         .status()
         .unwrap();
-    assert_eq!(status.code(), Some(1), "findings make the exit code 1");
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "{mutant}: findings make the exit code 1"
+    );
     let found = findings(&out);
-    assert!(!found.is_empty(), "no finding in {}", out.display());
+    assert_eq!(found.len(), 1, "{mutant}: one finding in {}", out.display());
     let finding = std::fs::read_to_string(found[0].join("finding.txt")).unwrap();
-    assert!(finding.contains("STREAM-30"), "{finding}");
+    assert!(finding.contains(requirement), "{mutant}: {finding}");
 
-    let reports = scratch("fuzz-wire-rerun");
+    let reports = scratch(&format!("fuzz-wire-{mutant}-rerun"));
     let rerun = |mutant: Option<&str>| {
         let mut cmd = gatecheck();
         cmd.arg("run")
@@ -68,11 +75,31 @@ fn fuzz_finds_a_wrong_stream_error_and_its_reproducer_fails_when_rerun() {
         cmd.output().unwrap().status.code()
     };
     assert_eq!(
-        rerun(Some("malformed-as-bad-format")),
+        rerun(Some(mutant)),
         Some(1),
-        "the reproducer fails"
+        "{mutant}: the reproducer fails"
     );
-    assert_eq!(rerun(None), Some(0), "and passes against the reference");
+    assert_eq!(
+        rerun(None),
+        Some(0),
+        "{mutant}: and passes against the reference"
+    );
+}
+
+#[test]
+fn fuzz_finds_a_wrong_stream_error() {
+    finds("malformed-as-bad-format", "2", "60s", "STREAM-30");
+}
+
+/// The crash mutants: the IUT process dies, or stops answering, on input within the floors.
+#[test]
+fn fuzz_finds_a_crash() {
+    finds("crash-on-deep-nesting", "2", "90s", "STANZA-7");
+}
+
+#[test]
+fn fuzz_finds_a_hang() {
+    finds("hang-on-long-attribute", "2", "90s", "STANZA-7");
 }
 
 #[test]

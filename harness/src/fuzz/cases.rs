@@ -128,7 +128,7 @@ impl Generator {
                 out.extend_from_slice(second.get(cut_b..).unwrap_or_default());
                 (out, format!("splice of corpus inputs {a} and {b}"))
             }
-            2 => self.hostile(),
+            2 | 3 => self.hostile(),
             _ => {
                 let (i, mut bytes) = self.pick();
                 let n = self.rng.random_range(1..=4);
@@ -166,13 +166,24 @@ impl Generator {
         }
     }
 
+    /// One of `sizes` (chosen around SPEC.md Appendix B's floors and ceilings, where receivers
+    /// go wrong), give or take a little.
+    fn near_limits(&mut self, sizes: &[usize]) -> usize {
+        let base = sizes[self.rng.random_range(0..sizes.len())];
+        match self.rng.random_range(0..4u8) {
+            0 => base.saturating_sub(1).max(1),
+            1 => base + 1,
+            _ => base,
+        }
+    }
+
     /// Hostile by construction: deep nesting, huge attributes and text, many attributes,
     /// invalid UTF-8, a NUL byte.
     fn hostile(&mut self) -> (Vec<u8>, String) {
         let kind = self.rng.random_range(0..6u8);
         let out = match kind {
             0 => {
-                let depth = self.rng.random_range(16..=160);
+                let depth = self.near_limits(&[8, 16, 20, 24, 28, 30, 31, 32, 33, 64, 127, 128]);
                 let mut s = String::from("<message>");
                 s.push_str(&"<x xmlns='urn:x'>".repeat(depth));
                 s.push_str(&"</x>".repeat(depth));
@@ -180,17 +191,18 @@ impl Generator {
                 (s.into_bytes(), format!("nesting {depth} deep"))
             }
             1 => {
-                let len = self.rng.random_range(1..=96) << 10;
+                let len =
+                    self.near_limits(&[1024, 2048, 4096, 6000, 8192, 8193, 16384, 65536, 65537]);
                 let s = format!("<message id='{}'/>", "a".repeat(len));
                 (s.into_bytes(), format!("attribute value of {len} bytes"))
             }
             2 => {
-                let len = self.rng.random_range(1..=300) << 10;
+                let len = self.near_limits(&[1024, 65536, 200 << 10, 240 << 10, (240 << 10) + 1]);
                 let s = format!("<message><body>{}</body></message>", "t".repeat(len));
                 (s.into_bytes(), format!("text of {len} bytes"))
             }
             3 => {
-                let n = self.rng.random_range(10..=300);
+                let n = self.near_limits(&[10, 32, 63, 64, 65, 128, 256, 257]);
                 let attrs: String = (0..n).map(|i| format!(" a{i}='{i}'")).collect();
                 (
                     format!("<message{attrs}/>").into_bytes(),

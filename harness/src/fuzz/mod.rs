@@ -47,6 +47,9 @@ pub struct FuzzArgs {
     /// Cases run at once, each against its own IUT process (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Stop once this many new findings were written (default: run for the whole duration).
+    #[arg(long, value_name = "N")]
+    pub max_findings: Option<usize>,
     /// Where findings are written.
     #[arg(long, default_value = "reports/fuzz", value_name = "DIR")]
     pub out: PathBuf,
@@ -271,7 +274,8 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
     let started = Instant::now();
     let mut tally = Tally::default();
     let catalogue = Catalogue::embedded();
-    while started.elapsed() < args.duration && stop.reason().is_none() {
+    let enough = |tally: &Tally| args.max_findings.is_some_and(|n| tally.findings >= n);
+    while started.elapsed() < args.duration && stop.reason().is_none() && !enough(&tally) {
         let mut batch: Vec<(Scenario, Case, String)> = Vec::new();
         for _ in 0..jobs {
             let Some(case) = generator.next_case() else {

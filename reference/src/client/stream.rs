@@ -85,6 +85,45 @@ fn limits(mutant: Mutant) -> Limits {
     limits
 }
 
+/// The crash mutants (STREAM-31 deviations, for `gatecheck fuzz` to find): the correct client
+/// handles any stanza within the floors.
+async fn crash_mutants(mutant: Mutant, stanza: &Element) {
+    if mutant == Mutant::CrashOnDeepNesting && depth(stanza) >= 20 {
+        eprintln!("gatecheck-reference: crash-on-deep-nesting: aborting");
+        std::process::abort();
+    }
+    if mutant == Mutant::HangOnLongAttribute && longest_attribute(stanza) >= 4096 {
+        eprintln!("gatecheck-reference: hang-on-long-attribute: hanging");
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Nesting depth of an element (1 for an element without element children), without recursion.
+fn depth(root: &Element) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(root, 1usize)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        stack.extend(e.child_elements().map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+/// The longest attribute value anywhere in the element, in bytes.
+fn longest_attribute(root: &Element) -> usize {
+    let mut longest = 0;
+    let mut stack = vec![root];
+    while let Some(e) = stack.pop() {
+        longest = e
+            .attrs
+            .iter()
+            .map(|(_, v)| v.len())
+            .fold(longest, usize::max);
+        stack.extend(e.child_elements());
+    }
+    longest
+}
+
 impl XmlStream {
     pub fn new(reader: SecureReader, writer: SecureWriter, mutant: Mutant) -> Self {
         let (tx, rx) = mpsc::channel(16);
@@ -171,7 +210,12 @@ impl XmlStream {
     /// The next event already in the parser, if any.
     pub async fn poll_parsed(&mut self) -> Result<Option<StreamEvent>, Failure> {
         match self.parser.next_event() {
-            Ok(event) => Ok(event),
+            Ok(event) => {
+                if let Some(StreamEvent::Stanza(stanza)) = &event {
+                    crash_mutants(self.mutant, stanza).await;
+                }
+                Ok(event)
+            }
             Err(e) => Err(self.refuse(e.condition(), &e.to_string()).await),
         }
     }
