@@ -15,7 +15,7 @@ use crate::roles::Deviation;
 use crate::roles::conn::Inbound;
 use crate::roles::gatekeeper_server as gk;
 use crate::scenario::Step;
-use crate::wire::ns;
+use crate::wire::{ns, xml_escape};
 
 pub const NO_EARLY_IDLE_CLOSE: &str = "STREAM-43";
 pub const KEEPALIVE: &str = "STREAM-35";
@@ -168,10 +168,4 @@ fn early_close(at: Duration, limit: Option<Duration>, what: &str) -> Deviation {
             at.as_millis()
         ),
     )
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('\'', "&apos;")
-        .replace('<', "&lt;")
 }
