@@ -128,3 +128,30 @@ fn an_element_in_the_xml_namespace_is_written_with_the_xml_prefix() {
         Ok(element)
     );
 }
+
+/// stanza_differential: `xmlns:="0"` (nothing after the colon) was taken as a declaration of
+/// the empty prefix, that is of the default namespace, so it silently changed the namespace of
+/// the element. Namespaces in XML 1.0 §3 (`PrefixedAttName ::= 'xmlns:' NCName`) makes it no
+/// name at all.
+#[test]
+fn an_xmlns_colon_without_a_prefix_is_not_a_declaration() {
+    let limits = Limits::harness_ceilings();
+    for input in [
+        &b"<message xmlns='jabber:client' xmlns:='urn:evil'/>"[..],
+        b"<a xmlns:='urn:x'/>",
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' \
+          xmlns:='urn:evil'>",
+    ] {
+        let err = parse_all(input, &limits).expect_err(&String::from_utf8_lossy(input));
+        assert_eq!(
+            err.violation,
+            Violation::InvalidName {
+                name: "xmlns:".into()
+            }
+        );
+        assert_eq!(err.condition().as_str(), "not-well-formed");
+    }
+    // A prefix declaration proper still works.
+    let ok = parse_all(b"<a xmlns='urn:x' xmlns:p='urn:p' p:b='1'/>", &limits).unwrap();
+    assert!(matches!(&ok[..], [StreamEvent::Stanza(e)] if e.ns == "urn:x"));
+}

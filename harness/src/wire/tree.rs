@@ -461,6 +461,16 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
             } else {
                 key.strip_prefix("xmlns:")
             };
+            // `xmlns:` with nothing after the colon is no name at all (Namespaces in XML 1.0
+            // §3, PrefixedAttName); taken as a declaration it would rebind the default namespace.
+            if declared == Some("") && key != "xmlns" {
+                return Err(self.err(
+                    key_at,
+                    Violation::InvalidName {
+                        name: key.to_owned(),
+                    },
+                ));
+            }
             if declared.is_some() {
                 decls += 1;
                 if decls > limits.max_namespace_decls {
