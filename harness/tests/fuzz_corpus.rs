@@ -94,6 +94,10 @@ fn the_differential_target_classifies_known_disagreements() {
         disagreement(b"\n\t<a xmlns='urn:x'/>"),
         Ok(Some(Disagreement::LeadingWhitespace))
     );
+    assert_eq!(
+        disagreement(b"<a xmlns='urn:x'>&#000000000000000000000065;</a>"),
+        Ok(Some(Disagreement::LongCharacterReference))
+    );
     let deep = format!(
         "<a xmlns='urn:x'>{}{}</a>",
         "<b>".repeat(200),

@@ -50,6 +50,11 @@ pub enum Disagreement {
     /// element without a namespace; Namespaces in XML 1.0 §3 binds that prefix everywhere,
     /// without a declaration.
     XmlPrefixedElement,
+    /// rxml refuses a character reference written with many digits (leading zeros, as in
+    /// `&#0000000013;`) and calls it an undeclared entity; XML 1.0 §4.1 (`CharRef ::= '&#'
+    /// [0-9]+ ';'`) bounds the value, not the digits. Only claimed when the same input with the
+    /// zeros dropped leaves no unexplained disagreement.
+    LongCharacterReference,
     /// RFC 6120 §11 restricts XML further than XML 1.0 (no DTD, comment, processing
     /// instruction or undefined entity); the codec enforces it where rxml does not.
     RestrictedXml,
@@ -218,6 +223,42 @@ fn lone_cr_explains(data: &[u8]) -> Result<bool, String> {
     Ok(disagreement(&fixed).is_ok())
 }
 
+/// `data` with the leading zeros of every character reference dropped, if it had any.
+fn without_leading_zeros(data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len());
+    let mut changed = false;
+    let mut i = 0;
+    while let Some(&b) = data.get(i) {
+        out.push(b);
+        i += 1;
+        if b != b'&' || data.get(i) != Some(&b'#') {
+            continue;
+        }
+        out.push(b'#');
+        i += 1;
+        if let Some(&x) = data.get(i).filter(|&&x| x == b'x') {
+            out.push(x);
+            i += 1;
+        }
+        let zeros = data
+            .get(i..)
+            .unwrap_or_default()
+            .iter()
+            .take_while(|&&z| z == b'0')
+            .count();
+        // Keep one zero when the value is all zeros.
+        let next_is_digit = data.get(i + zeros).is_some_and(u8::is_ascii_hexdigit);
+        let drop = if next_is_digit {
+            zeros
+        } else {
+            zeros.saturating_sub(1)
+        };
+        changed |= drop > 0;
+        i += drop;
+    }
+    changed.then_some(out)
+}
+
 fn is_limit(v: &Violation) -> bool {
     matches!(
         v,
@@ -280,6 +321,10 @@ pub fn disagreement(data: &[u8]) -> Result<Option<Disagreement>, String> {
                 }
             } else if lone_cr_explains(data)? {
                 Ok(Some(Disagreement::LoneCarriageReturn))
+            } else if let Some(short) = without_leading_zeros(data)
+                && disagreement(&short).is_ok()
+            {
+                Ok(Some(Disagreement::LongCharacterReference))
             } else if has_non_ascii_name(mine) && e.to_string().contains("name") {
                 Ok(Some(Disagreement::NonAsciiName))
             } else if in_xml_namespace(mine) {
