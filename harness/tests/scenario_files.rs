@@ -117,6 +117,11 @@ fn mistakes_are_reported_with_file_and_line() {
             "stream/example.toml:6: send_fixture: no fixture \"stanzas/bad/nope.xml\"",
         ),
         (
+            // An absolute path would replace the fixtures directory when joined to it.
+            &format!("{HEAD}\n[[step]]\nsend_fixture = \"/etc/hostname\"\n"),
+            "stream/example.toml:6: send_fixture: no fixture \"/etc/hostname\"",
+        ),
+        (
             &format!("{HEAD}\n[[step]]\nexpect_stream_error = [\"restricted-xmll\"]\n"),
             "stream/example.toml:6: \"restricted-xmll\" is not an RFC 6120 stream error condition",
         ),

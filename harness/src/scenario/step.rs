@@ -268,7 +268,12 @@ impl Step {
                 vec![Action::Send(s)]
             }
             RawAction::SendFixture(f) => {
-                if f.contains("..") || !crate::bundle::is_file(&dirs.fixtures.join(&f)) {
+                // A relative path below fixtures/ only: joining an absolute one would replace
+                // the base, and `..` would leave it, sending any readable file to the IUT.
+                if f.contains("..")
+                    || std::path::Path::new(&f).is_absolute()
+                    || !crate::bundle::is_file(&dirs.fixtures.join(&f))
+                {
                     return Err(format!(
                         "send_fixture: no fixture {f:?} under {}",
                         dirs.fixtures.display()
