@@ -236,14 +236,8 @@ async fn run_client(mutant: Mutant) {
             () = session_timer(session.as_ref().map(client::Session::timer_at)) => {
                 let Some(s) = session.as_mut() else { continue };
                 if let Err(failure) = s.on_timer().await {
-                    eprintln!("{NAME}: session ended: {failure}");
                     session = None;
-                    for event in failure.events(None) {
-                        events.emit(event).await;
-                    }
-                    if let Some(k) = keep.as_mut() {
-                        k.session_ended();
-                    }
+                    session_ended(failure, &mut events, keep.as_mut()).await;
                 }
             }
             inbound = next_inbound(&mut session) => {
@@ -254,21 +248,31 @@ async fn run_client(mutant: Mutant) {
                     events.emit(note).await;
                 }
                 if let Err(failure) = outcome {
-                    eprintln!("{NAME}: session ended: {failure}");
                     session = None;
-                    for event in failure.events(None) {
-                        events.emit(event).await;
-                    }
-                    if let Some(k) = keep.as_mut() {
-                        k.session_ended();
-                    }
+                    session_ended(failure, &mut events, keep.as_mut()).await;
                 }
             }
         }
     }
 }
 
-/// The session's keepalive (or a mutant's idle) timer, or never when there is no session.
+/// A session ended by itself (the server, the network or a timer): its events, and under
+/// `keep_connected` the next attempt is scheduled.
+async fn session_ended(
+    failure: client::Failure,
+    events: &mut EventSink,
+    keep: Option<&mut reconnect::Keep>,
+) {
+    eprintln!("{NAME}: session ended: {failure}");
+    for event in failure.events(None) {
+        events.emit(event).await;
+    }
+    if let Some(k) = keep {
+        k.session_ended();
+    }
+}
+
+/// The session's keepalive and idle-close timer, or never when there is no session.
 async fn session_timer(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
