@@ -743,10 +743,7 @@ fn execute(
     rerun: String,
 ) -> Result<Report, i32> {
     let opts = RunOptions { seed, jobs, dirs };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| fail(format!("cannot start the async runtime: {e}")))?;
+    let runtime = crate::exit::runtime().map_err(fail)?;
     // Daemons an IUT double-forks are re-parented here, so that they can be killed too.
     if let Err(e) = procs::become_subreaper() {
         eprintln!(

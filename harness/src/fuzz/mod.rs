@@ -207,13 +207,10 @@ pub fn run(args: FuzzArgs) -> i32 {
         eprintln!("gatecheck: error: gatecheck fuzz needs an IUT with the client role");
         return exit::ERROR;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match exit::runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("gatecheck: error: cannot start the async runtime: {e}");
+            eprintln!("gatecheck: error: {e}");
             return exit::ERROR;
         }
     };

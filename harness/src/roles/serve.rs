@@ -47,13 +47,10 @@ pub fn run(args: ServeArgs) -> i32 {
         );
         return exit::ERROR;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match exit::runtime() {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("gatecheck: error: cannot start the async runtime: {e}");
+            eprintln!("gatecheck: error: {e}");
             return exit::ERROR;
         }
     };
