@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod cli;
 pub mod coverage;
+pub mod e2ee;
 pub mod exit;
 pub mod fuzz;
 /// The bodies of the fuzz targets in fuzz/ (and of the test that replays their corpora).
