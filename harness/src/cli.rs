@@ -54,7 +54,8 @@ pub enum Command {
         #[arg(long, value_name = "PATTERN")]
         filter: Vec<String>,
         /// Only scenarios that belong to this profile (`xmpp-core`: checks that rest on
-        /// RFC 6120/6121 and the XEPs they name, at their RFC level).
+        /// RFC 6120/6121 and the XEPs they name, at their RFC level; `omemo`: end-to-end
+        /// encryption a stock XEP-0384 v0.3.0 client can take, without enrollment).
         #[arg(long, value_name = "NAME", value_parser = parse_profile)]
         profile: Option<String>,
         /// Directory of scenario files.
@@ -199,7 +200,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATTERN")]
     pub filter: Vec<String>,
     /// Only scenarios that belong to this profile (`xmpp-core`: checks that rest on
-    /// RFC 6120/6121 and the XEPs they name, at their RFC level; see scenarios/README.md).
+    /// RFC 6120/6121 and the XEPs they name, at their RFC level; `omemo`: end-to-end
+    /// encryption a stock XEP-0384 v0.3.0 client can take; see scenarios/README.md).
     #[arg(long, value_name = "NAME", value_parser = parse_profile)]
     pub profile: Option<String>,
     /// Only the scenario with exactly this id (repeatable).

@@ -6,6 +6,7 @@
 //! step has exactly one action, patterns are well-formed XML, fixtures exist)
 //! and reports a mistake as `file:line: what is wrong`.
 
+pub mod e2ee_step;
 pub mod pattern;
 mod raw_step;
 pub mod step;
@@ -124,7 +125,12 @@ pub fn known_capabilities() -> &'static [String] {
 /// `xmpp-core`: every requirement the scenario cites has an `rfc` basis in SPEC.md, and
 /// what its steps check is what RFC 6120/6121 (or the XEP they name) requires of that
 /// party, at the RFC's level: a plain XMPP implementation is measured fairly by it.
-pub const KNOWN_PROFILES: &[&str] = &["xmpp-core"];
+///
+/// `omemo`: end-to-end encryption scenarios a stock OMEMO client (XEP-0384 v0.3.0) can take
+/// without this profile's enrollment: the checks rest on XEP-0384 and the Signal
+/// specifications, with the profile's stricter rules (E2EE-31, receipts tied to decryption)
+/// named as such in their requirements.
+pub const KNOWN_PROFILES: &[&str] = &["xmpp-core", "omemo"];
 
 /// Where scenario files and fixtures live, for resolving `send_fixture` paths.
 ///

@@ -32,6 +32,10 @@ pub(super) enum RawAction {
     Hangup(bool),
     Http(RawHttp),
     ExpectHttp(RawExpectHttp),
+    E2eeSend(super::e2ee_step::RawE2eeSend),
+    E2eeExpect(super::e2ee_step::RawE2eeExpect),
+    E2eeKeys(super::e2ee_step::RawE2eeKeys),
+    E2eeDevices(super::e2ee_step::RawE2eeDevices),
 }
 
 /// Every action key, in the order the scenario format documents them.
@@ -58,6 +62,10 @@ pub(super) const ACTIONS: &[&str] = &[
     "hangup",
     "http",
     "expect_http",
+    "e2ee_send",
+    "e2ee_expect",
+    "e2ee_keys",
+    "e2ee_devices",
 ];
 
 /// The keys a step may carry besides its action.

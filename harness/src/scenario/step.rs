@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::SuiteDirs;
+use super::e2ee_step;
+pub use super::e2ee_step::{E2eeDevices, E2eeExpect, E2eeKeys, E2eeSend, Tamper};
 use super::pattern;
 use super::raw_step::{
     OneOrMany, RawAction, RawConnect, RawExpectHttp, RawHttp, RawNegotiate, RawSendFrame, RawStep,
@@ -133,6 +135,14 @@ pub enum Action {
     Http(HttpStep),
     /// Check the response to the last `http` step.
     ExpectHttp(ExpectHttp),
+    /// A gatekeeper user encrypts a message to the IUT (SPEC.md §9).
+    E2eeSend(E2eeSend),
+    /// A gatekeeper user receives and decrypts a message from the IUT.
+    E2eeExpect(E2eeExpect),
+    /// The IUT's published device list and bundle (and, with `low`, their replenishment).
+    E2eeKeys(E2eeKeys),
+    /// Changes to a gatekeeper user's devices.
+    E2eeDevices(E2eeDevices),
 }
 
 impl Action {
@@ -158,6 +168,10 @@ impl Action {
             Action::Hangup => "hangup",
             Action::Http(_) => "http",
             Action::ExpectHttp(_) => "expect_http",
+            Action::E2eeSend(_) => "e2ee_send",
+            Action::E2eeExpect(_) => "e2ee_expect",
+            Action::E2eeKeys(_) => "e2ee_keys",
+            Action::E2eeDevices(_) => "e2ee_devices",
         }
     }
 }
@@ -355,6 +369,10 @@ impl Step {
             }
             RawAction::Http(h) => vec![Action::Http(http_step(h)?)],
             RawAction::ExpectHttp(e) => vec![Action::ExpectHttp(expect_http(e)?)],
+            RawAction::E2eeSend(r) => vec![Action::E2eeSend(e2ee_step::e2ee_send(r)?)],
+            RawAction::E2eeExpect(r) => vec![Action::E2eeExpect(e2ee_step::e2ee_expect(r)?)],
+            RawAction::E2eeKeys(r) => vec![Action::E2eeKeys(e2ee_step::e2ee_keys(r))],
+            RawAction::E2eeDevices(r) => vec![Action::E2eeDevices(e2ee_step::e2ee_devices(r)?)],
         };
         if let Some(ms) = raw.timeout_ms {
             wait_ok(ms)?;
@@ -362,15 +380,26 @@ impl Step {
         for p in &raw.ignore {
             pattern::validate_template(p).map_err(|m| format!("ignore: {m}"))?;
         }
+        let by_user = |a: &Action| {
+            matches!(
+                a,
+                Action::E2eeSend(_) | Action::E2eeExpect(_) | Action::E2eeDevices(_)
+            )
+        };
         if raw.actor.is_some()
             && !actions
                 .iter()
-                .all(|a| matches!(a, Action::Send(_) | Action::Expect(_)))
+                .all(|a| matches!(a, Action::Send(_) | Action::Expect(_)) || by_user(a))
         {
             return Err(
-                "`actor` goes with send, expect and expect_any only (who sends, who receives)"
+                "`actor` goes with send, expect, expect_any, e2ee_send, e2ee_expect and e2ee_devices only (who sends, who receives)"
                     .into(),
             );
+        }
+        if raw.actor.is_none() && actions.iter().any(by_user) {
+            return Err(format!(
+                "`{name}` is done by a gatekeeper user: name it with `actor = \"...\"`"
+            ));
         }
         if raw.device.is_some()
             && actions.iter().any(|a| {
@@ -647,7 +676,7 @@ fn wait_ok(ms: u64) -> Result<(), String> {
     Ok(())
 }
 
-fn vars_ok(s: &str) -> Result<(), String> {
+pub(super) fn vars_ok(s: &str) -> Result<(), String> {
     super::vars::check_template(s)
 }
 

@@ -43,6 +43,9 @@ pub(super) struct Device {
     pub idle_limit: Option<Duration>,
     /// The scenario's transcript; entries marked with the device's name when it has one.
     pub transcript: Transcript,
+    /// End-to-end encryption events admitted and not yet judged against what the
+    /// gatekeeper users sent (e2ee_ledger).
+    pub e2ee_claims: Vec<serde_json::Value>,
 }
 
 impl Device {
@@ -72,6 +75,7 @@ impl Device {
             keeps_connected: false,
             idle_limit: None,
             transcript,
+            e2ee_claims: Vec::new(),
         })
     }
 
@@ -119,6 +123,9 @@ impl Device {
                 self.transcript
                     .record_at(Direction::DriverEvent, ev.raw.to_string(), ev.at);
                 self.check_claims(&ev)?;
+                if matches!(ev.name.as_str(), "message_received" | "identity_changed") {
+                    self.e2ee_claims.push(ev.raw.clone());
+                }
                 Ok(Some(ev))
             }
             DriverMsg::Bad { at, line, why } => {

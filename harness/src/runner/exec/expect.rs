@@ -197,6 +197,11 @@ impl Exec<'_> {
         loop {
             // Not routed: a stanza for a gatekeeper user or another device is something too.
             let got = self.conn()?.next(until).await;
+            if let Some(Inbound::Stanza(e)) = &got
+                && self.serve_pep(e, until).await?
+            {
+                continue;
+            }
             match got {
                 None => return Ok(()),
                 Some(Inbound::Stanza(e)) if self.ignorable(step, &e)? => {}
@@ -271,11 +276,17 @@ impl Exec<'_> {
             let Some(Inbound::Stanza(e)) = got else {
                 return Ok(got);
             };
+            // The gatekeeper's PEP service answers by itself, whatever the step waits for.
+            if self.serve_pep(&e, deadline).await? {
+                continue;
+            }
             let to = e.attr("to").unwrap_or_default();
             let addressee = self.actors.iter().position(|u| u.jid == to || u.bare == to);
             if let Some(i) = addressee
                 && Some(self.actors[i].name.as_str()) != actor
             {
+                let label = self.devices[self.cur].label();
+                self.e2ee.check_receipt(&label, &e)?;
                 let user = &mut self.actors[i];
                 self.devices[self.cur]
                     .transcript

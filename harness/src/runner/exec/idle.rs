@@ -43,6 +43,11 @@ impl Exec<'_> {
             // inside `next` must not restart the silence.
             let quiet_since = self.conn()?.facts.last_write_at;
             let got = self.conn()?.next((now + TICK).min(until)).await;
+            if let Some(Inbound::Stanza(e)) = &got
+                && self.serve_pep(e, until).await?
+            {
+                continue;
+            }
             let silent = quiet_since.map_or(Duration::ZERO, |t| t.elapsed());
             let at = started.elapsed();
             match got {

@@ -2,6 +2,9 @@
 
 mod client;
 mod device;
+mod e2ee;
+mod e2ee_expect;
+mod e2ee_ledger;
 mod expect;
 mod frames;
 mod grading;
@@ -87,6 +90,8 @@ struct Exec<'a> {
     actors: Vec<GatekeeperUser>,
     /// The HTTP client towards the provider server (server role).
     http: HttpClient,
+    /// The gatekeeper's PEP store, its users' OMEMO devices, and what was sent (SPEC.md §9).
+    e2ee: e2ee_ledger::E2eeState,
 }
 
 /// The harness as an HTTP client of the provider's server.
@@ -179,6 +184,7 @@ impl<'a> Exec<'a> {
             credential,
             actors,
             http: HttpClient::default(),
+            e2ee: e2ee_ledger::E2eeState::default(),
         };
         let limit = scenario_limit(scenario, iut);
         let mut current: Option<(usize, &Step)> = None;
@@ -302,6 +308,7 @@ impl<'a> Exec<'a> {
             for d in &mut self.devices {
                 d.check_no_extra_connection().await?;
             }
+            self.check_e2ee_claims()?;
         }
         *current = None;
         Ok(())
@@ -315,8 +322,16 @@ impl<'a> Exec<'a> {
                 return Some(lie);
             }
         }
+        if let Err(d) = self.check_e2ee_claims() {
+            return Some(d);
+        }
         // Strict matching holds for the gatekeeper users too: what the IUT sent one of them
-        // and no step expected is as unexpected as a stray stanza to the server.
+        // and no step expected is as unexpected as a stray stanza to the server. Receipts a
+        // user asked for need no step (STANZA-14 judged them as they came).
+        for u in &mut self.actors {
+            let e2ee = &self.e2ee;
+            u.inbox.retain(|e| !e2ee.is_requested_receipt(e));
+        }
         let user = self.actors.iter().find(|u| !u.inbox.is_empty())?;
         let stray: Vec<String> = user.inbox.iter().map(Element::to_xml).collect();
         Some(Deviation::fail_here(
@@ -374,6 +389,7 @@ impl<'a> Exec<'a> {
                 | Action::SendFrame { .. }
                 | Action::CloseStream
                 | Action::Hangup
+                | Action::E2eeSend(_)
         ) && let Some(driver) = &self.dev().driver
         {
             // What the IUT reported before this write is stamped before it (DRIVER-3).
@@ -450,6 +466,19 @@ impl<'a> Exec<'a> {
             }
             Action::Http(h) => self.http(h, deadline).await,
             Action::ExpectHttp(e) => self.expect_http(e),
+            Action::E2eeSend(s) => {
+                let actor = step.actor.as_deref().unwrap_or_default();
+                self.e2ee_send(step, actor, s, deadline).await
+            }
+            Action::E2eeExpect(x) => {
+                let actor = step.actor.as_deref().unwrap_or_default();
+                self.e2ee_expect(step, actor, x, deadline).await
+            }
+            Action::E2eeKeys(k) => self.e2ee_keys(step, k, deadline).await,
+            Action::E2eeDevices(d) => {
+                let actor = step.actor.as_deref().unwrap_or_default();
+                self.e2ee_devices(actor, d, deadline).await
+            }
         }
     }
 
