@@ -1,8 +1,8 @@
 //! Strict base64 for OMEMO element text: standard alphabet, canonical padding, and only the
 //! XML whitespace a pretty-printer puts around or inside the text.
 
-use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use base64::{DecodeError, Engine as _};
 
 use super::{E2eeError, clip};
 
@@ -37,10 +37,20 @@ pub(crate) fn decode(
         ));
     }
     let bytes = STANDARD.decode(&compact).map_err(|e| {
+        // The decoder's offsets count the text without its whitespace, so they would
+        // mislead; the kind of defect and the text itself say enough.
+        let defect = match e {
+            DecodeError::InvalidByte(_, byte) => {
+                format!("the character '{}'", char::from(byte).escape_default())
+            }
+            DecodeError::InvalidLength(_) => "a length that is not a multiple of 4".into(),
+            DecodeError::InvalidLastSymbol(_, _) => "nonzero bits after the last byte".into(),
+            DecodeError::InvalidPadding => "misplaced or missing padding".into(),
+        };
         E2eeError::new(
             requirement,
             format!(
-                "<{what}/> is not base64 (standard alphabet, padded): {e} in '{}'",
+                "<{what}/> is not base64 (standard alphabet, padded): {defect} in '{}'",
                 clip(text.trim())
             ),
         )
@@ -72,7 +82,19 @@ mod tests {
     fn refuses_non_canonical_forms() {
         assert_eq!(
             dec("AAE"),
-            Err("E2EE-13: <iv/> is not base64 (standard alphabet, padded): Invalid input length. in 'AAE'".into())
+            Err("E2EE-13: <iv/> is not base64 (standard alphabet, padded): misplaced or missing padding in 'AAE'".into())
+        );
+        assert_eq!(
+            dec("AAECA"),
+            Err("E2EE-13: <iv/> is not base64 (standard alphabet, padded): a length that is not a multiple of 4 in 'AAECA'".into())
+        );
+        assert_eq!(
+            dec("AB=="),
+            Err("E2EE-13: <iv/> is not base64 (standard alphabet, padded): nonzero bits after the last byte in 'AB=='".into())
+        );
+        assert_eq!(
+            dec("AA\u{0}A"),
+            Err("E2EE-13: <iv/> is not base64 (standard alphabet, padded): the character '\\u{0}' in 'AA\u{0}A'".into())
         );
         // Unpadded, URL-safe alphabet, trailing bits set: all refused.
         assert!(dec("AA").is_err());

@@ -54,7 +54,7 @@ mod tests {
     use crate::wire::{Limits, parse_fragment};
 
     fn parse(xml: &str) -> Result<DeviceList, String> {
-        let el = parse_fragment(xml.as_bytes(), &Limits::default()).expect("well-formed");
+        let el = parse_fragment(xml.as_bytes(), &Limits::harness_ceilings()).expect("well-formed");
         DeviceList::from_element(&el).map_err(|e| e.to_string())
     }
 

@@ -21,6 +21,9 @@ mod identities;
 pub mod payload;
 mod store;
 
+#[cfg(test)]
+mod device_tests;
+
 use std::fmt;
 
 pub use bundle::Bundle;
