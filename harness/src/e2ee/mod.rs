@@ -23,6 +23,8 @@ mod store;
 
 #[cfg(test)]
 mod device_tests;
+#[cfg(test)]
+mod parse_props;
 
 use std::fmt;
 
