@@ -7,9 +7,9 @@ use chacha20::ChaCha20Rng;
 use chacha20::rand_core::{Rng, SeedableRng};
 use wacore_libsignal::protocol::{
     CiphertextMessage, GenericSignedPreKey, IdentityKey, IdentityKeyPair, KeyPair, PreKeyBundle,
-    PreKeySignalMessage, ProtocolAddress, PublicKey, SignalMessage, SignalProtocolError,
-    SignedPreKeyRecord, Timestamp, UsePQRatchet, message_decrypt_prekey, message_decrypt_signal,
-    message_encrypt, process_prekey_bundle,
+    PreKeySignalMessage, PrivateKey, ProtocolAddress, PublicKey, SignalMessage,
+    SignalProtocolError, SignedPreKeyRecord, Timestamp, UsePQRatchet, message_decrypt_prekey,
+    message_decrypt_signal, message_encrypt, process_prekey_bundle,
 };
 
 use super::bundle::PUBLIC_KEY_LEN;
@@ -71,6 +71,7 @@ pub struct SignalDecrypted {
 pub struct Device {
     device_id: u32,
     identities: Identities,
+    signed_prekey_id: u32,
     signed_prekeys: SignedPreKeys,
     signed_prekey_public: [u8; PUBLIC_KEY_LEN],
     signed_prekey_signature: Vec<u8>,
@@ -105,7 +106,80 @@ impl fmt::Debug for Device {
     }
 }
 
+/// The private key material of a device made elsewhere (e.g. by Signal's official library
+/// in fixtures/e2ee/vectors.json), for [`Device::from_keys`]. Private keys are the 32-byte
+/// Curve25519 scalars libsignal serializes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DeviceKeys {
+    pub device_id: u32,
+    pub registration_id: u32,
+    pub identity_private: Vec<u8>,
+    pub signed_prekey_id: u32,
+    pub signed_prekey_private: Vec<u8>,
+    pub signed_prekey_signature: Vec<u8>,
+    /// One-time prekeys `(id, private key)`.
+    pub prekeys: Vec<(u32, Vec<u8>)>,
+}
+
+impl fmt::Debug for DeviceKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeviceKeys")
+            .field("device_id", &self.device_id)
+            .field("prekeys", &self.prekeys.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Device {
+    /// A device holding `keys`; later randomness (ratchet keys, payload keys) comes from
+    /// `seed`. The signature is kept as given, so a bad one shows in [`Bundle::verify`].
+    pub fn from_keys(keys: &DeviceKeys, seed: [u8; 32]) -> Result<Device, E2eeError> {
+        let private = |what: &str, bytes: &[u8]| {
+            PrivateKey::deserialize(bytes)
+                .map_err(|e| E2eeError::new("E2EE-3", format!("{what}: {e}")))
+        };
+        let pair = |what: &str, bytes: &[u8]| {
+            KeyPair::try_from(private(what, bytes)?)
+                .map_err(|e| E2eeError::new("E2EE-3", format!("{what}: {e}")))
+        };
+        let identity = IdentityKeyPair::from(pair("identity key", &keys.identity_private)?);
+        let signed = pair("signed prekey", &keys.signed_prekey_private)?;
+        let record = SignedPreKeyRecord::new(
+            keys.signed_prekey_id.into(),
+            Timestamp::from_epoch_millis(0),
+            &signed,
+            &keys.signed_prekey_signature,
+        );
+        let mut prekeys = PreKeys::default();
+        for (id, bytes) in &keys.prekeys {
+            prekeys
+                .0
+                .insert(*id, pair(&format!("one-time prekey {id}"), bytes)?);
+        }
+        let next_prekey_id = prekeys
+            .0
+            .keys()
+            .next_back()
+            .map_or(1, |last| last.saturating_add(1));
+        Ok(Device {
+            device_id: keys.device_id,
+            identities: Identities {
+                pair: identity,
+                registration_id: keys.registration_id,
+                known: HashMap::new(),
+            },
+            signed_prekey_id: keys.signed_prekey_id,
+            signed_prekeys: SignedPreKeys([(keys.signed_prekey_id, record)].into()),
+            signed_prekey_public: signed.public_key.serialize(),
+            signed_prekey_signature: keys.signed_prekey_signature.clone(),
+            prekeys,
+            consumed: BTreeSet::new(),
+            next_prekey_id,
+            sessions: Sessions::default(),
+            rng: SeededRng(ChaCha20Rng::from_seed(seed)),
+        })
+    }
+
     /// A device with a fresh identity, one signed prekey (id 1) and `prekey_count` one-time
     /// prekeys (ids 1..=prekey_count), all derived from `seed`.
     pub fn generate(device_id: u32, seed: [u8; 32], prekey_count: u32) -> Device {
@@ -133,6 +207,7 @@ impl Device {
         );
         let mut device = Device {
             device_id,
+            signed_prekey_id: SIGNED_PREKEY_ID,
             identities: Identities {
                 pair,
                 registration_id,
@@ -168,7 +243,7 @@ impl Device {
     /// The bundle to publish: every one-time prekey not yet consumed, in id order.
     pub fn bundle(&self) -> Bundle {
         Bundle {
-            signed_prekey_id: SIGNED_PREKEY_ID,
+            signed_prekey_id: self.signed_prekey_id,
             signed_prekey: self.signed_prekey_public.to_vec(),
             signature: self.signed_prekey_signature.clone(),
             identity_key: self.identity_key(),

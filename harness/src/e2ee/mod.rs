@@ -29,7 +29,7 @@ mod parse_props;
 use std::fmt;
 
 pub use bundle::Bundle;
-pub use device::{Decrypted, Device, IdentityStatus};
+pub use device::{Decrypted, Device, DeviceKeys, IdentityStatus, SignalDecrypted};
 pub use devicelist::DeviceList;
 pub use envelope::{Envelope, KeyElement};
 pub use error::DecryptError;
