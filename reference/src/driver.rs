@@ -55,34 +55,100 @@ pub enum Event {
         seq: i64,
         cmd: String,
     },
+    /// `send_text`: the message stanza with this id was written.
+    Sent {
+        seq: i64,
+        id: String,
+    },
+    /// `send_text` could not be done; `reason` is one of DRIVER.md's.
+    SendFailed {
+        seq: i64,
+        reason: &'static str,
+    },
+    /// Decrypted content shown to the user (E2EE-21: only verified content).
+    MessageReceived {
+        from: String,
+        /// The stanza's id; `null` when it had none (DRIVER.md).
+        id: Option<String>,
+        device_id: u32,
+        text: String,
+    },
+    /// A message carrying `<encrypted/>` (or a lone `<body/>`) that was not shown.
+    DecryptFailed {
+        from: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        device_id: Option<u32>,
+        reason: &'static str,
+    },
+    /// A peer device's identity key differs from the one seen before (E2EE-11).
+    IdentityChanged {
+        peer: String,
+        device_id: u32,
+    },
 }
 
 /// Writes events to stdout, flushing each line so the harness sees it at once. (Plain
 /// blocking writes: a line is small, and the harness reads stdout continuously.)
 pub struct EventSink {
-    out: std::io::Stdout,
+    out: Output,
+}
+
+enum Output {
+    Stdout(std::io::Stdout),
+    /// Unit tests read the lines back, in order.
+    #[cfg(test)]
+    Memory(Vec<String>),
 }
 
 impl EventSink {
     pub fn new() -> Self {
         EventSink {
-            out: std::io::stdout(),
+            out: Output::Stdout(std::io::stdout()),
+        }
+    }
+
+    /// A sink that keeps the lines (unit tests).
+    #[cfg(test)]
+    pub fn memory() -> Self {
+        EventSink {
+            out: Output::Memory(Vec::new()),
+        }
+    }
+
+    /// The lines written so far, without their newlines (memory sinks; empty otherwise).
+    #[cfg(test)]
+    pub fn take_lines(&mut self) -> Vec<String> {
+        match &mut self.out {
+            Output::Memory(lines) => std::mem::take(lines),
+            Output::Stdout(_) => Vec::new(),
         }
     }
 
     pub async fn emit(&mut self, event: Event) {
-        let mut line = match serde_json::to_vec(&event) {
+        let line = match serde_json::to_string(&event) {
             Ok(line) => line,
             Err(e) => {
                 eprintln!("gatecheck-reference: cannot encode {event:?}: {e}");
                 return;
             }
         };
-        line.push(b'\n');
-        // A closed stdout means the harness is gone; the stdin EOF that follows ends the run.
-        let mut out = self.out.lock();
-        if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
-            eprintln!("gatecheck-reference: stdout: {e}");
+        match &mut self.out {
+            Output::Stdout(stdout) => {
+                // A closed stdout means the harness is gone; the stdin EOF that follows ends
+                // the run.
+                let mut out = stdout.lock();
+                if let Err(e) = out
+                    .write_all(line.as_bytes())
+                    .and_then(|()| out.write_all(b"\n"))
+                    .and_then(|()| out.flush())
+                {
+                    eprintln!("gatecheck-reference: stdout: {e}");
+                }
+            }
+            #[cfg(test)]
+            Output::Memory(lines) => lines.push(line),
         }
     }
 }
@@ -107,6 +173,14 @@ pub struct ConnectParams {
     pub server_name: Option<String>,
 }
 
+/// The parameters of `send_text`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SendText {
+    /// A bare JID.
+    pub to: String,
+    pub text: String,
+}
+
 /// A command, after its `cmd` and `seq` were read.
 #[derive(Debug)]
 pub enum Command {
@@ -116,6 +190,8 @@ pub enum Command {
     KeepConnected(Box<ConnectParams>),
     Disconnect,
     Shutdown,
+    /// Send `text` to the account `to` as one OMEMO message (SPEC.md §9).
+    SendText(SendText),
     /// A command this IUT does not implement (yet): answered with `unsupported`.
     Unsupported(String),
 }
@@ -160,7 +236,12 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
         }
         "disconnect" => Command::Disconnect,
         "shutdown" => Command::Shutdown,
-        // enroll, fetch_bundle, send_text, send_media and anything unknown.
+        "send_text" => {
+            let params: SendText = serde_json::from_value(value.clone())
+                .map_err(|e| bad(format!("send_text: {e}")))?;
+            Command::SendText(params)
+        }
+        // enroll, send_media and anything unknown.
         other => Command::Unsupported(other.to_owned()),
     };
     Ok((seq, command))
@@ -250,6 +331,26 @@ mod tests {
             serde_json::to_string(&e).unwrap(),
             r#"{"event":"stream_error","direction":"sent","condition":"restricted-xml"}"#
         );
+        let e = Event::MessageReceived {
+            from: "bob@gk/x".into(),
+            id: None,
+            device_id: 7,
+            text: "hi".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"message_received","from":"bob@gk/x","id":null,"device_id":7,"text":"hi"}"#
+        );
+        let e = Event::DecryptFailed {
+            from: "bob@gk/x".into(),
+            id: None,
+            device_id: None,
+            reason: "unencrypted",
+        };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"event":"decrypt_failed","from":"bob@gk/x","reason":"unencrypted"}"#
+        );
     }
 
     #[test]
@@ -257,7 +358,11 @@ mod tests {
         let (seq, cmd) =
             parse_command(r#"{"cmd":"send_text","seq":4,"to":"x","text":"y"}"#).expect("parses");
         assert_eq!(seq, 4);
-        assert!(matches!(cmd, Command::Unsupported(ref c) if c == "send_text"));
+        assert!(matches!(cmd, Command::SendText(ref p) if p.to == "x" && p.text == "y"));
+        let err = parse_command(r#"{"cmd":"send_text","seq":5,"to":"x"}"#).expect_err("text");
+        assert_eq!(err.seq, Some(5));
+        let (_, cmd) = parse_command(r#"{"cmd":"send_media","seq":6}"#).expect("parses");
+        assert!(matches!(cmd, Command::Unsupported(ref c) if c == "send_media"));
         let err = parse_command("{nope").expect_err("bad json");
         assert!(err.seq.is_none());
         let err = parse_command(r#"{"cmd":"connect","seq":2,"host":"h"}"#).expect_err("fields");

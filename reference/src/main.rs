@@ -118,6 +118,8 @@ async fn run_client(mutant: Mutant) {
 
     let mut commands = spawn_stdin_reader();
     let mut session: Option<client::Session> = None;
+    // The OMEMO device: made at the first connect, kept for the process's lifetime (E2EE-1).
+    let mut omemo: Option<client::Omemo> = None;
     // Set by keep_connected: we reconnect by ourselves until disconnect or shutdown.
     let mut keep: Option<reconnect::Keep> = None;
     // A session of this process reached binding: later logins are reconnects (STREAM-36).
@@ -128,6 +130,7 @@ async fn run_client(mutant: Mutant) {
                 let Some(line) = line else {
                     // The harness went away: close as for shutdown.
                     if let Some(s) = session.take() {
+                        end_sends(&mut omemo, &mut events).await;
                         s.disconnect().await;
                     }
                     return;
@@ -163,10 +166,15 @@ async fn run_client(mutant: Mutant) {
                             events.emit(note).await;
                         }
                         match outcome {
-                            Ok(s) => {
+                            Ok(mut s) => {
                                 events.emit(Event::Connected { seq: Some(seq), jid: s.jid().to_owned() }).await;
-                                session = Some(s);
-                        was_bound = true;
+                                was_bound = true;
+                                match publish_keys(&mut s, &mut omemo, mutant, &params.domain, &mut events).await {
+                                    Ok(()) => session = Some(s),
+                                    Err(failure) => {
+                                        session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
+                                    }
+                                }
                             }
                             Err(failure) => {
                                 eprintln!("{NAME}: connect failed: {failure}");
@@ -186,6 +194,7 @@ async fn run_client(mutant: Mutant) {
                     }
                     Command::Disconnect => match (keep.take(), session.take()) {
                         (_, Some(s)) => {
+                            end_sends(&mut omemo, &mut events).await;
                             s.disconnect().await;
                             events.emit(local_disconnect(seq)).await;
                         }
@@ -196,10 +205,26 @@ async fn run_client(mutant: Mutant) {
                     },
                     Command::Shutdown => {
                         if let Some(s) = session.take() {
+                            end_sends(&mut omemo, &mut events).await;
                             s.disconnect().await;
                             events.emit(local_disconnect(seq)).await;
                         }
                         return;
+                    }
+                    Command::SendText(params) => {
+                        if let Err(detail) = check_send_text(&params) {
+                            bad_command(&mut events, Some(seq), &detail).await;
+                            continue;
+                        }
+                        let (Some(s), Some(o)) = (session.as_mut(), omemo.as_mut()) else {
+                            events.emit(Event::SendFailed { seq, reason: "not-connected" }).await;
+                            continue;
+                        };
+                        let actions = o.send_text(seq, &params.to, &params.text, tokio::time::Instant::now());
+                        if let Err(failure) = s.perform(actions, &mut events).await {
+                            session = None;
+                            session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
+                        }
                     }
                     Command::Unsupported(cmd) => {
                         events.emit(Event::Unsupported { seq, cmd }).await;
@@ -214,12 +239,18 @@ async fn run_client(mutant: Mutant) {
                     events.emit(note).await;
                 }
                 match outcome {
-                    Ok(s) => {
+                    Ok(mut s) => {
                         k.connected();
                         let seq = k.unanswered.take();
                         events.emit(Event::Connected { seq, jid: s.jid().to_owned() }).await;
-                        session = Some(s);
                         was_bound = true;
+                        let domain = k.params.domain.clone();
+                        match publish_keys(&mut s, &mut omemo, mutant, &domain, &mut events).await {
+                            Ok(()) => session = Some(s),
+                            Err(failure) => {
+                                session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
+                            }
+                        }
                     }
                     Err(failure) => {
                         // Attempts are not answers: the command stays pending until a session.
@@ -233,23 +264,18 @@ async fn run_client(mutant: Mutant) {
                     }
                 }
             }
-            () = session_timer(session.as_ref().map(client::Session::timer_at)) => {
-                let Some(s) = session.as_mut() else { continue };
-                if let Err(failure) = s.on_timer().await {
+            () = session_timer(session.as_ref().zip(omemo.as_ref()).map(|(s, o)| s.timer_at(o))) => {
+                let (Some(s), Some(o)) = (session.as_mut(), omemo.as_mut()) else { continue };
+                if let Err(failure) = s.on_timer(o, &mut events).await {
                     session = None;
-                    session_ended(failure, &mut events, keep.as_mut()).await;
+                    session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
                 }
             }
             inbound = next_inbound(&mut session) => {
-                let Some(s) = session.as_mut() else { continue };
-                let mut notes = Vec::new();
-                let outcome = s.on_inbound(inbound, &mut notes).await;
-                for note in notes {
-                    events.emit(note).await;
-                }
-                if let Err(failure) = outcome {
+                let (Some(s), Some(o)) = (session.as_mut(), omemo.as_mut()) else { continue };
+                if let Err(failure) = s.on_inbound(inbound, o, &mut events).await {
                     session = None;
-                    session_ended(failure, &mut events, keep.as_mut()).await;
+                    session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
                 }
             }
         }
@@ -262,14 +288,61 @@ async fn session_ended(
     failure: client::Failure,
     events: &mut EventSink,
     keep: Option<&mut reconnect::Keep>,
+    omemo: &mut Option<client::Omemo>,
 ) {
     eprintln!("{NAME}: session ended: {failure}");
+    end_sends(omemo, events).await;
     for event in failure.events(None) {
         events.emit(event).await;
     }
     if let Some(k) = keep {
         k.session_ended();
     }
+}
+
+/// A session was bound: the OMEMO device (made now if this is the first) publishes its keys
+/// (E2EE-2, E2EE-3).
+async fn publish_keys(
+    session: &mut client::Session,
+    omemo: &mut Option<client::Omemo>,
+    mutant: Mutant,
+    domain: &str,
+    events: &mut EventSink,
+) -> Result<(), client::Failure> {
+    let omemo = omemo.get_or_insert_with(|| {
+        let omemo = client::Omemo::generate(mutant);
+        eprintln!("{NAME}: OMEMO device id {}", omemo.device_id());
+        omemo
+    });
+    let actions = omemo.on_bound(session.jid(), domain, tokio::time::Instant::now());
+    session.perform(actions, events).await
+}
+
+/// The session is over: `send_text` commands still waiting fail (`not-connected`).
+async fn end_sends(omemo: &mut Option<client::Omemo>, events: &mut EventSink) {
+    for event in omemo
+        .as_mut()
+        .map(client::Omemo::session_ended)
+        .unwrap_or_default()
+    {
+        events.emit(event).await;
+    }
+}
+
+/// `send_text` takes a bare JID and a text E2EE-24 allows (not empty, at most 65536 bytes).
+fn check_send_text(params: &driver::SendText) -> Result<(), String> {
+    let (local, domain) = params.to.split_once('@').unwrap_or(("", &params.to));
+    if local.is_empty() || domain.is_empty() || domain.contains(['/', '@']) {
+        return Err(format!("send_text: {:?} is not a bare JID", params.to));
+    }
+    if params.text.is_empty() || params.text.len() > client::MAX_TEXT_BYTES {
+        return Err(format!(
+            "send_text: the text must be 1 to {} bytes, not {}",
+            client::MAX_TEXT_BYTES,
+            params.text.len()
+        ));
+    }
+    Ok(())
 }
 
 /// The session's keepalive and idle-close timer, or never when there is no session.

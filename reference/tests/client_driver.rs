@@ -24,7 +24,7 @@ fn list_mutants_prints_name_requirement_description() {
             "{line:?}"
         );
         let (prefix, number) = fields[1].split_once('-').expect("REQ-ID");
-        assert!(["STREAM", "STANZA"].contains(&prefix), "{line:?}");
+        assert!(["STREAM", "STANZA", "E2EE"].contains(&prefix), "{line:?}");
         assert!(number.parse::<u32>().is_ok(), "{line:?}");
         assert!(!fields[2].is_empty());
     }
@@ -54,10 +54,28 @@ fn unknown_mutant_and_unimplemented_roles_exit_2() {
 #[tokio::test]
 async fn ready_unsupported_bad_command_and_shutdown() {
     let mut iut = Iut::spawn(&[]).await;
+    // send_text without a session answers at once (DRIVER.md: not-connected).
     iut.send(json!({"cmd":"send_text","seq":1,"to":"bob@gk.gatecheck.test","text":"hi"}))
         .await;
+    let e = iut.expect("send_failed").await;
+    assert_eq!(
+        e,
+        json!({"event":"send_failed","seq":1,"reason":"not-connected"})
+    );
+    iut.send(json!({"cmd":"send_media","seq":5,"to":"bob@gk.gatecheck.test","path":"x"}))
+        .await;
     let e = iut.expect("unsupported").await;
-    assert_eq!(e, json!({"event":"unsupported","seq":1,"cmd":"send_text"}));
+    assert_eq!(e, json!({"event":"unsupported","seq":5,"cmd":"send_media"}));
+    // A text E2EE-24 forbids, or a recipient that is not a bare JID, is a bad command.
+    for (seq, to, text) in [(6, "bob@gk.gatecheck.test", ""), (7, "bob@gk/r", "hi")] {
+        iut.send(json!({"cmd":"send_text","seq":seq,"to":to,"text":text}))
+            .await;
+        let e = iut.expect("error").await;
+        assert_eq!(
+            (e["code"].as_str(), e["seq"].as_i64()),
+            (Some("bad-command"), Some(seq))
+        );
+    }
     iut.send(json!({"cmd":"teleport","seq":2})).await;
     assert_eq!(iut.expect("unsupported").await["cmd"], "teleport");
     iut.send_line("{not json").await;

@@ -5,6 +5,7 @@
 //! not silently cancel out.
 
 mod login;
+mod omemo;
 mod session;
 mod stream;
 mod tls;
@@ -21,6 +22,7 @@ use tokio::time::timeout;
 use crate::driver::{ConnectParams, Event};
 use crate::mutant::Mutant;
 
+pub use omemo::{MAX_TEXT_BYTES, Omemo};
 pub use session::Session;
 pub use stream::Inbound as SessionInbound;
 use stream::XmlStream;

@@ -1,4 +1,5 @@
-//! The bound session: answering iq requests, receipts, and the stream's end (SPEC.md §8).
+//! The bound session: answering iq requests, receipts, and the stream's end (SPEC.md §8);
+//! end-to-end encryption is [`super::omemo`]'s, whose actions are carried out here.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -9,17 +10,25 @@ use gatecheck::wire::{Element, StreamErrorCondition, StreamEvent, ns};
 
 use super::Failure;
 use super::login::{PROPOSED_RESOURCE, stream_error_condition};
+use super::omemo::{Action, Omemo};
 use super::stream::{Inbound, XmlStream};
-use crate::driver::{ConnectParams, Event};
+use crate::driver::{ConnectParams, Event, EventSink};
 use crate::mutant::Mutant;
 
-/// What disco#info advertises: exactly what this client implements (STANZA-8).
-/// `eu.siacs.conversations.axolotl` and `urn:xmpp:receipts` join once E2EE is
-/// implemented (STANZA-28): a receipt acknowledges decrypted content (STANZA-13, STANZA-14).
-pub const FEATURES: &[&str] = &[ns::DISCO_INFO, ns::PING];
+/// What disco#info advertises: exactly what this client implements (STANZA-8), end-to-end
+/// encryption and receipts included (STANZA-28).
+pub const FEATURES: &[&str] = &[ns::DISCO_INFO, ns::PING, ns::OMEMO, ns::RECEIPTS];
 
 /// Namespaces of message children this client understands (for `error-on-unknown-child`).
-const KNOWN_MESSAGE_NS: &[&str] = &[ns::JABBER_CLIENT, ns::RECEIPTS, ns::CHATSTATES, ns::HINTS];
+const KNOWN_MESSAGE_NS: &[&str] = &[
+    ns::JABBER_CLIENT,
+    ns::RECEIPTS,
+    ns::CHATSTATES,
+    ns::HINTS,
+    ns::OMEMO,
+    "http://jabber.org/protocol/pubsub#event",
+    "urn:gatecheck:keys:0",
+];
 
 /// A bound stream: the only state in which stanzas flow.
 pub struct Session {
@@ -63,10 +72,20 @@ impl Session {
         self.stream.last_write + self.idle_limit * 4 / 5
     }
 
-    /// The keepalive timer fired: a whitespace keepalive, unless something was written
-    /// since (then it is not due yet). The early-idle-close mutant instead closes a stream
-    /// the server has been silent on.
-    pub async fn on_timer(&mut self) -> Result<(), Failure> {
+    /// The timer fired: requests of [`Omemo`] past their deadline, then the keepalive.
+    pub async fn on_timer(
+        &mut self,
+        omemo: &mut Omemo,
+        events: &mut EventSink,
+    ) -> Result<(), Failure> {
+        let actions = omemo.on_timer(Instant::now());
+        self.perform(actions, events).await?;
+        self.on_idle_timer().await
+    }
+
+    /// A whitespace keepalive, unless something was written since (then it is not due yet).
+    /// The early-idle-close mutant instead closes a stream the server has been silent on.
+    async fn on_idle_timer(&mut self) -> Result<(), Failure> {
         if self.stream.last_read.elapsed() >= self.idle_close_after() {
             // STREAM-34: a stream silent for its idle limit is closed, with
             // connection-timeout (STREAM-48).
@@ -103,9 +122,54 @@ impl Session {
     }
 
     /// When [`Session::on_timer`] must run next.
-    pub fn timer_at(&self) -> Instant {
-        self.keepalive_at()
-            .min(self.stream.last_read + self.idle_close_after())
+    pub fn timer_at(&self, omemo: &Omemo) -> Instant {
+        let at = self
+            .keepalive_at()
+            .min(self.stream.last_read + self.idle_close_after());
+        omemo.deadline().map_or(at, |deadline| at.min(deadline))
+    }
+
+    /// Carries out what [`Omemo`] asked for, in its order: stanzas and events interleaved as
+    /// given (an `identity_changed` must precede the stanza it warns of, and `sent` follow
+    /// its stanza).
+    pub async fn perform(
+        &mut self,
+        actions: Vec<Action>,
+        events: &mut EventSink,
+    ) -> Result<(), Failure> {
+        let mut actions = actions.into_iter();
+        while let Some(action) = actions.next() {
+            let written = match action {
+                Action::Send(stanza) => self.send_stanza(stanza).await,
+                Action::Emit(event) => {
+                    events.emit(event).await;
+                    Ok(())
+                }
+                Action::Deliver { stanza, seq, id } => {
+                    let written = self.send_stanza(stanza).await;
+                    let answer = match written {
+                        Ok(()) => Event::Sent { seq, id },
+                        Err(_) => Event::SendFailed {
+                            seq,
+                            reason: "not-connected",
+                        },
+                    };
+                    events.emit(answer).await;
+                    written
+                }
+            };
+            if let Err(failure) = written {
+                // The stream is gone: what is left can only be answers to commands.
+                for action in actions {
+                    if let Action::Deliver { seq, .. } = action {
+                        let reason = "not-connected";
+                        events.emit(Event::SendFailed { seq, reason }).await;
+                    }
+                }
+                return Err(failure);
+            }
+        }
+        Ok(())
     }
 
     /// The full JID the server bound.
@@ -153,11 +217,12 @@ impl Session {
     }
 
     /// Processes what the reader delivered. `Err` means the session is over (the stream was
-    /// already closed as the profile demands); `notes` gets events to emit meanwhile.
+    /// already closed as the profile demands); events meanwhile go to `events`.
     pub async fn on_inbound(
         &mut self,
         inbound: Inbound,
-        notes: &mut Vec<Event>,
+        omemo: &mut Omemo,
+        events: &mut EventSink,
     ) -> Result<(), Failure> {
         self.stream.feed(inbound)?;
         while let Some(event) = self.stream.poll_parsed().await? {
@@ -178,21 +243,29 @@ impl Session {
                         .refuse(StreamErrorCondition::BadFormat, detail)
                         .await);
                 }
-                StreamEvent::Stanza(el) => self.on_element(el, notes).await?,
+                StreamEvent::Stanza(el) => self.on_element(el, omemo, events).await?,
             }
         }
         Ok(())
     }
 
-    async fn on_element(&mut self, el: Element, notes: &mut Vec<Event>) -> Result<(), Failure> {
+    async fn on_element(
+        &mut self,
+        el: Element,
+        omemo: &mut Omemo,
+        events: &mut EventSink,
+    ) -> Result<(), Failure> {
         if el.is("error", ns::STREAMS) {
             let (condition, text) = stream_error_condition(&el);
             if self.mutant() == Mutant::IgnoreStreamError {
                 // STREAM-26 deviation: the correct client closes the stream.
-                notes.push(Event::StreamError {
-                    direction: "received",
-                    condition,
-                });
+                let direction = "received";
+                events
+                    .emit(Event::StreamError {
+                        direction,
+                        condition,
+                    })
+                    .await;
                 return Ok(());
             }
             if self.mutant() == Mutant::SlowCloseAfterStreamError {
@@ -204,8 +277,8 @@ impl Session {
         }
         if el.ns == ns::JABBER_CLIENT {
             match el.name.as_str() {
-                "iq" => return self.on_iq(&el).await,
-                "message" => return self.on_message(&el).await,
+                "iq" => return self.on_iq(&el, omemo, events).await,
+                "message" => return self.on_message(&el, omemo, events).await,
                 // Presence (of any type, error included) needs no answer from this client.
                 "presence" => {
                     if el.attr("type") == Some("error") && self.mutant() == Mutant::ErrorOnError {
@@ -231,11 +304,20 @@ impl Session {
     }
 
     /// STANZA-2..8: one answer per get/set, none for result/error.
-    async fn on_iq(&mut self, iq: &Element) -> Result<(), Failure> {
+    async fn on_iq(
+        &mut self,
+        iq: &Element,
+        omemo: &mut Omemo,
+        events: &mut EventSink,
+    ) -> Result<(), Failure> {
         let kind = iq.attr("type");
         match kind {
             Some("get" | "set") => {}
             Some("result" | "error") => {
+                // Answers to our own key requests (SPEC.md §9.1).
+                if let Some(actions) = omemo.on_iq_answer(iq, Instant::now()) {
+                    return self.perform(actions, events).await;
+                }
                 if self.mutant() == Mutant::AnswerResult {
                     // STANZA-5 deviation: the correct client never answers a response.
                     let reply = iq_error(iq, "cancel", "service-unavailable");
@@ -330,10 +412,14 @@ impl Session {
         query
     }
 
-    /// STANZA-9, STANZA-14, STANZA-21, STANZA-22.
-    async fn on_message(&mut self, message: &Element) -> Result<(), Failure> {
+    /// STANZA-9, STANZA-21..24, STANZA-27; the content is [`Omemo::on_message`]'s.
+    async fn on_message(
+        &mut self,
+        message: &Element,
+        omemo: &mut Omemo,
+        events: &mut EventSink,
+    ) -> Result<(), Failure> {
         let from = message.attr("from");
-        let id = message.attr("id").filter(|id| !id.is_empty());
         if message.attr("type") == Some("error") {
             if self.mutant() == Mutant::ErrorOnError {
                 // STANZA-9 deviation: the correct client never answers an error.
@@ -395,21 +481,9 @@ impl Session {
             let reply = message_error(message, "feature-not-implemented");
             self.send_stanza(reply).await?;
         }
-        // STANZA-13, STANZA-14: a receipt acknowledges content surfaced to the user.
-        // Without end-to-end encryption nothing is surfaced, so nothing is acknowledged.
-        let requested = message.child("request", ns::RECEIPTS).is_some();
-        if !requested || self.mutant() != Mutant::ReceiptWithoutDelivery {
-            return Ok(());
-        }
-        let (Some(from), Some(id)) = (from, id) else {
-            return Ok(());
-        };
-        // STANZA-14 deviation: acknowledges a message it never surfaced.
-        let receipt = Element::new("message", ns::JABBER_CLIENT)
-            .with_attr("to", from)
-            .with_attr("id", self.fresh_id())
-            .with_child(Element::new("received", ns::RECEIPTS).with_attr("id", id));
-        self.send_stanza(receipt).await
+        // Content, receipts (STANZA-13, STANZA-14), key notices and device list events.
+        let actions = omemo.on_message(message, Instant::now());
+        self.perform(actions, events).await
     }
 
     /// Driver `disconnect`: closing tag, up to 2 s for the server's, close.
@@ -460,3 +534,7 @@ fn message_error(message: &Element, condition: &str) -> Element {
     }
     reply.with_child(stanza_error("cancel", condition))
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;

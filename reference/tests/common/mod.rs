@@ -162,8 +162,40 @@ impl Conn {
             .expect("server send");
     }
 
-    /// The next parsed event from the client, or `None` at EOF.
+    /// The next parsed event from the client, or `None` at EOF. The client's OMEMO key
+    /// publication (pubsub iqs, SPEC.md §9.1) is answered here and not returned: a node
+    /// read finds nothing, a publication is accepted.
     pub async fn next(&mut self) -> Option<StreamEvent> {
+        loop {
+            let event = self.next_raw().await?;
+            if let StreamEvent::Stanza(iq) = &event
+                && let Some(answer) = pubsub_answer(iq)
+            {
+                self.send(&answer).await;
+                continue;
+            }
+            return Some(event);
+        }
+    }
+
+    /// After login, the client publishes its bundle, reads its device list back and
+    /// publishes the list (E2EE-2, E2EE-3): answers those three, so that later reads see
+    /// only what the test provokes.
+    pub async fn key_publication(&mut self) {
+        for _ in 0..3 {
+            match self.next_raw().await {
+                Some(StreamEvent::Stanza(iq)) => {
+                    let answer = pubsub_answer(&iq)
+                        .unwrap_or_else(|| panic!("expected a pubsub iq, got {}", iq.to_xml()));
+                    self.send(&answer).await;
+                }
+                other => panic!("expected a pubsub iq, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next parsed event from the client, pubsub iqs included.
+    pub async fn next_raw(&mut self) -> Option<StreamEvent> {
         loop {
             if let Some(event) = self.parser.next_event().expect("client sent valid XML") {
                 return Some(event);
@@ -228,6 +260,25 @@ impl Conn {
     }
 }
 
+/// The answer to a pubsub iq of the client's: `None` for any other stanza.
+fn pubsub_answer(iq: &Element) -> Option<String> {
+    if !iq.is("iq", ns::JABBER_CLIENT)
+        || iq
+            .child("pubsub", "http://jabber.org/protocol/pubsub")
+            .is_none()
+    {
+        return None;
+    }
+    let id = iq.attr("id").unwrap_or_default();
+    Some(match iq.attr("type") {
+        Some("set") => format!("<iq type='result' id='{id}'/>"),
+        _ => format!(
+            "<iq type='error' id='{id}'><error type='cancel'>\
+             <item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        ),
+    })
+}
+
 /// Starts a gatekeeper and a reference client (with `args`) and logs in; returns both.
 pub async fn logged_in(kind: TransportKind, args: &[&str]) -> (Iut, Conn) {
     let gk = Gatekeeper::start(kind).await;
@@ -238,5 +289,6 @@ pub async fn logged_in(kind: TransportKind, args: &[&str]) -> (Iut, Conn) {
     let connected = iut.expect("connected").await;
     assert_eq!(connected["seq"], 1);
     assert_eq!(connected["jid"], JID);
+    conn.key_publication().await;
     (iut, conn)
 }

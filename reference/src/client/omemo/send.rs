@@ -1,0 +1,380 @@
+//! `send_text`: device lists, bundles, sessions, then one encrypted message (SPEC.md §9.2).
+//!
+//! Sends are worked on one at a time, in command order: two sends to a device without a
+//! session must not both fetch its bundle (each fetch costs the peer a one-time prekey, and
+//! the second session would replace the first).
+
+use std::collections::BTreeSet;
+
+use gatecheck::e2ee::{
+    Address, Bundle, DEVICELIST_NODE, Device, DeviceList, IdentityStatus, bundle_node,
+};
+use gatecheck::wire::{Element, ns};
+use tokio::time::Instant;
+
+use super::iq::{self, Answer, Purpose};
+use super::{Action, KnownList, Omemo};
+use crate::driver::Event;
+use crate::mutant::Mutant;
+
+/// A fallback text such as OMEMO clients put beside an envelope (only a mutant does).
+const FALLBACK_BODY: &str =
+    "I sent you an OMEMO encrypted message but your client doesn't seem to support that.";
+
+/// One `send_text` on its way.
+#[derive(Debug)]
+pub struct PendingSend {
+    pub seq: i64,
+    /// The recipient's bare JID.
+    to: String,
+    text: String,
+    stage: Stage,
+    /// The recipient's device list could not be read.
+    list_failed: bool,
+    /// A bundle fetch was answered with an error or not at all.
+    fetch_failed: bool,
+    /// Devices whose bundle was missing or refused (E2EE-10): no `<key/>` for them.
+    refused: BTreeSet<Address>,
+}
+
+#[derive(Debug)]
+enum Stage {
+    Queued,
+    /// Waiting for these device lists (bare JIDs).
+    Lists(BTreeSet<String>),
+    /// Waiting for these bundles.
+    Bundles(BTreeSet<Address>),
+    /// Keys are in place; waiting for our own publication (E2EE-2) before writing.
+    Ready,
+}
+
+impl Omemo {
+    /// Driver `send_text`. The answer (`sent` or `send_failed`) comes as an action, now or
+    /// after the fetches it needs.
+    pub fn send_text(&mut self, seq: i64, to: &str, text: &str, now: Instant) -> Vec<Action> {
+        if self.account.is_none() {
+            return vec![failed(seq, "not-connected")];
+        }
+        self.sends.push_back(PendingSend {
+            seq,
+            to: to.to_owned(),
+            text: text.to_owned(),
+            stage: Stage::Queued,
+            list_failed: false,
+            fetch_failed: false,
+            refused: BTreeSet::new(),
+        });
+        self.advance(now)
+    }
+
+    /// Moves the first send on as far as it goes without waiting, then the next.
+    pub(super) fn advance(&mut self, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        while let Some(mut send) = self.sends.pop_front() {
+            match &send.stage {
+                Stage::Queued => {
+                    send.stage = Stage::Lists(self.fetch_lists(&send.to, now, &mut actions));
+                }
+                Stage::Lists(waiting) if waiting.is_empty() => {
+                    if send.list_failed {
+                        actions.push(failed(send.seq, "fetch-failed"));
+                        continue;
+                    }
+                    send.stage = Stage::Bundles(self.fetch_bundles(&send.to, now, &mut actions));
+                }
+                Stage::Bundles(waiting) if waiting.is_empty() => send.stage = Stage::Ready,
+                Stage::Ready if self.publication.ready() => {
+                    actions.extend(self.deliver(send));
+                    continue;
+                }
+                Stage::Lists(_) | Stage::Bundles(_) | Stage::Ready => {
+                    self.sends.push_front(send);
+                    break;
+                }
+            }
+            self.sends.push_front(send);
+        }
+        actions
+    }
+
+    /// Asks for the device lists of the recipient and of our own account, except one that
+    /// a pubsub event brought since our last fetch (E2EE-27: it is the newest there is).
+    fn fetch_lists(
+        &mut self,
+        to: &str,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> BTreeSet<String> {
+        let own = self.own_bare().unwrap_or_default().to_owned();
+        let mut waiting = BTreeSet::new();
+        for owner in [to.to_owned(), own.clone()] {
+            if waiting.contains(&owner) {
+                continue;
+            }
+            if let Some(list) = self.lists.get_mut(&owner)
+                && list.from_event
+            {
+                // Used once; the next send asks the gatekeeper again.
+                list.from_event = false;
+                continue;
+            }
+            let target = (owner != own).then_some(owner.as_str());
+            actions.push(self.request(
+                Purpose::DeviceList(owner.clone()),
+                target,
+                |id| iq::items_get(id, target, DEVICELIST_NODE),
+                now,
+            ));
+            waiting.insert(owner);
+        }
+        waiting
+    }
+
+    /// A device list was answered (for a send, or our own read-back after bind).
+    pub(super) fn on_device_list(
+        &mut self,
+        owner: &str,
+        answer: Answer,
+        now: Instant,
+    ) -> Vec<Action> {
+        let devices = match answer {
+            Answer::Result(Some(payload)) => {
+                DeviceList::from_element(&payload).ok().map(|l| l.devices)
+            }
+            // A node without an item lists no device.
+            Answer::Result(None) => Some(Vec::new()),
+            Answer::Error(_) | Answer::Timeout => None,
+        };
+        let mut actions = Vec::new();
+        if self.own_bare() == Some(owner) {
+            actions.extend(self.on_own_list(devices.clone(), now));
+        }
+        if let Some(devices) = &devices {
+            self.lists.insert(
+                owner.to_owned(),
+                KnownList {
+                    devices: devices.clone(),
+                    from_event: false,
+                },
+            );
+        }
+        if let Some(send) = self.sends.front_mut()
+            && let Stage::Lists(waiting) = &mut send.stage
+            && waiting.remove(owner)
+            && devices.is_none()
+            && send.to == owner
+        {
+            send.list_failed = true;
+        }
+        actions.extend(self.advance(now));
+        actions
+    }
+
+    /// A pubsub event with a device list (E2EE-27; ours too, E2EE-2).
+    pub(super) fn on_list_event(
+        &mut self,
+        owner: &str,
+        payload: &Element,
+        now: Instant,
+    ) -> Vec<Action> {
+        let Ok(list) = DeviceList::from_element(payload) else {
+            return Vec::new();
+        };
+        let mut actions = Vec::new();
+        if self.own_bare() == Some(owner) {
+            actions.extend(self.on_own_list(Some(list.devices.clone()), now));
+        }
+        self.lists.insert(
+            owner.to_owned(),
+            KnownList {
+                devices: list.devices,
+                from_event: true,
+            },
+        );
+        actions
+    }
+
+    /// The devices to encrypt for: every device of `to`, and our own other devices (E2EE-14).
+    fn targets(&self, to: &str) -> Vec<Address> {
+        let own = self.own_bare().unwrap_or_default();
+        let own_id = self.device.device_id();
+        let mut targets: Vec<Address> = Vec::new();
+        for owner in [to, own] {
+            for &device in self.lists.get(owner).map_or(&[][..], |l| &l.devices) {
+                let address = Address::new(owner, device);
+                let ours = owner == own && device == own_id;
+                if !ours && !targets.contains(&address) {
+                    targets.push(address);
+                }
+            }
+        }
+        targets
+    }
+
+    /// Asks for the bundle of every target device without a session (E2EE-9).
+    fn fetch_bundles(
+        &mut self,
+        to: &str,
+        now: Instant,
+        actions: &mut Vec<Action>,
+    ) -> BTreeSet<Address> {
+        let own = self.own_bare().unwrap_or_default().to_owned();
+        let mut waiting = BTreeSet::new();
+        for address in self.targets(to) {
+            if self.device.has_session(&address) {
+                continue;
+            }
+            let target = (address.jid != own).then(|| address.jid.clone());
+            let node = bundle_node(address.device);
+            actions.push(self.request(
+                Purpose::Bundle(address.clone()),
+                target.as_deref(),
+                |id| iq::items_get(id, target.as_deref(), &node),
+                now,
+            ));
+            waiting.insert(address);
+        }
+        waiting
+    }
+
+    /// A bundle was answered: set up the session, or refuse the device (E2EE-10).
+    pub(super) fn on_bundle(
+        &mut self,
+        address: Address,
+        answer: Answer,
+        now: Instant,
+    ) -> Vec<Action> {
+        let mut actions = Vec::new();
+        let waited = matches!(
+            self.sends.front().map(|s| &s.stage),
+            Some(Stage::Bundles(waiting)) if waiting.contains(&address)
+        );
+        if !waited {
+            return actions;
+        }
+        // (whether the fetch itself failed, why) when the device gets no key.
+        let outcome = match answer {
+            Answer::Result(Some(payload)) => self
+                .start_session(&address, &payload)
+                .map_err(|why| (false, why)),
+            Answer::Result(None) => Err((false, "no bundle item".to_owned())),
+            Answer::Error(condition) => Err((true, format!("the fetch failed: {condition}"))),
+            Answer::Timeout => Err((true, "the fetch was not answered".to_owned())),
+        };
+        if let Some(send) = self.sends.front_mut()
+            && let Stage::Bundles(waiting) = &mut send.stage
+        {
+            waiting.remove(&address);
+            match outcome {
+                Ok(Some(changed)) => actions.push(changed),
+                Ok(None) => {}
+                Err((unanswered, why)) => {
+                    eprintln!("gatecheck-reference: no key for {address}: {why}");
+                    send.fetch_failed |= unanswered;
+                    send.refused.insert(address);
+                }
+            }
+        }
+        actions.extend(self.advance(now));
+        actions
+    }
+
+    /// X3DH from a fetched bundle; `identity_changed` if the device's identity key changed.
+    fn start_session(
+        &mut self,
+        address: &Address,
+        payload: &Element,
+    ) -> Result<Option<Action>, String> {
+        let bundle = Bundle::from_element(payload).map_err(|e| e.to_string())?;
+        let status = match self.device.start_session(address, &bundle) {
+            Ok(status) => status,
+            Err(e) if self.mutant == Mutant::SkipBundleVerification => {
+                // E2EE-10 deviation: the correct client sets up no session from a bundle
+                // that does not verify. The Signal library checks the signature itself, so
+                // this one sets the session up with keys of its own making instead, and so
+                // encrypts to the device anyway.
+                eprintln!("gatecheck-reference: ignoring a bad bundle: {e}");
+                let mut stand_in = Device::generate(address.device, [7; 32], 0).bundle();
+                stand_in.prekeys = Vec::new();
+                self.device
+                    .start_session(address, &stand_in)
+                    .map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        Ok(match status {
+            IdentityStatus::Changed { .. } => self.identity_changed(&address.jid, address.device),
+            IdentityStatus::New | IdentityStatus::Same => None,
+        })
+    }
+
+    /// Encrypts for every target device with a session and writes the message (E2EE-13,
+    /// E2EE-14, E2EE-19, STANZA-11, STANZA-15).
+    fn deliver(&mut self, send: PendingSend) -> Vec<Action> {
+        let mut recipients: Vec<Address> = self
+            .targets(&send.to)
+            .into_iter()
+            .filter(|a| !send.refused.contains(a) && self.device.has_session(a))
+            .collect();
+        if self.mutant == Mutant::OneDeviceOnly
+            && let Some(first) = recipients.iter().position(|a| a.jid == send.to)
+        {
+            // E2EE-14 deviation: the correct client encrypts for every device of the
+            // recipient; this one keeps the first and drops the others.
+            let keep = recipients[first].clone();
+            recipients.retain(|a| a.jid != send.to || *a == keep);
+        }
+        if !recipients.iter().any(|a| a.jid == send.to) {
+            let reason = if send.fetch_failed {
+                "fetch-failed"
+            } else {
+                "no-valid-device"
+            };
+            return vec![failed(send.seq, reason)];
+        }
+        let envelope = if self.mutant == Mutant::FixedPayloadKey {
+            // E2EE-18 deviation: the correct client draws a fresh key and IV per message.
+            let (key, iv) = self.fixed_payload.clone();
+            self.device
+                .encrypt_with(&recipients, send.text.as_bytes(), key, iv)
+        } else {
+            self.device.encrypt(&recipients, send.text.as_bytes())
+        };
+        let mut envelope = match envelope {
+            Ok(envelope) => envelope,
+            Err(e) => {
+                eprintln!("gatecheck-reference: encrypting for {}: {e}", send.to);
+                return vec![failed(send.seq, "no-valid-device")];
+            }
+        };
+        if self.mutant == Mutant::PrekeyFlagAlways {
+            // E2EE-16 deviation: the correct client marks only PreKeySignalMessages.
+            for key in &mut envelope.keys {
+                key.prekey = true;
+            }
+        }
+        let id = self.message_id();
+        let mut message = Element::new("message", ns::JABBER_CLIENT)
+            .with_attr("type", "chat")
+            .with_attr("to", send.to.as_str())
+            .with_attr("id", id.as_str())
+            .with_child(envelope.to_element());
+        if self.mutant == Mutant::FallbackBody {
+            // E2EE-19 deviation: the correct client puts no <body/> beside an envelope.
+            message = message
+                .with_child(Element::new("body", ns::JABBER_CLIENT).with_text(FALLBACK_BODY));
+        }
+        let message = message
+            .with_child(Element::new("request", ns::RECEIPTS))
+            .with_child(Element::new("store", ns::HINTS));
+        vec![Action::Deliver {
+            stanza: message,
+            seq: send.seq,
+            id,
+        }]
+    }
+}
+
+fn failed(seq: i64, reason: &'static str) -> Action {
+    Action::Emit(Event::SendFailed { seq, reason })
+}
