@@ -193,18 +193,20 @@ impl Exec<'_> {
     ) -> Result<u32, Deviation> {
         let saved = self.cur;
         self.cur = dev;
-        let r = self.await_publication(step, dev, None, deadline).await;
+        let r = self.await_publication(step, dev, None, false, deadline).await;
         self.cur = saved;
         r
     }
 
     /// Reads the current device until it publishes a bundle (after publication `after`,
-    /// when given); stanzas other than PEP iqs must be ignorable meanwhile.
+    /// when given; with `with_list`, and a device list naming it); stanzas other than PEP
+    /// iqs must be ignorable meanwhile.
     async fn await_publication(
         &mut self,
         step: &Step,
         dev: usize,
         after: Option<usize>,
+        with_list: bool,
         deadline: Instant,
     ) -> Result<u32, Deviation> {
         let own = self.client_bare();
@@ -216,9 +218,20 @@ impl Exec<'_> {
                         .is_some_and(|id| self.e2ee.iut_ids.get(&dev) == Some(&id))
             });
             if published && let Some(id) = self.e2ee.iut_ids.get(&dev) {
-                return Ok(*id);
+                let listed = self.e2ee.pep.device_list(&own).contains(id);
+                if listed || !with_list {
+                    return Ok(*id);
+                }
             }
-            let got = self.next_for(None, deadline).await?;
+            // Read directly (next_for would keep reading after serving the publication).
+            let got = self.conn()?.next(deadline).await;
+            if let Some(Inbound::Stanza(e)) = &got {
+                let label = self.devices[self.cur].label();
+                self.e2ee.scan(&label, e)?;
+                if self.serve_pep(e, deadline).await? {
+                    continue;
+                }
+            }
             match got {
                 Some(Inbound::Stanza(e)) if self.ignorable(step, &e)? => {}
                 None => {
@@ -262,7 +275,7 @@ impl Exec<'_> {
     ) -> Result<(), Deviation> {
         self.e2ee_ready()?;
         let dev = self.cur;
-        let id = self.await_publication(step, dev, None, deadline).await?;
+        let id = self.await_publication(step, dev, None, true, deadline).await?;
         self.judge_keys(id, MIN_PREKEYS, ENOUGH_PREKEYS)?;
         if !k.low {
             return Ok(());
@@ -279,7 +292,7 @@ impl Exec<'_> {
         let bound = crate::spec::embedded_time_bound(REPLENISH)
             .unwrap_or(std::time::Duration::from_secs(60));
         let until = deadline.max(Instant::now() + bound);
-        self.await_publication(step, dev, Some(before), until)
+        self.await_publication(step, dev, Some(before), false, until)
             .await?;
         self.judge_keys(id, MIN_PREKEYS, REPLENISH)
     }

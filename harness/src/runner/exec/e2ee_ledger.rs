@@ -208,6 +208,76 @@ impl E2eeState {
     }
 }
 
+/// Texts shorter than this are not looked for: short strings occur by chance.
+const SCAN_MIN_LEN: usize = 8;
+
+impl E2eeState {
+    /// E2EE-20: looks for the scenario's texts in a stanza the IUT sent, in clear and in
+    /// the encodings SPEC.md names (UTF-8, base64 of each alignment, URL-safe base64, hex).
+    /// The `<body/>` of a message that carries an envelope is E2EE-19's to judge.
+    pub fn scan(&self, label: &str, e: &Element) -> Result<(), Deviation> {
+        if self.texts.is_empty() {
+            return Ok(());
+        }
+        let mut haystacks = Vec::new();
+        let skip_body = e.name == "message" && e.child("encrypted", e2ee::NS).is_some();
+        collect_strings(e, skip_body, &mut haystacks);
+        for text in self.texts.iter().filter(|t| t.len() >= SCAN_MIN_LEN) {
+            for (encoding, needle) in encodings(text) {
+                if let Some(h) = haystacks.iter().find(|h| h.contains(needle.as_str())) {
+                    return Err(Deviation::fail(
+                        "E2EE-20",
+                        format!("no user content outside the encrypted payload ({text:?} {encoding})"),
+                        format!("{label}{} (found in {h:?})", e.to_xml()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every attribute value and text of an element tree.
+fn collect_strings(e: &Element, skip_body: bool, out: &mut Vec<String>) {
+    for (_, v) in &e.attrs {
+        out.push(v.clone());
+    }
+    for c in &e.children {
+        match c {
+            crate::wire::Node::Text(t) => out.push(t.clone()),
+            crate::wire::Node::Element(child) => {
+                if skip_body && child.name == "body" && child.ns == ns::JABBER_CLIENT {
+                    continue;
+                }
+                collect_strings(child, false, out);
+            }
+        }
+    }
+}
+
+/// The forms of `text` E2EE-20's scan looks for.
+fn encodings(text: &str) -> Vec<(&'static str, String)> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let bytes = text.as_bytes();
+    let mut out = vec![("in clear", text.to_string())];
+    for offset in 0..3 {
+        let tail = &bytes[offset.min(bytes.len())..];
+        for (name, engine) in [("in base64", &STANDARD_NO_PAD), ("in URL-safe base64", &URL_SAFE_NO_PAD)] {
+            let mut enc = engine.encode(tail);
+            // The last characters depend on what follows the text: look for the stable part.
+            enc.truncate(enc.len().saturating_sub(3));
+            if enc.len() >= SCAN_MIN_LEN {
+                out.push((name, enc));
+            }
+        }
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    out.push(("in hex", hex.to_ascii_uppercase()));
+    out.push(("in hex", hex));
+    out
+}
+
 fn str_of(ev: &serde_json::Value, key: &str) -> String {
     ev.get(key)
         .and_then(|v| v.as_str())

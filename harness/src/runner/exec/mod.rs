@@ -442,6 +442,10 @@ impl<'a> Exec<'a> {
             Action::ExpectNothing(d) => self.expect_nothing(step, Instant::now() + *d).await,
             Action::Driver(cmd) => {
                 let cmd = self.vars.substitute_json(cmd).map_err(Deviation::error)?;
+                if let Some(text) = cmd.get("text").and_then(|t| t.as_str()) {
+                    // User content the IUT must never put on the wire in clear (E2EE-20).
+                    self.e2ee.texts.push(text.to_string());
+                }
                 self.send_command(cmd).await.map(|_| ())
             }
             Action::ExpectEvent(alternatives) => self.expect_event(alternatives, deadline).await,
