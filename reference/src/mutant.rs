@@ -218,6 +218,22 @@ mutants! {
         "does not republish its bundle when the gatekeeper says its prekeys run low"),
     IgnoreGcmTag => ("ignore-gcm-tag", "E2EE-17",
         "surfaces the text of a payload whose AES-GCM tag does not verify"),
+    RefuseLegacyIv => ("refuse-legacy-iv", "E2EE-17",
+        "refuses envelopes with a 16-byte IV, which older OMEMO senders use"),
+    InOrderOnly => ("in-order-only", "E2EE-23",
+        "refuses a message whose chain counter is below one it already saw (no skipped message keys)"),
+    HaltAfterDecryptFailure => ("halt-after-decrypt-failure", "E2EE-21",
+        "surfaces nothing more once a message failed to decrypt"),
+    SurfaceKeyTransport => ("surface-key-transport", "E2EE-26",
+        "surfaces a key transport element (no payload) as an empty message"),
+    TrimText => ("trim-text", "E2EE-25",
+        "surfaces decrypted text with leading and trailing whitespace trimmed"),
+    RefuseIncomingSessions => ("refuse-incoming-sessions", "E2EE-30",
+        "refuses PreKeySignalMessages from devices it has no session with (accepts only sessions it set up)"),
+    BodyOverEnvelope => ("body-over-envelope", "E2EE-31",
+        "surfaces the plaintext <body/> instead of the decrypted text when a message carries both"),
+    DiscoWithoutOmemo => ("disco-without-omemo", "STANZA-28",
+        "leaves eu.siacs.conversations.axolotl and urn:xmpp:receipts out of disco#info, although it implements them"),
 }
 
 impl Mutant {

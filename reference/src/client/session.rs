@@ -399,6 +399,12 @@ impl Session {
                 // STANZA-8 deviation: the correct list names every protocol implemented.
                 continue;
             }
+            if [ns::OMEMO, ns::RECEIPTS].contains(feature)
+                && self.mutant() == Mutant::DiscoWithoutOmemo
+            {
+                // STANZA-28 deviation: the correct list names encryption and receipts.
+                continue;
+            }
             query = query
                 .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *feature));
         }

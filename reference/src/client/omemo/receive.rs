@@ -9,9 +9,10 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
 
+use gatecheck::e2ee::LEGACY_IV_LEN;
 use gatecheck::e2ee::payload::{self, KEY_LEN, KEY_MATERIAL_LEN, TAG_LEN};
 use gatecheck::e2ee::{
-    Address, DEVICELIST_NODE, DecryptError, Device, Envelope, IdentityStatus, NS,
+    Address, DEVICELIST_NODE, DecryptError, Device, Envelope, IdentityStatus, KeyElement, NS,
 };
 use gatecheck::wire::{Element, ns};
 use tokio::time::Instant;
@@ -37,6 +38,10 @@ pub struct Seen {
     /// `(sender full JID, message id)` of each receipt sent.
     receipted: HashSet<(String, String)>,
     receipt_order: VecDeque<(String, String)>,
+    /// The halt-after-decrypt-failure mutant failed once and decrypts nothing more.
+    halted: bool,
+    /// The in-order-only mutant's highest counter per sender and chain (ratchet key).
+    counters: HashMap<(Address, Vec<u8>), u32>,
 }
 
 impl Seen {
@@ -53,6 +58,23 @@ impl Seen {
                 self.texts.remove(&old);
             }
         }
+    }
+
+    /// For the in-order-only mutant: records the message's chain counter, false if an
+    /// earlier message of the chain showed a higher one.
+    fn in_order(&mut self, sender: &Address, key: &KeyElement) -> bool {
+        let Some((chain, counter)) = chain_position(key) else {
+            return true;
+        };
+        let highest = self
+            .counters
+            .entry((sender.clone(), chain))
+            .or_insert(counter);
+        if counter < *highest {
+            return false;
+        }
+        *highest = counter;
+        true
     }
 
     /// True the first time for this sender and id.
@@ -104,11 +126,19 @@ impl Omemo {
         let id = message.attr("id").map(str::to_owned);
         let mut actions = Vec::new();
         let (sid, opened) = match self.parse_envelope(message) {
+            Ok(_) if self.seen.halted => (None, Err("halted")),
             Ok(envelope) => (Some(envelope.sid), self.open(from, &envelope, &mut actions)),
             Err(reason) => (header_sid(message), Err(reason)),
         };
         match opened {
-            Ok(Some(text)) => {
+            Ok(Some(mut text)) => {
+                if self.mutant == Mutant::BodyOverEnvelope
+                    && let Some(body) = message.child("body", ns::JABBER_CLIENT)
+                {
+                    // E2EE-31 deviation: the correct client ignores a <body/> beside an
+                    // envelope and shows only what it decrypted.
+                    text = body.text();
+                }
                 actions.push(Action::Emit(Event::MessageReceived {
                     from: from.to_owned(),
                     id,
@@ -124,6 +154,10 @@ impl Omemo {
             // A key transport element (E2EE-26): the session advanced, nothing to show.
             Ok(None) => {}
             Err(reason) => {
+                if self.mutant == Mutant::HaltAfterDecryptFailure {
+                    // E2EE-21 deviation: the correct client keeps decrypting what follows.
+                    self.seen.halted = true;
+                }
                 actions.push(Action::Emit(Event::DecryptFailed {
                     from: from.to_owned(),
                     id,
@@ -163,7 +197,23 @@ impl Omemo {
     /// E2EE-12), whatever the payload turns out to be.
     fn open(&mut self, from: &str, envelope: &Envelope, actions: &mut Vec<Action>) -> Opened {
         let sender = Address::new(iq::bare(from), envelope.sid);
+        if self.mutant == Mutant::RefuseLegacyIv && envelope.iv.len() == LEGACY_IV_LEN {
+            // E2EE-17 deviation: the correct client accepts 16-byte IVs too.
+            return Err("malformed");
+        }
         let key = envelope.key_for(self.device.device_id()).ok_or("no-key")?;
+        if self.mutant == Mutant::RefuseIncomingSessions
+            && key.prekey
+            && !self.device.has_session(&sender)
+        {
+            // E2EE-30 deviation: the correct client accepts sessions a peer sets up.
+            return Err("untrusted");
+        }
+        if self.mutant == Mutant::InOrderOnly && !self.seen.in_order(&sender, key) {
+            // E2EE-23 deviation: the correct client decrypts late messages with the keys
+            // it kept for them.
+            return Err("bad-message");
+        }
         let fingerprint = self.seen.fingerprint(&sender, &key.data);
         if let Some(earlier) = self.seen.texts.get(&fingerprint) {
             if self.mutant == Mutant::AcceptReplays
@@ -202,6 +252,11 @@ impl Omemo {
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&material[KEY_LEN..]);
         let Some(ciphertext) = &envelope.payload else {
+            if self.mutant == Mutant::SurfaceKeyTransport {
+                // E2EE-26 deviation: the correct client shows nothing for a key transport
+                // element.
+                return Ok(Some(String::new()));
+            }
             return Ok(None);
         };
         let bytes = if self.mutant == Mutant::IgnoreGcmTag {
@@ -213,7 +268,11 @@ impl Omemo {
             payload::open(&payload_key, &envelope.iv, ciphertext, &tag)
         }
         .map_err(|e| reason(&e))?;
-        let text = String::from_utf8(bytes).map_err(|_| "bad-message")?;
+        let mut text = String::from_utf8(bytes).map_err(|_| "bad-message")?;
+        if self.mutant == Mutant::TrimText {
+            // E2EE-25 deviation: the correct client surfaces the text byte for byte.
+            text = text.trim().to_owned();
+        }
         if text.is_empty() {
             // E2EE-24 forbids sending an empty text; there is nothing to show.
             return Err("bad-message");
@@ -277,6 +336,21 @@ fn header_sid(message: &Element) -> Option<u32> {
         .attr("sid")?
         .parse()
         .ok()
+}
+
+/// The sending chain (the sender's ratchet key) and counter of the Signal message in `key`.
+fn chain_position(key: &KeyElement) -> Option<(Vec<u8>, u32)> {
+    use wacore_libsignal::protocol::{PreKeySignalMessage, SignalMessage};
+    let message = if key.prekey {
+        PreKeySignalMessage::try_from(key.data.as_slice())
+            .ok()?
+            .message()
+            .clone()
+    } else {
+        SignalMessage::try_from(key.data.as_slice()).ok()?
+    };
+    let chain = message.sender_ratchet_key().serialize().to_vec();
+    Some((chain, message.counter()))
 }
 
 /// DRIVER.md's `decrypt_failed` reason for each failure of the Signal layer.

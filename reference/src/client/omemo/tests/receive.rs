@@ -337,3 +337,87 @@ fn an_oversized_text_is_not_surfaced() {
     world.receive(&encrypted_message(BOB_FULL, "m", &envelope));
     assert_eq!(world.events_named("message_received").len(), 1);
 }
+
+#[test]
+fn legacy_ivs_are_accepted_unless_the_mutant() {
+    for (mutant, surfaced) in [(Mutant::None, 1), (Mutant::RefuseLegacyIv, 0)] {
+        let mut world = World::new(mutant);
+        let mut bob = device(2001, 2);
+        world.session_with_alice(&mut bob);
+        let envelope = bob
+            .encrypt_with(&[alice()], b"old sender", [5; 16], vec![6; 16])
+            .expect("enc");
+        world.receive(&encrypted_message(BOB_FULL, "m1", &envelope));
+        assert_eq!(
+            world.events_named("message_received").len(),
+            surfaced,
+            "{mutant:?}: E2EE-17"
+        );
+    }
+}
+
+#[test]
+fn late_messages_are_surfaced_once_each_unless_the_mutant() {
+    for (mutant, want) in [
+        (Mutant::None, vec!["three", "one", "two"]),
+        (Mutant::InOrderOnly, vec!["three"]),
+    ] {
+        let mut world = World::new(mutant);
+        let mut bob = device(2001, 2);
+        world.session_with_alice(&mut bob);
+        let sent: Vec<Envelope> = ["one", "two", "three"]
+            .iter()
+            .map(|t| bob.encrypt(&[alice()], t.as_bytes()).expect("enc"))
+            .collect();
+        for i in [2, 0, 1, 0] {
+            world.receive(&encrypted_message(BOB_FULL, &format!("m{i}"), &sent[i]));
+        }
+        let texts: Vec<&str> = world
+            .events_named("message_received")
+            .iter()
+            .map(|e| e["text"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(texts, want, "{mutant:?}: E2EE-23");
+    }
+}
+
+#[test]
+fn a_failure_does_not_stop_later_messages_unless_the_mutant() {
+    for (mutant, surfaced) in [(Mutant::None, 1), (Mutant::HaltAfterDecryptFailure, 0)] {
+        let (mut world, _, good) = bob_writes(mutant, "fine");
+        let mut bad = good.clone();
+        bad.keys[0].rid = 5;
+        world.receive(&encrypted_message(BOB_FULL, "x", &bad));
+        world.receive(&encrypted_message(BOB_FULL, "m", &good));
+        assert_eq!(
+            world.events_named("message_received").len(),
+            surfaced,
+            "{mutant:?}: E2EE-21"
+        );
+    }
+}
+
+#[test]
+fn receive_side_mutants() {
+    // surface-key-transport (E2EE-26)
+    let mut world = World::new(Mutant::SurfaceKeyTransport);
+    let mut bob = device(2001, 2);
+    world.session_with_alice(&mut bob);
+    let transport = bob.key_transport(&[alice()]).expect("kt");
+    world.receive(&encrypted_message(BOB_FULL, "k", &transport));
+    assert_eq!(world.events_named("message_received")[0]["text"], "");
+    // trim-text (E2EE-25)
+    let (mut world, _, envelope) = bob_writes(Mutant::TrimText, " spaced ");
+    world.receive(&encrypted_message(BOB_FULL, "m", &envelope));
+    assert_eq!(world.events_named("message_received")[0]["text"], "spaced");
+    // refuse-incoming-sessions (E2EE-30)
+    let (mut world, _, envelope) = bob_writes(Mutant::RefuseIncomingSessions, "hi");
+    world.receive(&encrypted_message(BOB_FULL, "m", &envelope));
+    assert_eq!(world.events[0]["reason"], "untrusted");
+    // body-over-envelope (E2EE-31)
+    let (mut world, _, envelope) = bob_writes(Mutant::BodyOverEnvelope, "secret");
+    let message = encrypted_message(BOB_FULL, "m", &envelope)
+        .with_child(Element::new("body", ns::JABBER_CLIENT).with_text("decoy"));
+    world.receive(&message);
+    assert_eq!(world.events_named("message_received")[0]["text"], "decoy");
+}
