@@ -91,9 +91,7 @@ impl Exec<'_> {
         }
         self.judge_recipients(&env, &bare, &shown)?;
         // What the IUT reported so far decides E2EE-12, E2EE-15 and E2EE-16.
-        if let Some(lie) = self.devices[dev].drain_checked() {
-            return Err(lie);
-        }
+        self.devices[dev].admit_queued()?;
         self.check_e2ee_claims()?;
         let client = self.client_bare();
         let mut first = true;

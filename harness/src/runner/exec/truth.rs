@@ -141,6 +141,21 @@ impl Device {
         self.check_no_extra_connection().await.err()
     }
 
+    /// Reads every driver message already queued, checking each, and keeps the events for
+    /// the steps that wait for them; the first lie found.
+    pub(super) fn admit_queued(&mut self) -> Result<(), Deviation> {
+        while let Ok(msg) = self.events.try_recv() {
+            if matches!(msg, DriverMsg::Eof) {
+                self.driver_gone = true;
+                continue;
+            }
+            if let Some(ev) = self.admit(msg)? {
+                self.pending.push_back(ev);
+            }
+        }
+        Ok(())
+    }
+
     /// Takes every driver message already queued, checking each; the first lie found.
     pub(super) fn drain_checked(&mut self) -> Option<Deviation> {
         let mut first = None;
