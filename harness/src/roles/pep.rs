@@ -62,6 +62,9 @@ pub struct PepStore {
     bundles: HashMap<(String, u32), Bundle>,
     pools: HashMap<(String, u32), Pool>,
     publications: Vec<Publication>,
+    /// The one-time prekey of the last bundle of each (owner, device) handed out in answer
+    /// to an iq (`None` inside: the pool was empty).
+    fetched: HashMap<(String, u32), Option<u32>>,
 }
 
 impl PepStore {
@@ -121,7 +124,10 @@ impl PepStore {
                     return PepAnswer::reply(iq_error(iq, "modify", "bad-request"));
                 };
                 let payload = match e2ee::parse_bundle_node(node) {
-                    Some(device) => self.hand_out(&owner, device).map(|h| h.bundle.to_element()),
+                    Some(device) => self.hand_out(&owner, device).map(|h| {
+                        self.fetched.insert((owner.clone(), device), h.prekey);
+                        h.bundle.to_element()
+                    }),
                     _ => self.nodes.get(&(owner.clone(), node.to_string())).cloned(),
                 };
                 match payload {
@@ -252,6 +258,12 @@ impl PepStore {
             .get(&(owner.to_string(), device))
             .map(|p| p.handed_out.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// The one-time prekey of the last bundle of `owner`'s `device` fetched with an iq:
+    /// `None` when none was fetched, `Some(None)` when it carried no one-time prekey.
+    pub fn fetched_prekey(&self, owner: &str, device: u32) -> Option<Option<u32>> {
+        self.fetched.get(&(owner.to_string(), device)).copied()
     }
 
     pub fn publications(&self) -> &[Publication] {

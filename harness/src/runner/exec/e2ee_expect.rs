@@ -108,6 +108,9 @@ impl Exec<'_> {
                 continue;
             };
             let prekey = key.prekey;
+            let new_session = !ud
+                .dev
+                .has_session(&e2ee::Address::new(client.clone(), env.sid));
             let decrypted = match ud.dev.decrypt(&client, &env) {
                 Ok(d) => d,
                 Err(err) => {
@@ -151,6 +154,20 @@ impl Exec<'_> {
                     "E2EE-15",
                     format!(
                         "a PreKeySignalMessage (prekey='true') for device {bob_dev}: the IUT has decrypted nothing from it yet"
+                    ),
+                ));
+                break;
+            }
+            // E2EE-9: a session set up from a fetched bundle that carried a one-time prekey
+            // uses that prekey.
+            if new_session
+                && let Some(Some(handed)) = self.e2ee.pep.fetched_prekey(&bare, bob_dev)
+                && decrypted.consumed_prekey != Some(handed)
+            {
+                result = Err(fail(
+                    "E2EE-9",
+                    format!(
+                        "a session set up with the one-time prekey {handed} the gatekeeper handed out for device {bob_dev}"
                     ),
                 ));
                 break;
