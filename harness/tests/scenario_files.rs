@@ -158,7 +158,7 @@ fn mistakes_are_reported_with_file_and_line() {
         ),
         (
             &format!("{HEAD}actors = [\"bob\"]\n[[step]]\nsleep = 1\nactor = \"bob\"\n"),
-            "stream/example.toml:6: `actor` goes with send, expect and expect_any only (who sends, who receives)",
+            "stream/example.toml:6: `actor` goes with send, expect, expect_any, e2ee_send, e2ee_expect and e2ee_devices only (who sends, who receives)",
         ),
         (
             &format!("{HEAD}actors = [\"Bob\"]\n[[step]]\nsleep = 1\n"),
@@ -198,7 +198,7 @@ fn mistakes_are_reported_with_file_and_line() {
         ),
         (
             &format!("{HEAD}profiles = [\"xmpp-kore\"]\n[[step]]\nsleep = 1\n"),
-            "stream/example.toml:5: unknown profile \"xmpp-kore\" in profiles (known: xmpp-core)",
+            "stream/example.toml:5: unknown profile \"xmpp-kore\" in profiles (known: xmpp-core, omemo)",
         ),
         (
             &format!("{HEAD}profiles = [\"xmpp-core\", \"xmpp-core\"]\n[[step]]\nsleep = 1\n"),
