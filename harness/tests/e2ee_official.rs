@@ -174,7 +174,7 @@ const BOB: &str = "bob@gatekeeper.example";
 const CAROL: &str = "carol@official.example";
 
 #[test]
-fn live_exchange_with_the_official_library() {
+fn e2ee_live_exchange_with_the_official_library() {
     let Some(mut official) = official() else {
         return;
     };
@@ -353,7 +353,7 @@ fn live_exchange_with_the_official_library() {
 /// The official library's recorded messages, replayed into a Device rebuilt from the
 /// recorded receiver's private keys: no node needed.
 #[test]
-fn official_vectors_replay() {
+fn e2ee_official_vectors_replay() {
     let text = std::fs::read_to_string(root().join("fixtures/e2ee/vectors.json"))
         .expect("fixtures/e2ee/vectors.json");
     let v: Value = serde_json::from_str(&text).expect("JSON");

@@ -25,16 +25,26 @@ pub(crate) fn decode(
     max_len: usize,
     requirement: &'static str,
 ) -> Result<Vec<u8>, E2eeError> {
-    let compact: Vec<u8> = text.bytes().filter(|b| !is_xml_space(*b)).collect();
-    if compact.is_empty() {
-        return Err(E2eeError::new(requirement, format!("<{what}/> is empty")));
-    }
-    // Every 4 characters carry at most 3 bytes.
-    if compact.len() / 4 * 3 > max_len.saturating_add(3) {
+    // Every 4 characters carry at most 3 bytes; whitespace only makes the text longer, so
+    // this bound is checked before any decoding.
+    if text.len() / 4 * 3 > max_len.saturating_add(3)
+        && text.bytes().filter(|b| !is_xml_space(*b)).count() / 4 * 3 > max_len.saturating_add(3)
+    {
         return Err(E2eeError::new(
             requirement,
             format!("<{what}/> holds more than {max_len} bytes"),
         ));
+    }
+    // Most senders write base64 without line breaks: decode the text as it is first, and
+    // copy it without its whitespace only when that fails.
+    if !text.is_empty()
+        && let Ok(bytes) = STANDARD.decode(text)
+    {
+        return check_len(bytes, what, max_len, requirement);
+    }
+    let compact: Vec<u8> = text.bytes().filter(|b| !is_xml_space(*b)).collect();
+    if compact.is_empty() {
+        return Err(E2eeError::new(requirement, format!("<{what}/> is empty")));
     }
     let bytes = STANDARD.decode(&compact).map_err(|e| {
         // The decoder's offsets count the text without its whitespace, so they would
@@ -55,6 +65,15 @@ pub(crate) fn decode(
             ),
         )
     })?;
+    check_len(bytes, what, max_len, requirement)
+}
+
+fn check_len(
+    bytes: Vec<u8>,
+    what: &str,
+    max_len: usize,
+    requirement: &'static str,
+) -> Result<Vec<u8>, E2eeError> {
     if bytes.len() > max_len {
         return Err(E2eeError::new(
             requirement,

@@ -2,7 +2,9 @@
 
 use wacore_libsignal::protocol::IdentityKey;
 
-use super::{E2eeError, NS, b64, clip, decimal_attr, expect_element, only_whitespace_text};
+use super::{
+    E2eeError, NS, b64, clip, decimal_attr, expect_element, only_whitespace_text, text_of,
+};
 use crate::wire::Element;
 
 /// A serialized Curve25519 public key: the type byte 0x05 and 32 key bytes.
@@ -51,7 +53,7 @@ impl Bundle {
                 "signedPreKeySignature" => {
                     once(&signature, "signedPreKeySignature")?;
                     signature = Some(b64::decode(
-                        &child.text(),
+                        &text_of(child),
                         "signedPreKeySignature",
                         MAX_SIGNATURE_BYTES,
                         "E2EE-3",
@@ -177,7 +179,7 @@ fn parse_prekeys(el: &Element) -> Result<Vec<(u32, Vec<u8>)>, E2eeError> {
 
 /// The text of a key element, decoded and checked as a serialized Curve25519 key.
 fn public_key(el: &Element) -> Result<Vec<u8>, E2eeError> {
-    let key = b64::decode(&el.text(), &el.name, 1024, "E2EE-3")?;
+    let key = b64::decode(&text_of(el), &el.name, 1024, "E2EE-3")?;
     check_key(&key, &el.name)?;
     Ok(key)
 }

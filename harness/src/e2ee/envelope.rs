@@ -2,7 +2,7 @@
 
 use super::{
     E2eeError, IV_LEN, LEGACY_IV_LEN, MAX_KEY_BYTES, MAX_KEYS, MAX_PAYLOAD_BYTES, NS, b64, clip,
-    device_id_attr, expect_element, only_whitespace_text,
+    device_id_attr, expect_element, only_whitespace_text, text_of,
 };
 use crate::wire::Element;
 
@@ -123,7 +123,7 @@ fn parse_header(header: &Element) -> Result<(u32, Vec<KeyElement>, Vec<u8>), E2e
                 if iv.is_some() {
                     return Err(structure("<header/> has more than one <iv/>"));
                 }
-                let bytes = b64::decode(&child.text(), "iv", LEGACY_IV_LEN, "E2EE-13")?;
+                let bytes = b64::decode(&text_of(child), "iv", LEGACY_IV_LEN, "E2EE-13")?;
                 if bytes.len() != IV_LEN && bytes.len() != LEGACY_IV_LEN {
                     return Err(E2eeError::new(
                         "E2EE-17",
@@ -158,13 +158,13 @@ fn parse_key(el: &Element) -> Result<KeyElement, E2eeError> {
             )));
         }
     };
-    let data = b64::decode(&el.text(), "key", MAX_KEY_BYTES, "E2EE-13")?;
+    let data = b64::decode(&text_of(el), "key", MAX_KEY_BYTES, "E2EE-13")?;
     Ok(KeyElement { rid, prekey, data })
 }
 
 fn parse_payload(el: &Element) -> Result<Vec<u8>, E2eeError> {
     only_element_free(el)?;
-    let text = el.text();
+    let text = text_of(el);
     // An empty text encrypts to an empty ciphertext: `<payload/>` is then still a payload,
     // unlike its absence (a key transport element).
     if text.bytes().all(b64::is_xml_space) {

@@ -171,6 +171,16 @@ pub(crate) fn device_id_attr(
     Ok(id)
 }
 
+/// The text of an element, borrowed when it is one text node (the usual case), so decoding
+/// a large `<payload/>` does not copy it first.
+pub(crate) fn text_of(el: &crate::wire::Element) -> std::borrow::Cow<'_, str> {
+    match el.children.as_slice() {
+        [] => std::borrow::Cow::Borrowed(""),
+        [crate::wire::Node::Text(t)] => std::borrow::Cow::Borrowed(t),
+        _ => std::borrow::Cow::Owned(el.text()),
+    }
+}
+
 /// At most 40 characters of untrusted text, for error messages.
 pub(crate) fn clip(s: &str) -> String {
     const MAX: usize = 40;
