@@ -129,3 +129,60 @@ proptest! {
         prop_assert!(!err.reason().is_empty());
     }
 }
+
+/// A valid prekey message and a valid SignalMessage for Bob, with the Devices to try them on.
+fn valid_messages() -> (Device, KeyElement, KeyElement) {
+    let mut alice = Device::generate(1, [1; 32], 0);
+    let mut bob = Device::generate(2, [2; 32], 2);
+    let to_bob = Address::new("bob@x", 2);
+    let to_alice = Address::new("alice@x", 1);
+    alice
+        .start_session(&to_bob, &bob.bundle().with_prekeys(&[1]))
+        .expect("session");
+    let first = alice
+        .signal_encrypt(&to_bob, &[0; 32])
+        .expect("prekey message");
+    let mut replier = bob.clone();
+    replier.signal_decrypt(&to_alice, &first).expect("d");
+    let reply = replier.signal_encrypt(&to_alice, &[0; 32]).expect("reply");
+    alice.signal_decrypt(&to_bob, &reply).expect("d");
+    let whisper = alice.signal_encrypt(&to_bob, &[0; 32]).expect("whisper");
+    // Bob holds the session from the prekey message, ready for the SignalMessage.
+    bob.signal_decrypt(&to_alice, &first).expect("d");
+    (bob, first, whisper)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Valid Signal messages with bytes flipped, cut or appended: a typed error (or, for
+    /// changes the format ignores, a success), never a panic; the session survives.
+    #[test]
+    fn mutated_signal_messages_are_typed_errors(
+        whisper in any::<bool>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), 1u8..=255), 0..4),
+        cut in proptest::option::of(any::<prop::sample::Index>()),
+        tail in proptest::collection::vec(any::<u8>(), 0..8),
+    ) {
+        let (mut bob, first, second) = valid_messages();
+        let mut key = if whisper { second.clone() } else { first.clone() };
+        for (at, x) in flips {
+            let i = at.index(key.data.len());
+            key.data[i] ^= x;
+        }
+        if let Some(at) = cut {
+            key.data.truncate(at.index(key.data.len()));
+        }
+        key.data.extend_from_slice(&tail);
+        let mutated = bob.signal_decrypt(&Address::new("alice@x", 1), &key);
+        if whisper {
+            // A refused message leaves the session as it was: the real one still decrypts
+            // (E2EE-21); one accepted (a change the format ignores) spends its counter.
+            let real = bob.signal_decrypt(&Address::new("alice@x", 1), &second);
+            match mutated {
+                Err(_) => prop_assert!(real.is_ok(), "{:?}", real),
+                Ok(_) => prop_assert_eq!(real.map(|_| ()).map_err(|e| e.reason()), Err("duplicate")),
+            }
+        }
+    }
+}
