@@ -7,7 +7,8 @@
 use std::collections::BTreeSet;
 
 use gatecheck::e2ee::{
-    Address, Bundle, DEVICELIST_NODE, Device, DeviceList, IdentityStatus, bundle_node,
+    Address, Bundle, DEVICELIST_NODE, Device, DeviceList, E2eeError, IdentityStatus, MAX_KEYS,
+    bundle_node,
 };
 use gatecheck::wire::{Element, ns};
 use tokio::time::Instant;
@@ -20,6 +21,20 @@ use crate::mutant::Mutant;
 /// A fallback text such as OMEMO clients put beside an envelope (only a mutant does).
 const FALLBACK_BODY: &str =
     "I sent you an OMEMO encrypted message but your client doesn't seem to support that.";
+
+/// Why a device gets no `<key/>` in this message.
+#[derive(Debug, thiserror::Error)]
+enum NoKey {
+    /// The bundle breaks §9.1 or does not verify (E2EE-10).
+    #[error("its bundle is refused: {0}")]
+    Refused(#[from] E2eeError),
+    #[error("its bundle node has no item")]
+    Missing,
+    #[error("the bundle fetch was answered with {0}")]
+    FetchFailed(String),
+    #[error("the bundle fetch was not answered")]
+    Unanswered,
+}
 
 /// One `send_text` on its way.
 #[derive(Debug)]
@@ -208,6 +223,9 @@ impl Omemo {
                 }
             }
         }
+        // No envelope carries more keys (gatecheck::e2ee's bound); a gatekeeper listing
+        // more devices would otherwise have us fetch bundles without end.
+        targets.truncate(MAX_KEYS);
         targets
     }
 
@@ -252,14 +270,11 @@ impl Omemo {
         if !waited {
             return actions;
         }
-        // (whether the fetch itself failed, why) when the device gets no key.
         let outcome = match answer {
-            Answer::Result(Some(payload)) => self
-                .start_session(&address, &payload)
-                .map_err(|why| (false, why)),
-            Answer::Result(None) => Err((false, "no bundle item".to_owned())),
-            Answer::Error(condition) => Err((true, format!("the fetch failed: {condition}"))),
-            Answer::Timeout => Err((true, "the fetch was not answered".to_owned())),
+            Answer::Result(Some(payload)) => self.start_session(&address, &payload),
+            Answer::Result(None) => Err(NoKey::Missing),
+            Answer::Error(condition) => Err(NoKey::FetchFailed(condition)),
+            Answer::Timeout => Err(NoKey::Unanswered),
         };
         if let Some(send) = self.sends.front_mut()
             && let Stage::Bundles(waiting) = &mut send.stage
@@ -268,9 +283,9 @@ impl Omemo {
             match outcome {
                 Ok(Some(changed)) => actions.push(changed),
                 Ok(None) => {}
-                Err((unanswered, why)) => {
+                Err(why) => {
                     eprintln!("gatecheck-reference: no key for {address}: {why}");
-                    send.fetch_failed |= unanswered;
+                    send.fetch_failed |= matches!(why, NoKey::FetchFailed(_) | NoKey::Unanswered);
                     send.refused.insert(address);
                 }
             }
@@ -284,8 +299,8 @@ impl Omemo {
         &mut self,
         address: &Address,
         payload: &Element,
-    ) -> Result<Option<Action>, String> {
-        let bundle = Bundle::from_element(payload).map_err(|e| e.to_string())?;
+    ) -> Result<Option<Action>, NoKey> {
+        let bundle = Bundle::from_element(payload)?;
         let status = match self.device.start_session(address, &bundle) {
             Ok(status) => status,
             Err(e) if self.mutant == Mutant::SkipBundleVerification => {
@@ -296,11 +311,9 @@ impl Omemo {
                 eprintln!("gatecheck-reference: ignoring a bad bundle: {e}");
                 let mut stand_in = Device::generate(address.device, [7; 32], 0).bundle();
                 stand_in.prekeys = Vec::new();
-                self.device
-                    .start_session(address, &stand_in)
-                    .map_err(|e| e.to_string())?
+                self.device.start_session(address, &stand_in)?
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
         Ok(match status {
             IdentityStatus::Changed { .. } => self.identity_changed(&address.jid, address.device),
