@@ -17,6 +17,7 @@ use super::iq::{self, Answer, Purpose};
 use super::{Action, KnownList, Omemo};
 use crate::driver::Event;
 use crate::mutant::Mutant;
+use rand::Rng as _;
 
 /// A fallback text such as OMEMO clients put beside an envelope (only a mutant does).
 const FALLBACK_BODY: &str =
@@ -300,7 +301,13 @@ impl Omemo {
         address: &Address,
         payload: &Element,
     ) -> Result<Option<Action>, NoKey> {
-        let bundle = Bundle::from_element(payload)?;
+        let mut bundle = Bundle::from_element(payload)?;
+        if bundle.prekeys.len() > 1 {
+            // The gatekeeper hands out one (SPEC.md §9.1); a plain PEP service hands out the
+            // whole pool, from which X3DH takes one, at random as stock clients do.
+            let pick = self.rng.random_range(0..bundle.prekeys.len());
+            bundle.prekeys = vec![bundle.prekeys.swap_remove(pick)];
+        }
         let status = match self.device.start_session(address, &bundle) {
             Ok(status) => status,
             Err(e) if self.mutant == Mutant::SkipBundleVerification => {

@@ -36,6 +36,8 @@ pub struct World {
     pub nodes: HashMap<(String, String), Element>,
     /// The gatekeeper does not answer iqs.
     pub silent: bool,
+    /// Bundle fetches return the whole pool, as a plain PEP service does.
+    pub whole_pool: bool,
     /// Every pubsub iq Alice sent, in order.
     pub iqs: Vec<Element>,
     /// Every other stanza Alice sent.
@@ -60,6 +62,7 @@ impl World {
             alice,
             nodes: HashMap::new(),
             silent: false,
+            whole_pool: false,
             iqs: Vec::new(),
             stanzas: Vec::new(),
             events: Vec::new(),
@@ -125,6 +128,9 @@ impl World {
     fn hand_out(&mut self, owner: &str, device: u32) -> Option<Bundle> {
         let key = (owner.to_owned(), bundle_node(device));
         let mut bundle = Bundle::from_element(self.nodes.get(&key)?).ok()?;
+        if self.whole_pool {
+            return Some(bundle);
+        }
         let first = bundle.prekeys.iter().map(|(id, _)| *id).min();
         let out = bundle.with_prekeys(first.as_slice());
         bundle.prekeys.retain(|(id, _)| Some(*id) != first);

@@ -82,6 +82,22 @@ fn sends_one_envelope_that_bob_decrypts() {
 }
 
 #[test]
+fn a_bundle_with_the_whole_pool_uses_one_prekey() {
+    let mut bob = device(2001, 2);
+    let mut world = World::new(Mutant::None);
+    world.whole_pool = true;
+    world.publish(BOB, &bob);
+    world.send_text(1, BOB, "from a plain PEP service");
+    let got = bob
+        .decrypt(ALICE_BARE, &world.last_envelope())
+        .expect("bob decrypts");
+    assert!(
+        got.consumed_prekey.is_some(),
+        "E2EE-9: X3DH with one one-time prekey"
+    );
+}
+
+#[test]
 fn prekey_messages_until_the_peer_answers_then_signal_messages() {
     let mut bob = device(2001, 2);
     let mut world = World::new(Mutant::None);
