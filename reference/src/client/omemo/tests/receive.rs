@@ -421,3 +421,40 @@ fn receive_side_mutants() {
     world.receive(&message);
     assert_eq!(world.events_named("message_received")[0]["text"], "decoy");
 }
+
+#[test]
+fn garbled_envelopes_never_panic_and_are_never_surfaced() {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut world, mut bob, _) = bob_writes(Mutant::None, "x");
+    for round in 0..300 {
+        let mut envelope = bob.encrypt(&[alice()], b"original").expect("enc");
+        match round % 5 {
+            0 => {
+                let data = &mut envelope.keys[0].data;
+                let at = rng.random_range(0..data.len());
+                data[at] ^= 1 << rng.random_range(0..8);
+            }
+            1 => {
+                let len = rng.random_range(0..300);
+                envelope.keys[0].data = (0..len).map(|_| rng.random()).collect();
+            }
+            2 => envelope.keys[0].prekey = !envelope.keys[0].prekey,
+            3 => envelope.sid = rng.random_range(1..=gatecheck::e2ee::MAX_DEVICE_ID),
+            _ => {
+                let payload = envelope.payload.get_or_insert_with(Vec::new);
+                payload.push(rng.random());
+            }
+        }
+        world.receive(&encrypted_message(
+            BOB_FULL,
+            &format!("g{round}"),
+            &envelope,
+        ));
+    }
+    // Whatever surfaced is a text Bob sent (a flipped sid or prekey flag may still decrypt).
+    for event in world.events_named("message_received") {
+        assert_eq!(event["text"], "original");
+    }
+    assert!(world.events_named("decrypt_failed").len() >= 200);
+}
