@@ -46,6 +46,9 @@ pub(super) struct Device {
     /// End-to-end encryption events admitted and not yet judged against what the
     /// gatekeeper users sent (e2ee_ledger).
     pub e2ee_claims: Vec<serde_json::Value>,
+    /// What arrived on the connection while the harness served it between steps (PEP iqs
+    /// answered, stanzas for gatekeeper users routed): the rest, for the next step to read.
+    pub backlog: VecDeque<crate::roles::conn::Inbound>,
 }
 
 impl Device {
@@ -76,6 +79,7 @@ impl Device {
             idle_limit: None,
             transcript,
             e2ee_claims: Vec::new(),
+            backlog: VecDeque::new(),
         })
     }
 

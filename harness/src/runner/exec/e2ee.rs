@@ -193,7 +193,9 @@ impl Exec<'_> {
     ) -> Result<u32, Deviation> {
         let saved = self.cur;
         self.cur = dev;
-        let r = self.await_publication(step, dev, None, false, deadline).await;
+        let r = self
+            .await_publication(step, dev, None, false, deadline)
+            .await;
         self.cur = saved;
         r
     }
@@ -224,7 +226,7 @@ impl Exec<'_> {
                 }
             }
             // Read directly (next_for would keep reading after serving the publication).
-            let got = self.conn()?.next(deadline).await;
+            let got = self.read_conn(deadline).await?;
             if let Some(Inbound::Stanza(e)) = &got {
                 let label = self.devices[self.cur].label();
                 self.e2ee.scan(&label, e)?;
@@ -275,7 +277,9 @@ impl Exec<'_> {
     ) -> Result<(), Deviation> {
         self.e2ee_ready()?;
         let dev = self.cur;
-        let id = self.await_publication(step, dev, None, true, deadline).await?;
+        let id = self
+            .await_publication(step, dev, None, true, deadline)
+            .await?;
         self.judge_keys(id, MIN_PREKEYS, ENOUGH_PREKEYS)?;
         if !k.low {
             return Ok(());
@@ -670,6 +674,47 @@ impl Exec<'_> {
             r?;
         }
         Ok(())
+    }
+
+    /// A key transport element (an envelope without `<payload/>`) the IUT sent a gatekeeper
+    /// user: the user's devices take the keys meant for them, advancing their sessions as
+    /// XEP-0384 v0.3.0 §4.6 has clients do, and it goes to no inbox (it carries no content
+    /// a step could expect). `Ok(true)` when it was one.
+    pub(super) fn absorb_key_transport(&mut self, user: usize, e: &Element) -> Result<bool, Deviation> {
+        let Some(enc) = e.child("encrypted", e2ee::NS) else {
+            return Ok(false);
+        };
+        if e.name != "message" || enc.child("payload", e2ee::NS).is_some() {
+            return Ok(false);
+        }
+        let env = e2ee::Envelope::from_element(enc).map_err(|err| {
+            Deviation::fail(err.requirement, "a key transport element as SPEC.md §9.2", err.message)
+        })?;
+        let name = self.actors[user].name.clone();
+        let peer = e2ee::Address::new(self.client_bare(), env.sid);
+        let mut notes = Vec::new();
+        for ud in self.e2ee.users.get_mut(&name).into_iter().flatten() {
+            let id = ud.dev.device_id();
+            let Some(key) = env.key_for(id) else {
+                continue;
+            };
+            // A key transport's Signal message carries the 16-byte key alone (there is no
+            // payload, so no tag) or key and tag; no requirement judges it (E2EE-26 is the
+            // receiver's), and a session the scenario broke on purpose cannot take it.
+            match ud.dev.signal_decrypt(&peer, key) {
+                Ok(d) => notes.push(format!(
+                    "key transport element for {name}'s device {id}: {} key bytes taken",
+                    d.plaintext.len()
+                )),
+                Err(err) => notes.push(format!(
+                    "key transport element for {name}'s device {id} not taken: {err}"
+                )),
+            }
+        }
+        for n in notes {
+            self.devices[self.cur].transcript.note(n);
+        }
+        Ok(true)
     }
 
     /// Checks the E2EE claims every IUT device made since the last check.

@@ -13,6 +13,9 @@ use crate::scenario::Step;
 use crate::scenario::step::E2eeExpect;
 use crate::wire::{Element, ns};
 
+/// How long e2ee_expect reads before it looks at the driver events again.
+const WAIT_SLICE: std::time::Duration = std::time::Duration::from_millis(50);
+
 impl Exec<'_> {
     pub(super) async fn e2ee_expect(
         &mut self,
@@ -27,7 +30,20 @@ impl Exec<'_> {
         let bare = format!("{actor}@{}", gk::DOMAIN);
         let expected = format!("an encrypted message to {bare} with the text {text:?}");
         let e = loop {
-            let got = self.next_for(Some(actor), deadline).await?;
+            // In slices, so that a send_failed the IUT reports ends the wait with its reason.
+            let slice = deadline.min(Instant::now() + WAIT_SLICE);
+            let got = self.next_for(Some(actor), slice).await?;
+            if got.is_none() && Instant::now() < deadline {
+                self.devices[self.cur].admit_queued()?;
+                if let Some(ev) = self.devices[self.cur]
+                    .pending
+                    .iter()
+                    .find(|ev| ev.name == "send_failed")
+                {
+                    return Err(Deviation::fail_here(expected, format!("the IUT reported {ev}")));
+                }
+                continue;
+            }
             match got {
                 Some(Inbound::Stanza(e))
                     if e.name == "message"
@@ -113,6 +129,16 @@ impl Exec<'_> {
                 .has_session(&e2ee::Address::new(client.clone(), env.sid));
             let decrypted = match ud.dev.decrypt(&client, &env) {
                 Ok(d) => d,
+                Err(err) if ud.identity_changed => {
+                    // The IUT still encrypts to the identity the device had before: its key
+                    // is no key for the device as listed now.
+                    result = Err(Deviation::fail(
+                        "E2EE-14",
+                        format!("a <key/> for {bare} device {bob_dev} under its current identity key (it changed, and the IUT reported identity_changed)"),
+                        format!("{err}"),
+                    ));
+                    break;
+                }
                 Err(err) => {
                     result = Err(Deviation::fail(
                         err.requirement(),

@@ -227,7 +227,9 @@ impl E2eeState {
                 if let Some(h) = haystacks.iter().find(|h| h.contains(needle.as_str())) {
                     return Err(Deviation::fail(
                         "E2EE-20",
-                        format!("no user content outside the encrypted payload ({text:?} {encoding})"),
+                        format!(
+                            "no user content outside the encrypted payload ({text:?} {encoding})"
+                        ),
                         format!("{label}{} (found in {h:?})", e.to_xml()),
                     ));
                 }
@@ -263,7 +265,10 @@ fn encodings(text: &str) -> Vec<(&'static str, String)> {
     let mut out = vec![("in clear", text.to_string())];
     for offset in 0..3 {
         let tail = &bytes[offset.min(bytes.len())..];
-        for (name, engine) in [("in base64", &STANDARD_NO_PAD), ("in URL-safe base64", &URL_SAFE_NO_PAD)] {
+        for (name, engine) in [
+            ("in base64", &STANDARD_NO_PAD),
+            ("in URL-safe base64", &URL_SAFE_NO_PAD),
+        ] {
             let mut enc = engine.encode(tail);
             // The last characters depend on what follows the text: look for the stable part.
             enc.truncate(enc.len().saturating_sub(3));

@@ -196,7 +196,7 @@ impl Exec<'_> {
     ) -> Result<(), Deviation> {
         loop {
             // Not routed: a stanza for a gatekeeper user or another device is something too.
-            let got = self.conn()?.next(until).await;
+            let got = self.read_conn(until).await?;
             if let Some(Inbound::Stanza(e)) = &got {
                 let label = self.devices[self.cur].label();
                 self.e2ee.scan(&label, e)?;
@@ -234,7 +234,14 @@ impl Exec<'_> {
             .collect::<Vec<_>>()
             .join(" or ");
         loop {
-            let Some(ev) = self.next_event(deadline).await? else {
+            // In slices: between them the gatekeeper serves the IUT's connections (a client
+            // may wait for a PEP answer before it can report anything).
+            let slice = deadline.min(Instant::now() + SERVICE_SLICE);
+            let Some(ev) = self.next_event(slice).await? else {
+                if Instant::now() < deadline {
+                    self.service_connections(deadline).await?;
+                    continue;
+                }
                 return Err(Deviation::fail_here(
                     format!("driver event {shown}"),
                     "no such event before the step's deadline",
@@ -263,7 +270,67 @@ impl Exec<'_> {
     }
 }
 
+/// How long an event wait runs before the gatekeeper serves the IUT's connections again.
+pub(super) const SERVICE_SLICE: std::time::Duration = std::time::Duration::from_millis(20);
+
 impl Exec<'_> {
+    /// The next item on the current device's connection: what was set aside while serving
+    /// it between steps first.
+    pub(super) async fn read_conn(&mut self, deadline: Instant) -> Result<Option<Inbound>, Deviation> {
+        if let Some(got) = self.devices[self.cur].backlog.pop_front() {
+            return Ok(Some(got));
+        }
+        Ok(self.conn()?.next(deadline).await)
+    }
+
+    /// Does what a server does while no step reads: on every bound connection, answers PEP
+    /// iqs and routes stanzas for gatekeeper users to their inboxes; anything else waits in
+    /// the device's backlog for the next step that reads.
+    pub(super) async fn service_connections(&mut self, deadline: Instant) -> Result<(), Deviation> {
+        let saved = self.cur;
+        let result = self.service_each(deadline).await;
+        self.cur = saved;
+        result
+    }
+
+    async fn service_each(&mut self, deadline: Instant) -> Result<(), Deviation> {
+        for i in 0..self.devices.len() {
+            if self.devices[i].jid.is_none() || self.devices[i].conn.is_none() {
+                continue;
+            }
+            self.cur = i;
+            // Only what has arrived already: the deadline is now.
+            while self.devices[i].backlog.is_empty() {
+                let Some(got) = self.conn()?.next(Instant::now()).await else {
+                    break;
+                };
+                let Inbound::Stanza(e) = got else {
+                    self.devices[i].backlog.push_back(got);
+                    break;
+                };
+                let label = self.devices[i].label();
+                self.e2ee.scan(&label, &e)?;
+                if self.serve_pep(&e, deadline).await? {
+                    continue;
+                }
+                let to = e.attr("to").unwrap_or_default();
+                if let Some(u) = self.actors.iter().position(|u| u.jid == to || u.bare == to) {
+                    if self.absorb_key_transport(u, &e)? {
+                        continue;
+                    }
+                    self.e2ee.check_receipt(&label, &e)?;
+                    self.devices[i]
+                        .transcript
+                        .note(format!("routed to gatekeeper user {}", self.actors[u].name));
+                    self.actors[u].inbox.push_back(e);
+                    continue;
+                }
+                self.devices[i].backlog.push_back(Inbound::Stanza(e));
+            }
+        }
+        Ok(())
+    }
+
     /// The next item from the current device for `actor` (`None`: the gatekeeper server), as
     /// a server routes: the actor's inbox first, then the device's connection, where a
     /// stanza addressed to another gatekeeper user goes into that user's inbox, and one
@@ -280,7 +347,7 @@ impl Exec<'_> {
             return Ok(Some(Inbound::Stanza(e)));
         }
         loop {
-            let got = self.conn()?.next(deadline).await;
+            let got = self.read_conn(deadline).await?;
             let Some(Inbound::Stanza(e)) = got else {
                 return Ok(got);
             };
@@ -292,6 +359,11 @@ impl Exec<'_> {
             }
             let to = e.attr("to").unwrap_or_default();
             let addressee = self.actors.iter().position(|u| u.jid == to || u.bare == to);
+            if let Some(i) = addressee
+                && self.absorb_key_transport(i, &e)?
+            {
+                continue;
+            }
             if let Some(i) = addressee
                 && Some(self.actors[i].name.as_str()) != actor
             {

@@ -62,10 +62,11 @@ impl Exec<'_> {
             _ => deadline,
         };
         let expected = "the IUT closes the connection without writing another byte";
-        let conn = self.conn()?;
         // Whatever the IUT sends before it closes (a stanza, a stream error, a closing tag)
         // is already the failure: there is nothing to skip.
-        match conn.next(deadline).await {
+        let got = self.read_conn(deadline).await?;
+        let conn = self.conn()?;
+        match got {
             Some(Inbound::Eof(_)) => {}
             None => {
                 return Err(Deviation::fail_here(expected, "the connection stayed open"));

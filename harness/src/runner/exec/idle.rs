@@ -42,7 +42,7 @@ impl Exec<'_> {
             // The harness's last write before this read: answering the IUT's closing tag
             // inside `next` must not restart the silence.
             let quiet_since = self.conn()?.facts.last_write_at;
-            let got = self.conn()?.next((now + TICK).min(until)).await;
+            let got = self.read_conn((now + TICK).min(until)).await?;
             if let Some(Inbound::Stanza(e)) = &got
                 && self.serve_pep(e, until).await?
             {

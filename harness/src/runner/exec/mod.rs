@@ -451,7 +451,13 @@ impl<'a> Exec<'a> {
             Action::ExpectEvent(alternatives) => self.expect_event(alternatives, deadline).await,
             Action::Idle(d) => self.idle(step, *d).await,
             Action::Sleep(d) => {
-                tokio::time::sleep(*d).await;
+                // The gatekeeper keeps serving while the scenario waits.
+                let until = Instant::now() + *d;
+                while Instant::now() < until {
+                    tokio::time::sleep_until(until.min(Instant::now() + expect::SERVICE_SLICE))
+                        .await;
+                    self.service_connections(until).await?;
+                }
                 Ok(())
             }
             Action::CloseStream => {
