@@ -409,7 +409,10 @@ fn profile_xmpp_core_lists_only_its_scenarios() {
             .expect("runs");
         assert_eq!(out.status.code(), Some(2), "{sub}");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("not a profile (known: xmpp-core, omemo)"), "{err}");
+        assert!(
+            err.contains("not a profile (known: xmpp-core, omemo)"),
+            "{err}"
+        );
     }
 }
 
