@@ -680,7 +680,11 @@ impl Exec<'_> {
     /// user: the user's devices take the keys meant for them, advancing their sessions as
     /// XEP-0384 v0.3.0 §4.6 has clients do, and it goes to no inbox (it carries no content
     /// a step could expect). `Ok(true)` when it was one.
-    pub(super) fn absorb_key_transport(&mut self, user: usize, e: &Element) -> Result<bool, Deviation> {
+    pub(super) fn absorb_key_transport(
+        &mut self,
+        user: usize,
+        e: &Element,
+    ) -> Result<bool, Deviation> {
         let Some(enc) = e.child("encrypted", e2ee::NS) else {
             return Ok(false);
         };
@@ -688,7 +692,11 @@ impl Exec<'_> {
             return Ok(false);
         }
         let env = e2ee::Envelope::from_element(enc).map_err(|err| {
-            Deviation::fail(err.requirement, "a key transport element as SPEC.md §9.2", err.message)
+            Deviation::fail(
+                err.requirement,
+                "a key transport element as SPEC.md §9.2",
+                err.message,
+            )
         })?;
         let name = self.actors[user].name.clone();
         let peer = e2ee::Address::new(self.client_bare(), env.sid);

@@ -40,7 +40,10 @@ impl Exec<'_> {
                     .iter()
                     .find(|ev| ev.name == "send_failed")
                 {
-                    return Err(Deviation::fail_here(expected, format!("the IUT reported {ev}")));
+                    return Err(Deviation::fail_here(
+                        expected,
+                        format!("the IUT reported {ev}"),
+                    ));
                 }
                 continue;
             }
@@ -134,7 +137,9 @@ impl Exec<'_> {
                     // is no key for the device as listed now.
                     result = Err(Deviation::fail(
                         "E2EE-14",
-                        format!("a <key/> for {bare} device {bob_dev} under its current identity key (it changed, and the IUT reported identity_changed)"),
+                        format!(
+                            "a <key/> for {bare} device {bob_dev} under its current identity key (it changed, and the IUT reported identity_changed)"
+                        ),
                         format!("{err}"),
                     ));
                     break;

@@ -276,7 +276,10 @@ pub(super) const SERVICE_SLICE: std::time::Duration = std::time::Duration::from_
 impl Exec<'_> {
     /// The next item on the current device's connection: what was set aside while serving
     /// it between steps first.
-    pub(super) async fn read_conn(&mut self, deadline: Instant) -> Result<Option<Inbound>, Deviation> {
+    pub(super) async fn read_conn(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<Option<Inbound>, Deviation> {
         if let Some(got) = self.devices[self.cur].backlog.pop_front() {
             return Ok(Some(got));
         }
