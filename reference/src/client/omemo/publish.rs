@@ -86,7 +86,19 @@ impl Omemo {
             // E2EE-6 deviation: the correct client republishes within 60 s.
             return Vec::new();
         }
-        self.device.replenish(PREKEYS);
+        let fresh = self.device.replenish(PREKEYS);
+        if self.mutant == Mutant::ReusedPrekeyIds {
+            // E2EE-7 deviation: the correct client gives fresh prekeys ids never published;
+            // this one numbers them from 1 again, ids its first bundle used for other keys.
+            let mut bundle = self.device.bundle();
+            bundle.prekeys.retain(|(id, _)| fresh.contains(id));
+            for (n, (id, _)) in (1..).zip(bundle.prekeys.iter_mut()) {
+                *id = n;
+            }
+            let node = bundle_node(self.device.device_id());
+            let publish = |id: &str| iq::publish_set(id, &node, bundle.to_element());
+            return vec![self.request(Purpose::PublishBundle, None, publish, now)];
+        }
         vec![self.publish_bundle(now)]
     }
 
@@ -105,6 +117,11 @@ impl Omemo {
             if self.publication.list == Phase::Waiting {
                 self.publication.list = Phase::Done;
             }
+            return Vec::new();
+        }
+        if self.mutant == Mutant::NoDeviceList {
+            // E2EE-2 deviation: the correct client publishes a list that names it.
+            self.publication.list = Phase::Done;
             return Vec::new();
         }
         devices.push(own_id);

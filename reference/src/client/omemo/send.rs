@@ -162,17 +162,11 @@ impl Omemo {
             Answer::Error(_) | Answer::Timeout => None,
         };
         let mut actions = Vec::new();
+        if let Some(devices) = &devices {
+            self.learn_list(owner, devices.clone(), false);
+        }
         if self.own_bare() == Some(owner) {
             actions.extend(self.on_own_list(devices.clone(), now));
-        }
-        if let Some(devices) = &devices {
-            self.lists.insert(
-                owner.to_owned(),
-                KnownList {
-                    devices: devices.clone(),
-                    from_event: false,
-                },
-            );
         }
         if let Some(send) = self.sends.front_mut()
             && let Stage::Lists(waiting) = &mut send.stage
@@ -196,18 +190,28 @@ impl Omemo {
         let Ok(list) = DeviceList::from_element(payload) else {
             return Vec::new();
         };
-        let mut actions = Vec::new();
+        self.learn_list(owner, list.devices.clone(), true);
         if self.own_bare() == Some(owner) {
-            actions.extend(self.on_own_list(Some(list.devices.clone()), now));
+            return self.on_own_list(Some(list.devices), now);
         }
-        self.lists.insert(
-            owner.to_owned(),
-            KnownList {
-                devices: list.devices,
-                from_event: true,
-            },
-        );
-        actions
+        Vec::new()
+    }
+
+    /// Takes in a device list, fetched or pushed: the one the next message to `owner` uses.
+    fn learn_list(&mut self, owner: &str, devices: Vec<u32>, from_event: bool) {
+        if self.mutant == Mutant::StaleDeviceLists
+            && self.own_bare() != Some(owner)
+            && self.lists.contains_key(owner)
+        {
+            // E2EE-27 deviation: the correct client follows every change of a peer's list;
+            // this one keeps the first it learned.
+            return;
+        }
+        let list = KnownList {
+            devices,
+            from_event,
+        };
+        self.lists.insert(owner.to_owned(), list);
     }
 
     /// The devices to encrypt for: every device of `to`, and our own other devices (E2EE-14).
@@ -336,6 +340,11 @@ impl Omemo {
             .into_iter()
             .filter(|a| !send.refused.contains(a) && self.device.has_session(a))
             .collect();
+        if self.mutant == Mutant::NoOwnDevices {
+            // E2EE-14 deviation: the correct client encrypts for its account's other
+            // devices too, so that they can show what it sent.
+            recipients.retain(|a| a.jid == send.to);
+        }
         if self.mutant == Mutant::OneDeviceOnly
             && let Some(first) = recipients.iter().position(|a| a.jid == send.to)
         {

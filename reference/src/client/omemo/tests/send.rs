@@ -363,3 +363,52 @@ fn the_fallback_body_mutant_writes_a_body() {
     );
     assert!(message.child("encrypted", NS).is_some());
 }
+
+#[test]
+fn key_publication_mutants() {
+    // no-device-list (E2EE-2): the bundle goes out, the list never names the device.
+    let world = World::new(Mutant::NoDeviceList);
+    assert!(!world.list(ALICE_BARE).contains(&ALICE_ID));
+    assert_eq!(world.alice_bundle().prekeys.len(), 100);
+    assert!(
+        world.alice.publication.ready(),
+        "sends are not held up for good"
+    );
+    // reused-prekey-ids (E2EE-7): ids 1.. come back with other keys.
+    let mut world = World::new(Mutant::ReusedPrekeyIds);
+    let before: BTreeMap<u32, Vec<u8>> = world.alice_bundle().prekeys.into_iter().collect();
+    let low = Element::new("message", ns::JABBER_CLIENT)
+        .with_attr("type", "headline")
+        .with_attr("from", DOMAIN)
+        .with_child(Element::new("prekeys-low", "urn:gatecheck:keys:0"));
+    world.receive(&low);
+    let after = world.alice_bundle();
+    assert_eq!(after.prekeys.len(), 100);
+    assert!(
+        after
+            .prekeys
+            .iter()
+            .all(|(id, key)| before.get(id).is_some_and(|old| old != key))
+    );
+}
+
+#[test]
+fn sending_mutants() {
+    // no-own-devices (E2EE-14)
+    let mine = device(7, 7);
+    let mut world = World::with_own_devices(Mutant::NoOwnDevices, &[&mine]);
+    world.publish(BOB, &device(2001, 2));
+    world.send_text(1, BOB, "not for my other phone");
+    let rids: Vec<u32> = world.last_envelope().keys.iter().map(|k| k.rid).collect();
+    assert_eq!(rids, [2001]);
+    // stale-device-lists (E2EE-27): the list of the first message stays in use.
+    let bobs = [device(2001, 2), device(2002, 3)];
+    let mut world = World::new(Mutant::StaleDeviceLists);
+    world.publish(BOB, &bobs[0]);
+    world.send_text(1, BOB, "one");
+    world.publish(BOB, &bobs[1]);
+    world.receive(&list_event(BOB, &[2001, 2002]));
+    world.send_text(2, BOB, "two");
+    let rids: Vec<u32> = world.last_envelope().keys.iter().map(|k| k.rid).collect();
+    assert_eq!(rids, [2001]);
+}
