@@ -68,6 +68,18 @@ impl Omemo {
             // E2EE-5 deviation: the correct client publishes at least 100.
             bundle.prekeys.truncate(PREKEYS as usize - 1);
         }
+        if self.mutant == Mutant::UntypedPrekeys {
+            // E2EE-3 deviation: the correct client writes each key as 33 bytes, 0x05 first.
+            for (_, key) in &mut bundle.prekeys {
+                key.remove(0);
+            }
+        }
+        if self.mutant == Mutant::CorruptSignature
+            && let Some(byte) = bundle.signature.first_mut()
+        {
+            // E2EE-4 deviation: the correct client publishes the signature it computed.
+            *byte ^= 0x01;
+        }
         let node = bundle_node(self.device.device_id());
         self.request(
             Purpose::PublishBundle,

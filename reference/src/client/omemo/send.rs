@@ -23,6 +23,9 @@ use rand::Rng as _;
 const FALLBACK_BODY: &str =
     "I sent you an OMEMO encrypted message but your client doesn't seem to support that.";
 
+/// The one message id of the reused-message-id mutant.
+const REUSED_ID: &str = "gatecheck-reference-message";
+
 /// Why a device gets no `<key/>` in this message.
 #[derive(Debug, thiserror::Error)]
 enum NoKey {
@@ -312,6 +315,10 @@ impl Omemo {
             let pick = self.rng.random_range(0..bundle.prekeys.len());
             bundle.prekeys = vec![bundle.prekeys.swap_remove(pick)];
         }
+        if self.mutant == Mutant::IgnoreOneTimePrekey {
+            // E2EE-9 deviation: the correct client uses the one-time prekey it was handed.
+            bundle.prekeys.clear();
+        }
         let status = match self.device.start_session(address, &bundle) {
             Ok(status) => status,
             Err(e) if self.mutant == Mutant::SkipBundleVerification => {
@@ -361,13 +368,18 @@ impl Omemo {
             };
             return vec![failed(send.seq, reason)];
         }
+        let mut plaintext = send.text.clone();
+        if self.mutant == Mutant::TextWithNewline {
+            // E2EE-24 deviation: the correct client encrypts the text as it is.
+            plaintext.push('\n');
+        }
         let envelope = if self.mutant == Mutant::FixedPayloadKey {
             // E2EE-18 deviation: the correct client draws a fresh key and IV per message.
             let (key, iv) = self.fixed_payload.clone();
             self.device
-                .encrypt_with(&recipients, send.text.as_bytes(), key, iv)
+                .encrypt_with(&recipients, plaintext.as_bytes(), key, iv)
         } else {
-            self.device.encrypt(&recipients, send.text.as_bytes())
+            self.device.encrypt(&recipients, plaintext.as_bytes())
         };
         let mut envelope = match envelope {
             Ok(envelope) => envelope,
@@ -382,20 +394,39 @@ impl Omemo {
                 key.prekey = true;
             }
         }
-        let id = self.message_id();
+        let id = if self.mutant == Mutant::ReusedMessageId {
+            // STANZA-12 deviation: the correct client draws a fresh id per message.
+            REUSED_ID.to_owned()
+        } else {
+            self.message_id()
+        };
+        let mut encrypted = envelope.to_element();
+        if self.mutant == Mutant::PayloadFirst {
+            // E2EE-13 deviation: the correct envelope has <header/>, then <payload/>.
+            encrypted.children.reverse();
+        }
+        let kind = if self.mutant == Mutant::NormalMessageType {
+            // STANZA-11 deviation: the correct client sends user content as type chat.
+            "normal"
+        } else {
+            "chat"
+        };
         let mut message = Element::new("message", ns::JABBER_CLIENT)
-            .with_attr("type", "chat")
+            .with_attr("type", kind)
             .with_attr("to", send.to.as_str())
             .with_attr("id", id.as_str())
-            .with_child(envelope.to_element());
+            .with_child(encrypted);
         if self.mutant == Mutant::FallbackBody {
             // E2EE-19 deviation: the correct client puts no <body/> beside an envelope.
             message = message
                 .with_child(Element::new("body", ns::JABBER_CLIENT).with_text(FALLBACK_BODY));
         }
-        let message = message
-            .with_child(Element::new("request", ns::RECEIPTS))
-            .with_child(Element::new("store", ns::HINTS));
+        if self.mutant == Mutant::NoReceiptRequest {
+            // STANZA-15 deviation: the correct client asks for a receipt.
+        } else {
+            message = message.with_child(Element::new("request", ns::RECEIPTS));
+        }
+        let message = message.with_child(Element::new("store", ns::HINTS));
         vec![Action::Deliver {
             stanza: message,
             seq: send.seq,

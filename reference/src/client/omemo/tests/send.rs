@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gatecheck::e2ee::{Address, Bundle, DEVICELIST_NODE, NS, bundle_node};
+use gatecheck::e2ee::{Address, Bundle, DEVICELIST_NODE, Envelope, NS, bundle_node};
 use gatecheck::wire::ns;
 
 use super::*;
@@ -411,4 +411,51 @@ fn sending_mutants() {
     world.send_text(2, BOB, "two");
     let rids: Vec<u32> = world.last_envelope().keys.iter().map(|k| k.rid).collect();
     assert_eq!(rids, [2001]);
+}
+
+#[test]
+fn message_format_mutants() {
+    let sent = |mutant: Mutant| {
+        let bob = device(2001, 2);
+        let mut world = World::new(mutant);
+        world.publish(BOB, &bob);
+        world.send_text(1, BOB, "text");
+        world.send_text(2, BOB, "text");
+        let message = world.stanzas.last().expect("sent").clone();
+        (world, message, bob)
+    };
+    let (world, message, mut bob) = sent(Mutant::TextWithNewline);
+    let got = bob
+        .decrypt(ALICE_BARE, &world.last_envelope())
+        .expect("decrypts");
+    assert_eq!(got.text.as_deref(), Some("text\n"));
+    assert!(message.child("request", ns::RECEIPTS).is_some());
+    let (_, message, _) = sent(Mutant::NormalMessageType);
+    assert_eq!(message.attr("type"), Some("normal"));
+    let (world, _, _) = sent(Mutant::ReusedMessageId);
+    assert_eq!(world.stanzas[0].attr("id"), world.stanzas[1].attr("id"));
+    let (_, message, _) = sent(Mutant::NoReceiptRequest);
+    assert!(message.child("request", ns::RECEIPTS).is_none());
+    let (_, message, _) = sent(Mutant::PayloadFirst);
+    let encrypted = message.child("encrypted", NS).expect("envelope");
+    let names: Vec<&str> = encrypted
+        .child_elements()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["payload", "header"]);
+    let (world, _, mut bob) = sent(Mutant::IgnoreOneTimePrekey);
+    let first = Envelope::from_element(world.stanzas[0].child("encrypted", NS).expect("envelope"))
+        .expect("parses");
+    let got = bob.decrypt(ALICE_BARE, &first).expect("decrypts");
+    assert_eq!(got.consumed_prekey, None, "E2EE-9");
+}
+
+#[test]
+fn bundle_format_mutants() {
+    let world = World::new(Mutant::CorruptSignature);
+    assert!(world.alice_bundle().verify().is_err(), "E2EE-4");
+    let world = World::new(Mutant::UntypedPrekeys);
+    let node = (ALICE_BARE.to_owned(), bundle_node(ALICE_ID));
+    let published = world.nodes.get(&node).expect("published");
+    assert!(Bundle::from_element(published).is_err(), "E2EE-3");
 }
