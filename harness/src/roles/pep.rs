@@ -65,6 +65,8 @@ pub struct PepStore {
     /// The one-time prekey of the last bundle of each (owner, device) handed out in answer
     /// to an iq (`None` inside: the pool was empty).
     fetched: HashMap<(String, u32), Option<u32>>,
+    /// Owners whose device list some iq has read.
+    lists_read: std::collections::HashSet<String>,
 }
 
 impl PepStore {
@@ -128,7 +130,12 @@ impl PepStore {
                         self.fetched.insert((owner.clone(), device), h.prekey);
                         h.bundle.to_element()
                     }),
-                    _ => self.nodes.get(&(owner.clone(), node.to_string())).cloned(),
+                    _ => {
+                        if node == e2ee::DEVICELIST_NODE {
+                            self.lists_read.insert(owner.clone());
+                        }
+                        self.nodes.get(&(owner.clone(), node.to_string())).cloned()
+                    }
                 };
                 match payload {
                     Some(p) => PepAnswer::reply(
@@ -258,6 +265,11 @@ impl PepStore {
             .get(&(owner.to_string(), device))
             .map(|p| p.handed_out.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    /// Whether an iq has read `owner`'s device list (a later change is one to follow).
+    pub fn list_fetched(&self, owner: &str) -> bool {
+        self.lists_read.contains(owner)
     }
 
     /// The one-time prekey of the last bundle of `owner`'s `device` fetched with an iq:

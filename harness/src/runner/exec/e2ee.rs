@@ -385,9 +385,15 @@ impl Exec<'_> {
     ) -> Result<(), Deviation> {
         self.e2ee_ready()?;
         let count = self.e2ee.users.get(actor).map_or(0, Vec::len);
+        // A device added after the IUT read the user's device list is a change it must
+        // follow (E2EE-27); before that, it is simply one of the user's devices (E2EE-14).
+        let seen = self
+            .e2ee
+            .pep
+            .list_fetched(&format!("{actor}@{}", gk::DOMAIN));
         for i in 0..d.add {
             let mut dev = self.new_user_device(actor, count as u32 + i)?;
-            dev.added_later = true;
+            dev.added_later = seen;
             if let Some(devs) = self.e2ee.users.get_mut(actor) {
                 devs.push(dev);
             }
@@ -615,6 +621,7 @@ impl Exec<'_> {
         if let Some(env) = &envelope {
             message = message.with_child(env.to_element());
         }
+        let mut decoy = None;
         if let Some(body) = s.body.as_ref().or(if s.plaintext_only {
             text.as_ref()
         } else {
@@ -622,6 +629,7 @@ impl Exec<'_> {
         }) {
             let body = self.vars.substitute(body).map_err(Deviation::error)?;
             self.e2ee.texts.push(body.clone());
+            decoy = Some(body.clone());
             message = message.with_child(Element::new("body", ns::JABBER_CLIENT).with_text(body));
         }
         if s.receipt {
@@ -638,6 +646,7 @@ impl Exec<'_> {
             id.clone(),
             SentMessage {
                 text,
+                body: decoy,
                 kind,
                 from_bare: bare,
                 from_device,

@@ -39,6 +39,8 @@ pub(super) enum Kind {
 #[derive(Debug, Clone)]
 pub(super) struct SentMessage {
     pub text: Option<String>,
+    /// A plaintext `<body/>` sent beside the envelope (surfacing it is E2EE-31's).
+    pub body: Option<String>,
     pub kind: Kind,
     /// The sending user's bare JID and device id.
     pub from_bare: String,
@@ -142,6 +144,16 @@ impl E2eeState {
                 req::REPLAY,
                 format!("message {id} surfaced once (a replay must not be surfaced again)"),
                 format!("{label}a second {ev}"),
+            ));
+        }
+        if sent.body.as_deref() == Some(text.as_str()) {
+            return Err(Deviation::fail(
+                "E2EE-31",
+                format!(
+                    "message_received with the decrypted text {:?}, not the plaintext <body/> beside the envelope",
+                    sent.text.as_deref().unwrap_or_default()
+                ),
+                format!("{label}{ev}"),
             ));
         }
         if sent.text.as_deref() != Some(text.as_str()) {
