@@ -18,6 +18,7 @@ for target in $targets; do
   fi
   case "$target" in
     scenario_file) cp dict/scenario.dict "$OUT/$target.dict" ;;
+    e2ee_envelope) cp dict/e2ee.dict "$OUT/$target.dict" ;;
     *) cp dict/xmpp.dict "$OUT/$target.dict" ;;
   esac
 done

@@ -2,8 +2,10 @@
 """Regenerates the committed seed corpora, fuzz/corpus/<target>/seed-*.
 
 Sources: the stanza fixtures (fixtures/stanzas/good and bad, fixtures/stream; `.gen` recipes
-are left out, they expand to megabytes), the suite's scenario files, and the stanzas a run of
-the suite exchanged, read from the transcripts of its report.json files:
+are left out, they expand to megabytes), the suite's scenario files, the E2EE layer itself
+(e2ee_envelope: envelopes, bundles and device lists of the target's fixed devices, written out
+by `cargo test`), and the stanzas a run of the suite exchanged, read from the transcripts of
+its report.json files:
 
     cargo run --release -p gatecheck -- run --report-dir target/seed-run
     python3 fuzz/seed_corpora.py target/seed-run/*/report.json
@@ -16,12 +18,22 @@ left alone. Names are stable, so rerunning on the same inputs changes nothing.
 import hashlib
 import json
 import re
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fuzz" / "corpus"
-TARGETS = ["stanza_parse", "stanza_tree", "stanza_differential", "noise_frames", "scenario_file"]
+TARGETS = [
+    "stanza_parse",
+    "stanza_tree",
+    "stanza_differential",
+    "noise_frames",
+    "scenario_file",
+    "e2ee_envelope",
+]
 # Per target and source, at most this many seeds (a few hundred files in all).
 CAP = 40
 MAX_SEED_BYTES = 16 * 1024
@@ -102,6 +114,20 @@ def noise_fixed(seeds):
     seeds.add("noise_frames", "raw-zero-length", noise_ops([header]) + bytes([3, 2, 0, 0]))
 
 
+def e2ee(seeds):
+    """e2ee_envelope: envelopes, bundles and device lists made by the E2EE layer itself from the
+    target's fixed devices (gatecheck::fuzzing::e2ee_seeds), written out by the corpus test."""
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run(
+            ["cargo", "test", "-q", "-p", "gatecheck", "--test", "fuzz_corpus", "--",
+             "e2ee_seeds_are_the_layers_own_and_decrypt"],
+            cwd=ROOT, check=True, env={**os.environ, "GATECHECK_E2EE_SEEDS_OUT": out},
+            stdout=subprocess.DEVNULL,
+        )
+        for path in sorted(Path(out).iterdir()):
+            seeds.add("e2ee_envelope", path.name, path.read_bytes())
+
+
 def transcripts(seeds, reports):
     streams, stanzas = [], []
     for report in reports:
@@ -136,6 +162,7 @@ def main(argv):
     seeds = Seeds()
     fixtures(seeds)
     noise_fixed(seeds)
+    e2ee(seeds)
     transcripts(seeds, argv[1:])
     seeds.write()
 

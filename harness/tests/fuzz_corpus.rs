@@ -7,7 +7,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use gatecheck::fuzzing::{Disagreement, TARGETS, disagreement};
+use gatecheck::fuzzing::{Disagreement, TARGETS, disagreement, e2ee_envelope_decrypts, e2ee_seeds};
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -52,6 +52,47 @@ fn every_target_replays_its_corpus_without_a_finding() {
         "inputs that make a target fail:\n{}",
         findings.join("\n")
     );
+}
+
+/// The E2EE seeds are made by the layer itself (`gatecheck::fuzzing::e2ee_seeds`, from fixed
+/// devices): each must be committed as it is made today, and the valid envelopes among them must
+/// still decrypt, or the target stops at the MACs. With `GATECHECK_E2EE_SEEDS_OUT=DIR` the test
+/// writes them to DIR instead (fuzz/seed_corpora.py does, to refresh the committed files).
+#[test]
+fn e2ee_seeds_are_the_layers_own_and_decrypt() {
+    let seeds = e2ee_seeds();
+    if let Some(out) = std::env::var_os("GATECHECK_E2EE_SEEDS_OUT") {
+        let out = PathBuf::from(out);
+        std::fs::create_dir_all(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        for (name, data) in &seeds {
+            std::fs::write(out.join(name), data).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        return;
+    }
+    let committed: Vec<(String, Vec<u8>)> = corpus("e2ee_envelope")
+        .into_iter()
+        .filter_map(|path| {
+            let name = path.file_name()?.to_string_lossy().into_owned();
+            let data = std::fs::read(&path).ok()?;
+            name.starts_with("seed-").then_some((name, data))
+        })
+        .collect();
+    for (name, data) in &seeds {
+        assert!(
+            committed.iter().any(|(_, c)| c == data),
+            "the seed {name} is not committed as the layer makes it now: run fuzz/seed_corpora.py"
+        );
+        assert_eq!(
+            e2ee_envelope_decrypts(data),
+            name.starts_with("valid-envelope-"),
+            "{name}"
+        );
+    }
+    let valid = committed
+        .iter()
+        .filter(|(name, _)| name.starts_with("seed-valid-envelope-"))
+        .count();
+    assert!(valid >= 8, "only {valid} valid envelope seeds");
 }
 
 #[test]

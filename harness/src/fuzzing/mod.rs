@@ -8,18 +8,20 @@
 //! input.
 //!
 //! No target needs checks switched off to get past them: the Noise target holds the keys of
-//! both ends and seals its own frames ([`noise_frames`]), and nothing else sits behind a MAC or
-//! a signature yet. A conformance tool ships no switch that turns validation off, so there is
+//! both ends and seals its own frames ([`noise_frames`]), and the E2EE target holds the keys of
+//! the sending devices and seals its own envelopes ([`e2ee_envelope`]). A conformance tool ships no switch that turns validation off, so there is
 //! no `cfg(fuzzing)` bypass in the library (see fuzz/README.md).
 
 mod codec;
 mod differential;
+mod e2ee;
 mod noise;
 mod scenario;
 mod tree;
 
 pub use codec::stream_bytes;
 pub use differential::{Disagreement, differential, disagreement};
+pub use e2ee::{SEED_TEXTS, e2ee_envelope, e2ee_envelope_decrypts, e2ee_seeds};
 pub use noise::noise_frames;
 pub use scenario::scenario_file;
 pub use tree::{TreeInput, stanza_tree};
@@ -35,6 +37,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("stanza_differential", differential),
     ("noise_frames", noise_frames),
     ("scenario_file", scenario_file),
+    ("e2ee_envelope", e2ee_envelope),
 ];
 
 /// [`stanza_tree`] on the raw bytes libFuzzer gives the target (decoded as `fuzz_target!`
