@@ -127,7 +127,10 @@ impl Device {
                 self.transcript
                     .record_at(Direction::DriverEvent, ev.raw.to_string(), ev.at);
                 self.check_claims(&ev)?;
-                if matches!(ev.name.as_str(), "message_received" | "identity_changed") {
+                if matches!(
+                    ev.name.as_str(),
+                    "message_received" | "identity_changed" | "sent"
+                ) {
                     self.e2ee_claims.push(ev.raw.clone());
                 }
                 Ok(Some(ev))

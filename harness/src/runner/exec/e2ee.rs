@@ -734,6 +734,45 @@ impl Exec<'_> {
         Ok(true)
     }
 
+    /// DRIVER-3 for `sent`: the gatekeeper received a message with the id the IUT claims
+    /// it wrote. The IUT writes before it reports, so the stanza is due at once; what has
+    /// arrived is read (and routed) for up to half a second before the claim fails.
+    pub(super) async fn check_sent_claims(&mut self) -> Result<(), Deviation> {
+        let until = Instant::now() + std::time::Duration::from_millis(500);
+        loop {
+            let received =
+                |e: &super::e2ee_ledger::E2eeState, id: &str| e.iut_ids_used.contains(id);
+            let open: Vec<(usize, String)> = self
+                .e2ee
+                .sent_claims
+                .iter()
+                .filter(|(_, id)| {
+                    !received(&self.e2ee, id)
+                        && !self
+                            .actors
+                            .iter()
+                            .any(|u| u.inbox.iter().any(|e| e.attr("id") == Some(id.as_str())))
+                })
+                .cloned()
+                .collect();
+            let Some((dev, id)) = open.first() else {
+                return Ok(());
+            };
+            if Instant::now() >= until {
+                return Err(Deviation::fail(
+                    "DRIVER-3",
+                    "sent only for a message stanza the gatekeeper received",
+                    format!(
+                        "{}sent with id {id:?}, but no message with that id arrived",
+                        self.devices[*dev].label()
+                    ),
+                ));
+            }
+            tokio::time::sleep(super::expect::SERVICE_SLICE).await;
+            self.service_connections(until).await?;
+        }
+    }
+
     /// Checks the E2EE claims every IUT device made since the last check.
     pub(super) fn check_e2ee_claims(&mut self) -> Result<(), Deviation> {
         for i in 0..self.devices.len() {

@@ -80,6 +80,9 @@ pub(super) struct E2eeState {
     pub iut_ids_used: HashSet<String>,
     /// Texts of the scenario, for the plaintext scan (E2EE-20).
     pub texts: Vec<String>,
+    /// `sent` claims not yet matched with a message the gatekeeper received: (IUT
+    /// instance, stanza id).
+    pub sent_claims: Vec<(usize, String)>,
     /// Devices of the IUT told `prekeys-low` since their last publication.
     pub low_sent: HashSet<u32>,
 }
@@ -113,6 +116,10 @@ impl E2eeState {
                 Ok(())
             }
             "message_received" => self.check_received(dev, label, ev),
+            "sent" => {
+                self.sent_claims.push((dev, str_of(ev, "id")));
+                Ok(())
+            }
             _ => Ok(()),
         }
     }

@@ -325,6 +325,9 @@ impl<'a> Exec<'a> {
         if let Err(d) = self.check_e2ee_claims() {
             return Some(d);
         }
+        if let Err(d) = self.check_sent_claims().await {
+            return Some(d);
+        }
         // Strict matching holds for the gatekeeper users too: what the IUT sent one of them
         // and no step expected is as unexpected as a stray stanza to the server. Receipts a
         // user asked for need no step (STANZA-14 judged them as they came).
