@@ -388,6 +388,14 @@ impl Omemo {
                 return vec![failed(send.seq, "no-valid-device")];
             }
         };
+        if self.mutant == Mutant::SidMismatch {
+            // E2EE-1 deviation: the correct client sends as the device id it published.
+            envelope.sid = if envelope.sid > 1 {
+                envelope.sid - 1
+            } else {
+                2
+            };
+        }
         if self.mutant == Mutant::PrekeyFlagAlways {
             // E2EE-16 deviation: the correct client marks only PreKeySignalMessages.
             for key in &mut envelope.keys {
@@ -397,6 +405,10 @@ impl Omemo {
         let id = if self.mutant == Mutant::ReusedMessageId {
             // STANZA-12 deviation: the correct client draws a fresh id per message.
             REUSED_ID.to_owned()
+        } else if self.mutant == Mutant::TextInId {
+            // E2EE-20 deviation: the correct client's ids carry nothing of the content.
+            let hex: String = send.text.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("{hex}-{}", self.message_id())
         } else {
             self.message_id()
         };
