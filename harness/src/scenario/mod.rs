@@ -207,7 +207,7 @@ impl Scenario {
             return Err(err(
                 id_at,
                 format!(
-                    "id {id:?} does not match the file's place in the suite ({expected:?}); ids are paths below the suite's root: give --scenarios the root (e.g. scenarios/) and select an area with --filter {}/",
+                    "id {id:?} does not match the file's place in the suite ({expected:?}); ids are paths below the suite's root, so give --scenarios the root directory and select an area with --filter {}/",
                     id.split('/').next().unwrap_or_default()
                 ),
             ));
