@@ -1,22 +1,28 @@
 //! `gatecheck fuzz`: stanza fuzzing of a client IUT over the wire, through the gatekeeper role.
 //!
-//! Every case ([`cases`]) becomes a scenario file of the ordinary format (a session, the case's
-//! bytes as a fixture, then the SPEC.md answer it calls for: a ping answered, or a stream error
-//! and a close) and runs through the ordinary runner, so a finding is a reproducer by
-//! construction: `reports/fuzz/<id>/` holds the scenario and its fixture, and
-//! `gatecheck run --scenarios reports/fuzz/<id>/scenarios` reruns it. Findings are
-//! de-duplicated by a signature (verdict, requirement, step, the kind of answer expected); with
-//! `--corpus DIR` the campaign starts from the files in DIR and adds each finding's input there,
-//! so the next campaign resumes from it. Ctrl-C and `--duration` end it after the cases in
-//! flight, with everything written.
+//! Cases ([`cases`]) run in sessions ([`session`]): a scenario file of the ordinary format (a
+//! session, then each case's bytes as a fixture followed by the SPEC.md answer it calls for: a
+//! ping answered, or a stream error and a close) run by the ordinary runner. Many cases the IUT
+//! must survive share one session, each checked by its own ping before the next is sent; a case
+//! that must end the stream ends its session. When a session fails, its failing case is run
+//! again alone, and if that passes, after the session's earlier cases; the first of the two
+//! that fails again is the reproducer, so a finding reruns as it is: `reports/fuzz/<id>/` holds
+//! the scenario and its fixtures, and `gatecheck run --scenarios reports/fuzz/<id>/scenarios`
+//! reruns it. Findings are de-duplicated by a signature (verdict, requirement, the step within
+//! the case, the kind of answer expected); with `--corpus DIR` the campaign starts from the
+//! files in DIR and adds each finding's input there, so the next campaign resumes from it.
+//! Ctrl-C and `--duration` end it after the sessions in flight, with everything written.
 
 pub mod cases;
+pub mod session;
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
 
 use crate::exit;
 use crate::iut::IutConfig;
@@ -44,7 +50,7 @@ pub struct FuzzArgs {
     /// Default: the bundled stanza fixtures only.
     #[arg(long, value_name = "DIR")]
     pub corpus: Option<PathBuf>,
-    /// Cases run at once, each against its own IUT process (default: the number of cores).
+    /// Sessions run at once, each against its own IUT process (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Stop once this many new findings were written (default: run for the whole duration).
@@ -100,63 +106,21 @@ fn bundled_corpus() -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The scenario file of a case (its fixture is `fuzz/<id>.bin`).
-fn scenario_text(id: &str, case: &Case) -> String {
-    let how = case.how.replace(['"', '\\'], "'");
-    let head = |title: &str, requirements: &str| {
-        format!(
-            "id = \"fuzz/{id}\"\ntitle = \"gatecheck fuzz ({how}): {title}\"\n\
-             requirements = [{requirements}]\nrole = \"client\"\n"
-        )
-    };
-    let send =
-        format!("\n[[step]]\nsession = {{}}\n\n[[step]]\nsend_fixture = \"fuzz/{id}.bin\"\n");
-    match &case.expect {
-        Expect::Live => format!(
-            "{}# Stanza errors, results, messages and presence the case may cause are allowed.\n\
-             ignore = [\"<iq type='error'/>\", \"<iq type='result'/>\", \"<message/>\", \"<presence/>\"]\n\
-             {send}\n[[step]]\n\
-             send = \"<iq type='get' id='${{rand:probe}}' from='${{gk.domain}}' to='${{client.jid}}'><ping xmlns='urn:xmpp:ping'/></iq>\"\n\n\
-             [[step]]\nexpect = \"<iq type='result' id='${{rand:probe}}'/>\"\n",
-            head(
-                "the IUT keeps serving (a ping after it is answered)",
-                "\"STANZA-7\", \"STREAM-31\""
-            )
-        ),
-        Expect::StreamError(conditions) => {
-            let first = conditions.first().map_or("", String::as_str);
-            let requirements = match first {
-                "not-well-formed" => "\"STREAM-30\", \"STREAM-24\"",
-                "unsupported-stanza-type" => "\"STANZA-1\", \"STREAM-24\"",
-                "bad-format" => "\"STANZA-2\", \"STREAM-24\"",
-                "restricted-xml" => "\"STREAM-41\", \"STREAM-24\"",
-                _ => "\"STREAM-24\"",
-            };
-            let list = conditions
-                .iter()
-                .map(|c| format!("\"{c}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
-            // restricted-xml is a SHOULD (STREAM-41): another condition passes with a warning.
-            let expect = if first == "restricted-xml" {
-                format!("{{ pass = [{list}], warn = [\"*\"], should = \"STREAM-41\" }}")
-            } else {
-                format!("[{list}]")
-            };
-            format!(
-                "{}{send}\n[[step]]\nexpect_stream_error = {expect}\n\n\
-                 [[step]]\nexpect_closed = {{ close_tag = true }}\nrequirement = \"STREAM-24\"\n",
-                head(
-                    &format!("refused with the stream error {first}"),
-                    requirements
-                )
-            )
-        }
-    }
-}
+/// Most cases one session carries. A session costs what many cases do (an IUT process, its
+/// driver's start-up, a Noise handshake, SASL and bind); past a few dozen cases the session's
+/// share is small, and a failure reruns at most this many cases.
+const SESSION_CASES: usize = 64;
+/// How often the progress line is printed.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// Most bytes of input one session carries (hostile cases run to 240 KiB each).
+const SESSION_BYTES: usize = 2 << 20;
+/// Cases that must end a stream, kept until a session can end with one; more are dropped
+/// unrun (one ends each session, and the generator makes them faster than sessions end).
+const ENDERS_KEPT: usize = 16;
 
-/// What makes two findings the same.
-fn signature(result: &ScenarioResult, expect: &Expect) -> String {
+/// What makes two findings the same: the verdict, the requirement, the step within the case
+/// (as in the case's scenario alone) and the kind of answer expected.
+fn signature(result: &ScenarioResult, step: Option<usize>, expect: &Expect) -> String {
     let failure = result.failure.as_ref();
     let expected = match expect {
         Expect::Live => "live".to_owned(),
@@ -168,7 +132,7 @@ fn signature(result: &ScenarioResult, expect: &Expect) -> String {
         failure
             .and_then(|f| f.requirement.as_deref())
             .unwrap_or("-"),
-        failure.and_then(|f| f.step).unwrap_or(0),
+        step.unwrap_or(0),
     )
 }
 
@@ -186,9 +150,13 @@ fn short_hash(s: &str) -> String {
 #[derive(Debug, Default)]
 struct Tally {
     cases: usize,
+    sessions: usize,
     findings: usize,
     repeats: usize,
     inconclusive: usize,
+    /// Failures in a session that did not recur when rerun (alone, or after the session's
+    /// earlier cases).
+    unconfirmed: usize,
 }
 
 pub fn run(args: FuzzArgs) -> i32 {
@@ -217,6 +185,65 @@ pub fn run(args: FuzzArgs) -> i32 {
     runtime.block_on(campaign(args, iut))
 }
 
+/// Where a campaign writes the scenarios and fixtures of its sessions, and how it loads them.
+struct Workbench {
+    dirs: SuiteDirs,
+    /// The time limit of a case alone (the IUT's scenario limit); a session gets the sum.
+    case_limit_ms: u64,
+}
+
+impl Workbench {
+    /// Removes a session's fixtures and scenario.
+    fn remove(&self, id: &str, n: usize) {
+        for k in 0..n {
+            let _ = std::fs::remove_file(self.dirs.fixtures.join(session::fixture_name(id, k, n)));
+        }
+        let _ = std::fs::remove_file(self.dirs.scenarios.join("fuzz").join(format!("{id}.toml")));
+    }
+
+    /// Empties the sessions' directories (a campaign would otherwise keep every input it ran).
+    fn clear(&self) -> Result<(), String> {
+        for dir in [
+            self.dirs.scenarios.join("fuzz"),
+            self.dirs.fixtures.join("fuzz"),
+        ] {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes a session's fixtures and scenario under `id` and loads it.
+    fn scenario(&self, id: &str, cases: &[Case]) -> Result<Scenario, String> {
+        for (k, case) in cases.iter().enumerate() {
+            let fixture = self
+                .dirs
+                .fixtures
+                .join(session::fixture_name(id, k, cases.len()));
+            std::fs::write(&fixture, &case.bytes)
+                .map_err(|e| format!("{}: {e}", fixture.display()))?;
+        }
+        let limit = self.case_limit_ms.saturating_mul(cases.len() as u64);
+        let text = session::scenario_text(id, cases, Some(limit));
+        let path = self.dirs.scenarios.join("fuzz").join(format!("{id}.toml"));
+        std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Scenario::parse(&path, &text, Catalogue::embedded(), &self.dirs)
+            .map_err(|e| format!("a generated scenario does not load: {e:?}"))
+    }
+}
+
+/// A failure that recurred: the cases of its reproducer (the failing one last), the result of
+/// the rerun, and the failing step as in the failing case's scenario alone.
+struct Reproduced {
+    cases: Vec<Case>,
+    result: ScenarioResult,
+    step: Option<usize>,
+}
+
+fn failed(result: &ScenarioResult) -> bool {
+    matches!(result.verdict, Verdict::Fail | Verdict::Error)
+}
+
 async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -234,15 +261,16 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let work = args.out.join(format!(".work-{seed}"));
-    let dirs = SuiteDirs {
-        scenarios: work.join("scenarios"),
-        fixtures: work.join("fixtures"),
+    let bench = Workbench {
+        dirs: SuiteDirs {
+            scenarios: work.join("scenarios"),
+            fixtures: work.join("fixtures"),
+        },
+        case_limit_ms: u64::try_from(iut.timeouts.scenario().as_millis()).unwrap_or(u64::MAX),
     };
-    for dir in [dirs.scenarios.join("fuzz"), dirs.fixtures.join("fuzz")] {
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            eprintln!("gatecheck: error: {}: {e}", dir.display());
-            return exit::ERROR;
-        }
+    if let Err(e) = bench.clear() {
+        eprintln!("gatecheck: error: {e}");
+        return exit::ERROR;
     }
     let mut seen: HashSet<String> = HashSet::new();
     if let Ok(entries) = std::fs::read_dir(&args.out) {
@@ -262,7 +290,7 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
         });
     }
     eprintln!(
-        "gatecheck fuzz: seed {seed}, {} for {}s, {jobs} at a time, corpus {} inputs, findings in {}",
+        "gatecheck fuzz: seed {seed}, {} for {}s, {jobs} sessions at a time, corpus {} inputs, findings in {}",
         iut.name,
         args.duration.as_secs(),
         generator.corpus_len(),
@@ -270,81 +298,92 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
     );
     let started = Instant::now();
     let mut tally = Tally::default();
-    let catalogue = Catalogue::embedded();
+    // Cases that must leave the IUT serving, not yet run (a session ended before them), and
+    // cases that must end a stream, waiting for a session to end with them.
+    let mut pending: VecDeque<Case> = VecDeque::new();
+    let mut enders: VecDeque<Case> = VecDeque::new();
     let enough = |tally: &Tally| args.max_findings.is_some_and(|n| tally.findings >= n);
-    while started.elapsed() < args.duration && stop.reason().is_none() && !enough(&tally) {
-        let mut batch: Vec<(Scenario, Case, String)> = Vec::new();
-        for _ in 0..jobs {
-            let Some(case) = generator.next_case() else {
+    let iut = Arc::new(iut);
+    let opts = RunOptions {
+        seed,
+        jobs: 1,
+        dirs: bench.dirs.clone(),
+    };
+    // `jobs` sessions in flight at all times: as one ends, its result is judged and the next
+    // session is made and started while the others run.
+    let mut running: JoinSet<(String, Vec<Case>, Option<ScenarioResult>)> = JoinSet::new();
+    let mut started_sessions = 0usize;
+    let mut last_progress = Instant::now();
+    loop {
+        let going = started.elapsed() < args.duration && stop.reason().is_none() && !enough(&tally);
+        while going && running.len() < jobs {
+            let cases = next_session(&mut generator, &mut pending, &mut enders);
+            if cases.is_empty() {
                 break;
-            };
-            let id = format!("c{}-{}", seed % 100_000, tally.cases + batch.len());
-            let fixture = dirs.fixtures.join("fuzz").join(format!("{id}.bin"));
-            let path = dirs.scenarios.join("fuzz").join(format!("{id}.toml"));
-            let text = scenario_text(&id, &case);
-            if let Err(e) = std::fs::write(&fixture, &case.bytes).and(std::fs::write(&path, &text))
-            {
-                eprintln!("gatecheck: error: {}: {e}", work.display());
-                return exit::ERROR;
             }
-            match Scenario::parse(&path, &text, catalogue, &dirs) {
-                Ok(s) => batch.push((s, case, text)),
+            let id = format!("s{}-{started_sessions}", seed % 100_000);
+            started_sessions += 1;
+            let scenario = match bench.scenario(&id, &cases) {
+                Ok(s) => s,
                 Err(e) => {
-                    eprintln!("gatecheck: error: a generated scenario does not load: {e:?}");
+                    eprintln!("gatecheck: error: {e}");
                     return exit::ERROR;
                 }
-            }
+            };
+            let (iut, opts, stop) = (Arc::clone(&iut), opts.clone(), stop.clone());
+            running.spawn(async move {
+                let outcome = runner::run_until(&[scenario], &iut, &opts, Some(stop), |_| {}).await;
+                (id, cases, outcome.results.into_iter().next())
+            });
         }
-        if batch.is_empty() {
-            eprintln!("gatecheck fuzz: the corpus gives no usable case");
+        if running.is_empty() {
+            if going {
+                eprintln!("gatecheck fuzz: the corpus gives no usable case");
+            }
             break;
         }
-        let scenarios: Vec<Scenario> = batch.iter().map(|(s, _, _)| s.clone()).collect();
-        let opts = RunOptions {
-            seed,
-            jobs,
-            dirs: dirs.clone(),
+        let Some(Ok((id, cases, result))) = running.join_next().await else {
+            continue;
         };
-        let outcome = runner::run_until(&scenarios, &iut, &opts, Some(stop.clone()), |_| {}).await;
-        for (result, (_, case, text)) in outcome.results.iter().zip(&batch) {
-            tally.cases += 1;
-            match result.verdict {
-                Verdict::Pass | Verdict::NotApplicable => {}
-                Verdict::Inconclusive => tally.inconclusive += 1,
-                Verdict::Fail | Verdict::Error => {
-                    let sig = signature(result, &case.expect);
-                    let name = short_hash(&sig);
-                    if !seen.insert(name.clone()) {
-                        tally.repeats += 1;
-                        continue;
-                    }
-                    tally.findings += 1;
-                    match write_finding(&args, &name, &sig, seed, result, case, text) {
-                        Ok(dir) => eprintln!(
-                            "gatecheck fuzz: finding {}: {sig}\n  rerun: gatecheck run --scenarios {}{}",
-                            name,
-                            dir.join("scenarios").display(),
-                            rerun_iut(&args)
-                        ),
-                        Err(e) => eprintln!("gatecheck: error: writing a finding: {e}"),
-                    }
-                    if let Some(dir) = &args.corpus {
-                        let _ = std::fs::write(dir.join(format!("finding-{name}")), &case.bytes);
-                    }
-                    generator.keep(case.bytes.clone());
-                }
-            }
+        // The session's files are not needed any more (a finding gets its own copies).
+        bench.remove(&id, cases.len());
+        let Some(result) = result else {
+            continue;
+        };
+        tally.sessions += 1;
+        judge(
+            &mut Judge {
+                args: &args,
+                seed,
+                bench: &bench,
+                iut: &iut,
+                opts: &opts,
+                stop: &stop,
+                seen: &mut seen,
+                tally: &mut tally,
+                generator: &mut generator,
+                pending: &mut pending,
+                enders: &mut enders,
+            },
+            &cases,
+            &result,
+        )
+        .await;
+        if last_progress.elapsed() >= PROGRESS_EVERY || running.is_empty() {
+            last_progress = Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(0.001);
+            eprintln!(
+                "gatecheck fuzz: {} cases in {} sessions, {:.1}/s, {} findings ({} repeats, {} unconfirmed), {} inconclusive, corpus {}",
+                tally.cases,
+                tally.sessions,
+                tally.cases as f64 / secs,
+                tally.findings,
+                tally.repeats,
+                tally.unconfirmed,
+                tally.inconclusive,
+                generator.corpus_len()
+            );
         }
-        let secs = started.elapsed().as_secs_f64().max(0.001);
-        eprintln!(
-            "gatecheck fuzz: {} cases, {:.1}/s, {} findings ({} repeats), {} inconclusive, corpus {}",
-            tally.cases,
-            tally.cases as f64 / secs,
-            tally.findings,
-            tally.repeats,
-            tally.inconclusive,
-            generator.corpus_len()
-        );
     }
     let _ = std::fs::remove_dir_all(&work);
     if let Some(reason) = stop.reason() {
@@ -357,6 +396,168 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
     }
 }
 
+/// What judging a session's result needs of the campaign.
+struct Judge<'a> {
+    args: &'a FuzzArgs,
+    seed: u64,
+    bench: &'a Workbench,
+    iut: &'a IutConfig,
+    opts: &'a RunOptions,
+    stop: &'a StopSignal,
+    seen: &'a mut HashSet<String>,
+    tally: &'a mut Tally,
+    generator: &'a mut Generator,
+    pending: &'a mut VecDeque<Case>,
+    enders: &'a mut VecDeque<Case>,
+}
+
+/// Counts a session's cases and, for a failure, reproduces it and writes the finding.
+async fn judge(j: &mut Judge<'_>, cases: &[Case], result: &ScenarioResult) {
+    if matches!(result.verdict, Verdict::Pass | Verdict::NotApplicable) {
+        j.tally.cases += cases.len();
+        return;
+    }
+    let (k, _) = session::case_of(result.failure.as_ref().and_then(|f| f.step), cases.len());
+    // Cases 0..k passed; case k decided the verdict; the rest did not run.
+    j.tally.cases += k + 1;
+    requeue(cases.get(k + 1..).unwrap_or_default(), j.pending, j.enders);
+    if result.verdict == Verdict::Inconclusive {
+        j.tally.inconclusive += 1;
+        return;
+    }
+    // A failure already found (by its signature in the session) is not rerun.
+    if let Some(case) = cases.get(k) {
+        let (_, step) = session::case_of(result.failure.as_ref().and_then(|f| f.step), cases.len());
+        if j.seen
+            .contains(&short_hash(&signature(result, step, &case.expect)))
+        {
+            j.tally.repeats += 1;
+            return;
+        }
+    }
+    let Some(found) = reproduce(j.bench, j.iut, j.opts, j.stop, cases, k, result).await else {
+        j.tally.unconfirmed += 1;
+        eprintln!(
+            "gatecheck fuzz: a failure in session {} (case {k}: {}) did not recur when rerun; not kept",
+            result.id,
+            cases.get(k).map_or("", |c| c.how.as_str())
+        );
+        return;
+    };
+    let Some(case) = found.cases.last() else {
+        return;
+    };
+    let sig = signature(&found.result, found.step, &case.expect);
+    let name = short_hash(&sig);
+    if !j.seen.insert(name.clone()) {
+        j.tally.repeats += 1;
+        return;
+    }
+    j.tally.findings += 1;
+    match write_finding(j.args, &name, &sig, j.seed, j.bench, &found) {
+        Ok(dir) => eprintln!(
+            "gatecheck fuzz: finding {}: {sig}\n  rerun: gatecheck run --scenarios {}{}",
+            name,
+            dir.join("scenarios").display(),
+            rerun_iut(j.args)
+        ),
+        Err(e) => eprintln!("gatecheck: error: writing a finding: {e}"),
+    }
+    if let Some(dir) = &j.args.corpus {
+        let _ = std::fs::write(dir.join(format!("finding-{name}")), &case.bytes);
+    }
+    j.generator.keep(case.bytes.clone());
+}
+
+/// The cases of the next session: cases that must leave the IUT serving (left over first, then
+/// new ones) up to [`SESSION_CASES`] or [`SESSION_BYTES`], then one that must end the stream
+/// if one is waiting. Empty when the generator gives no usable case.
+fn next_session(
+    generator: &mut Generator,
+    pending: &mut VecDeque<Case>,
+    enders: &mut VecDeque<Case>,
+) -> Vec<Case> {
+    let mut cases = Vec::new();
+    let mut bytes = 0;
+    // Bounded: a corpus that only gives stream-ending cases still ends the loop.
+    for _ in 0..SESSION_CASES * 4 {
+        if cases.len() >= SESSION_CASES || bytes >= SESSION_BYTES {
+            break;
+        }
+        let Some(case) = pending.pop_front().or_else(|| generator.next_case()) else {
+            break;
+        };
+        match case.expect {
+            Expect::Live => {
+                bytes += case.bytes.len();
+                cases.push(case);
+            }
+            Expect::StreamError(_) => {
+                if enders.len() < ENDERS_KEPT {
+                    enders.push_back(case);
+                }
+            }
+        }
+    }
+    if let Some(ender) = enders.pop_front() {
+        cases.push(ender);
+    }
+    cases
+}
+
+/// Puts the cases a failed session did not reach back in line.
+fn requeue(rest: &[Case], pending: &mut VecDeque<Case>, enders: &mut VecDeque<Case>) {
+    for case in rest.iter().rev() {
+        if case.expect == Expect::Live {
+            pending.push_front(case.clone());
+        } else {
+            enders.push_front(case.clone());
+        }
+    }
+}
+
+/// Reruns the failing case `k` of a failed session alone, then (if that passed) after the
+/// session's earlier cases: the first run that fails again is the reproducer. `None` when
+/// neither fails (the failure did not recur).
+async fn reproduce(
+    bench: &Workbench,
+    iut: &IutConfig,
+    opts: &RunOptions,
+    stop: &StopSignal,
+    cases: &[Case],
+    k: usize,
+    session: &ScenarioResult,
+) -> Option<Reproduced> {
+    let attempts: Vec<&[Case]> = match cases.get(k..=k) {
+        Some(alone) if k > 0 => vec![alone, cases.get(..=k).unwrap_or_default()],
+        Some(alone) => vec![alone],
+        None => Vec::new(),
+    };
+    for (n, run) in attempts.into_iter().enumerate() {
+        let id = format!("{}-again{n}", session.id.trim_start_matches("fuzz/"));
+        let scenario = match bench.scenario(&id, run) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("gatecheck: error: {e}");
+                return None;
+            }
+        };
+        let outcome = runner::run_until(&[scenario], iut, opts, Some(stop.clone()), |_| {}).await;
+        bench.remove(&id, run.len());
+        let result = outcome.results.into_iter().next()?;
+        if failed(&result) {
+            let (_, step) =
+                session::case_of(result.failure.as_ref().and_then(|f| f.step), run.len());
+            return Some(Reproduced {
+                cases: run.to_vec(),
+                result,
+                step,
+            });
+        }
+    }
+    None
+}
+
 fn rerun_iut(args: &FuzzArgs) -> String {
     match (&args.iut, &args.mutant) {
         (Some(p), _) => format!(" --iut {}", p.display()),
@@ -365,37 +566,53 @@ fn rerun_iut(args: &FuzzArgs) -> String {
     }
 }
 
-/// Writes `reports/fuzz/<name>/`: the scenario and fixture (a suite of one), the input, the
-/// result with its transcript, and a summary.
+/// Writes `reports/fuzz/<name>/`: the reproducer's scenario and fixtures (a suite of one), the
+/// failing input, the result with its transcript, and a summary.
 fn write_finding(
     args: &FuzzArgs,
     name: &str,
     sig: &str,
     seed: u64,
-    result: &ScenarioResult,
-    case: &Case,
-    text: &str,
+    bench: &Workbench,
+    found: &Reproduced,
 ) -> std::io::Result<PathBuf> {
     let dir = args.out.join(name);
     let scenarios = dir.join("scenarios").join("fuzz");
-    let fixtures = dir.join("fixtures").join("fuzz");
     std::fs::create_dir_all(&scenarios)?;
-    std::fs::create_dir_all(&fixtures)?;
-    // The scenario's id follows its new place: fuzz/<name>.
-    let id = result.id.trim_start_matches("fuzz/");
-    let text = text
-        .replace(&format!("fuzz/{id}.bin"), &format!("fuzz/{name}.bin"))
-        .replace(&format!("\"fuzz/{id}\""), &format!("\"fuzz/{name}\""));
-    std::fs::write(scenarios.join(format!("{name}.toml")), text)?;
-    std::fs::write(fixtures.join(format!("{name}.bin")), &case.bytes)?;
-    std::fs::write(dir.join("input.bin"), &case.bytes)?;
-    let json = serde_json::to_vec_pretty(result).map_err(std::io::Error::other)?;
+    std::fs::create_dir_all(dir.join("fixtures").join("fuzz"))?;
+    let n = found.cases.len();
+    let limit = bench.case_limit_ms.saturating_mul(n as u64);
+    std::fs::write(
+        scenarios.join(format!("{name}.toml")),
+        session::scenario_text(name, &found.cases, Some(limit)),
+    )?;
+    for (k, case) in found.cases.iter().enumerate() {
+        std::fs::write(
+            dir.join("fixtures").join(session::fixture_name(name, k, n)),
+            &case.bytes,
+        )?;
+    }
+    let failing = found.cases.last();
+    std::fs::write(
+        dir.join("input.bin"),
+        failing.map(|c| c.bytes.as_slice()).unwrap_or_default(),
+    )?;
+    let json = serde_json::to_vec_pretty(&found.result).map_err(std::io::Error::other)?;
     std::fs::write(dir.join("result.json"), json)?;
     let mut summary = std::fs::File::create(dir.join("finding.txt"))?;
     writeln!(summary, "signature: {sig}")?;
-    writeln!(summary, "case: {}", case.how)?;
+    if let Some(case) = failing {
+        writeln!(summary, "case: {}", case.how)?;
+    }
+    if n > 1 {
+        writeln!(
+            summary,
+            "the case fails only after {} earlier cases of its session (all in the reproducer)",
+            n - 1
+        )?;
+    }
     writeln!(summary, "campaign seed: {seed}")?;
-    if let Some(f) = &result.failure {
+    if let Some(f) = &found.result.failure {
         writeln!(summary, "expected: {}\ngot: {}", f.expected, f.got)?;
     }
     writeln!(
@@ -423,6 +640,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_case_makes_a_scenario_that_loads() {
+        use super::session::scenario_text;
         let dir = std::env::temp_dir().join(format!("gatecheck-fuzz-unit-{}", std::process::id()));
         let dirs = SuiteDirs {
             scenarios: dir.join("scenarios"),
@@ -449,7 +667,7 @@ mod tests {
             };
             std::fs::write(dirs.fixtures.join(format!("fuzz/{id}.bin")), &case.bytes).unwrap();
             let path = dirs.scenarios.join(format!("fuzz/{id}.toml"));
-            let text = scenario_text(&id, &case);
+            let text = scenario_text(&id, std::slice::from_ref(&case), None);
             let loaded = Scenario::parse(&path, &text, Catalogue::embedded(), &dirs);
             assert!(loaded.is_ok(), "{text}\n{loaded:?}");
         }

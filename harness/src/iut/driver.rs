@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use super::Launch;
 use super::procs::{ProcessTree, TOKEN_ENV};
@@ -40,6 +40,8 @@ pub struct DriverProcess {
     stdout_probe: Option<std::os::fd::OwnedFd>,
     /// True while the line reader has stamped everything it read and waits for more.
     reader_idle: Arc<AtomicBool>,
+    /// Signalled each time the line reader becomes idle, so `settle` wakes at once.
+    reader_settled: Arc<Notify>,
     stdin: Option<ChildStdin>,
     stderr_tail: Arc<Mutex<Vec<u8>>>,
     stderr_task: Option<tokio::task::JoinHandle<()>>,
@@ -80,10 +82,11 @@ impl DriverProcess {
         let stdin = child.stdin.take();
         let stderr_tail = Arc::new(Mutex::new(Vec::new()));
         let idle = Arc::new(AtomicBool::new(false));
+        let settled = Arc::new(Notify::new());
         let mut stdout_probe = None;
         if let Some(out) = child.stdout.take() {
             stdout_probe = out.as_fd().try_clone_to_owned().ok();
-            tokio::spawn(read_lines(out, tx, Arc::clone(&idle)));
+            tokio::spawn(read_lines(out, tx, Arc::clone(&idle), Arc::clone(&settled)));
         }
         let stderr_task = child
             .stderr
@@ -94,6 +97,7 @@ impl DriverProcess {
             tree,
             stdout_probe,
             reader_idle: idle,
+            reader_settled: settled,
             stdin,
             stderr_tail,
             stderr_task,
@@ -151,6 +155,10 @@ impl DriverProcess {
         };
         let until = tokio::time::Instant::now() + limit;
         loop {
+            // Registered before the check, so the reader going idle in between still wakes us.
+            let settled = self.reader_settled.notified();
+            let mut settled = std::pin::pin!(settled);
+            settled.as_mut().enable();
             let unread = rustix::io::ioctl_fionread(probe).unwrap_or(0);
             if unread == 0 && self.reader_idle.load(Ordering::Acquire) {
                 return;
@@ -158,8 +166,14 @@ impl DriverProcess {
             if tokio::time::Instant::now() >= until {
                 return;
             }
-            // The reader needs a moment of CPU: wait for it, without spinning.
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            // Woken as soon as the reader has stamped what it read (a timer's millisecond,
+            // rounded up, was most of the cost of a step); the millisecond still bounds the
+            // wait when bytes sit in the pipe before the reader is scheduled to read them.
+            let _ = tokio::time::timeout_at(
+                until.min(tokio::time::Instant::now() + Duration::from_millis(1)),
+                settled,
+            )
+            .await;
         }
     }
 
@@ -229,6 +243,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     mut out: R,
     tx: mpsc::Sender<DriverMsg>,
     idle: Arc<AtomicBool>,
+    settled: Arc<Notify>,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
@@ -236,6 +251,7 @@ async fn read_lines<R: AsyncRead + Unpin>(
     loop {
         // Everything read so far is stamped and queued: `settle` may rely on it.
         idle.store(true, Ordering::Release);
+        settled.notify_waiters();
         let read = out.read(&mut chunk).await;
         idle.store(false, Ordering::Release);
         let n = match read {
@@ -303,7 +319,13 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(QUEUE);
         let mut data = vec![b'a'; MAX_LINE + 10];
         data.extend_from_slice(b"\n{\"event\":\"ready\",\"driver\":1}\n");
-        read_lines(&data[..], tx, Arc::new(AtomicBool::new(false))).await;
+        read_lines(
+            &data[..],
+            tx,
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(Notify::new()),
+        )
+        .await;
         assert!(matches!(rx.recv().await, Some(DriverMsg::Bad { .. })));
         assert!(matches!(rx.recv().await, Some(DriverMsg::Event(_))));
         assert!(matches!(rx.recv().await, Some(DriverMsg::Eof)));

@@ -1,0 +1,261 @@
+//! One bound session of a campaign: the cases it carries and the scenario file that runs them.
+//!
+//! A session costs far more than a case (an IUT process, its driver's start-up, a Noise
+//! handshake, SASL and bind; a case is a write and a ping's round trip), so a session carries
+//! many cases: every case the IUT must survive ([`Expect::Live`]), each followed by its own
+//! ping, which must be answered before the next case is sent; then at most one case that must
+//! end the stream ([`Expect::StreamError`]), since nothing can follow it on that stream. Each
+//! case keeps exactly the steps and the checks it has alone, three steps each, so a failure's
+//! step names its case ([`case_of`]), and a session of one case is the scenario a case always
+//! was.
+
+use super::cases::{Case, Expect};
+
+/// Steps each case adds to a session's scenario: its fixture, then a ping and its answer, or
+/// the stream error and the close.
+pub const STEPS_PER_CASE: usize = 3;
+/// Steps `session = {}` expands to before the first case (connect, negotiate).
+pub const SESSION_STEPS: usize = 2;
+
+/// What the IUT may send while a case runs without failing it: the stanza errors, results,
+/// messages and presence the case's stanzas may cause.
+const LIVE_IGNORE: &str =
+    "[\"<iq type='error'/>\", \"<iq type='result'/>\", \"<message/>\", \"<presence/>\"]";
+
+/// The fixture of case `k` of a session of `n` cases, relative to the fixtures directory.
+pub fn fixture_name(id: &str, k: usize, n: usize) -> String {
+    if n == 1 {
+        format!("fuzz/{id}.bin")
+    } else {
+        format!("fuzz/{id}-{k}.bin")
+    }
+}
+
+/// The requirements a case's checks cite.
+fn requirements(expect: &Expect) -> &'static [&'static str] {
+    match expect {
+        Expect::Live => &["STANZA-7", "STREAM-31"],
+        Expect::StreamError(conditions) => match conditions.first().map(String::as_str) {
+            Some("not-well-formed") => &["STREAM-30", "STREAM-24"],
+            Some("unsupported-stanza-type") => &["STANZA-1", "STREAM-24"],
+            Some("bad-format") => &["STANZA-2", "STREAM-24"],
+            Some("restricted-xml") => &["STREAM-41", "STREAM-24"],
+            _ => &["STREAM-24"],
+        },
+    }
+}
+
+fn quoted(list: &[&str]) -> String {
+    list.iter()
+        .map(|r| format!("\"{r}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The scenario file of a session (its fixtures are [`fixture_name`]). `limit_ms` is the
+/// scenario's time limit, for sessions of more than one case: the sum of what each case has
+/// alone, so no case gets less time than it would alone.
+pub fn scenario_text(id: &str, cases: &[Case], limit_ms: Option<u64>) -> String {
+    let n = cases.len();
+    let mut cited: Vec<&str> = Vec::new();
+    for case in cases {
+        for r in requirements(&case.expect) {
+            if !cited.contains(r) {
+                cited.push(r);
+            }
+        }
+    }
+    let title = match cases {
+        [case] => {
+            let how = case.how.replace(['"', '\\'], "'");
+            match &case.expect {
+                Expect::Live => format!(
+                    "gatecheck fuzz ({how}): the IUT keeps serving (a ping after it is answered)"
+                ),
+                Expect::StreamError(c) => format!(
+                    "gatecheck fuzz ({how}): refused with the stream error {}",
+                    c.first().map_or("", String::as_str)
+                ),
+            }
+        }
+        _ => format!(
+            "gatecheck fuzz: {n} cases on one stream (each must leave the IUT serving, a ping after it answered; a last one may have to end the stream)"
+        ),
+    };
+    let mut text = format!(
+        "id = \"fuzz/{id}\"\ntitle = \"{title}\"\nrequirements = [{}]\nrole = \"client\"\n",
+        quoted(&cited)
+    );
+    if let Some(ms) = limit_ms.filter(|_| n > 1) {
+        text.push_str(&format!("timeout_ms = {ms}\n"));
+    }
+    // With only cases that must leave the IUT serving, what they may cause is allowed
+    // throughout, as for a case alone. A case that must end the stream allows nothing before
+    // its stream error, so then the allowance goes on each ping's answer instead.
+    let all_live = cases.iter().all(|c| c.expect == Expect::Live);
+    if all_live {
+        text.push_str(
+            "# Stanza errors, results, messages and presence the cases may cause are allowed.\n",
+        );
+        text.push_str(&format!("ignore = {LIVE_IGNORE}\n"));
+    }
+    text.push_str("\n[[step]]\nsession = {}\n");
+    for (k, case) in cases.iter().enumerate() {
+        if n > 1 {
+            let how = case.how.replace(['\n', '\r'], " ");
+            text.push_str(&format!("\n# case {k}: {how}\n"));
+        }
+        text.push_str(&format!(
+            "[[step]]\nsend_fixture = \"{}\"\n",
+            fixture_name(id, k, n)
+        ));
+        let probe = if n == 1 {
+            "probe".to_owned()
+        } else {
+            format!("probe{k}")
+        };
+        match &case.expect {
+            Expect::Live => {
+                text.push_str(&format!(
+                    "\n[[step]]\nsend = \"<iq type='get' id='${{rand:{probe}}}' from='${{gk.domain}}' to='${{client.jid}}'><ping xmlns='urn:xmpp:ping'/></iq>\"\n\n\
+                     [[step]]\nexpect = \"<iq type='result' id='${{rand:{probe}}}'/>\"\n"
+                ));
+                if !all_live {
+                    text.push_str(&format!("ignore = {LIVE_IGNORE}\n"));
+                }
+            }
+            Expect::StreamError(conditions) => {
+                let first = conditions.first().map_or("", String::as_str);
+                let list = conditions
+                    .iter()
+                    .map(|c| format!("\"{c}\""))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                // restricted-xml is a SHOULD (STREAM-41): another condition passes with a
+                // warning.
+                let expect = if first == "restricted-xml" {
+                    format!("{{ pass = [{list}], warn = [\"*\"], should = \"STREAM-41\" }}")
+                } else {
+                    format!("[{list}]")
+                };
+                text.push_str(&format!(
+                    "\n[[step]]\nexpect_stream_error = {expect}\n\n\
+                     [[step]]\nexpect_closed = {{ close_tag = true }}\nrequirement = \"STREAM-24\"\n"
+                ));
+            }
+        }
+    }
+    text
+}
+
+/// The case a failure at (1-based) `step` of a session's scenario belongs to, and the step it
+/// is in that case's scenario alone. A failure outside the steps, or in setting the session
+/// up, is charged to the first case.
+pub fn case_of(step: Option<usize>, cases: usize) -> (usize, Option<usize>) {
+    match step {
+        Some(s) if s > SESSION_STEPS => {
+            let k = ((s - SESSION_STEPS - 1) / STEPS_PER_CASE).min(cases.saturating_sub(1));
+            (k, Some(s - k * STEPS_PER_CASE))
+        }
+        other => (0, other),
+    }
+}
+
+/// The Live cases of `cases` before the one that must end the stream, if any, and that one.
+pub fn split_ender(cases: &[Case]) -> (&[Case], Option<&Case>) {
+    match cases.split_last() {
+        Some((last, live)) if last.expect != Expect::Live => (live, Some(last)),
+        _ => (cases, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::{Action, Scenario, SuiteDirs};
+    use crate::spec::Catalogue;
+
+    fn case(bytes: &[u8], expect: Expect) -> Case {
+        Case {
+            bytes: bytes.to_vec(),
+            how: "a \"quoted\" test".into(),
+            expect,
+        }
+    }
+
+    fn load(id: &str, cases: &[Case], limit: Option<u64>) -> Scenario {
+        let dir = std::env::temp_dir().join(format!(
+            "gatecheck-fuzz-session-{}-{id}",
+            std::process::id()
+        ));
+        let dirs = SuiteDirs {
+            scenarios: dir.join("scenarios"),
+            fixtures: dir.join("fixtures"),
+        };
+        std::fs::create_dir_all(dirs.fixtures.join("fuzz")).unwrap();
+        std::fs::create_dir_all(dirs.scenarios.join("fuzz")).unwrap();
+        for (k, c) in cases.iter().enumerate() {
+            let name = fixture_name(id, k, cases.len());
+            std::fs::write(dirs.fixtures.join(name), &c.bytes).unwrap();
+        }
+        let path = dirs.scenarios.join(format!("fuzz/{id}.toml"));
+        let text = scenario_text(id, cases, limit);
+        let loaded = Scenario::parse(&path, &text, Catalogue::embedded(), &dirs);
+        let _ = std::fs::remove_dir_all(&dir);
+        loaded.unwrap_or_else(|e| panic!("{text}\n{e:?}"))
+    }
+
+    #[test]
+    fn each_case_keeps_its_three_steps_and_their_checks() {
+        let live = case(b"<message/>", Expect::Live);
+        let ender = case(
+            b"<message><a></message>",
+            Expect::StreamError(vec!["not-well-formed".into()]),
+        );
+        let cases = vec![live.clone(), live.clone(), ender];
+        let s = load("mixed", &cases, Some(60_000));
+        assert_eq!(s.steps.len(), SESSION_STEPS + STEPS_PER_CASE * cases.len());
+        assert_eq!(s.timeout_ms, Some(60_000));
+        // A stream error case allows nothing before its error: the allowance is per ping.
+        assert!(s.ignore.is_empty());
+        for k in 0..2 {
+            let expect = &s.steps[SESSION_STEPS + k * STEPS_PER_CASE + 2];
+            assert!(matches!(expect.action, Action::Expect(_)));
+            assert_eq!(expect.ignore.len(), 4, "case {k}");
+        }
+        let last = &s.steps[SESSION_STEPS + 2 * STEPS_PER_CASE + 1];
+        assert!(matches!(last.action, Action::ExpectStreamError(_)));
+        assert!(last.ignore.is_empty());
+        assert_eq!(
+            s.requirements,
+            ["STANZA-7", "STREAM-31", "STREAM-30", "STREAM-24"]
+        );
+
+        // Only live cases: allowed throughout, as a case alone has it.
+        let s = load("live", &[live.clone(), live.clone()], Some(40_000));
+        assert_eq!(s.ignore.len(), 4);
+        assert!(s.steps.iter().all(|st| st.ignore.is_empty()));
+
+        // One case: the scenario a case alone always was, no time limit of its own.
+        let s = load("one", std::slice::from_ref(&live), Some(20_000));
+        assert_eq!(s.steps.len(), SESSION_STEPS + STEPS_PER_CASE);
+        assert_eq!(s.timeout_ms, None);
+        assert_eq!(s.ignore.len(), 4);
+    }
+
+    #[test]
+    fn a_failing_step_names_its_case() {
+        // Connect and negotiate: the session, charged to the first case.
+        assert_eq!(case_of(Some(1), 5), (0, Some(1)));
+        assert_eq!(case_of(Some(2), 5), (0, Some(2)));
+        assert_eq!(case_of(None, 5), (0, None));
+        // Case 0 is steps 3 to 5, case 1 steps 6 to 8, as each is alone: 3 to 5.
+        assert_eq!(case_of(Some(3), 5), (0, Some(3)));
+        assert_eq!(case_of(Some(5), 5), (0, Some(5)));
+        assert_eq!(case_of(Some(6), 5), (1, Some(3)));
+        assert_eq!(case_of(Some(8), 5), (1, Some(5)));
+        assert_eq!(case_of(Some(17), 5), (4, Some(5)));
+        // Beyond the last case's steps: the last case.
+        assert_eq!(case_of(Some(30), 5), (4, Some(18)));
+    }
+}
