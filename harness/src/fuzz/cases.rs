@@ -30,7 +30,46 @@ pub struct Case {
     pub bytes: Vec<u8>,
     pub how: String,
     pub expect: Expect,
+    /// How the bytes are written: in order, each piece `len` bytes, then a pause of
+    /// `pause_ms` (0: none). Empty: in one write. The pieces cover the bytes exactly.
+    pub writes: Vec<Piece>,
 }
+
+/// One write of a case split into pieces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub len: usize,
+    pub pause_ms: u64,
+}
+
+impl Case {
+    /// The bytes of each write, with the pause after it.
+    pub fn pieces(&self) -> Vec<(&[u8], u64)> {
+        if self.writes.is_empty() {
+            return vec![(self.bytes.as_slice(), 0)];
+        }
+        let mut rest = self.bytes.as_slice();
+        let mut out = Vec::with_capacity(self.writes.len());
+        for piece in &self.writes {
+            let (head, tail) = rest.split_at(piece.len.min(rest.len()));
+            out.push((head, piece.pause_ms));
+            rest = tail;
+        }
+        if !rest.is_empty() {
+            out.push((rest, 0));
+        }
+        out
+    }
+}
+
+/// One case in this many is written in pieces, at most this many.
+const SPLIT_ONE_IN: u32 = 8;
+const MAX_PIECES: usize = 8;
+// No pauses between pieces are generated yet: every waiting step (`sleep` included) keeps the
+// gatekeeper serving the IUT, and a stanza it writes then (a PEP answer) lands inside the
+// half-written case and breaks the stream, which the IUT rightly refuses. Slow writes need a
+// step that waits without serving; [`Piece::pause_ms`] and the scenario's `sleep` are ready
+// for it.
 
 /// Tokens mutations insert.
 const TOKENS: &[&str] = &[
@@ -107,10 +146,41 @@ impl Generator {
         for _ in 0..1000 {
             let (bytes, how) = self.candidate();
             if let Some(expect) = classify(&bytes) {
-                return Some(Case { bytes, how, expect });
+                let (writes, how) = self.split(bytes.len(), how);
+                return Some(Case {
+                    bytes,
+                    how,
+                    expect,
+                    writes,
+                });
             }
         }
         None
+    }
+
+    /// Sometimes a plan to write `len` bytes in small pieces (1 to 64 bytes each, the last
+    /// one taking the rest), each its own write; the oracle is the same either way.
+    fn split(&mut self, len: usize, how: String) -> (Vec<Piece>, String) {
+        if len < 2 || !self.rng.random_ratio(1, SPLIT_ONE_IN) {
+            return (Vec::new(), how);
+        }
+        let count = self.rng.random_range(2..=MAX_PIECES.min(len));
+        let mut writes = Vec::with_capacity(count);
+        let mut left = len;
+        for i in 0..count {
+            let piece = if i + 1 == count {
+                left
+            } else {
+                self.rng.random_range(1..=64.min(left - (count - 1 - i)))
+            };
+            left -= piece;
+            writes.push(Piece {
+                len: piece,
+                pause_ms: 0,
+            });
+        }
+        let how = format!("{how}, written in {count} pieces");
+        (writes, how)
     }
 
     fn candidate(&mut self) -> (Vec<u8>, String) {
@@ -358,6 +428,41 @@ mod tests {
         // Between the floor (8 KiB) and the ceiling (64 KiB) of an attribute value: a choice.
         let between = format!("<message id='{}'/>", "a".repeat(9000));
         assert_eq!(classify(between.as_bytes()), None);
+    }
+
+    #[test]
+    fn split_writes_cover_the_bytes_in_order() {
+        let corpus = vec![b"<message><body>some text to cut</body></message>".to_vec()];
+        let mut g = Generator::new(11, corpus);
+        let mut split = 0;
+        for _ in 0..400 {
+            let Some(case) = g.next_case() else { continue };
+            let pieces = case.pieces();
+            assert_eq!(pieces.concat_bytes(), case.bytes, "{}", case.how);
+            if case.writes.is_empty() {
+                assert_eq!(pieces.len(), 1);
+                continue;
+            }
+            split += 1;
+            assert!(
+                pieces.len() >= 2 && pieces.len() <= MAX_PIECES,
+                "{}",
+                case.how
+            );
+            assert!(pieces.iter().all(|(b, _)| !b.is_empty()));
+            assert!(pieces.iter().all(|(_, p)| *p == 0));
+        }
+        assert!(split > 10, "only {split} split cases in 400");
+    }
+
+    trait Concat {
+        fn concat_bytes(&self) -> Vec<u8>;
+    }
+
+    impl Concat for Vec<(&[u8], u64)> {
+        fn concat_bytes(&self) -> Vec<u8> {
+            self.iter().flat_map(|(b, _)| b.iter().copied()).collect()
+        }
     }
 
     #[test]

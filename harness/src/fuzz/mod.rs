@@ -194,9 +194,9 @@ struct Workbench {
 
 impl Workbench {
     /// Removes a session's fixtures and scenario.
-    fn remove(&self, id: &str, n: usize) {
-        for k in 0..n {
-            let _ = std::fs::remove_file(self.dirs.fixtures.join(session::fixture_name(id, k, n)));
+    fn remove(&self, id: &str, cases: &[Case]) {
+        for (name, _) in session::fixtures(id, cases) {
+            let _ = std::fs::remove_file(self.dirs.fixtures.join(name));
         }
         let _ = std::fs::remove_file(self.dirs.scenarios.join("fuzz").join(format!("{id}.toml")));
     }
@@ -215,13 +215,9 @@ impl Workbench {
 
     /// Writes a session's fixtures and scenario under `id` and loads it.
     fn scenario(&self, id: &str, cases: &[Case]) -> Result<Scenario, String> {
-        for (k, case) in cases.iter().enumerate() {
-            let fixture = self
-                .dirs
-                .fixtures
-                .join(session::fixture_name(id, k, cases.len()));
-            std::fs::write(&fixture, &case.bytes)
-                .map_err(|e| format!("{}: {e}", fixture.display()))?;
+        for (name, bytes) in session::fixtures(id, cases) {
+            let fixture = self.dirs.fixtures.join(name);
+            std::fs::write(&fixture, bytes).map_err(|e| format!("{}: {e}", fixture.display()))?;
         }
         let limit = self.case_limit_ms.saturating_mul(cases.len() as u64);
         let text = session::scenario_text(id, cases, Some(limit));
@@ -346,10 +342,14 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
             continue;
         };
         // The session's files are not needed any more (a finding gets its own copies).
-        bench.remove(&id, cases.len());
+        bench.remove(&id, &cases);
         let Some(result) = result else {
             continue;
         };
+        // Once --max-findings is reached, the sessions still in flight are only drained.
+        if enough(&tally) {
+            continue;
+        }
         tally.sessions += 1;
         judge(
             &mut Judge {
@@ -417,7 +417,7 @@ async fn judge(j: &mut Judge<'_>, cases: &[Case], result: &ScenarioResult) {
         j.tally.cases += cases.len();
         return;
     }
-    let (k, _) = session::case_of(result.failure.as_ref().and_then(|f| f.step), cases.len());
+    let (k, _) = session::case_of(result.failure.as_ref().and_then(|f| f.step), cases);
     // Cases 0..k passed; case k decided the verdict; the rest did not run.
     j.tally.cases += k + 1;
     requeue(cases.get(k + 1..).unwrap_or_default(), j.pending, j.enders);
@@ -427,7 +427,7 @@ async fn judge(j: &mut Judge<'_>, cases: &[Case], result: &ScenarioResult) {
     }
     // A failure already found (by its signature in the session) is not rerun.
     if let Some(case) = cases.get(k) {
-        let (_, step) = session::case_of(result.failure.as_ref().and_then(|f| f.step), cases.len());
+        let (_, step) = session::case_of(result.failure.as_ref().and_then(|f| f.step), cases);
         if j.seen
             .contains(&short_hash(&signature(result, step, &case.expect)))
         {
@@ -543,11 +543,10 @@ async fn reproduce(
             }
         };
         let outcome = runner::run_until(&[scenario], iut, opts, Some(stop.clone()), |_| {}).await;
-        bench.remove(&id, run.len());
+        bench.remove(&id, run);
         let result = outcome.results.into_iter().next()?;
         if failed(&result) {
-            let (_, step) =
-                session::case_of(result.failure.as_ref().and_then(|f| f.step), run.len());
+            let (_, step) = session::case_of(result.failure.as_ref().and_then(|f| f.step), run);
             return Some(Reproduced {
                 cases: run.to_vec(),
                 result,
@@ -586,11 +585,8 @@ fn write_finding(
         scenarios.join(format!("{name}.toml")),
         session::scenario_text(name, &found.cases, Some(limit)),
     )?;
-    for (k, case) in found.cases.iter().enumerate() {
-        std::fs::write(
-            dir.join("fixtures").join(session::fixture_name(name, k, n)),
-            &case.bytes,
-        )?;
+    for (fixture, bytes) in session::fixtures(name, &found.cases) {
+        std::fs::write(dir.join("fixtures").join(fixture), bytes)?;
     }
     let failing = found.cases.last();
     std::fs::write(
@@ -664,6 +660,7 @@ mod tests {
                 bytes: b"<message/>".to_vec(),
                 how: "a \"quoted\" test".into(),
                 expect,
+                writes: Vec::new(),
             };
             std::fs::write(dirs.fixtures.join(format!("fuzz/{id}.bin")), &case.bytes).unwrap();
             let path = dirs.scenarios.join(format!("fuzz/{id}.toml"));

@@ -5,14 +5,16 @@
 //! many cases: every case the IUT must survive ([`Expect::Live`]), each followed by its own
 //! ping, which must be answered before the next case is sent; then at most one case that must
 //! end the stream ([`Expect::StreamError`]), since nothing can follow it on that stream. Each
-//! case keeps exactly the steps and the checks it has alone, three steps each, so a failure's
-//! step names its case ([`case_of`]), and a session of one case is the scenario a case always
-//! was.
+//! case keeps exactly the steps and the checks it has alone (its writes, then a ping and its
+//! answer, or the stream error and the close), so a failure's step names its case
+//! ([`case_of`]), and a session of one case is the scenario a case always was. A case split
+//! into pieces ([`Case::writes`]) has a `send_fixture` step per piece, and a `sleep` after the
+//! pieces that pause; what is checked after it is the same.
 
 use super::cases::{Case, Expect};
 
-/// Steps each case adds to a session's scenario: its fixture, then a ping and its answer, or
-/// the stream error and the close.
+/// Steps a case written at once adds to a session's scenario: its fixture, then a ping and its
+/// answer, or the stream error and the close.
 pub const STEPS_PER_CASE: usize = 3;
 /// Steps `session = {}` expands to before the first case (connect, negotiate).
 pub const SESSION_STEPS: usize = 2;
@@ -22,13 +24,39 @@ pub const SESSION_STEPS: usize = 2;
 const LIVE_IGNORE: &str =
     "[\"<iq type='error'/>\", \"<iq type='result'/>\", \"<message/>\", \"<presence/>\"]";
 
-/// The fixture of case `k` of a session of `n` cases, relative to the fixtures directory.
-pub fn fixture_name(id: &str, k: usize, n: usize) -> String {
-    if n == 1 {
-        format!("fuzz/{id}.bin")
+/// The fixture of piece `p` of `pieces` of case `k` of a session of `n` cases, relative to
+/// the fixtures directory.
+fn fixture_name(id: &str, k: usize, n: usize, p: usize, pieces: usize) -> String {
+    let case = if n == 1 {
+        id.to_owned()
     } else {
-        format!("fuzz/{id}-{k}.bin")
+        format!("{id}-{k}")
+    };
+    if pieces == 1 {
+        format!("fuzz/{case}.bin")
+    } else {
+        format!("fuzz/{case}.{p}.bin")
     }
+}
+
+/// Every fixture of a session's scenario (relative to the fixtures directory) and its bytes.
+pub fn fixtures<'a>(id: &str, cases: &'a [Case]) -> Vec<(String, &'a [u8])> {
+    let n = cases.len();
+    let mut out = Vec::new();
+    for (k, case) in cases.iter().enumerate() {
+        let pieces = case.pieces();
+        let count = pieces.len();
+        for (p, (bytes, _)) in pieces.into_iter().enumerate() {
+            out.push((fixture_name(id, k, n, p, count), bytes));
+        }
+    }
+    out
+}
+
+/// The steps a case adds to a scenario: one per piece, one per pause, and two to judge it.
+pub fn steps_of(case: &Case) -> usize {
+    let pieces = case.pieces();
+    pieces.len() + pieces.iter().filter(|(_, pause)| *pause > 0).count() + 2
 }
 
 /// The requirements a case's checks cite.
@@ -52,7 +80,7 @@ fn quoted(list: &[&str]) -> String {
         .join(", ")
 }
 
-/// The scenario file of a session (its fixtures are [`fixture_name`]). `limit_ms` is the
+/// The scenario file of a session (its fixtures are [`fixtures`]). `limit_ms` is the
 /// scenario's time limit, for sessions of more than one case: the sum of what each case has
 /// alone, so no case gets less time than it would alone.
 pub fn scenario_text(id: &str, cases: &[Case], limit_ms: Option<u64>) -> String {
@@ -105,10 +133,20 @@ pub fn scenario_text(id: &str, cases: &[Case], limit_ms: Option<u64>) -> String 
             let how = case.how.replace(['\n', '\r'], " ");
             text.push_str(&format!("\n# case {k}: {how}\n"));
         }
-        text.push_str(&format!(
-            "[[step]]\nsend_fixture = \"{}\"\n",
-            fixture_name(id, k, n)
-        ));
+        let pieces = case.pieces();
+        let count = pieces.len();
+        for (p, (_, pause)) in pieces.into_iter().enumerate() {
+            text.push_str(&format!(
+                "[[step]]\nsend_fixture = \"{}\"\n",
+                fixture_name(id, k, n, p, count)
+            ));
+            if pause > 0 {
+                text.push_str(&format!("\n[[step]]\nsleep = {pause}\n"));
+            }
+            if p + 1 < count {
+                text.push('\n');
+            }
+        }
         let probe = if n == 1 {
             "probe".to_owned()
         } else {
@@ -149,16 +187,31 @@ pub fn scenario_text(id: &str, cases: &[Case], limit_ms: Option<u64>) -> String 
 }
 
 /// The case a failure at (1-based) `step` of a session's scenario belongs to, and the step it
-/// is in that case's scenario alone. A failure outside the steps, or in setting the session
-/// up, is charged to the first case.
-pub fn case_of(step: Option<usize>, cases: usize) -> (usize, Option<usize>) {
-    match step {
-        Some(s) if s > SESSION_STEPS => {
-            let k = ((s - SESSION_STEPS - 1) / STEPS_PER_CASE).min(cases.saturating_sub(1));
-            (k, Some(s - k * STEPS_PER_CASE))
+/// is in that case's scenario alone, written at once (so the same failure has the same step
+/// whether the case was split or not). A failure outside the steps, or in setting the session
+/// up, is charged to the first case; one after the last case's steps, to the last case.
+pub fn case_of(step: Option<usize>, cases: &[Case]) -> (usize, Option<usize>) {
+    let Some(s) = step.filter(|s| *s > SESSION_STEPS) else {
+        return (0, step);
+    };
+    // The steps before case k.
+    let mut before = 0;
+    for (k, case) in cases.iter().enumerate() {
+        let steps = steps_of(case);
+        if s <= SESSION_STEPS + before + steps || k + 1 == cases.len() {
+            // The case's writes count as its one send_fixture step.
+            let writes = steps - 2;
+            let local = s - before - SESSION_STEPS;
+            let at_once = if local <= writes {
+                1
+            } else {
+                local - writes + 1
+            };
+            return (k, Some(SESSION_STEPS + at_once));
         }
-        other => (0, other),
+        before += steps;
     }
+    (0, step)
 }
 
 /// The Live cases of `cases` before the one that must end the stream, if any, and that one.
@@ -172,6 +225,7 @@ pub fn split_ender(cases: &[Case]) -> (&[Case], Option<&Case>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzz::cases::Piece;
     use crate::scenario::{Action, Scenario, SuiteDirs};
     use crate::spec::Catalogue;
 
@@ -180,6 +234,7 @@ mod tests {
             bytes: bytes.to_vec(),
             how: "a \"quoted\" test".into(),
             expect,
+            writes: Vec::new(),
         }
     }
 
@@ -194,9 +249,8 @@ mod tests {
         };
         std::fs::create_dir_all(dirs.fixtures.join("fuzz")).unwrap();
         std::fs::create_dir_all(dirs.scenarios.join("fuzz")).unwrap();
-        for (k, c) in cases.iter().enumerate() {
-            let name = fixture_name(id, k, cases.len());
-            std::fs::write(dirs.fixtures.join(name), &c.bytes).unwrap();
+        for (name, bytes) in fixtures(id, cases) {
+            std::fs::write(dirs.fixtures.join(name), bytes).unwrap();
         }
         let path = dirs.scenarios.join(format!("fuzz/{id}.toml"));
         let text = scenario_text(id, cases, limit);
@@ -245,17 +299,83 @@ mod tests {
 
     #[test]
     fn a_failing_step_names_its_case() {
+        let five = vec![case(b"<message/>", Expect::Live); 5];
         // Connect and negotiate: the session, charged to the first case.
-        assert_eq!(case_of(Some(1), 5), (0, Some(1)));
-        assert_eq!(case_of(Some(2), 5), (0, Some(2)));
-        assert_eq!(case_of(None, 5), (0, None));
+        assert_eq!(case_of(Some(1), &five), (0, Some(1)));
+        assert_eq!(case_of(Some(2), &five), (0, Some(2)));
+        assert_eq!(case_of(None, &five), (0, None));
         // Case 0 is steps 3 to 5, case 1 steps 6 to 8, as each is alone: 3 to 5.
-        assert_eq!(case_of(Some(3), 5), (0, Some(3)));
-        assert_eq!(case_of(Some(5), 5), (0, Some(5)));
-        assert_eq!(case_of(Some(6), 5), (1, Some(3)));
-        assert_eq!(case_of(Some(8), 5), (1, Some(5)));
-        assert_eq!(case_of(Some(17), 5), (4, Some(5)));
+        assert_eq!(case_of(Some(3), &five), (0, Some(3)));
+        assert_eq!(case_of(Some(5), &five), (0, Some(5)));
+        assert_eq!(case_of(Some(6), &five), (1, Some(3)));
+        assert_eq!(case_of(Some(8), &five), (1, Some(5)));
+        assert_eq!(case_of(Some(17), &five), (4, Some(5)));
         // Beyond the last case's steps: the last case.
-        assert_eq!(case_of(Some(30), 5), (4, Some(18)));
+        assert_eq!(case_of(Some(30), &five), (4, Some(18)));
+
+        // Case 1 in three pieces, the first followed by a pause: steps 6 to 11.
+        let mut split = five.clone();
+        split[1].bytes = b"<message><body>x</body></message>".to_vec();
+        split[1].writes = vec![
+            Piece {
+                len: 3,
+                pause_ms: 5,
+            },
+            Piece {
+                len: 4,
+                pause_ms: 0,
+            },
+            Piece {
+                len: 26,
+                pause_ms: 0,
+            },
+        ];
+        assert_eq!(steps_of(&split[1]), 6);
+        // Its writes count as one step; the ping's answer is step 5, as written at once.
+        assert_eq!(case_of(Some(7), &split), (1, Some(3)));
+        assert_eq!(case_of(Some(9), &split), (1, Some(3)));
+        assert_eq!(case_of(Some(10), &split), (1, Some(4)));
+        assert_eq!(case_of(Some(11), &split), (1, Some(5)));
+        assert_eq!(case_of(Some(12), &split), (2, Some(3)));
+    }
+
+    #[test]
+    fn a_split_case_writes_each_piece_and_sleeps_where_it_pauses() {
+        let mut c = case(b"<message><body>x</body></message>", Expect::Live);
+        c.writes = vec![
+            Piece {
+                len: 3,
+                pause_ms: 5,
+            },
+            Piece {
+                len: 4,
+                pause_ms: 0,
+            },
+            Piece {
+                len: 26,
+                pause_ms: 0,
+            },
+        ];
+        let s = load("split", std::slice::from_ref(&c), None);
+        let actions: Vec<&str> = s.steps.iter().map(|st| st.action.name()).collect();
+        assert_eq!(
+            actions[SESSION_STEPS..],
+            [
+                "send_fixture",
+                "sleep",
+                "send_fixture",
+                "send_fixture",
+                "send",
+                "expect"
+            ]
+        );
+        let names: Vec<String> = fixtures("split", std::slice::from_ref(&c))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(
+            names,
+            ["fuzz/split.0.bin", "fuzz/split.1.bin", "fuzz/split.2.bin"]
+        );
     }
 }
