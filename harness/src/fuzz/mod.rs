@@ -14,10 +14,10 @@
 //! Ctrl-C and `--duration` end it after the sessions in flight, with everything written.
 
 pub mod cases;
+mod findings;
 pub mod session;
 
 use std::collections::{HashSet, VecDeque};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,8 +29,9 @@ use crate::iut::IutConfig;
 use crate::runner::{self, RunOptions, StopSignal};
 use crate::scenario::{Scenario, SuiteDirs};
 use crate::spec::Catalogue;
-use crate::verdict::{ScenarioResult, Verdict};
+use crate::verdict::ScenarioResult;
 use cases::{Case, Expect, Generator};
+use findings::{Judge, judge};
 
 #[derive(Debug, clap::Args)]
 pub struct FuzzArgs {
@@ -118,34 +119,6 @@ const SESSION_BYTES: usize = 2 << 20;
 /// unrun (one ends each session, and the generator makes them faster than sessions end).
 const ENDERS_KEPT: usize = 16;
 
-/// What makes two findings the same: the verdict, the requirement, the step within the case
-/// (as in the case's scenario alone) and the kind of answer expected.
-fn signature(result: &ScenarioResult, step: Option<usize>, expect: &Expect) -> String {
-    let failure = result.failure.as_ref();
-    let expected = match expect {
-        Expect::Live => "live".to_owned(),
-        Expect::StreamError(c) => format!("stream-error {}", c.join("/")),
-    };
-    format!(
-        "{} | {} | step {} | {expected}",
-        result.verdict.as_str(),
-        failure
-            .and_then(|f| f.requirement.as_deref())
-            .unwrap_or("-"),
-        step.unwrap_or(0),
-    )
-}
-
-/// FNV-1a, for short stable directory names.
-fn short_hash(s: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 /// Counts of a campaign.
 #[derive(Debug, Default)]
 struct Tally {
@@ -226,18 +199,6 @@ impl Workbench {
         Scenario::parse(&path, &text, Catalogue::embedded(), &self.dirs)
             .map_err(|e| format!("a generated scenario does not load: {e:?}"))
     }
-}
-
-/// A failure that recurred: the cases of its reproducer (the failing one last), the result of
-/// the rerun, and the failing step as in the failing case's scenario alone.
-struct Reproduced {
-    cases: Vec<Case>,
-    result: ScenarioResult,
-    step: Option<usize>,
-}
-
-fn failed(result: &ScenarioResult) -> bool {
-    matches!(result.verdict, Verdict::Fail | Verdict::Error)
 }
 
 async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
@@ -396,79 +357,6 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
     }
 }
 
-/// What judging a session's result needs of the campaign.
-struct Judge<'a> {
-    args: &'a FuzzArgs,
-    seed: u64,
-    bench: &'a Workbench,
-    iut: &'a IutConfig,
-    opts: &'a RunOptions,
-    stop: &'a StopSignal,
-    seen: &'a mut HashSet<String>,
-    tally: &'a mut Tally,
-    generator: &'a mut Generator,
-    pending: &'a mut VecDeque<Case>,
-    enders: &'a mut VecDeque<Case>,
-}
-
-/// Counts a session's cases and, for a failure, reproduces it and writes the finding.
-async fn judge(j: &mut Judge<'_>, cases: &[Case], result: &ScenarioResult) {
-    if matches!(result.verdict, Verdict::Pass | Verdict::NotApplicable) {
-        j.tally.cases += cases.len();
-        return;
-    }
-    let (k, _) = session::case_of(result.failure.as_ref().and_then(|f| f.step), cases);
-    // Cases 0..k passed; case k decided the verdict; the rest did not run.
-    j.tally.cases += k + 1;
-    requeue(cases.get(k + 1..).unwrap_or_default(), j.pending, j.enders);
-    if result.verdict == Verdict::Inconclusive {
-        j.tally.inconclusive += 1;
-        return;
-    }
-    // A failure already found (by its signature in the session) is not rerun.
-    if let Some(case) = cases.get(k) {
-        let (_, step) = session::case_of(result.failure.as_ref().and_then(|f| f.step), cases);
-        if j.seen
-            .contains(&short_hash(&signature(result, step, &case.expect)))
-        {
-            j.tally.repeats += 1;
-            return;
-        }
-    }
-    let Some(found) = reproduce(j.bench, j.iut, j.opts, j.stop, cases, k, result).await else {
-        j.tally.unconfirmed += 1;
-        eprintln!(
-            "gatecheck fuzz: a failure in session {} (case {k}: {}) did not recur when rerun; not kept",
-            result.id,
-            cases.get(k).map_or("", |c| c.how.as_str())
-        );
-        return;
-    };
-    let Some(case) = found.cases.last() else {
-        return;
-    };
-    let sig = signature(&found.result, found.step, &case.expect);
-    let name = short_hash(&sig);
-    if !j.seen.insert(name.clone()) {
-        j.tally.repeats += 1;
-        return;
-    }
-    j.tally.findings += 1;
-    match write_finding(j.args, &name, &sig, j.seed, j.bench, &found) {
-        Ok(dir) => eprintln!(
-            "gatecheck fuzz: finding {}: {sig}\n  rerun: gatecheck run --scenarios {}{}",
-            name,
-            dir.join("scenarios").display(),
-            rerun_iut(j.args)
-        ),
-        Err(e) => eprintln!("gatecheck: error: writing a finding: {e}"),
-    }
-    if let Some(dir) = &j.args.corpus {
-        let _ = std::fs::write(dir.join(format!("finding-{name}")), &case.bytes);
-    }
-    j.generator.keep(case.bytes.clone());
-}
-
 /// The cases of the next session: cases that must leave the IUT serving (left over first, then
 /// new ones) up to [`SESSION_CASES`] or [`SESSION_BYTES`], then one that must end the stream
 /// if one is waiting. Empty when the generator gives no usable case.
@@ -514,110 +402,6 @@ fn requeue(rest: &[Case], pending: &mut VecDeque<Case>, enders: &mut VecDeque<Ca
             enders.push_front(case.clone());
         }
     }
-}
-
-/// Reruns the failing case `k` of a failed session alone, then (if that passed) after the
-/// session's earlier cases: the first run that fails again is the reproducer. `None` when
-/// neither fails (the failure did not recur).
-async fn reproduce(
-    bench: &Workbench,
-    iut: &IutConfig,
-    opts: &RunOptions,
-    stop: &StopSignal,
-    cases: &[Case],
-    k: usize,
-    session: &ScenarioResult,
-) -> Option<Reproduced> {
-    let attempts: Vec<&[Case]> = match cases.get(k..=k) {
-        Some(alone) if k > 0 => vec![alone, cases.get(..=k).unwrap_or_default()],
-        Some(alone) => vec![alone],
-        None => Vec::new(),
-    };
-    for (n, run) in attempts.into_iter().enumerate() {
-        let id = format!("{}-again{n}", session.id.trim_start_matches("fuzz/"));
-        let scenario = match bench.scenario(&id, run) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("gatecheck: error: {e}");
-                return None;
-            }
-        };
-        let outcome = runner::run_until(&[scenario], iut, opts, Some(stop.clone()), |_| {}).await;
-        bench.remove(&id, run);
-        let result = outcome.results.into_iter().next()?;
-        if failed(&result) {
-            let (_, step) = session::case_of(result.failure.as_ref().and_then(|f| f.step), run);
-            return Some(Reproduced {
-                cases: run.to_vec(),
-                result,
-                step,
-            });
-        }
-    }
-    None
-}
-
-fn rerun_iut(args: &FuzzArgs) -> String {
-    match (&args.iut, &args.mutant) {
-        (Some(p), _) => format!(" --iut {}", p.display()),
-        (None, Some(m)) => format!(" --mutant {m}"),
-        (None, None) => String::new(),
-    }
-}
-
-/// Writes `reports/fuzz/<name>/`: the reproducer's scenario and fixtures (a suite of one), the
-/// failing input, the result with its transcript, and a summary.
-fn write_finding(
-    args: &FuzzArgs,
-    name: &str,
-    sig: &str,
-    seed: u64,
-    bench: &Workbench,
-    found: &Reproduced,
-) -> std::io::Result<PathBuf> {
-    let dir = args.out.join(name);
-    let scenarios = dir.join("scenarios").join("fuzz");
-    std::fs::create_dir_all(&scenarios)?;
-    std::fs::create_dir_all(dir.join("fixtures").join("fuzz"))?;
-    let n = found.cases.len();
-    let limit = bench.case_limit_ms.saturating_mul(n as u64);
-    std::fs::write(
-        scenarios.join(format!("{name}.toml")),
-        session::scenario_text(name, &found.cases, Some(limit)),
-    )?;
-    for (fixture, bytes) in session::fixtures(name, &found.cases) {
-        std::fs::write(dir.join("fixtures").join(fixture), bytes)?;
-    }
-    let failing = found.cases.last();
-    std::fs::write(
-        dir.join("input.bin"),
-        failing.map(|c| c.bytes.as_slice()).unwrap_or_default(),
-    )?;
-    let json = serde_json::to_vec_pretty(&found.result).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("result.json"), json)?;
-    let mut summary = std::fs::File::create(dir.join("finding.txt"))?;
-    writeln!(summary, "signature: {sig}")?;
-    if let Some(case) = failing {
-        writeln!(summary, "case: {}", case.how)?;
-    }
-    if n > 1 {
-        writeln!(
-            summary,
-            "the case fails only after {} earlier cases of its session (all in the reproducer)",
-            n - 1
-        )?;
-    }
-    writeln!(summary, "campaign seed: {seed}")?;
-    if let Some(f) = &found.result.failure {
-        writeln!(summary, "expected: {}\ngot: {}", f.expected, f.got)?;
-    }
-    writeln!(
-        summary,
-        "rerun: gatecheck run --scenarios {}{}",
-        dir.join("scenarios").display(),
-        rerun_iut(args)
-    )?;
-    Ok(dir)
 }
 
 #[cfg(test)]
