@@ -69,12 +69,10 @@ impl Exec<'_> {
             }
             // Read directly (next_for would keep reading after serving the publication).
             let got = self.read_conn(deadline).await?;
-            if let Some(Inbound::Stanza(e)) = &got {
-                let label = self.devices[self.cur].label();
-                self.e2ee.scan(&label, e)?;
-                if self.serve_pep(e, deadline).await? {
-                    continue;
-                }
+            if let Some(Inbound::Stanza(e)) = &got
+                && self.server_takes(e, deadline).await?
+            {
+                continue;
             }
             match got {
                 Some(Inbound::Stanza(e)) if self.ignorable(step, &e)? => {}

@@ -197,12 +197,10 @@ impl Exec<'_> {
         loop {
             // Not routed: a stanza for a gatekeeper user or another device is something too.
             let got = self.read_conn(until).await?;
-            if let Some(Inbound::Stanza(e)) = &got {
-                let label = self.devices[self.cur].label();
-                self.e2ee.scan(&label, e)?;
-                if self.serve_pep(e, until).await? {
-                    continue;
-                }
+            if let Some(Inbound::Stanza(e)) = &got
+                && self.server_takes(e, until).await?
+            {
+                continue;
             }
             match got {
                 None => return Ok(()),
@@ -311,21 +309,14 @@ impl Exec<'_> {
                     self.devices[i].backlog.push_back(got);
                     break;
                 };
-                let label = self.devices[i].label();
-                self.e2ee.scan(&label, &e)?;
-                if self.serve_pep(&e, deadline).await? {
+                if self.server_takes(&e, deadline).await? {
                     continue;
                 }
                 let to = e.attr("to").unwrap_or_default();
                 if let Some(u) = self.actors.iter().position(|u| u.jid == to || u.bare == to) {
-                    if self.absorb_key_transport(u, &e)? {
-                        continue;
+                    if !self.absorb_key_transport(u, &e)? {
+                        self.route_to_user(u, e)?;
                     }
-                    self.e2ee.check_receipt(&label, &e)?;
-                    self.devices[i]
-                        .transcript
-                        .note(format!("routed to gatekeeper user {}", self.actors[u].name));
-                    self.actors[u].inbox.push_back(e);
                     continue;
                 }
                 self.devices[i].backlog.push_back(Inbound::Stanza(e));
@@ -354,10 +345,8 @@ impl Exec<'_> {
             let Some(Inbound::Stanza(e)) = got else {
                 return Ok(got);
             };
-            let label = self.devices[self.cur].label();
-            self.e2ee.scan(&label, &e)?;
             // The gatekeeper's PEP service answers by itself, whatever the step waits for.
-            if self.serve_pep(&e, deadline).await? {
+            if self.server_takes(&e, deadline).await? {
                 continue;
             }
             let to = e.attr("to").unwrap_or_default();
@@ -370,13 +359,7 @@ impl Exec<'_> {
             if let Some(i) = addressee
                 && Some(self.actors[i].name.as_str()) != actor
             {
-                let label = self.devices[self.cur].label();
-                self.e2ee.check_receipt(&label, &e)?;
-                let user = &mut self.actors[i];
-                self.devices[self.cur]
-                    .transcript
-                    .note(format!("routed to gatekeeper user {}", user.name));
-                user.inbox.push_back(e);
+                self.route_to_user(i, e)?;
                 continue;
             }
             let other = self
@@ -391,6 +374,32 @@ impl Exec<'_> {
             }
             return Ok(Some(Inbound::Stanza(e)));
         }
+    }
+
+    /// What the server does with every stanza it reads from the IUT before a step sees it:
+    /// the plaintext scan (E2EE-20), and the answer when it is a PEP iq. `Ok(true)` when
+    /// the server answered it (no step sees it).
+    pub(super) async fn server_takes(
+        &mut self,
+        e: &Element,
+        deadline: Instant,
+    ) -> Result<bool, Deviation> {
+        let label = self.devices[self.cur].label();
+        self.e2ee.scan(&label, e)?;
+        self.serve_pep(e, deadline).await
+    }
+
+    /// Puts a stanza from the current device into gatekeeper user `u`'s inbox; a receipt is
+    /// judged on the way (STANZA-14).
+    fn route_to_user(&mut self, u: usize, e: Element) -> Result<(), Deviation> {
+        let label = self.devices[self.cur].label();
+        self.e2ee.check_receipt(&label, &e)?;
+        let user = &mut self.actors[u];
+        self.devices[self.cur]
+            .transcript
+            .note(format!("routed to gatekeeper user {}", user.name));
+        user.inbox.push_back(e);
+        Ok(())
     }
 
     /// Delivers a stanza the current device addressed to device `j`'s full JID on `j`'s

@@ -44,7 +44,7 @@ impl Exec<'_> {
             let quiet_since = self.conn()?.facts.last_write_at;
             let got = self.read_conn((now + TICK).min(until)).await?;
             if let Some(Inbound::Stanza(e)) = &got
-                && self.serve_pep(e, until).await?
+                && self.server_takes(e, until).await?
             {
                 continue;
             }
