@@ -16,6 +16,7 @@ pub mod fuzz;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod http;
+pub mod idproof;
 pub mod iut;
 pub mod report;
 pub mod roles;

@@ -2,5 +2,6 @@
 //! later flows, the enrollment API and media proxy).
 
 pub mod client;
+pub mod signing;
 
 pub use client::{HttpRequest, HttpResponse, MAX_RESPONSE_BODY, send};
