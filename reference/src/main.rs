@@ -9,6 +9,7 @@ mod client;
 mod driver;
 mod mutant;
 mod reconnect;
+mod server;
 
 use std::process::ExitCode;
 
@@ -22,12 +23,14 @@ const FEATURES: &[&str] = &["transport.noise", "transport.tls"];
 
 const EXIT_USAGE: u8 = 2;
 const USAGE: &str =
-    "usage: gatecheck-reference [--mutant NAME] [--list-mutants] [client|server|proxy]";
+    "usage: gatecheck-reference [--mutant NAME] [--list-mutants] [client|server ARGS...|proxy]";
 
 fn main() -> ExitCode {
     let mut mutant = Mutant::None;
     let mut list = false;
     let mut role = "client".to_owned();
+    // Everything after `server` is the server role's own (server::USAGE).
+    let mut server_args = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mutant_name = match arg.as_str() {
@@ -43,7 +46,12 @@ fn main() -> ExitCode {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
-            "client" | "server" | "proxy" => {
+            "server" => {
+                role = arg;
+                server_args.extend(args.by_ref());
+                continue;
+            }
+            "client" | "proxy" => {
                 role = arg;
                 continue;
             }
@@ -67,6 +75,17 @@ fn main() -> ExitCode {
             println!("{}\t{}\t{}", m.name(), m.requirement(), m.description());
         }
         return ExitCode::SUCCESS;
+    }
+    if let Some(fits) = mutant.role()
+        && fits != role
+    {
+        return usage_error(&format!(
+            "mutant {} applies to the {fits} role, not to {role}",
+            mutant.name()
+        ));
+    }
+    if role == "server" {
+        return server::main(mutant, server_args);
     }
     if role != "client" {
         eprintln!("{NAME}: role {role:?} is not implemented yet");

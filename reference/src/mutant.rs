@@ -262,12 +262,55 @@ mutants! {
         "keeps the first device list it learned for a peer, ignoring later fetches and events"),
     DiscoWithoutOmemo => ("disco-without-omemo", "STANZA-28",
         "leaves eu.siacs.conversations.axolotl and urn:xmpp:receipts out of disco#info, although it implements them"),
+    ServerAcceptsUnsigned => ("server-accepts-unsigned", "AUTH-3",
+        "serves gatekeeper requests without verifying their signature headers at all"),
+    ServerNoReplayCache => ("server-no-replay-cache", "AUTH-5",
+        "keeps no memory of accepted nonces, so a replayed signed request is served again"),
+    ServerIgnoresTimestamp => ("server-ignores-timestamp", "AUTH-4",
+        "accepts signed requests whatever their X-Gatekeeper-Timestamp, however stale"),
+    ServerErrorForInvalidToken => ("server-error-for-invalid-token", "AUTH-8",
+        "answers 403 instead of 200 with valid false when the token is not valid for the user"),
+    ServerIgnoresTokenUser => ("server-ignores-token-user", "AUTH-9",
+        "answers valid true for any user when the token is currently valid for someone"),
+    ServerEchoesToken => ("server-echoes-token", "AUTH-10",
+        "copies the received token into its authentication answer"),
+    ServerAnyMethod => ("server-any-method", "AUTH-13",
+        "serves GET (and any other method) on the gatekeeper endpoints as if it were POST"),
+    ServerIgnoresIdempotency => ("server-ignores-idempotency", "PUSH-7",
+        "wakes the device again for a push whose Idempotency-Key it already accepted"),
+    Server500UnknownDevice => ("server-500-unknown-device", "PUSH-9",
+        "answers 500 instead of 404 to a push for a device it does not know"),
+    ServerProofWrongBytes => ("server-proof-wrong-bytes", "IDPROOF-2",
+        "signs identifier proofs over their bytes with a line feed appended"),
+    ServerLongProof => ("server-long-proof", "IDPROOF-5",
+        "issues identifier proofs valid for 3600 s instead of at most 300 s"),
 }
 
 impl Mutant {
     /// The mutant called `name`, if any.
     pub fn from_name(name: &str) -> Option<Mutant> {
         Mutant::ALL.iter().copied().find(|m| m.name() == name)
+    }
+
+    /// The role the mutant applies to (`client` or `server`): a mutant given with another
+    /// role would change nothing, and a run that silently tests the reference instead of the
+    /// deviation asked for is worse than a usage error. [`Mutant::None`] fits every role.
+    pub fn role(self) -> Option<&'static str> {
+        match self {
+            Mutant::None => None,
+            Mutant::ServerAcceptsUnsigned
+            | Mutant::ServerNoReplayCache
+            | Mutant::ServerIgnoresTimestamp
+            | Mutant::ServerErrorForInvalidToken
+            | Mutant::ServerIgnoresTokenUser
+            | Mutant::ServerEchoesToken
+            | Mutant::ServerAnyMethod
+            | Mutant::ServerIgnoresIdempotency
+            | Mutant::Server500UnknownDevice
+            | Mutant::ServerProofWrongBytes
+            | Mutant::ServerLongProof => Some("server"),
+            _ => Some("client"),
+        }
     }
 }
 
@@ -284,5 +327,14 @@ mod tests {
         }
         assert!(Mutant::ALL.len() >= 16);
         assert_eq!(Mutant::from_name("none"), None);
+    }
+
+    #[test]
+    fn server_mutants_belong_to_the_server_role() {
+        for m in Mutant::ALL {
+            let server = m.role() == Some("server");
+            assert_eq!(server, m.name().starts_with("server-"), "{m:?}");
+        }
+        assert_eq!(Mutant::None.role(), None);
     }
 }
