@@ -358,6 +358,53 @@ fn request_vectors_verify_and_a_flipped_bit_does_not() {
     }
 }
 
+/// fixtures/idproof/SPEC-APPENDIX.md (the text of SPEC Appendix F) quotes every value of
+/// vectors.json, so the prose cannot drift from the data the checkers test.
+#[test]
+fn appendix_quotes_every_value() {
+    let path = root().join("fixtures/idproof/SPEC-APPENDIX.md");
+    let text = std::fs::read_to_string(&path).expect("read SPEC-APPENDIX.md");
+    let v = file();
+    let quoted = |s: &str| serde_json::to_string(s).expect("string");
+    let p = &v["identifier_proof"];
+    let signed = p["signed_bytes"].as_str().unwrap();
+    let mut wanted: Vec<String> = vec![
+        v["key"]["seed_hex"].as_str().unwrap().into(),
+        v["key"]["public_hex"].as_str().unwrap().into(),
+        v["key"]["public_base64"].as_str().unwrap().into(),
+        v["key"]["empty_message_signature_hex"]
+            .as_str()
+            .unwrap()
+            .into(),
+        p["inputs"]["identity_key_hex"].as_str().unwrap().into(),
+        p["inputs"]["nonce_hex"].as_str().unwrap().into(),
+        p["identity_key"].as_str().unwrap().into(),
+        p["nonce"].as_str().unwrap().into(),
+        quoted(signed),
+        format!("Signed bytes (§11.2), {} bytes:", signed.len()),
+        p["signature"].as_str().unwrap().into(),
+        p["json"].as_str().unwrap().into(),
+    ];
+    for r in v["signed_requests"].as_array().unwrap() {
+        let body = r["inputs"]["body"].as_str().unwrap();
+        wanted.push(format!("\n    {body}\n"));
+        wanted.push(format!("Body ({} bytes", body.len()));
+        wanted.push(format!(
+            "| path | `{}` |",
+            r["inputs"]["path"].as_str().unwrap()
+        ));
+        wanted.push(r["inputs"]["nonce_hex"].as_str().unwrap().into());
+        wanted.push(r["body_sha256"].as_str().unwrap().into());
+        wanted.push(quoted(r["signed_bytes"].as_str().unwrap()));
+        for (name, value) in r["headers"].as_object().unwrap() {
+            wanted.push(format!("    {name}: {}\n", value.as_str().unwrap()));
+        }
+    }
+    for w in wanted {
+        assert!(text.contains(&w), "SPEC-APPENDIX.md does not quote {w:?}");
+    }
+}
+
 /// A header lookup over a vector's header object, by case-insensitive name.
 fn lookup(h: &serde_json::Map<String, Value>) -> impl Fn(&str) -> Option<String> + '_ {
     move |n: &str| {
