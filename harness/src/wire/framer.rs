@@ -180,22 +180,37 @@ impl Framer {
     /// The buffer index of the `<` of the next top-level element, if the lexer is between
     /// elements and only whitespace precedes a start tag there: the parser may then take the
     /// element whole ([`Framer::skip_element`]) instead of having it framed byte by byte.
-    pub(crate) fn element_ahead(&self, buf: &[u8]) -> Option<usize> {
-        if self.region != Region::Between || self.lex != Lex::Text {
-            return None;
-        }
+    ///
+    /// With fragment framing the first element qualifies too, once the prolog holds nothing
+    /// but whitespace before it (or an XML declaration already framed) and its `<` and first
+    /// name byte lie within the header bound that governs the prolog: the framer would then
+    /// enter the element exactly there, with no check left that the fast path skips. A byte
+    /// order mark is not whitespace, so a BOM-led input is framed as before.
+    pub(crate) fn element_ahead(&self, buf: &[u8], limits: &Limits) -> Option<usize> {
+        let prolog = match (self.region, self.lex) {
+            (Region::Between, Lex::Text) => false,
+            (Region::Prolog, Lex::Start | Lex::Text) if self.mode == Mode::Fragments => true,
+            _ => return None,
+        };
         let rest = buf.get(self.pos..)?;
         let ws = rest.iter().position(|&c| !is_xml_space(c))?;
         let starts_tag = rest.get(ws) == Some(&b'<')
             && rest
                 .get(ws + 1)
                 .is_some_and(|&c| name_byte_class(c) == Some(true));
-        starts_tag.then_some(self.pos + ws)
+        let start = self.pos + ws;
+        if prolog && self.abs(start).saturating_add(2) > limits.max_header_bytes as u64 {
+            return None;
+        }
+        starts_tag.then_some(start)
     }
 
     /// The element at `start..end` (from [`Framer::element_ahead`]) was taken whole and checked
     /// by the caller: continue after it, as if it had been framed.
     pub(crate) fn skip_element(&mut self, start: usize, end: usize) {
+        // Set already between elements; the first fragment leaves the prolog here.
+        self.region = Region::Between;
+        self.lex = Lex::Text;
         self.elem_start = start;
         self.tag_start = start;
         self.pos = end;

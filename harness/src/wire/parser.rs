@@ -282,7 +282,11 @@ impl Core {
     /// so a stanza may keep borrowing it.
     fn advance(&mut self, buf: &[u8]) -> Result<Option<Next>, WireError> {
         loop {
-            if let Some(start) = self.framer.element_ahead(buf).filter(|_| self.fast_path) {
+            if let Some(start) = self
+                .framer
+                .element_ahead(buf, &self.limits)
+                .filter(|_| self.fast_path)
+            {
                 let at = self.framer.base().saturating_add(start as u64);
                 if at != self.declined {
                     return Ok(Some(Next::Fast { start, at }));
