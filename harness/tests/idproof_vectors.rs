@@ -358,12 +358,12 @@ fn request_vectors_verify_and_a_flipped_bit_does_not() {
     }
 }
 
-/// fixtures/idproof/SPEC-APPENDIX.md (the text of SPEC Appendix F) quotes every value of
-/// vectors.json, so the prose cannot drift from the data the checkers test.
+/// SPEC.md's Appendix F quotes every value of vectors.json, so the prose cannot drift from
+/// the data the checkers test.
 #[test]
 fn appendix_quotes_every_value() {
-    let path = root().join("fixtures/idproof/SPEC-APPENDIX.md");
-    let text = std::fs::read_to_string(&path).expect("read SPEC-APPENDIX.md");
+    let path = root().join("SPEC.md");
+    let text = std::fs::read_to_string(&path).expect("read SPEC.md");
     let v = file();
     let quoted = |s: &str| serde_json::to_string(s).expect("string");
     let p = &v["identifier_proof"];
@@ -401,8 +401,37 @@ fn appendix_quotes_every_value() {
         }
     }
     for w in wanted {
-        assert!(text.contains(&w), "SPEC-APPENDIX.md does not quote {w:?}");
+        assert!(text.contains(&w), "SPEC.md Appendix F does not quote {w:?}");
     }
+}
+
+/// SPEC.md F.4: the PLAIN-IDPROOF message of §7.4 for the proof of F.1, as
+/// `idproof::sasl` builds it, and parsed back.
+#[test]
+fn appendix_f4_is_the_sasl_message() {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(root().join("SPEC.md")).expect("read SPEC.md");
+    let f4 = &text[text.find("### F.4").expect("F.4")..];
+    let f4 = &f4[..f4.find("\n## ").unwrap_or(f4.len())];
+    let b64: String = f4.lines().filter_map(|l| l.strip_prefix("    ")).collect();
+    let v = file();
+    let json = v["identifier_proof"]["json"].as_str().unwrap();
+    let built = gatecheck::idproof::sasl::initial_response("u7f3k2q9", "s3cret-credential", json);
+    assert_eq!(
+        base64::engine::general_purpose::STANDARD.encode(&built),
+        b64,
+        "F.4 differs from the message idproof::sasl builds"
+    );
+    let parsed = gatecheck::idproof::sasl::parse(&built).expect("parses");
+    assert_eq!(
+        (
+            parsed.authzid.as_str(),
+            parsed.authcid.as_str(),
+            parsed.password.as_str()
+        ),
+        ("", "u7f3k2q9", "s3cret-credential")
+    );
+    assert_eq!(parsed.proof, json.as_bytes());
 }
 
 /// A header lookup over a vector's header object, by case-insensitive name.

@@ -276,8 +276,8 @@ mutants! {
         "copies the received token into its authentication answer"),
     ServerAnyMethod => ("server-any-method", "AUTH-13",
         "serves GET (and any other method) on the gatekeeper endpoints as if it were POST"),
-    ServerIgnoresIdempotency => ("server-ignores-idempotency", "PUSH-7",
-        "wakes the device again for a push whose Idempotency-Key it already accepted"),
+    ServerConflictOnRepeat => ("server-conflict-on-repeat", "PUSH-7",
+        "answers 409 to a push whose Idempotency-Key it already accepted, instead of 2xx"),
     Server500UnknownDevice => ("server-500-unknown-device", "PUSH-9",
         "answers 500 instead of 404 to a push for a device it does not know"),
     ServerProofWrongBytes => ("server-proof-wrong-bytes", "IDPROOF-2",
@@ -305,7 +305,7 @@ impl Mutant {
             | Mutant::ServerIgnoresTokenUser
             | Mutant::ServerEchoesToken
             | Mutant::ServerAnyMethod
-            | Mutant::ServerIgnoresIdempotency
+            | Mutant::ServerConflictOnRepeat
             | Mutant::Server500UnknownDevice
             | Mutant::ServerProofWrongBytes
             | Mutant::ServerLongProof => Some("server"),

@@ -1,12 +1,15 @@
-//! A one-request HTTP/1.1 client over a fresh loopback connection (hyper's
-//! connection-level API: no pool, no redirects, nothing hidden), with a bounded
+//! A one-request HTTP/1.1 client over a fresh loopback connection, plain or TLS 1.3
+//! (hyper's connection-level API: no pool, no redirects, nothing hidden), with a bounded
 //! response body: the server under test is hostile input like any other.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -41,18 +44,63 @@ impl HttpResponse {
     }
 }
 
-/// Splits an `http://host[:port][/path]` base URL into (host, port), the host as it is
-/// connected to (`127.0.0.1`, `::1` without brackets, `localhost`) and the port 80 when
-/// none is given. Only loopback hosts are allowed: 127.0.0.0/8, ::1 and `localhost`.
+/// A base URL taken apart: where to connect, whether over TLS, and the path prefix that
+/// every request path goes under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    pub https: bool,
+    /// As connected to: `127.0.0.1`, `::1` without brackets, `localhost`.
+    pub host: String,
+    pub port: u16,
+    /// The base URL's path without its trailing `/` (`""` or `/api`).
+    pub prefix: String,
+}
+
+impl BaseUrl {
+    /// Parses an `http://` or `https://` base URL on a loopback host.
+    pub fn parse(base_url: &str) -> Result<BaseUrl, String> {
+        let (https, host, port) = authority(base_url)?;
+        let uri: hyper::Uri = base_url
+            .parse()
+            .map_err(|e| format!("base URL {base_url:?} is not a URL: {e}"))?;
+        if uri.query().is_some() {
+            return Err(format!("base URL {base_url:?}: a query is not allowed"));
+        }
+        Ok(BaseUrl {
+            https,
+            host,
+            port,
+            prefix: uri.path().trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// The request target for `path` (which starts with `/`) under this base URL.
+    pub fn target(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+}
+
+/// Splits an `http://host[:port][/path]` or `https://…` base URL into (host, port), the host
+/// as it is connected to (`127.0.0.1`, `::1` without brackets, `localhost`) and the port 80
+/// (443 for https) when none is given. Only loopback hosts are allowed: 127.0.0.0/8, ::1 and
+/// `localhost`.
 pub fn loopback_authority(base_url: &str) -> Result<(String, u16), String> {
+    authority(base_url).map(|(_, host, port)| (host, port))
+}
+
+fn authority(base_url: &str) -> Result<(bool, String, u16), String> {
     let uri: hyper::Uri = base_url
         .parse()
         .map_err(|e| format!("base URL {base_url:?} is not a URL: {e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!(
-            "base URL {base_url:?}: only http:// base URLs are supported here"
-        ));
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(format!(
+                "base URL {base_url:?}: only http:// and https:// base URLs are supported here"
+            ));
+        }
+    };
     let authority = uri
         .authority()
         .filter(|a| !a.host().is_empty())
@@ -85,6 +133,7 @@ pub fn loopback_authority(base_url: &str) -> Result<(String, u16), String> {
     }
     // The authority is `host[:port]` (no user information): what follows the host.
     let port = match &authority.as_str()[authority.host().len()..] {
+        "" if https => 443,
         "" => 80,
         rest => rest
             .strip_prefix(':')
@@ -95,7 +144,7 @@ pub fn loopback_authority(base_url: &str) -> Result<(String, u16), String> {
                 format!("base URL {base_url:?}: bad port {port:?}")
             })?,
     };
-    Ok((host.to_string(), port))
+    Ok((https, host.to_string(), port))
 }
 
 /// The `Host` header value for a host as [`loopback_authority`] returns it: an IPv6
@@ -108,27 +157,78 @@ pub fn host_header(host: &str, port: u16) -> String {
     }
 }
 
-/// Sends one request to `base_url` and reads the whole response before `deadline`.
+/// The TLS client configuration for a provider server: TLS 1.3, trusting only the CA(s) in
+/// `ca_pem`, offering ALPN `http/1.1`.
+pub fn tls_config(ca_pem: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    let roots = crate::transport::root_store(ca_pem).map_err(|e| e.to_string())?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Sends one request to `base_url` (over TLS with `tls` when it is an https URL; `req.path`
+/// is sent as it is, prefix included) and reads the whole response before `deadline`.
 pub async fn send(
     base_url: &str,
     req: &HttpRequest,
     deadline: Instant,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<HttpResponse, String> {
     let started = Instant::now();
-    let (host, port) = loopback_authority(base_url)?;
+    let (https, host, port) = authority(base_url)?;
     let work = async {
         let tcp = TcpStream::connect((host.as_str(), port))
             .await
             .map_err(|e| format!("connect to {host}:{port}: {e}"))?;
         let _ = tcp.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        if !https {
+            return exchange(tcp, &host, port, req, started).await;
+        }
+        let config = tls.ok_or_else(|| {
+            format!("base URL {base_url:?} is https:// but no CA to trust was given")
+        })?;
+        let name = ServerName::try_from(host.clone())
+            .map_err(|e| format!("TLS server name {host:?}: {e}"))?;
+        let stream = tokio_rustls::TlsConnector::from(Arc::clone(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS handshake with {host}:{port}: {e}"))?;
+        exchange(stream, &host, port, req, started).await
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "no complete response within {} ms",
+            deadline.saturating_duration_since(started).as_millis()
+        )),
+    }
+}
+
+/// One request and its whole response on an open connection.
+async fn exchange<IO>(
+    io: IO,
+    host: &str,
+    port: u16,
+    req: &HttpRequest,
+    started: Instant,
+) -> Result<HttpResponse, String>
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    {
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| format!("HTTP handshake: {e}"))?;
         let driver = tokio::spawn(conn);
         let mut builder = hyper::Request::builder()
             .method(req.method.as_str())
             .uri(req.path.as_str())
-            .header("host", host_header(&host, port));
+            .header("host", host_header(host, port));
         for (k, v) in &req.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
@@ -163,13 +263,6 @@ pub async fn send(
             body,
             elapsed: started.elapsed(),
         })
-    };
-    match tokio::time::timeout_at(deadline, work).await {
-        Ok(r) => r,
-        Err(_) => Err(format!(
-            "no complete response within {} ms",
-            deadline.saturating_duration_since(started).as_millis()
-        )),
     }
 }
 
@@ -196,7 +289,10 @@ mod tests {
                 .unwrap_err()
                 .contains("loopback")
         );
-        assert!(loopback_authority("https://127.0.0.1:1").is_err());
+        assert_eq!(
+            loopback_authority("https://127.0.0.1").unwrap(),
+            ("127.0.0.1".into(), 443)
+        );
     }
 
     #[test]
@@ -223,9 +319,9 @@ mod tests {
             ("http://[::1]:99999", "bad port"),
             ("http://127.0.0.1:+80", "bad port"),
             ("http://[::1", "not a URL"),
-            ("ftp://[::1]:21", "only http://"),
-            ("[::1]:80", "only http://"),
-            ("/just/a/path", "only http://"),
+            ("ftp://[::1]:21", "only http:// and https://"),
+            ("[::1]:80", "only http:// and https://"),
+            ("/just/a/path", "only http:// and https://"),
             ("http://:80", "has no host"),
             ("http://", "not a URL"),
             ("http:///x", "not a URL"),
@@ -274,7 +370,7 @@ mod tests {
             body: vec![],
         };
         let deadline = Instant::now() + Duration::from_secs(5);
-        let r = send(&format!("http://[::1]:{port}"), &req, deadline)
+        let r = send(&format!("http://[::1]:{port}"), &req, deadline, None)
             .await
             .unwrap();
         assert_eq!(r.status, 204);
@@ -310,12 +406,12 @@ mod tests {
             body: vec![],
         };
         let deadline = Instant::now() + Duration::from_secs(5);
-        let r = send(&base, &req, deadline).await.unwrap();
+        let r = send(&base, &req, deadline, None).await.unwrap();
         assert_eq!(
             (r.status, r.body.as_slice(), r.header("Content-Type")),
             (200, &b"kk"[..], Some("text/plain"))
         );
-        let e = send(&base, &req, deadline).await.unwrap_err();
+        let e = send(&base, &req, deadline, None).await.unwrap_err();
         assert!(e.contains("limit"), "{e}");
     }
 }

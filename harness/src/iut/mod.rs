@@ -1,8 +1,10 @@
 //! The implementation under test: its description (iut.toml) and how it is launched.
 
 pub mod driver;
+pub mod onboarding;
 pub mod procs;
 pub mod protocol;
+mod reference;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -67,9 +69,9 @@ impl Launch {
         });
     }
 
-    /// A copy with `${port}` replaced in the arguments and environment.
-    pub fn with_port(&self, port: u16) -> Launch {
-        let sub = |s: &String| s.replace("${port}", &port.to_string());
+    /// A copy with each `${name}` of `values` replaced in the arguments and environment.
+    pub fn with_values(&self, values: &[(&str, &str)]) -> Launch {
+        let sub = |s: &String| substitute(s, values);
         Launch {
             command: self.command.clone(),
             args: self.args.iter().map(sub).collect(),
@@ -77,6 +79,16 @@ impl Launch {
             cwd: self.cwd.clone(),
         }
     }
+}
+
+/// `text` with each `${name}` of `values` replaced (SPEC.md §6.1: `${port}`, `${scratch}`,
+/// `${gatekeeper_key}`); other text is left as it is.
+pub fn substitute(text: &str, values: &[(&str, &str)]) -> String {
+    let mut out = text.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
+    out
 }
 
 /// Time limits for this IUT, in milliseconds.
@@ -129,6 +141,8 @@ pub struct IutConfig {
     pub launch: Option<Launch>,
     /// Where the provider's server is reached (server role).
     pub server: Option<ServerSide>,
+    /// What the provider gave at onboarding (SPEC.md §6.1).
+    pub onboarding: Option<onboarding::Onboarding>,
     #[serde(default)]
     pub timeouts: Timeouts,
 }
@@ -144,6 +158,10 @@ fn default_transport() -> TransportKind {
 #[serde(deny_unknown_fields)]
 pub struct ServerSide {
     pub base_url: String,
+    /// PEM file of the one CA trusted for an https `base_url`; read once the server accepts
+    /// connections, so the server may write it as it starts. A relative path is relative to
+    /// the iut.toml's directory.
+    pub ca: Option<String>,
     pub launch: Option<Launch>,
 }
 
@@ -203,11 +221,20 @@ impl IutConfig {
                 ));
             };
             let probe = server.base_url.replace("${port}", "1");
-            crate::http::client::loopback_authority(&probe).map_err(|m| {
+            let base = crate::http::client::BaseUrl::parse(&probe).map_err(|m| {
                 // Quote the URL as written, not with the probe's stand-in port.
                 let m = m.replace(&format!("{probe:?}"), &format!("{:?}", server.base_url));
                 invalid(0, m)
             })?;
+            if base.https && server.ca.is_none() {
+                return Err(invalid(
+                    0,
+                    "an https:// base_url needs [server] ca, the PEM file of the CA to trust (SPEC.md §6.1)".into(),
+                ));
+            }
+        }
+        if let Some(o) = &cfg.onboarding {
+            o.validate().map_err(|m| invalid(0, m))?;
         }
         // Absolute, so that the command and the working directory do not resolve twice.
         let parent = match path.parent() {
@@ -221,52 +248,13 @@ impl IutConfig {
         if let Some(l) = cfg.server.as_mut().and_then(|s| s.launch.as_mut()) {
             l.resolve(&base);
         }
+        if let Some(ca) = cfg.server.as_mut().and_then(|s| s.ca.as_mut())
+            && !ca.starts_with("${")
+            && Path::new(ca.as_str()).is_relative()
+        {
+            *ca = base.join(ca.as_str()).to_string_lossy().into_owned();
+        }
         Ok(cfg)
-    }
-
-    /// The bundled reference provider (client role), optionally with a mutant.
-    pub fn reference(mutant: Option<&str>) -> Result<IutConfig, IutError> {
-        let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("gatecheck"));
-        let dir = exe.parent().unwrap_or(Path::new("."));
-        let name = format!("gatecheck-reference{}", std::env::consts::EXE_SUFFIX);
-        // Test binaries live in target/<profile>/deps; the reference binary one level up.
-        let candidates = [dir.join(&name), dir.join("..").join(&name)];
-        let command = candidates
-            .iter()
-            .find(|c| c.is_file())
-            .cloned()
-            .ok_or_else(|| IutError::NoReference {
-                exe: exe.clone(),
-                looked: candidates[0].clone(),
-            })?;
-        Ok(IutConfig::reference_at(command, mutant))
-    }
-
-    /// The reference provider at a known path.
-    pub fn reference_at(command: PathBuf, mutant: Option<&str>) -> IutConfig {
-        let mut args = Vec::new();
-        if let Some(m) = mutant {
-            args.push("--mutant".to_string());
-            args.push(m.to_string());
-        }
-        args.push("client".to_string());
-        IutConfig {
-            name: match mutant {
-                Some(m) => format!("gatecheck-reference --mutant {m}"),
-                None => "gatecheck-reference".to_string(),
-            },
-            roles: vec![Role::Client],
-            features: vec!["transport.noise".into(), "transport.tls".into()],
-            transport: TransportKind::Noise,
-            launch: Some(Launch {
-                command,
-                args,
-                env: BTreeMap::new(),
-                cwd: None,
-            }),
-            server: None,
-            timeouts: Timeouts::default(),
-        }
     }
 
     pub fn claims(&self, capability: &str) -> bool {

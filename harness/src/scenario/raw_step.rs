@@ -244,13 +244,38 @@ pub(super) struct RawClosed {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
-    pub(super) method: String,
-    pub(super) path: String,
+    pub(super) method: Option<String>,
+    pub(super) path: Option<String>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, String>,
     pub(super) body: Option<String>,
     /// A JSON body (sets content-type application/json unless `headers` does).
     pub(super) json: Option<serde_json::Value>,
+    /// Whether the request carries the gatekeeper's signature headers (SPEC.md §12.1).
+    pub(super) sign: Option<bool>,
+    /// A deliberately wrong signature.
+    pub(super) signature: Option<RawSignature>,
+    /// Send the previous request again, byte for byte (its nonce included).
+    #[serde(default)]
+    pub(super) replay: bool,
+}
+
+/// How a signed request is spoiled, for the refusal scenarios.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSignature {
+    /// Seconds added to the current time in `X-Gatekeeper-Timestamp`.
+    #[serde(default)]
+    pub(super) skew_s: i64,
+    /// Sign with a key the provider was never given.
+    #[serde(default)]
+    pub(super) wrong_key: bool,
+    /// Leave out this signature header.
+    pub(super) omit: Option<String>,
+    /// Sign this body instead of the one sent.
+    pub(super) signed_body: Option<String>,
+    /// Sign this path instead of the one requested.
+    pub(super) signed_path: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -263,7 +288,7 @@ pub(super) enum OneOrMany {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawExpectHttp {
-    pub(super) status: OneOrMany,
+    pub(super) status: Option<OneOrMany>,
     #[serde(default)]
     pub(super) headers: std::collections::BTreeMap<String, String>,
     pub(super) json: Option<serde_json::Value>,
@@ -271,4 +296,6 @@ pub(super) struct RawExpectHttp {
     #[serde(default)]
     pub(super) body_excludes: Vec<String>,
     pub(super) within_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) proof: bool,
 }

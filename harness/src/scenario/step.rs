@@ -6,11 +6,9 @@ use std::time::Duration;
 use super::SuiteDirs;
 use super::e2ee_step;
 pub use super::e2ee_step::{E2eeDevices, E2eeExpect, E2eeKeys, E2eeSend, Tamper};
+pub use super::http_step::{ExpectHttp, HttpStep, Signing};
 use super::pattern;
-use super::raw_step::{
-    OneOrMany, RawAction, RawConnect, RawExpectHttp, RawHttp, RawNegotiate, RawSendFrame, RawStep,
-    RawStreamError,
-};
+use super::raw_step::{RawAction, RawConnect, RawNegotiate, RawSendFrame, RawStep, RawStreamError};
 pub use crate::roles::gatekeeper_options::{HandshakeMode, Negotiate, SaslAnswer, Stage};
 pub use crate::transport::FrameMode;
 use crate::transport::TransportKind;
@@ -45,33 +43,6 @@ pub enum Grade {
     Pass,
     Warn,
     Fail,
-}
-
-/// A request the gatekeeper sends to the provider's server.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpStep {
-    pub method: String,
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<String>,
-    pub json: Option<serde_json::Value>,
-}
-
-/// What the last response must look like.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExpectHttp {
-    /// Acceptable status codes.
-    pub status: Vec<u16>,
-    /// Header values (`*` any present value, `!` absent); names are case-insensitive.
-    pub headers: Vec<(String, String)>,
-    /// Fields the JSON body must contain (as driver events are matched).
-    pub json: Option<serde_json::Value>,
-    /// The exact body.
-    pub body: Option<String>,
-    /// Strings that must not appear in the body (e.g. a secret that must not be echoed).
-    pub body_excludes: Vec<String>,
-    /// The response must have arrived within this many milliseconds.
-    pub within_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,8 +338,8 @@ impl Step {
                     "`{name} = false` does nothing: write `{name} = true`"
                 ));
             }
-            RawAction::Http(h) => vec![Action::Http(http_step(h)?)],
-            RawAction::ExpectHttp(e) => vec![Action::ExpectHttp(expect_http(e)?)],
+            RawAction::Http(h) => vec![Action::Http(super::http_step::http_step(h)?)],
+            RawAction::ExpectHttp(e) => vec![Action::ExpectHttp(super::http_step::expect_http(e)?)],
             RawAction::E2eeSend(r) => vec![Action::E2eeSend(e2ee_step::e2ee_send(r)?)],
             RawAction::E2eeExpect(r) => vec![Action::E2eeExpect(e2ee_step::e2ee_expect(r)?)],
             RawAction::E2eeKeys(r) => vec![Action::E2eeKeys(e2ee_step::e2ee_keys(r))],
@@ -539,59 +510,6 @@ fn stream_error(raw: RawStreamError) -> Result<StreamErrorExpect, String> {
     Ok(expect)
 }
 
-fn http_step(h: RawHttp) -> Result<HttpStep, String> {
-    const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
-    if !METHODS.contains(&h.method.as_str()) {
-        return Err(format!(
-            "http method {:?} is not one of {}",
-            h.method,
-            METHODS.join(", ")
-        ));
-    }
-    if !h.path.starts_with('/') {
-        return Err(format!("http path {:?} must start with /", h.path));
-    }
-    if h.body.is_some() && h.json.is_some() {
-        return Err("http takes body or json, not both".into());
-    }
-    vars_ok(&h.path)?;
-    if let Some(b) = &h.body {
-        vars_ok(b)?;
-    }
-    Ok(HttpStep {
-        method: h.method,
-        path: h.path,
-        headers: h.headers.into_iter().collect(),
-        body: h.body,
-        json: h.json,
-    })
-}
-
-fn expect_http(e: RawExpectHttp) -> Result<ExpectHttp, String> {
-    let status = match e.status {
-        OneOrMany::One(s) => vec![s],
-        OneOrMany::Many(v) => v,
-    };
-    if status.is_empty() || status.iter().any(|s| !(100..=599).contains(s)) {
-        return Err("expect_http status must be one or more codes in 100..=599".into());
-    }
-    if let Some(ms) = e.within_ms {
-        wait_ok(ms)?;
-    }
-    Ok(ExpectHttp {
-        status,
-        headers: e
-            .headers
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect(),
-        json: e.json,
-        body: e.body,
-        body_excludes: e.body_excludes,
-        within_ms: e.within_ms,
-    })
-}
-
 fn default_mechanisms() -> Vec<String> {
     vec!["PLAIN".to_string()]
 }
@@ -669,7 +587,7 @@ fn negotiate(n: RawNegotiate) -> Result<Negotiate, String> {
     })
 }
 
-fn wait_ok(ms: u64) -> Result<(), String> {
+pub(super) fn wait_ok(ms: u64) -> Result<(), String> {
     if ms == 0 || ms > MAX_WAIT_MS {
         return Err(format!("a duration must be 1..={MAX_WAIT_MS} ms, not {ms}"));
     }

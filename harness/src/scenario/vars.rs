@@ -44,6 +44,22 @@ pub fn check_template(template: &str) -> Result<(), String> {
 
 pub use crate::roles::random_token;
 
+/// A random (version 4) UUID in lowercase, drawn from the scenario's generator.
+pub fn random_uuid(rng: &mut impl rand::Rng) -> String {
+    let mut b: [u8; 16] = rng.random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
 pub use crate::wire::xml_escape;
 
 impl Vars {
@@ -67,6 +83,11 @@ impl Vars {
             let token = random_token(&mut self.rng, 12);
             self.values.insert(name.to_string(), token.clone());
             return Some(token);
+        }
+        if name.starts_with("uuid:") {
+            let uuid = random_uuid(&mut self.rng);
+            self.values.insert(name.to_string(), uuid.clone());
+            return Some(uuid);
         }
         None
     }
@@ -121,6 +142,7 @@ impl Vars {
     fn known(&self) -> String {
         let mut names: Vec<&str> = self.values.keys().map(String::as_str).collect();
         names.push("rand:NAME");
+        names.push("uuid:NAME");
         names.join(", ")
     }
 
@@ -130,6 +152,19 @@ impl Vars {
         value: &serde_json::Value,
     ) -> Result<serde_json::Value, String> {
         Ok(match value {
+            // `"${int:NAME}"`, the whole string, is NAME's value as a JSON number.
+            serde_json::Value::String(s)
+                if s.starts_with("${int:") && s.ends_with('}') && s.matches("${").count() == 1 =>
+            {
+                let name = &s[6..s.len() - 1];
+                let v = self.get(name).ok_or_else(|| {
+                    format!("unknown variable ${{{name}}} (known: {})", self.known())
+                })?;
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| format!("${{int:{name}}}: {v:?} is not an integer"))?;
+                serde_json::Value::from(n)
+            }
             serde_json::Value::String(s) => serde_json::Value::String(self.substitute_raw(s)?),
             serde_json::Value::Array(a) => serde_json::Value::Array(
                 a.iter()
@@ -151,6 +186,23 @@ impl Vars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uuids_and_integers() {
+        let mut v = Vars::new(3);
+        let u = v.get("uuid:k").unwrap();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert_eq!(v.get("uuid:k").unwrap(), u, "remembered");
+        v.set("n", "1767225600");
+        let j = serde_json::json!({"t": "${int:n}", "s": "${n}"});
+        assert_eq!(
+            v.substitute_json(&j).unwrap(),
+            serde_json::json!({"t": 1767225600, "s": "1767225600"})
+        );
+        v.set("x", "abc");
+        assert!(v.substitute_json(&serde_json::json!("${int:x}")).is_err());
+    }
 
     #[test]
     fn substitutes_and_escapes() {

@@ -107,7 +107,7 @@ impl Shared {
         match rest {
             "/gatecheck/v1/auth" => Some(Endpoint::Auth),
             "/gatecheck/v1/push" => Some(Endpoint::Push),
-            "/provider/v1/proof" => Some(Endpoint::Proof),
+            "/gatecheck-test/v1/proof" => Some(Endpoint::Proof),
             "/provider/v1/wakes" => Some(Endpoint::Wakes),
             _ => None,
         }
@@ -259,7 +259,14 @@ impl Shared {
             return error(StatusCode::NOT_FOUND, "unknown_device", "no such device");
         }
         let first = lock(&self.memory.idempotency).first_use(key, std::time::Instant::now());
-        if first || self.mutant == Mutant::ServerIgnoresIdempotency {
+        if !first && self.mutant == Mutant::ServerConflictOnRepeat {
+            return error(
+                StatusCode::CONFLICT,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used before",
+            );
+        }
+        if first {
             let device_id = u32::try_from(push.device_id).unwrap_or_default();
             eprintln!(
                 "gatecheck-reference server: wake {} device {device_id} \
@@ -275,8 +282,8 @@ impl Shared {
         no_content()
     }
 
-    /// `POST /provider/v1/proof`: the provider's own way of handing a signed-in user a proof
-    /// (SPEC §11.1 leaves it open). The user shows its token as a bearer credential; the
+    /// `POST /gatecheck-test/v1/proof`: the proof hook of SPEC Appendix G, which is also the
+    /// reference client's way of getting a proof from its server (SPEC §11.1 leaves that open). The user shows its token as a bearer credential; the
     /// proof names the identifier, identity key and device it asked for.
     async fn issue_proof(&self, req: Request<Incoming>) -> Answer {
         if req.method() != Method::POST {

@@ -1,17 +1,73 @@
 //! Steps towards a provider server (role `server`): launching it on a fresh
-//! port, `http` requests and `expect_http` checks.
+//! port with the onboarding values of SPEC.md §6.1, `http` requests signed as §12.1 says
+//! (or spoiled on purpose), and `expect_http` checks.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::SigningKey;
+use rand::Rng;
 use tokio::time::Instant;
 
 use super::Exec;
 use crate::http::HttpRequest;
+use crate::http::client::BaseUrl;
+use crate::http::signing::{self, H_NONCE, H_SIGNATURE, H_TIMESTAMP};
 use crate::iut::driver::{DriverProcess, event_matches};
 use crate::roles::Deviation;
-use crate::scenario::step::{ExpectHttp, HttpStep};
+use crate::scenario::step::{ExpectHttp, HttpStep, Signing};
 use crate::scenario::vars::Vars;
 use crate::transcript::Direction;
+
+/// The harness as an HTTP client of the provider's server.
+#[derive(Default)]
+pub(super) struct HttpClient {
+    /// The provider server's base URL for this scenario, as given and taken apart.
+    server_url: Option<String>,
+    base: Option<BaseUrl>,
+    /// Trusting only the CA that iut.toml names (https base URLs).
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The gatekeeper's request-signing key for this scenario (SPEC.md §12.1).
+    key: Option<SigningKey>,
+    /// The last request sent, for `replay`.
+    last_request: Option<HttpRequest>,
+    /// The nonces of the proofs judged so far (IDPROOF-7).
+    proof_nonces: Vec<String>,
+    /// The response to the last `http` step, or why there is none.
+    last_http: Option<Result<crate::http::HttpResponse, String>>,
+    /// The scenario's `${scratch}` directory, removed with the client.
+    scratch: Option<Scratch>,
+}
+
+/// A directory made for one scenario and removed when the scenario is over.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(token: &str) -> std::io::Result<Scratch> {
+        let dir =
+            std::env::temp_dir().join(format!("gatecheck-scratch-{}-{token}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 impl Exec<'_> {
     /// Starts the provider's server (when the IUT says how) on a fresh port and
@@ -24,9 +80,25 @@ impl Exec<'_> {
             .ok_or_else(|| Deviation::error("the IUT has no [server] section"))?;
         let port =
             free_port().map_err(|e| Deviation::error(format!("no free loopback port: {e}")))?;
-        let url = server.base_url.replace("${port}", &port.to_string());
-        let (host, port) =
-            crate::http::client::loopback_authority(&url).map_err(Deviation::error)?;
+        let scratch = Scratch::new(&self.token)
+            .map_err(|e| Deviation::error(format!("cannot make the scratch directory: {e}")))?;
+        // The gatekeeper's request-signing key: drawn from the scenario's seed, so a rerun
+        // signs the same way; its public half is what the server is onboarded with.
+        let key = SigningKey::from_bytes(&self.vars.rng().random::<[u8; 32]>());
+        let public = STANDARD.encode(key.verifying_key().as_bytes());
+        let port_text = port.to_string();
+        let scratch_text = scratch.0.to_string_lossy().into_owned();
+        let values = [
+            ("port", port_text.as_str()),
+            ("scratch", scratch_text.as_str()),
+            ("gatekeeper_key", public.as_str()),
+        ];
+        let url = crate::iut::substitute(&server.base_url, &values);
+        let base = BaseUrl::parse(&url).map_err(Deviation::error)?;
+        let (host, port) = (base.host.clone(), base.port);
+        self.http.scratch = Some(scratch);
+        self.http.key = Some(key);
+        self.set_user_vars()?;
         if let Some(launch) = &server.launch {
             // A server is not driven: whatever it prints on stdout is read and dropped,
             // so that a chatty server never blocks on a full pipe.
@@ -36,10 +108,13 @@ impl Exec<'_> {
                 "launching the provider server {} at {url}",
                 self.iut.name
             ));
-            let process =
-                DriverProcess::spawn(&launch.with_port(port), &self.token, tx).map_err(|e| {
-                    Deviation::inconclusive(format!("the provider server did not start: {e}"))
-                })?;
+            let mut launch = launch.with_values(&values);
+            launch
+                .env
+                .insert("GATECHECK_GATEKEEPER_KEY".into(), public.clone());
+            let process = DriverProcess::spawn(&launch, &self.token, tx).map_err(|e| {
+                Deviation::inconclusive(format!("the provider server did not start: {e}"))
+            })?;
             self.dev().driver = Some(process);
         }
         let deadline = Instant::now() + self.iut.timeouts.ready();
@@ -63,7 +138,70 @@ impl Exec<'_> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        if base.https {
+            let ca = server
+                .ca
+                .as_deref()
+                .map(|c| crate::iut::substitute(c, &values))
+                .ok_or_else(|| Deviation::error("an https:// base_url needs [server] ca"))?;
+            let pem = std::fs::read_to_string(&ca).map_err(|e| {
+                Deviation::inconclusive(format!(
+                    "cannot read the provider server's CA {ca} (iut.toml [server] ca): {e}"
+                ))
+            })?;
+            let tls = crate::http::client::tls_config(&pem).map_err(|e| {
+                Deviation::inconclusive(format!("the provider server's CA {ca} is unusable: {e}"))
+            })?;
+            self.http.tls = Some(tls);
+        }
+        self.transcript.note(format!(
+            "the gatekeeper's request-signing public key for this scenario: {public}"
+        ));
         self.http.server_url = Some(url);
+        self.http.base = Some(base);
+        Ok(())
+    }
+
+    /// The body of the last request sent.
+    pub(super) fn http_last_request_body(&self) -> Option<Vec<u8>> {
+        self.http.last_request.as_ref().map(|r| r.body.clone())
+    }
+
+    /// Whether a proof with this nonce was judged before in the scenario; remembers it.
+    pub(super) fn http_nonce_seen(&mut self, nonce: &str) -> bool {
+        if self.http.proof_nonces.iter().any(|n| n == nonce) {
+            return true;
+        }
+        self.http.proof_nonces.push(nonce.to_string());
+        false
+    }
+
+    /// `${user.*}` and `${user2.*}`: the first two test users of iut.toml's onboarding.
+    fn set_user_vars(&mut self) -> Result<(), Deviation> {
+        let users = self
+            .iut
+            .onboarding
+            .as_ref()
+            .map(|o| o.users.as_slice())
+            .unwrap_or_default();
+        if users.is_empty() {
+            return Err(Deviation::inconclusive(
+                "iut.toml lists no [[onboarding.users]]: a server scenario acts for a test user of the provider (SPEC.md §6.1)",
+            ));
+        }
+        for (prefix, u) in ["user", "user2"].iter().zip(users) {
+            self.vars
+                .set(&format!("{prefix}.identifier"), u.identifier.clone());
+            self.vars.set(&format!("{prefix}.token"), u.token.clone());
+            self.vars
+                .set(&format!("{prefix}.device_id"), u.device_id.to_string());
+            if let Some(t) = &u.expired_token {
+                self.vars.set(&format!("{prefix}.expired_token"), t.clone());
+            }
+            if let Some(t) = &u.revoked_token {
+                self.vars.set(&format!("{prefix}.revoked_token"), t.clone());
+            }
+        }
         Ok(())
     }
 
@@ -71,8 +209,53 @@ impl Exec<'_> {
         let url = self.http.server_url.clone().ok_or_else(|| {
             Deviation::error("an http step needs a scenario with role = \"server\"")
         })?;
+        let req = if h.replay {
+            self.http.last_request.clone().ok_or_else(|| {
+                Deviation::error("http with replay = true needs an http step before it")
+            })?
+        } else {
+            self.build_request(h)?
+        };
+        self.transcript.record(
+            Direction::ToIut,
+            http_text(
+                &format!("{} {} HTTP/1.1", req.method, req.path),
+                &req.headers,
+                &req.body,
+            ),
+        );
+        let result = crate::http::send(&url, &req, deadline, self.http.tls.as_ref()).await;
+        match &result {
+            Ok(r) => self.transcript.record(
+                Direction::FromIut,
+                http_text(
+                    &format!("HTTP/1.1 {} ({} ms)", r.status, r.elapsed.as_millis()),
+                    &r.headers,
+                    &r.body,
+                ),
+            ),
+            Err(e) => self.transcript.note(format!("HTTP request failed: {e}")),
+        }
+        self.http.last_request = Some(req);
+        self.http.last_http = Some(result);
+        Ok(())
+    }
+
+    /// The request of an `http` step: path under the base URL's prefix, body, and the
+    /// signature headers of SPEC.md §12.1 (correct, absent or spoiled as the step says).
+    fn build_request(&mut self, h: &HttpStep) -> Result<HttpRequest, Deviation> {
         let sub = |v: &mut Vars, s: &str| v.substitute_raw(s).map_err(Deviation::error);
-        let path = sub(&mut self.vars, &h.path)?;
+        let base = self.http.base.clone().ok_or_else(|| {
+            Deviation::error("an http step needs a scenario with role = \"server\"")
+        })?;
+        // The time the signature states, also offered to the body as ${http.timestamp}.
+        let skew = match &h.signing {
+            Signing::Spoiled { skew_s, .. } => *skew_s,
+            _ => 0,
+        };
+        let timestamp = unix_now().saturating_add_signed(skew);
+        self.vars.set("http.timestamp", timestamp.to_string());
+        let path = base.target(&sub(&mut self.vars, &h.path)?);
         let mut headers = Vec::with_capacity(h.headers.len() + 1);
         for (k, v) in &h.headers {
             headers.push((k.clone(), sub(&mut self.vars, v)?));
@@ -94,34 +277,59 @@ impl Exec<'_> {
             }
             (None, None) => Vec::new(),
         };
-        let req = HttpRequest {
+        if h.signing != Signing::Unsigned {
+            let key =
+                self.http.key.clone().ok_or_else(|| {
+                    Deviation::error("no request-signing key (server not launched)")
+                })?;
+            let (key, signed_body, signed_path, omit) = match &h.signing {
+                Signing::Spoiled {
+                    wrong_key,
+                    signed_body,
+                    signed_path,
+                    omit,
+                    ..
+                } => {
+                    let key = if *wrong_key {
+                        SigningKey::from_bytes(&self.vars.rng().random::<[u8; 32]>())
+                    } else {
+                        key
+                    };
+                    let b = match signed_body {
+                        Some(b) => Some(sub(&mut self.vars, b)?.into_bytes()),
+                        None => None,
+                    };
+                    let p = match signed_path {
+                        Some(p) => Some(base.target(&sub(&mut self.vars, p)?)),
+                        None => None,
+                    };
+                    (key, b, p, omit.clone())
+                }
+                _ => (key, None, None, None),
+            };
+            let nonce: [u8; 16] = self.vars.rng().random();
+            let sig = signing::sign(
+                &key,
+                &h.method,
+                signed_path.as_deref().unwrap_or(&path),
+                timestamp,
+                nonce,
+                signed_body.as_deref().unwrap_or(&body),
+            );
+            for (name, value) in sig.pairs() {
+                let lower = name.to_ascii_lowercase();
+                debug_assert!([H_TIMESTAMP, H_NONCE, H_SIGNATURE].contains(&lower.as_str()));
+                if omit.as_deref() != Some(lower.as_str()) {
+                    headers.push((name.to_string(), value));
+                }
+            }
+        }
+        Ok(HttpRequest {
             method: h.method.clone(),
             path,
             headers,
             body,
-        };
-        self.transcript.record(
-            Direction::ToIut,
-            http_text(
-                &format!("{} {} HTTP/1.1", req.method, req.path),
-                &req.headers,
-                &req.body,
-            ),
-        );
-        let result = crate::http::send(&url, &req, deadline).await;
-        match &result {
-            Ok(r) => self.transcript.record(
-                Direction::FromIut,
-                http_text(
-                    &format!("HTTP/1.1 {} ({} ms)", r.status, r.elapsed.as_millis()),
-                    &r.headers,
-                    &r.body,
-                ),
-            ),
-            Err(e) => self.transcript.note(format!("HTTP request failed: {e}")),
-        }
-        self.http.last_http = Some(result);
-        Ok(())
+        })
     }
 
     pub(super) fn expect_http(&mut self, e: &ExpectHttp) -> Result<(), Deviation> {
@@ -136,7 +344,7 @@ impl Exec<'_> {
             Some(Ok(r)) => r.clone(),
         };
         let body_text = String::from_utf8_lossy(&r.body).into_owned();
-        if !e.status.contains(&r.status) {
+        if !e.status.is_empty() && !e.status.contains(&r.status) {
             return Err(Deviation::fail_here(
                 format!("status {:?}", e.status),
                 format!("status {}: {}", r.status, cut(&body_text)),
@@ -161,6 +369,16 @@ impl Exec<'_> {
                     ));
                 }
                 (w, Some(v)) if w == v => {}
+                // `media:TYPE`: the media type, without parameters, case-insensitively
+                // (RFC 9110 §8.3.1): `application/json; charset=utf-8` is application/json.
+                (w, Some(v))
+                    if w.strip_prefix("media:").is_some_and(|t| {
+                        v.split(';')
+                            .next()
+                            .unwrap_or("")
+                            .trim()
+                            .eq_ignore_ascii_case(t)
+                    }) => {}
                 (w, got) => {
                     return Err(Deviation::fail_here(
                         format!("{name}: {w}"),
@@ -193,12 +411,24 @@ impl Exec<'_> {
                 )
             })?;
         }
+        if e.proof {
+            self.expect_proof(&r)?;
+        }
         for secret in &e.body_excludes {
             let secret = self.vars.substitute_raw(secret).map_err(Deviation::error)?;
-            if !secret.is_empty() && body_text.contains(&secret) {
+            if secret.is_empty() {
+                continue;
+            }
+            if body_text.contains(&secret) {
                 return Err(Deviation::fail_here(
                     format!("a body without {secret:?}"),
                     cut(&body_text),
+                ));
+            }
+            if let Some((k, v)) = r.headers.iter().find(|(_, v)| v.contains(&secret)) {
+                return Err(Deviation::fail_here(
+                    format!("response headers without {secret:?}"),
+                    format!("{k}: {}", cut(v)),
                 ));
             }
         }

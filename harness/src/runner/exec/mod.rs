@@ -11,6 +11,7 @@ mod expect;
 mod frames;
 mod grading;
 mod http;
+mod http_proof;
 mod idle;
 mod reconnect;
 mod truth;
@@ -22,7 +23,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Failure, StopSignal, Verdict, Warnings};
-use crate::http::HttpResponse;
 use crate::iut::IutConfig;
 use crate::iut::driver::Event;
 use crate::roles::Deviation;
@@ -91,18 +91,9 @@ struct Exec<'a> {
     /// The gatekeeper users of the scenario, with what was routed to them.
     actors: Vec<GatekeeperUser>,
     /// The HTTP client towards the provider server (server role).
-    http: HttpClient,
+    http: http::HttpClient,
     /// The gatekeeper's PEP store, its users' OMEMO devices, and what was sent (SPEC.md §9).
     e2ee: e2ee_ledger::E2eeState,
-}
-
-/// The harness as an HTTP client of the provider's server.
-#[derive(Default)]
-struct HttpClient {
-    /// The provider server's base URL for this scenario.
-    server_url: Option<String>,
-    /// The response to the last `http` step, or why there is none.
-    last_http: Option<Result<HttpResponse, String>>,
 }
 
 type Outcome = (Verdict, Option<Failure>, Option<String>);
@@ -185,7 +176,7 @@ impl<'a> Exec<'a> {
             account,
             credential,
             actors,
-            http: HttpClient::default(),
+            http: http::HttpClient::default(),
             e2ee: e2ee_ledger::E2eeState::default(),
         };
         let limit = scenario_limit(scenario, iut);
