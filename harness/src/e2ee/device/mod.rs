@@ -415,11 +415,19 @@ impl Device {
         plaintext: &[u8],
     ) -> Result<KeyElement, E2eeError> {
         if !self.has_session(peer) {
-            return Err(E2eeError::new(
-                "E2EE-9",
-                format!("no session with {peer}: fetch its bundle and start one first"),
-            ));
+            return Err(no_session(peer));
         }
+        self.signal_encrypt_checked(peer, plaintext)
+    }
+
+    /// [`Device::signal_encrypt`] once the session with `peer` is known to exist (an
+    /// envelope checks every recipient before any session advances, so it does not look the
+    /// session up twice). wacore-libsignal still refuses a missing session itself.
+    fn signal_encrypt_checked(
+        &mut self,
+        peer: &Address,
+        plaintext: &[u8],
+    ) -> Result<KeyElement, E2eeError> {
         let address = protocol_address(peer);
         let message = poll_once(message_encrypt(
             plaintext,
@@ -478,10 +486,7 @@ impl Device {
             }
             // Checked for all before any session advances, so a refusal changes nothing.
             if !self.has_session(peer) {
-                return Err(E2eeError::new(
-                    "E2EE-9",
-                    format!("no session with {peer}: fetch its bundle and start one first"),
-                ));
+                return Err(no_session(peer));
             }
         }
         let (ciphertext, tag) = payload::seal(&key, &iv, plaintext.unwrap_or_default())
@@ -491,7 +496,7 @@ impl Device {
         material[KEY_LEN..].copy_from_slice(&tag);
         let keys = recipients
             .iter()
-            .map(|peer| self.signal_encrypt(peer, &material))
+            .map(|peer| self.signal_encrypt_checked(peer, &material))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Envelope {
             sid: self.device_id,
@@ -514,6 +519,13 @@ fn identity_status(before: Option<IdentityKey>, now: &IdentityKey) -> IdentitySt
             previous: previous.serialize().to_vec(),
         },
     }
+}
+
+fn no_session(peer: &Address) -> E2eeError {
+    E2eeError::new(
+        "E2EE-9",
+        format!("no session with {peer}: fetch its bundle and start one first"),
+    )
 }
 
 fn not_ready(requirement: &'static str) -> E2eeError {
