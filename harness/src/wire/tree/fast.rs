@@ -37,6 +37,10 @@ fn space_len(s: &[u8]) -> usize {
     s.iter().position(|&c| !is_xml_space(c)).unwrap_or(s.len())
 }
 
+/// How much of the input [`Clean`] checks at first when there is no previous element's size
+/// to go by.
+const FIRST_HINT: usize = 4096;
+
 /// Whether an element name may start with `b` on the fast path.
 fn is_ascii_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b == b':'
@@ -161,10 +165,17 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
     ) -> Option<usize> {
         let s = self.bytes;
         let limits = self.limits;
+        // With no previous element to go by (a parser's first element, e.g. every
+        // `parse_fragment`), checking 4 KiB at once covers the usual stanza in one pass
+        // instead of four doublings that re-check the start each time.
+        let hint = match hint {
+            0 => FIRST_HINT,
+            _ => hint.saturating_add(hint / 8).max(256),
+        };
         let mut clean = Clean {
             bytes: s,
             src: "",
-            hint: hint.saturating_add(hint / 8).max(256),
+            hint,
         };
         open.clear();
         let mut i = 0usize;
