@@ -26,9 +26,17 @@ pub struct ConnectParams {
     pub host: String,
     pub port: u16,
     pub transport: crate::transport::TransportKind,
-    pub domain: String,
-    pub account: String,
-    pub credential: String,
+    /// Absent for an enrolled device, which takes the domain of its enrollment (ENROLL-9).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// A provisioned test account (SPEC.md §6.1); absent for an enrolled device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+    /// An enrolled device's login proof, when the harness stands in for its provider server.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proof: Option<serde_json::Value>,
     /// Noise: the server's static key to pin (base64).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_key: Option<String>,
@@ -158,6 +166,8 @@ fn answers(event: &str, cmd: &str) -> bool {
         "connected" => cmd == "connect" || cmd == "keep_connected",
         "error" | "unsupported" => true,
         "disconnected" => cmd == "disconnect" || cmd == "shutdown",
+        "identity" => cmd == "identity",
+        "enrolled" | "enroll_failed" => cmd == "enroll",
         _ => false,
     }
 }
@@ -306,9 +316,10 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 40001,
             transport: crate::transport::TransportKind::Noise,
-            domain: "gk.gatecheck.test".into(),
-            account: "alice".into(),
-            credential: "s3cret".into(),
+            domain: Some("gk.gatecheck.test".into()),
+            account: Some("alice".into()),
+            credential: Some("s3cret".into()),
+            proof: None,
             server_key: Some("a2V5".into()),
             ca_pem: None,
             server_name: "gk.gatecheck.test".into(),

@@ -393,6 +393,9 @@ pub struct Negotiated {
 pub struct Credentials<'a> {
     pub account: &'a str,
     pub credential: &'a str,
+    /// An enrolled device's login (`PLAIN-IDPROOF`, SPEC.md §7.4) instead of a provisioned
+    /// account's PLAIN.
+    pub enrolled: Option<&'a super::gatekeeper_proof::EnrolledLogin>,
 }
 
 /// Negotiates the stream up to `n.upto`, checking the IUT at each exchange.
@@ -403,7 +406,7 @@ pub async fn negotiate(
     deadline: Instant,
     rng: &mut impl RngCore,
 ) -> Result<Negotiated, Deviation> {
-    let mut out = Negotiated::default();
+    let out = Negotiated::default();
     expect_header(conn, deadline, req::HEADER).await?;
     if n.upto == Stage::Header {
         return Ok(out);
@@ -421,6 +424,22 @@ pub async fn negotiate(
     }
     let plain_offered = n.mechanisms.iter().any(|m| m == "PLAIN");
     let auth = next_stanza(conn, deadline, "the SASL <auth> element", req::SASL_PLAIN).await?;
+    if let Some(login) = creds.enrolled {
+        if let Err(r) = super::gatekeeper_proof::judge(&auth, login) {
+            conn.send(
+                format!(
+                    "<failure xmlns='{}'><not-authorized/><text>{}</text></failure>",
+                    ns::SASL,
+                    r.code
+                )
+                .as_bytes(),
+            )
+            .await
+            .map_err(Deviation::io)?;
+            return Err(r.deviation);
+        }
+        return after_auth(conn, n, creds, deadline, rng, out).await;
+    }
     if !plain_offered {
         return Err(Deviation::fail(
             req::NO_PLAIN,
@@ -454,6 +473,18 @@ pub async fn negotiate(
         }
         return Ok(out);
     }
+    after_auth(conn, n, creds, deadline, rng, out).await
+}
+
+/// From `<success/>` on: the stream restart and, up to `n.upto`, resource binding.
+async fn after_auth(
+    conn: &mut IutConn,
+    n: &Negotiate,
+    creds: &Credentials<'_>,
+    deadline: Instant,
+    rng: &mut impl RngCore,
+    mut out: Negotiated,
+) -> Result<Negotiated, Deviation> {
     conn.restart();
     conn.send(format!("<success xmlns='{}'/>", ns::SASL).as_bytes())
         .await

@@ -118,6 +118,7 @@ where
     let creds = Credentials {
         account: ACCOUNT,
         credential: CREDENTIAL,
+        enrolled: None,
     };
     let out = negotiate(&mut conn, &n, &creds, deadline, &mut rng).await;
     client.abort();

@@ -4,6 +4,7 @@
 pub mod conn;
 pub mod enroll_api;
 pub mod gatekeeper_options;
+pub mod gatekeeper_proof;
 pub mod gatekeeper_server;
 pub mod pep;
 pub mod serve;

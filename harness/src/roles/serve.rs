@@ -165,6 +165,7 @@ async fn session(
     let c = Credentials {
         account: &creds.0,
         credential: &creds.1,
+        enrolled: None,
     };
     if let Err(d) = gk::negotiate(&mut conn, &n, &c, deadline, &mut rng).await {
         return format!(

@@ -7,6 +7,7 @@
 //! and reports a mistake as `file:line: what is wrong`.
 
 pub mod e2ee_step;
+pub mod enroll_step;
 pub mod http_step;
 pub mod pattern;
 mod raw_step;

@@ -35,6 +35,7 @@ pub(super) enum RawAction {
     E2eeSend(super::e2ee_step::RawE2eeSend),
     E2eeExpect(super::e2ee_step::RawE2eeExpect),
     E2eeKeys(super::e2ee_step::RawE2eeKeys),
+    Enroll(super::enroll_step::RawEnroll),
     E2eeDevices(super::e2ee_step::RawE2eeDevices),
 }
 
@@ -65,6 +66,7 @@ pub(super) const ACTIONS: &[&str] = &[
     "e2ee_send",
     "e2ee_expect",
     "e2ee_keys",
+    "enroll",
     "e2ee_devices",
 ];
 
@@ -180,6 +182,9 @@ pub(super) struct RawConnect {
     pub(super) handshake: Option<String>,
     pub(super) account: Option<String>,
     pub(super) credential: Option<String>,
+    /// Log in as the device enrolled last (`PLAIN-IDPROOF` with a fresh proof, SPEC.md §7.4).
+    #[serde(default)]
+    pub(super) enrolled: bool,
     /// For `session`: the SASL mechanisms the server offers.
     pub(super) mechanisms: Option<Vec<String>>,
 }

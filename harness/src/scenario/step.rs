@@ -51,6 +51,8 @@ pub struct Connect {
     pub handshake: HandshakeMode,
     pub account: Option<String>,
     pub credential: Option<String>,
+    /// Log in as the device enrolled last (SPEC.md §7.4).
+    pub enrolled: bool,
 }
 
 /// What a step does.
@@ -112,6 +114,8 @@ pub enum Action {
     E2eeExpect(E2eeExpect),
     /// The IUT's published device list and bundle (and, with `low`, their replenishment).
     E2eeKeys(E2eeKeys),
+    /// The client enrolls with the harness's enrollment API (SPEC.md §10).
+    Enroll(super::enroll_step::EnrollStep),
     /// Changes to a gatekeeper user's devices.
     E2eeDevices(E2eeDevices),
 }
@@ -142,6 +146,7 @@ impl Action {
             Action::E2eeSend(_) => "e2ee_send",
             Action::E2eeExpect(_) => "e2ee_expect",
             Action::E2eeKeys(_) => "e2ee_keys",
+            Action::Enroll(_) => "enroll",
             Action::E2eeDevices(_) => "e2ee_devices",
         }
     }
@@ -206,7 +211,14 @@ impl Step {
         let (name, action) = raw.action;
         let actions: Vec<Action> = match action {
             RawAction::Session(c) => {
-                let mechanisms = c.mechanisms.clone();
+                let mechanisms = c.mechanisms.clone().or_else(|| {
+                    c.enrolled.then(|| {
+                        vec![
+                            crate::idproof::sasl::MECHANISM.to_string(),
+                            "PLAIN".to_string(),
+                        ]
+                    })
+                });
                 vec![
                     Action::Connect(connect(c)?),
                     Action::Negotiate(Negotiate {
@@ -343,6 +355,7 @@ impl Step {
             RawAction::E2eeSend(r) => vec![Action::E2eeSend(e2ee_step::e2ee_send(r)?)],
             RawAction::E2eeExpect(r) => vec![Action::E2eeExpect(e2ee_step::e2ee_expect(r)?)],
             RawAction::E2eeKeys(r) => vec![Action::E2eeKeys(e2ee_step::e2ee_keys(r))],
+            RawAction::Enroll(r) => vec![Action::Enroll(super::enroll_step::enroll_step(r)?)],
             RawAction::E2eeDevices(r) => vec![Action::E2eeDevices(e2ee_step::e2ee_devices(r)?)],
         };
         if let Some(ms) = raw.timeout_ms {
@@ -535,11 +548,18 @@ fn connect(c: RawConnect) -> Result<Connect, String> {
             "handshake mode needs transport {needed}, but the step pins {t}"
         ));
     }
+    if c.enrolled && (c.account.is_some() || c.credential.is_some()) {
+        return Err(
+            "enrolled = true logs in as the enrolled device: it takes no account or credential"
+                .into(),
+        );
+    }
     Ok(Connect {
         transport: transport.or(handshake.transport()),
         handshake,
         account: c.account,
         credential: c.credential,
+        enrolled: c.enrolled,
     })
 }
 

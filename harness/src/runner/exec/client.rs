@@ -30,7 +30,20 @@ impl Exec<'_> {
         }
         // A new connection replaces the old one (reconnect scenarios).
         self.dev().retire_conn().await;
-        let cmd = Command::Connect(self.connect_params(kind)?).to_json();
+        let mut params = self.connect_params(kind)?;
+        self.enrolled_login = None;
+        if c.enrolled {
+            // ENROLL-9: the domain and the pinned key come from the enrollment, not from here.
+            let (proof, login) = self.enrolled_login()?;
+            params.domain = None;
+            params.account = None;
+            params.credential = None;
+            params.server_key = None;
+            params.proof = Some(proof);
+            self.account = login.account.clone();
+            self.enrolled_login = Some(login);
+        }
+        let cmd = Command::Connect(params).to_json();
         let seq = self.send_command(cmd).await?;
         let (tcp, accepted_at) = self.accept(seq, kind, deadline).await?;
         self.handshake(tcp, accepted_at, kind, c.handshake, deadline)
@@ -66,9 +79,10 @@ impl Exec<'_> {
             host: "127.0.0.1".into(),
             port: self.dev().port,
             transport: kind,
-            domain: gk::DOMAIN.into(),
-            account: self.account.clone(),
-            credential: self.credential.clone(),
+            domain: Some(gk::DOMAIN.into()),
+            account: Some(self.account.clone()),
+            credential: Some(self.credential.clone()),
+            proof: None,
             server_key: (kind == TransportKind::Noise).then_some(server_key),
             ca_pem: (kind == TransportKind::Tls).then_some(ca_pem),
             server_name: gk::DOMAIN.into(),

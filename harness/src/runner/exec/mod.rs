@@ -7,6 +7,7 @@ mod e2ee_expect;
 mod e2ee_keys;
 mod e2ee_ledger;
 mod e2ee_send;
+mod enroll;
 mod expect;
 mod frames;
 mod grading;
@@ -94,6 +95,10 @@ struct Exec<'a> {
     http: http::HttpClient,
     /// The gatekeeper's PEP store, its users' OMEMO devices, and what was sent (SPEC.md §9).
     e2ee: e2ee_ledger::E2eeState,
+    /// The enrollment API and the stand-in provider server (SPEC.md §10, §6.1).
+    enroll: Option<enroll::EnrollCtx>,
+    /// How the current connection's login is judged when it is an enrolled device's.
+    enrolled_login: Option<crate::roles::gatekeeper_proof::EnrolledLogin>,
 }
 
 type Outcome = (Verdict, Option<Failure>, Option<String>);
@@ -178,6 +183,8 @@ impl<'a> Exec<'a> {
             actors,
             http: http::HttpClient::default(),
             e2ee: e2ee_ledger::E2eeState::default(),
+            enroll: None,
+            enrolled_login: None,
         };
         let limit = scenario_limit(scenario, iut);
         let mut current: Option<(usize, &Step)> = None;
@@ -481,6 +488,7 @@ impl<'a> Exec<'a> {
                 self.e2ee_expect(step, actor, x, deadline).await
             }
             Action::E2eeKeys(k) => self.e2ee_keys(step, k, deadline).await,
+            Action::Enroll(e) => self.enroll(e, deadline).await,
             Action::E2eeDevices(d) => {
                 let actor = step.actor.as_deref().unwrap_or_default();
                 self.e2ee_devices(actor, d, deadline).await
@@ -491,11 +499,15 @@ impl<'a> Exec<'a> {
     /// Negotiates the stream on the current device's connection as the gatekeeper; after a
     /// bind, the device must report `connected` with the bound JID.
     async fn negotiate(&mut self, n: &Negotiate, deadline: Instant) -> Result<(), Deviation> {
-        let creds_account = self.account.clone();
-        let creds_credential = self.credential.clone();
+        let login = self.enrolled_login.take();
+        let (creds_account, creds_credential) = match &login {
+            Some(l) => (l.account.clone(), l.credential.clone()),
+            None => (self.account.clone(), self.credential.clone()),
+        };
         let creds = Credentials {
             account: &creds_account,
             credential: &creds_credential,
+            enrolled: login.as_ref(),
         };
         let dev = &mut self.devices[self.cur];
         let label = dev.label();
