@@ -87,6 +87,31 @@ pub enum Event {
         peer: String,
         device_id: u32,
     },
+    /// Answers `identity`: the key and device id the next enrollment will carry, so that
+    /// the harness, standing in for the provider server, can sign a proof for them.
+    Identity {
+        seq: i64,
+        /// Standard base64 of the 33-byte identity key.
+        identity_key: String,
+        device_id: u32,
+    },
+    /// `enroll` succeeded. The credential stays out (ENROLL-10); only the
+    /// credential-in-event mutant fills `credential`.
+    Enrolled {
+        seq: i64,
+        account: String,
+        domain: String,
+        device_id: u32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        credential: Option<String>,
+    },
+    /// `enroll` failed: the HTTP status and the answer's `error` code, or status 0 with
+    /// `not_opted_in`, `transport` or `tls` when no answer was read.
+    EnrollFailed {
+        seq: i64,
+        status: u16,
+        code: String,
+    },
 }
 
 /// Writes events to stdout, flushing each line so the harness sees it at once. (Plain
@@ -171,6 +196,63 @@ pub struct ConnectParams {
     /// Name checked against the certificate (tls only); defaults to `domain`.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// The compact JSON of the identifier proof to present with `PLAIN-IDPROOF` (SPEC.md
+    /// §7.4): set only for the login of an enrolled device, which the driver loop builds
+    /// from an [`EnrolledConnect`] and the latest enrollment. A provisioned account's
+    /// `connect` never sets it (a `proof` member beside `account` is ignored), so that login
+    /// stays plain PLAIN exactly as before enrollment existed.
+    #[serde(skip)]
+    pub proof: Option<String>,
+}
+
+/// A `connect` without `account` and `credential`: log in as the device enrolled last
+/// (SPEC.md §10.1, ENROLL-9). Stream `to`, credentials and the pinned Noise key come from the
+/// enrollment, which always has them (a success without them is refused), so a `server_key`
+/// member is ignored and `domain` serves only as the TLS name when `server_name` is absent.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct EnrolledConnect {
+    pub host: String,
+    pub port: u16,
+    pub transport: TransportKind,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// The fresh proof the harness signed for this login (IDPROOF-14).
+    pub proof: serde_json::Map<String, Value>,
+}
+
+/// The parameters of `enroll` (DRIVER.md; SPEC.md §10).
+#[derive(Clone, serde::Deserialize)]
+pub struct EnrollParams {
+    /// The enrollment API's base URL: the request goes to `{url}/v1/enroll`.
+    pub url: String,
+    /// The only CA to trust for it (ENROLL-7).
+    pub ca_pem: String,
+    pub identifier: String,
+    /// Sent as `provider_token`.
+    pub token: String,
+    /// Whether the user turned interoperability on; required, since guessing `true` for a
+    /// missing member would be exactly the enrollment ENROLL-18 forbids.
+    pub opted_in: bool,
+    /// The identifier proof to send as `identifier_proof`; its `provider_id` is also the
+    /// request's. Optional here so that an opted-out user's command, which sends nothing,
+    /// needs none.
+    #[serde(default)]
+    pub proof: Option<serde_json::Map<String, Value>>,
+}
+
+impl std::fmt::Debug for EnrollParams {
+    // The provider token is a secret of the user's: it stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollParams")
+            .field("url", &self.url)
+            .field("identifier", &self.identifier)
+            .field("opted_in", &self.opted_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The parameters of `send_text`.
@@ -185,6 +267,8 @@ pub struct SendText {
 #[derive(Debug)]
 pub enum Command {
     Connect(Box<ConnectParams>),
+    /// `connect` without `account` and `credential`: log in as the enrolled device.
+    ConnectEnrolled(Box<EnrolledConnect>),
     /// Connect, and reconnect by ourselves, with backoff, whenever the connection fails or
     /// ends, until `disconnect` or `shutdown` (STREAM-37, STREAM-38).
     KeepConnected(Box<ConnectParams>),
@@ -192,6 +276,10 @@ pub enum Command {
     Shutdown,
     /// Send `text` to the account `to` as one OMEMO message (SPEC.md §9).
     SendText(SendText),
+    /// Report the identity key and device id the next enrollment will use.
+    Identity,
+    /// Enroll the device with the gatekeeper's enrollment API.
+    Enroll(Box<EnrollParams>),
     /// A command this IUT does not implement (yet): answered with `unsupported`.
     Unsupported(String),
 }
@@ -224,6 +312,11 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
         return Err(bad("missing or non-string \"cmd\"".into()));
     };
     let command = match cmd {
+        "connect" if is_enrolled_login(map) => {
+            let params: EnrolledConnect =
+                serde_json::from_value(value.clone()).map_err(|e| bad(format!("connect: {e}")))?;
+            Command::ConnectEnrolled(Box::new(params))
+        }
         "connect" => {
             let params: ConnectParams =
                 serde_json::from_value(value.clone()).map_err(|e| bad(format!("connect: {e}")))?;
@@ -241,10 +334,24 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
                 .map_err(|e| bad(format!("send_text: {e}")))?;
             Command::SendText(params)
         }
-        // enroll, send_media and anything unknown.
+        "identity" => Command::Identity,
+        "enroll" => {
+            let params: EnrollParams =
+                serde_json::from_value(value.clone()).map_err(|e| bad(format!("enroll: {e}")))?;
+            Command::Enroll(Box::new(params))
+        }
+        // send_media and anything unknown.
         other => Command::Unsupported(other.to_owned()),
     };
     Ok((seq, command))
+}
+
+/// A `connect` names neither `account` nor `credential` (absent or null): the enrolled
+/// device logs in. Naming only one of them stays what it always was, a provisioned login
+/// with a member missing (bad-command).
+fn is_enrolled_login(map: &serde_json::Map<String, Value>) -> bool {
+    let named = |key: &str| map.get(key).is_some_and(|v| !v.is_null());
+    !named("account") && !named("credential")
 }
 
 /// One line from stdin, or a line that was too long to keep.
@@ -369,5 +476,60 @@ mod tests {
         assert_eq!(err.seq, Some(2));
         let err = parse_command(r#"{"cmd":"disconnect","seq":"1"}"#).expect_err("seq");
         assert!(err.detail.contains("seq"));
+    }
+
+    #[test]
+    fn enrollment_commands_parse() {
+        let (seq, cmd) = parse_command(r#"{"cmd":"identity","seq":2}"#).expect("parses");
+        assert_eq!(seq, 2);
+        assert!(matches!(cmd, Command::Identity));
+        let (_, cmd) = parse_command(
+            r#"{"cmd":"enroll","seq":3,"url":"https://127.0.0.1:1","ca_pem":"x","identifier":"+4915100000001","token":"t","opted_in":false}"#,
+        )
+        .expect("parses");
+        let Command::Enroll(p) = cmd else {
+            panic!("not enroll: {cmd:?}")
+        };
+        assert!(!p.opted_in && p.proof.is_none());
+        assert!(
+            !format!("{p:?}").contains("\"t\""),
+            "the token stays out of logs"
+        );
+        // opted_in is required: guessing would risk ENROLL-18.
+        let err = parse_command(
+            r#"{"cmd":"enroll","seq":4,"url":"u","ca_pem":"x","identifier":"i","token":"t"}"#,
+        )
+        .expect_err("opted_in");
+        assert_eq!(err.seq, Some(4));
+    }
+
+    #[test]
+    fn connect_without_account_is_an_enrolled_login() {
+        let (_, cmd) = parse_command(
+            r#"{"cmd":"connect","seq":5,"host":"127.0.0.1","port":9,"transport":"noise","proof":{"v":1}}"#,
+        )
+        .expect("parses");
+        let Command::ConnectEnrolled(c) = cmd else {
+            panic!("not enrolled: {cmd:?}")
+        };
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 9));
+        assert_eq!(c.proof.get("v"), Some(&Value::from(1)));
+        // Null counts as absent; the proof is required.
+        let err = parse_command(
+            r#"{"cmd":"connect","seq":6,"host":"h","port":9,"transport":"tls","account":null}"#,
+        )
+        .expect_err("proof");
+        assert_eq!(err.seq, Some(6));
+        // One of the two is a provisioned login missing the other, as before.
+        let err = parse_command(
+            r#"{"cmd":"connect","seq":7,"host":"h","port":9,"transport":"tls","domain":"d","account":"a","proof":{}}"#,
+        )
+        .expect_err("credential");
+        assert!(err.detail.contains("credential"), "{}", err.detail);
+        let (_, cmd) = parse_command(
+            r#"{"cmd":"connect","seq":8,"host":"h","port":9,"transport":"tls","domain":"d","account":"a","credential":"c","proof":{"v":1}}"#,
+        )
+        .expect("parses");
+        assert!(matches!(cmd, Command::Connect(ref p) if p.proof.is_none()));
     }
 }

@@ -13,6 +13,8 @@ mod server;
 
 use std::process::ExitCode;
 
+use base64::Engine as _;
+
 use driver::{Command, Event, EventSink, InputLine, parse_command, spawn_stdin_reader};
 use mutant::Mutant;
 
@@ -137,8 +139,11 @@ async fn run_client(mutant: Mutant) {
 
     let mut commands = spawn_stdin_reader();
     let mut session: Option<client::Session> = None;
-    // The OMEMO device: made at the first connect, kept for the process's lifetime (E2EE-1).
+    // The OMEMO device: made at the first identity, enroll or connect, kept for the process's
+    // lifetime (E2EE-1); a device id conflict renumbers it (ENROLL-12).
     let mut omemo: Option<client::Omemo> = None;
+    // The latest successful enrollment: what a connect without account logs in as (ENROLL-9).
+    let mut enrollment: Option<client::enroll::Enrollment> = None;
     // Set by keep_connected: we reconnect by ourselves until disconnect or shutdown.
     let mut keep: Option<reconnect::Keep> = None;
     // A session of this process reached binding: later logins are reconnects (STREAM-36).
@@ -174,31 +179,59 @@ async fn run_client(mutant: Mutant) {
                     }
                 };
                 match command {
-                    Command::Connect(params) => {
-                        if session.is_some() || keep.is_some() {
-                            bad_command(&mut events, Some(seq), "already connected").await;
+                    Command::ConnectEnrolled(_) | Command::Connect(_)
+                        if session.is_some() || keep.is_some() =>
+                    {
+                        bad_command(&mut events, Some(seq), "already connected").await;
+                    }
+                    Command::ConnectEnrolled(login) => {
+                        // ENROLL-9: the latest enrollment's account, domain, credential and
+                        // key, with the command's fresh proof.
+                        let Some(enrolled) = enrollment.as_ref() else {
+                            bad_command(&mut events, Some(seq), "connect without account and credential, but nothing is enrolled").await;
                             continue;
-                        }
-                        let mut notes = Vec::new();
-                        let outcome = client::connect(&params, mutant, was_bound, &mut notes).await;
-                        for note in notes {
-                            events.emit(note).await;
-                        }
-                        match outcome {
-                            Ok(mut s) => {
-                                events.emit(Event::Connected { seq: Some(seq), jid: s.jid().to_owned() }).await;
-                                was_bound = true;
-                                match publish_keys(&mut s, &mut omemo, mutant, &params.domain, &mut events).await {
-                                    Ok(()) => session = Some(s),
-                                    Err(failure) => {
-                                        session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
+                        };
+                        let params = client::enroll::login_params(&login, enrolled, mutant);
+                        connect_command(seq, &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
+                    }
+                    Command::Connect(params) => {
+                        connect_command(seq, &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
+                    }
+                    Command::Identity => {
+                        let device = device(&mut omemo, mutant);
+                        let identity_key = base64::engine::general_purpose::STANDARD.encode(device.identity_key());
+                        events.emit(Event::Identity { seq, identity_key, device_id: device.device_id() }).await;
+                    }
+                    Command::Enroll(params) => {
+                        let device = device(&mut omemo, mutant);
+                        let device_id = device.device_id();
+                        let keys = device.enrollment_keys();
+                        match client::enroll::enroll(&params, device_id, &keys, mutant).await {
+                            Err(detail) => bad_command(&mut events, Some(seq), &detail).await,
+                            Ok(client::enroll::Outcome::Enrolled(e)) => {
+                                let credential = if mutant == Mutant::CredentialInEvent {
+                                    // ENROLL-10 deviation: the correct client never shows the
+                                    // credential outside the SASL exchange.
+                                    Some(e.credential_for_mutant().to_owned())
+                                } else {
+                                    None
+                                };
+                                events.emit(Event::Enrolled { seq, account: e.account.clone(), domain: e.domain.clone(), device_id: e.device_id, credential }).await;
+                                // The latest enrollment wins (ENROLL-9).
+                                enrollment = Some(e);
+                            }
+                            Ok(failed @ client::enroll::Outcome::Failed { .. }) => {
+                                if failed.is_device_id_conflict() {
+                                    if mutant == Mutant::SameDeviceIdAfterConflict {
+                                        // ENROLL-12 deviation: the correct client draws a new
+                                        // device id after a conflict.
+                                    } else {
+                                        device.renumber();
+                                        eprintln!("{NAME}: device id conflict: now device {}", device.device_id());
                                     }
                                 }
-                            }
-                            Err(failure) => {
-                                eprintln!("{NAME}: connect failed: {failure}");
-                                for event in failure.events(Some(seq)) {
-                                    events.emit(event).await;
+                                if let client::enroll::Outcome::Failed { status, code } = failed {
+                                    events.emit(Event::EnrollFailed { seq, status, code }).await;
                                 }
                             }
                         }
@@ -301,6 +334,60 @@ async fn run_client(mutant: Mutant) {
     }
 }
 
+/// Answers a `connect` (a provisioned account's, or an enrolled device's once its
+/// parameters were resolved): `connected` and the key publication, or the failure's events.
+#[allow(clippy::too_many_arguments)] // the driver loop's state, lent for one command
+async fn connect_command(
+    seq: i64,
+    params: &driver::ConnectParams,
+    mutant: Mutant,
+    was_bound: &mut bool,
+    session: &mut Option<client::Session>,
+    omemo: &mut Option<client::Omemo>,
+    keep: &mut Option<reconnect::Keep>,
+    events: &mut EventSink,
+) {
+    let mut notes = Vec::new();
+    let outcome = client::connect(params, mutant, *was_bound, &mut notes).await;
+    for note in notes {
+        events.emit(note).await;
+    }
+    match outcome {
+        Ok(mut s) => {
+            events
+                .emit(Event::Connected {
+                    seq: Some(seq),
+                    jid: s.jid().to_owned(),
+                })
+                .await;
+            *was_bound = true;
+            match publish_keys(&mut s, omemo, mutant, &params.domain, events).await {
+                Ok(()) => *session = Some(s),
+                Err(failure) => {
+                    session_ended(failure, events, keep.as_mut(), omemo).await;
+                }
+            }
+        }
+        Err(failure) => {
+            eprintln!("{NAME}: connect failed: {failure}");
+            for event in failure.events(Some(seq)) {
+                events.emit(event).await;
+            }
+        }
+    }
+}
+
+/// The OMEMO device, made now if this is its first use: its id and keys must exist before
+/// the first `identity` or `enroll`, since the bundle published after binding has to carry
+/// the same ones (ENROLL-15, E2EE-1).
+fn device(omemo: &mut Option<client::Omemo>, mutant: Mutant) -> &mut client::Omemo {
+    omemo.get_or_insert_with(|| {
+        let omemo = client::Omemo::generate(mutant);
+        eprintln!("{NAME}: OMEMO device id {}", omemo.device_id());
+        omemo
+    })
+}
+
 /// A session ended by itself (the server, the network or a timer): its events, and under
 /// `keep_connected` the next attempt is scheduled.
 async fn session_ended(
@@ -328,11 +415,7 @@ async fn publish_keys(
     domain: &str,
     events: &mut EventSink,
 ) -> Result<(), client::Failure> {
-    let omemo = omemo.get_or_insert_with(|| {
-        let omemo = client::Omemo::generate(mutant);
-        eprintln!("{NAME}: OMEMO device id {}", omemo.device_id());
-        omemo
-    });
+    let omemo = device(omemo, mutant);
     let actions = omemo.on_bound(session.jid(), domain, tokio::time::Instant::now());
     session.perform(actions, events).await
 }

@@ -4,6 +4,7 @@
 //! used again; the only way to a [`Session`] is through a successful bind.
 
 use base64::Engine as _;
+use gatecheck::idproof::sasl;
 use gatecheck::wire::{Element, StreamErrorCondition, StreamEvent, StreamHeader, ns};
 use tokio::time::Instant;
 
@@ -15,6 +16,8 @@ use crate::mutant::Mutant;
 /// The resource the client proposes; the server may assign another (STREAM-23).
 pub const PROPOSED_RESOURCE: &str = "gatecheck-ref";
 const BIND_ID: &str = "bind_1";
+/// The SASL mechanism of a provisioned test account (SPEC.md §6.1).
+const PLAIN: &str = "PLAIN";
 
 /// A stream-level event during login, once close and `<stream:error>` were dealt with.
 enum LoginEvent {
@@ -205,19 +208,44 @@ impl Login<'_> {
         Ok(element)
     }
 
-    /// STREAM-18: SASL PLAIN, empty authorization identity, the enrolled credentials.
+    /// The SASL mechanism of this login (SPEC.md §7.4): `PLAIN-IDPROOF` for an enrolled
+    /// device, whatever else the server offers (IDPROOF-14); PLAIN for a provisioned test
+    /// account, which has no proof.
+    fn mechanism(&self) -> &'static str {
+        match self.params.proof {
+            None => PLAIN,
+            Some(_) if self.stream.mutant == Mutant::LoginPlainWithoutProof => {
+                // IDPROOF-14 deviation: the correct client logs an enrolled device in with
+                // PLAIN-IDPROOF and a fresh proof.
+                PLAIN
+            }
+            Some(_) => sasl::MECHANISM,
+        }
+    }
+
+    /// STREAM-18: empty authorization identity, the account and credential; with
+    /// `PLAIN-IDPROOF` the proof's compact JSON as the fourth field (Appendix F.4).
     fn auth(&self) -> Element {
+        let (account, credential) = (&self.params.account, &self.params.credential);
+        let mechanism = self.mechanism();
         let mut initial = Vec::new();
         if self.stream.mutant == Mutant::AuthzidIsAccount {
             // STREAM-18 deviation: the correct client leaves the authorization identity empty.
-            initial.extend_from_slice(self.params.account.as_bytes());
+            initial.extend_from_slice(account.as_bytes());
         }
-        initial.push(0);
-        initial.extend_from_slice(self.params.account.as_bytes());
-        initial.push(0);
-        initial.extend_from_slice(self.params.credential.as_bytes());
+        match self.params.proof.as_deref() {
+            Some(proof) if mechanism == sasl::MECHANISM => {
+                initial.extend(sasl::initial_response(account, credential, proof));
+            }
+            _ => {
+                initial.push(0);
+                initial.extend_from_slice(account.as_bytes());
+                initial.push(0);
+                initial.extend_from_slice(credential.as_bytes());
+            }
+        }
         Element::new("auth", ns::SASL)
-            .with_attr("mechanism", "PLAIN")
+            .with_attr("mechanism", mechanism)
             .with_text(base64::engine::general_purpose::STANDARD.encode(initial))
     }
 
@@ -240,7 +268,9 @@ impl<'a> ExpectHeader<'a> {
 }
 
 impl<'a> ExpectSaslFeatures<'a> {
-    /// STREAM-18, STREAM-19: PLAIN or nothing.
+    /// STREAM-18, STREAM-19: our one mechanism (PLAIN, or PLAIN-IDPROOF for an enrolled
+    /// device) or nothing. An enrolled device offered PLAIN alone sends nothing: PLAIN would
+    /// leave the proof out (IDPROOF-14).
     async fn next(mut self) -> Result<ExpectSaslOutcome<'a>, Failure> {
         let login = &mut self.0;
         let early = login.stream.mutant == Mutant::AuthBeforeFeatures;
@@ -249,11 +279,12 @@ impl<'a> ExpectSaslFeatures<'a> {
             login.stream.send(&login.auth()).await?;
         }
         let features = login.expect_features().await?;
-        let plain_offered = features.child("mechanisms", ns::SASL).is_some_and(|m| {
+        let wanted = login.mechanism();
+        let offered = features.child("mechanisms", ns::SASL).is_some_and(|m| {
             m.children_named("mechanism", ns::SASL)
-                .any(|mech| mech.text().trim() == "PLAIN")
+                .any(|mech| mech.text().trim() == wanted)
         });
-        if !plain_offered && login.stream.mutant != Mutant::PlainWithoutOffer {
+        if !offered && login.stream.mutant != Mutant::PlainWithoutOffer {
             // STREAM-19: no credentials; close the stream.
             login.stream.close_locally().await;
             return Err(Failure::NoMechanism);

@@ -4,6 +4,7 @@
 //! the transports with the harness, so that a bug in the harness's gatekeeper and one here do
 //! not silently cancel out.
 
+pub mod enroll;
 mod login;
 mod omemo;
 mod session;
@@ -60,7 +61,9 @@ pub enum Failure {
     },
     #[error("the server closed the stream")]
     RemoteClose,
-    #[error("the server does not offer SASL PLAIN")]
+    /// STREAM-19: neither PLAIN (provisioned account) nor PLAIN-IDPROOF (enrolled device),
+    /// whichever this login needs, was offered.
+    #[error("the server does not offer the SASL mechanism this login needs")]
     NoMechanism,
     #[error("SASL failure: {condition}")]
     AuthFailed { condition: String },
@@ -151,7 +154,8 @@ impl Failure {
     }
 }
 
-/// Runs a whole connect: TCP, transport handshake, stream, SASL PLAIN, bind, initial presence.
+/// Runs a whole connect: TCP, transport handshake, stream, SASL (PLAIN for a provisioned
+/// account, PLAIN-IDPROOF when `params.proof` is set), bind, initial presence.
 /// `notes` collects events to emit before the outcome (e.g. an ignored stream error).
 /// `reconnect`: a session of this process reached binding before (STREAM-36).
 pub async fn connect(

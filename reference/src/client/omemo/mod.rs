@@ -89,14 +89,57 @@ pub struct Omemo {
     next_id: u64,
 }
 
+/// A device id drawn uniformly from 1 to 2147483647 (ENROLL-5).
+fn choose_device_id(rng: &mut StdRng, mutant: Mutant) -> u32 {
+    if mutant == Mutant::FixedDeviceId {
+        // ENROLL-5 deviation: the correct client draws the id at random.
+        return 1;
+    }
+    rng.random_range(1..=MAX_DEVICE_ID)
+}
+
 impl Omemo {
-    /// A new device: a random device id (E2EE-1) and keys seeded from the OS's randomness.
+    /// A new device: a random device id (E2EE-1, ENROLL-5) and keys seeded from the OS's
+    /// randomness. Made before the first enrollment or connect, whichever comes first, so the
+    /// id and keys the enrollment carries are the ones the bundle later publishes (E2EE-4,
+    /// ENROLL-15).
     pub fn generate(mutant: Mutant) -> Omemo {
         let mut rng = StdRng::from_os_rng();
-        let device_id = rng.random_range(1..=MAX_DEVICE_ID);
+        let device_id = choose_device_id(&mut rng, mutant);
         let mut seed = [0u8; 32];
         rng.fill_bytes(&mut seed);
         Omemo::with_seed(mutant, device_id, seed, rng)
+    }
+
+    /// After a 409 `device_id_conflict` the device takes a new random id (ENROLL-12). The
+    /// keys stay (they come from the same seed), since only the id collided; the device has
+    /// not been enrolled under the new id, so there is nothing of it to keep but its keys.
+    pub fn renumber(&mut self) {
+        let mut rng = StdRng::from_os_rng();
+        let old = self.device_id();
+        let mut device_id = choose_device_id(&mut rng, self.mutant);
+        // A repeat has odds of 1 in 2^31, but the gatekeeper just refused this one.
+        while device_id == old && self.mutant != Mutant::FixedDeviceId {
+            device_id = choose_device_id(&mut rng, self.mutant);
+        }
+        *self = Omemo::with_seed(self.mutant, device_id, self.seed, rng);
+    }
+
+    /// The serialized (33-byte) identity key, as the `identity` event and the enrollment
+    /// request carry it.
+    pub fn identity_key(&self) -> Vec<u8> {
+        self.device.identity_key()
+    }
+
+    /// The keys an enrollment request carries: the bundle the next bind publishes, topped up
+    /// to [`PREKEYS`] one-time prekeys first exactly as that publication is, so that the
+    /// gatekeeper holds the same prekeys from both (ENROLL-3, ENROLL-15).
+    pub fn enrollment_keys(&mut self) -> gatecheck::e2ee::Bundle {
+        let have = u32::try_from(self.device.prekey_ids().len()).unwrap_or(u32::MAX);
+        if have < PREKEYS {
+            self.device.replenish(PREKEYS - have);
+        }
+        self.device.bundle()
     }
 
     /// A device with the given id and seed (tests use fixed ones).
