@@ -14,6 +14,7 @@
 //! it; RFC 6120 only requires UTF-8); UTF-16 BOMs are refused as unsupported-encoding.
 
 use super::borrowed::{Pool, StanzaRef, StreamEventRef};
+use super::chars::{is_xml_space, name_byte_class};
 use super::element::Element;
 use super::error::{Violation, WireError};
 pub use super::event::{StreamEvent, StreamHeader};
@@ -403,6 +404,47 @@ pub fn parse_all(bytes: &[u8], limits: &Limits) -> Result<Vec<StreamEvent>, Wire
 
 /// Parses exactly one element (fragment framing): for patterns, fixtures and tests.
 pub fn parse_fragment(bytes: &[u8], limits: &Limits) -> Result<Element, WireError> {
+    match lone_fragment(bytes, limits) {
+        Some(element) => {
+            // The parser must agree, tree for tree (it takes the same fast path, checked
+            // there against the framer and the exact path).
+            #[cfg(debug_assertions)]
+            debug_assert_eq!(
+                parse_fragment_buffered(bytes, limits).as_ref(),
+                Ok(&element),
+                "lone fragment {bytes:?}"
+            );
+            Ok(element)
+        }
+        None => parse_fragment_buffered(bytes, limits),
+    }
+}
+
+/// The usual fragment: one element from the first byte, with at most whitespace after it,
+/// taken by the fast path straight from `bytes`. The parser would do exactly this
+/// ([`Framer`]'s `element_ahead` offers a fragment's first element on the same conditions:
+/// `<` and a name byte at offset 0 within the header bound), then find only whitespace
+/// before the end; this skips copying the input into its buffer. `None` for anything else,
+/// and for every error, which [`parse_fragment_buffered`] then reports.
+fn lone_fragment(bytes: &[u8], limits: &Limits) -> Option<Element> {
+    let opens = bytes.first() == Some(&b'<')
+        && bytes
+            .get(1)
+            .is_some_and(|&c| name_byte_class(c) == Some(true));
+    if !opens || limits.max_header_bytes < 2 {
+        return None;
+    }
+    let ctx = NsContext::default();
+    let mut tree = OwnedTree::default();
+    let len = tree::parse_leading(bytes, 0, &ctx, limits, &mut Scratch::default(), &mut tree)?;
+    if !bytes.get(len..)?.iter().all(|&c| is_xml_space(c)) {
+        return None;
+    }
+    Some(tree.take_root())
+}
+
+/// [`parse_fragment`] through a [`StreamParser`].
+fn parse_fragment_buffered(bytes: &[u8], limits: &Limits) -> Result<Element, WireError> {
     let mut parser = StreamParser::new(Framing::Fragments, limits.clone());
     parser.feed(bytes);
     let mut found = None;
