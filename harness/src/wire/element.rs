@@ -52,9 +52,15 @@ impl Element {
         self
     }
 
-    /// Appends text, merging it into a trailing text node; empty text is ignored.
+    /// Appends text, merging it into a trailing text node; empty text is ignored. A `String`
+    /// becomes the new text node as it is (no copy).
     pub fn with_text(mut self, text: impl Into<String>) -> Self {
-        self.append_text(&text.into());
+        let text = text.into();
+        match self.children.last_mut() {
+            _ if text.is_empty() => {}
+            Some(Node::Text(last)) => last.push_str(&text),
+            _ => self.children.push(Node::Text(text)),
+        }
         self
     }
 
