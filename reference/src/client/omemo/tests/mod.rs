@@ -304,3 +304,51 @@ pub fn list_event(owner: &str, devices: &[u32]) -> Element {
             ),
         )
 }
+
+/// The device exists before any stream: its id and keys are what an enrollment carries, a
+/// conflict changes only the id (ENROLL-12), and the first bundle publishes the enrolled
+/// keys (ENROLL-15).
+#[test]
+fn enrollment_keys_are_the_published_ones_and_renumbering_keeps_them() {
+    let mut alice = Omemo::generate(Mutant::None);
+    let id = alice.device_id();
+    assert!((1..=gatecheck::e2ee::MAX_DEVICE_ID).contains(&id));
+    let key = alice.identity_key();
+    assert_eq!((key.len(), key[0]), (33, 0x05));
+    let keys = alice.enrollment_keys();
+    assert_eq!(keys.identity_key, key);
+    assert_eq!(keys.prekeys.len(), 100);
+    assert!(keys.verify().is_ok());
+
+    alice.renumber();
+    assert_ne!(alice.device_id(), id);
+    assert_eq!(alice.identity_key(), key);
+    let actions = alice.on_bound(ALICE, DOMAIN, Instant::now());
+    let published = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Send(iq) => {
+                let publish = iq.child("pubsub", PUBSUB)?.child("publish", PUBSUB)?;
+                (publish.attr("node")? == bundle_node(alice.device_id()))
+                    .then(|| {
+                        publish
+                            .child("item", PUBSUB)?
+                            .child_elements()
+                            .next()
+                            .cloned()
+                    })
+                    .flatten()
+            }
+            _ => None,
+        })
+        .expect("the bundle is published under the new id");
+    let bundle = Bundle::from_element(&published).expect("bundle");
+    assert_eq!(bundle.identity_key, keys.identity_key);
+    assert_eq!(bundle.signed_prekey, keys.signed_prekey);
+    assert_eq!(bundle.prekeys, keys.prekeys);
+
+    let mut fixed = Omemo::generate(Mutant::FixedDeviceId);
+    assert_eq!(fixed.device_id(), 1);
+    fixed.renumber();
+    assert_eq!(fixed.device_id(), 1);
+}
