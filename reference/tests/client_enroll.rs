@@ -656,3 +656,38 @@ async fn login_mutants_leave_out_or_reuse_the_proof() {
     assert_eq!(presented, enrollment_proof);
     drop(iut);
 }
+
+#[tokio::test]
+async fn no_connection_is_retried_once_then_a_transport_failure() {
+    let api = start_api(&[9u8; 32]).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let mut iut = Iut::spawn(&[]).await;
+    let (key, device_id) = identity(&mut iut, 1).await;
+    let mut command = enroll_command(2, &api, api.ca_pem(), true, proof_for(&key, device_id));
+    command["url"] = json!(format!("https://127.0.0.1:{port}"));
+    let started = Instant::now();
+    iut.send(command).await;
+    let answer = iut.expect("enroll_failed").await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "ENROLL-14: a pause before the retry"
+    );
+    assert_eq!(
+        (answer["status"].as_u64(), answer["code"].as_str()),
+        (Some(0), Some("transport"))
+    );
+    // A URL that is not https:// is never used (ENROLL-7).
+    let mut command = enroll_command(3, &api, api.ca_pem(), true, proof_for(&key, device_id));
+    command["url"] = json!(api.base_url().replace("https://", "http://"));
+    iut.send(command).await;
+    let answer = iut.expect("enroll_failed").await;
+    assert_eq!(
+        (answer["status"].as_u64(), answer["code"].as_str()),
+        (Some(0), Some("tls"))
+    );
+    assert_eq!(settled_requests(&api).await, 0);
+    assert!(api.connection_events().is_empty());
+    iut.shutdown().await;
+}
