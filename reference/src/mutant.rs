@@ -284,6 +284,18 @@ mutants! {
         "signs identifier proofs over their bytes with a line feed appended"),
     ServerLongProof => ("server-long-proof", "IDPROOF-5",
         "issues identifier proofs valid for 3600 s instead of at most 300 s"),
+    ServerLenientAuthBody => ("server-lenient-auth-body", "AUTH-11",
+        "takes an authentication body whose token is not a string as an unknown token (200) instead of 400"),
+    ServerNoRequestId => ("server-no-request-id", "AUTH-12",
+        "leaves request_id out of its authentication answers"),
+    ServerValidAsString => ("server-valid-as-string", "AUTH-6",
+        "answers valid as the string \"true\" or \"false\" instead of a JSON boolean"),
+    ServerIgnoresContentType => ("server-ignores-content-type", "AUTH-15",
+        "reads the body as JSON whatever its Content-Type, instead of answering 415"),
+    ServerRefusesHighPriority => ("server-refuses-high-priority", "PUSH-1",
+        "answers 400 to a push whose priority is high"),
+    ServerLenientPush => ("server-lenient-push", "PUSH-8",
+        "accepts a push without an Idempotency-Key or with an unknown priority, instead of 400"),
     EnrollWithoutOptIn => ("enroll-without-opt-in", "ENROLL-18",
         "enrolls the user even when the enroll command says opted_in false"),
     RepeatRefusedEnrollment => ("repeat-refused-enrollment", "ENROLL-11",
@@ -330,7 +342,13 @@ impl Mutant {
             | Mutant::ServerConflictOnRepeat
             | Mutant::Server500UnknownDevice
             | Mutant::ServerProofWrongBytes
-            | Mutant::ServerLongProof => Some("server"),
+            | Mutant::ServerLongProof
+            | Mutant::ServerLenientAuthBody
+            | Mutant::ServerNoRequestId
+            | Mutant::ServerValidAsString
+            | Mutant::ServerIgnoresContentType
+            | Mutant::ServerRefusesHighPriority
+            | Mutant::ServerLenientPush => Some("server"),
             _ => Some("client"),
         }
     }

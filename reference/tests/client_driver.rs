@@ -25,7 +25,10 @@ fn list_mutants_prints_name_requirement_description() {
         );
         let (prefix, number) = fields[1].split_once('-').expect("REQ-ID");
         assert!(
-            ["STREAM", "STANZA", "E2EE", "AUTH", "PUSH", "IDPROOF"].contains(&prefix),
+            [
+                "STREAM", "STANZA", "E2EE", "AUTH", "PUSH", "IDPROOF", "ENROLL"
+            ]
+            .contains(&prefix),
             "{line:?}"
         );
         assert!(number.parse::<u32>().is_ok(), "{line:?}");

@@ -18,6 +18,8 @@ pub(super) struct RawEnroll {
     wrong_ca: bool,
     #[serde(default)]
     new_identity: bool,
+    #[serde(default)]
+    identity_only: bool,
     answer: Option<String>,
     status: Option<u16>,
     code: Option<String>,
@@ -66,6 +68,8 @@ pub struct EnrollStep {
     pub wrong_ca: bool,
     /// Ask `identity` again first (after a 409, ENROLL-12).
     pub new_identity: bool,
+    /// Only ask `identity` (the device id each IUT instance picks, ENROLL-5).
+    pub identity_only: bool,
     /// `enrolled` or `enroll_failed`: the answer the client must give.
     pub answer: Option<String>,
     pub status: Option<u16>,
@@ -132,6 +136,7 @@ pub(super) fn enroll_step(r: RawEnroll) -> Result<EnrollStep, String> {
         force,
         wrong_ca: r.wrong_ca,
         new_identity: r.new_identity,
+        identity_only: r.identity_only,
         answer: r.answer,
         status: r.status,
         code: r.code,

@@ -161,7 +161,7 @@ impl Shared {
             }
         }
 
-        if !is_json(&parts.headers) {
+        if !is_json(&parts.headers) && self.mutant != Mutant::ServerIgnoresContentType {
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
@@ -184,9 +184,15 @@ impl Shared {
     /// Step 5 and the answer of §12.2 for a request that passed steps 1 to 4.
     fn authenticate(&self, body: &Map<String, Value>, timestamp: Option<String>) -> Answer {
         let text = |name: &str| body.get(name).and_then(Value::as_str);
-        let (Some(user), Some(token), Some(request_id)) =
-            (text("user"), text("token"), text("request_id"))
-        else {
+        // The lenient mutant takes a token of another JSON type as a token nobody holds.
+        let lenient_token = (self.mutant == Mutant::ServerLenientAuthBody
+            && body.contains_key("token"))
+        .then_some("");
+        let (Some(user), Some(token), Some(request_id)) = (
+            text("user"),
+            text("token").or(lenient_token),
+            text("request_id"),
+        ) else {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_field",
@@ -219,8 +225,14 @@ impl Shared {
             return error(StatusCode::FORBIDDEN, "forbidden", "token not accepted");
         }
         let mut answer = Map::new();
-        answer.insert("valid".into(), Value::Bool(valid));
-        if let Some(id) = echoable_request_id(request_id, token) {
+        if self.mutant == Mutant::ServerValidAsString {
+            answer.insert("valid".into(), Value::String(valid.to_string()));
+        } else {
+            answer.insert("valid".into(), Value::Bool(valid));
+        }
+        if let Some(id) = echoable_request_id(request_id, token)
+            && self.mutant != Mutant::ServerNoRequestId
+        {
             answer.insert("request_id".into(), Value::String(id.to_owned()));
         }
         if self.mutant == Mutant::ServerEchoesToken {
@@ -231,14 +243,30 @@ impl Shared {
 
     /// Steps 5 and 6 and the wake for a push that passed steps 1 to 4.
     fn push(&self, body: &Map<String, Value>, headers: &HeaderMap) -> Answer {
-        let Some(key) = idempotency_key(headers) else {
+        let lenient = self.mutant == Mutant::ServerLenientPush;
+        let key = match idempotency_key(headers) {
+            Some(k) => k,
+            // The lenient mutant takes a push without a key as a push of its own.
+            None if lenient => "no-key",
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_idempotency_key",
+                    "Idempotency-Key must be one lowercase UUID in double quotes",
+                );
+            }
+        };
+        let push = PushBody::parse(body).or_else(|| lenient.then(|| PushBody::lenient(body))?);
+        if self.mutant == Mutant::ServerRefusesHighPriority
+            && push.as_ref().is_some_and(|p| p.priority == "high")
+        {
             return error(
                 StatusCode::BAD_REQUEST,
-                "bad_idempotency_key",
-                "Idempotency-Key must be one lowercase UUID in double quotes",
+                "bad_field",
+                "priority high is not served",
             );
-        };
-        let Some(push) = PushBody::parse(body) else {
+        }
+        let Some(push) = push else {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_field",
@@ -407,6 +435,16 @@ impl<'a> PushBody<'a> {
             priority: body.get("priority")?.as_str()?,
         };
         matches!(push.priority, "high" | "normal").then_some(push)
+    }
+
+    /// The lenient mutant's reading: any priority string, the other members as usual.
+    fn lenient(body: &'a Map<String, Value>) -> Option<PushBody<'a>> {
+        Some(PushBody {
+            user: body.get("user")?.as_str()?,
+            device_id: body.get("device_id")?.as_u64()?,
+            count: body.get("count")?.as_u64()?,
+            priority: body.get("priority")?.as_str()?,
+        })
     }
 }
 

@@ -47,6 +47,8 @@ pub(super) struct EnrollCtx {
     enrolled: Option<(String, String, u32)>,
     /// How many of the API's recorded client deviations were already judged.
     judged: usize,
+    /// The device id each IUT instance reported (ENROLL-5).
+    device_ids: Vec<(usize, u32)>,
 }
 
 impl Exec<'_> {
@@ -102,6 +104,7 @@ impl Exec<'_> {
                 last_proof: None,
                 enrolled: None,
                 judged: 0,
+                device_ids: Vec::new(),
             });
         }
         self.enroll
@@ -115,6 +118,9 @@ impl Exec<'_> {
         deadline: Instant,
     ) -> Result<(), Deviation> {
         self.enroll_ctx().await?;
+        if e.identity_only {
+            return self.ask_identity(deadline).await;
+        }
         let before_identity = self.enroll.as_ref().and_then(|c| c.identity);
         if before_identity.is_none() || e.new_identity {
             self.ask_identity(deadline).await?;
@@ -253,7 +259,25 @@ impl Exec<'_> {
                     ev.to_string(),
                 )
             })?;
+        let cur = self.cur;
         if let Some(ctx) = self.enroll.as_mut() {
+            // Two instances of the client, launched apart, picking the same id: for ids drawn
+            // at random from 2^31 values that happens once in two billion runs.
+            if let Some((other, _)) = ctx
+                .device_ids
+                .iter()
+                .find(|(i, d)| *i != cur && *d == device_id)
+            {
+                return Err(Deviation::fail(
+                    "ENROLL-5",
+                    "a device id drawn at random, so that two launches of the client pick different ones",
+                    format!(
+                        "device_id {device_id} from this instance and from instance {}",
+                        other + 1
+                    ),
+                ));
+            }
+            ctx.device_ids.push((cur, device_id));
             ctx.identity = Some((ik, device_id));
         }
         self.vars.set("enroll.device_id", device_id.to_string());
@@ -315,17 +339,24 @@ impl Exec<'_> {
             .ok_or_else(|| Deviation::error("no enrollment API"))?;
         let requests = ctx.api.requests();
         let mine = &requests[before.min(requests.len())..];
-        // The client's faults in what it sent, first: each names its requirement.
+        // The client's faults in what it sent, first: each names its requirement. A proof
+        // the harness spoiled on purpose is refused for what the harness did, not the client.
         let deviations = ctx.api.client_deviations();
-        if let Some(d) = deviations
-            .get(ctx.judged..)
-            .and_then(|d| d.first())
-            .cloned()
-        {
-            ctx.judged = deviations.len();
+        let spoiled = e.proof != ProofKind::Valid;
+        let fault = deviations.get(ctx.judged..).and_then(|new| {
+            new.iter()
+                .find(|d| {
+                    !(spoiled
+                        && d.requirement
+                            .as_deref()
+                            .is_some_and(|r| r.starts_with("IDPROOF-")))
+                })
+                .cloned()
+        });
+        ctx.judged = deviations.len();
+        if let Some(d) = fault {
             return Err(d);
         }
-        ctx.judged = deviations.len();
         if !e.opted_in && !mine.is_empty() {
             return Err(Deviation::fail(
                 "ENROLL-18",
