@@ -41,6 +41,31 @@ fn space_len(s: &[u8]) -> usize {
 /// to go by.
 const FIRST_HINT: usize = 4096;
 
+/// The bytes that end a run of plain text on the fast path.
+const TEXT_STOPS: [u8; 4] = [b'<', b'>', b'&', b'\r'];
+
+/// Position of the first of [`TEXT_STOPS`] in `s`. Text between tags is mostly short, so the
+/// first 32 bytes go through [`find_any`]'s word search; beyond them (a base64 payload is
+/// long) 32-byte blocks are tested at once with a branch-free byte fold the compiler turns
+/// into vector compares, and only the block with a hit is searched word by word.
+fn find_text_stop(s: &[u8]) -> Option<usize> {
+    const BLOCK: usize = 32;
+    let (head, rest) = s.split_at(s.len().min(BLOCK));
+    if let Some(i) = find_any(head, TEXT_STOPS) {
+        return Some(i);
+    }
+    let (blocks, tail) = rest.as_chunks::<BLOCK>();
+    for (n, block) in blocks.iter().enumerate() {
+        let hit = block.iter().fold(0u8, |acc, &b| {
+            acc | u8::from((b == b'<') | (b == b'>') | (b == b'&') | (b == b'\r'))
+        });
+        if hit != 0 {
+            return find_any(block, TEXT_STOPS).map(|i| head.len() + n * BLOCK + i);
+        }
+    }
+    find_any(tail, TEXT_STOPS).map(|i| head.len() + blocks.len() * BLOCK + i)
+}
+
 /// Whether an element name may start with `b` on the fast path.
 fn is_ascii_name_start(b: u8) -> bool {
     b.is_ascii_alphabetic() || b == b'_' || b == b':'
@@ -186,7 +211,7 @@ impl<'a, E: Tree<'a>> Builder<'a, '_, E> {
             // Text up to the next tag; `>` is fine unless it ends `]]>`.
             let mut lt = i;
             loop {
-                let k = lt + find_any(s.get(lt..)?, [b'<', b'>', b'&', b'\r'])?;
+                let k = lt + find_text_stop(s.get(lt..)?)?;
                 match s.get(k)? {
                     b'<' => {
                         lt = k;
@@ -311,6 +336,25 @@ mod tests {
         let mut tree = OwnedTree::default();
         let len = parse_leading(bytes, 0, &ctx, limits, &mut Scratch::default(), &mut tree)?;
         Some((tree.take_root(), len))
+    }
+
+    /// Every stop byte at every position of spans covering the head, whole blocks and a
+    /// tail, with a later stop that must not be reported first.
+    #[test]
+    fn text_stop_is_the_first_stop_byte() {
+        for len in 0..=140 {
+            assert_eq!(find_text_stop(&vec![b'A'; len]), None);
+            for at in 0..len {
+                for stop in TEXT_STOPS {
+                    let mut hay = vec![b'A'; len];
+                    hay[at] = stop;
+                    if let Some(later) = hay.get_mut(at + 33) {
+                        *later = b'<';
+                    }
+                    assert_eq!(find_text_stop(&hay), Some(at), "{len} {at} {stop}");
+                }
+            }
+        }
     }
 
     #[test]
