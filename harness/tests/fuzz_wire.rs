@@ -1,5 +1,5 @@
 //! `gatecheck fuzz` end to end: against reference mutants (a wrong stream error, a crash, a
-//! hang) it finds the bug within a bounded time and writes a reproducer that fails when rerun
+//! hang, a leak) it finds the bug within a bounded time and writes a reproducer that fails when rerun
 //! (and passes against the reference); against the reference it finds nothing.
 
 use std::path::{Path, PathBuf};
@@ -116,6 +116,57 @@ fn fuzz_finds_nothing_in_the_reference() {
             "2",
             "--out",
         ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(findings(&out).is_empty(), "findings in {}", out.display());
+    assert_eq!(status.code(), Some(0));
+}
+
+/// The memory oracle: `leak-per-stanza` keeps 1 MiB per stanza it receives, so one session of
+/// cases takes its resident set past the 64 MiB bound. A scenario cannot measure memory, so the
+/// finding is its inputs, the figures, and how to rerun the campaign (fuzz/README.md); the test
+/// checks those are there, and that the same campaign against the reference finds nothing.
+#[test]
+fn fuzz_finds_a_leak() {
+    let out = scratch("fuzz-wire-leak-per-stanza");
+    let started = std::time::Instant::now();
+    let status = gatecheck()
+        .args(["fuzz", "--mutant", "leak-per-stanza", "--duration", "60s"])
+        .args(["--seed", "2", "--jobs", "2", "--max-findings", "1", "--out"])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "findings make the exit code 1");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "found only after {:?}",
+        started.elapsed()
+    );
+    let found = findings(&out);
+    assert_eq!(found.len(), 1, "one finding in {}", out.display());
+    let finding = std::fs::read_to_string(found[0].join("finding.txt")).unwrap();
+    assert!(
+        finding.starts_with("signature: memory | STREAM-32"),
+        "{finding}"
+    );
+    assert!(
+        finding.contains("rerun: gatecheck fuzz --seed 2"),
+        "{finding}"
+    );
+    let inputs = std::fs::read_dir(found[0].join("inputs")).unwrap().count();
+    assert!(inputs > 0, "{finding}");
+    assert!(
+        found[0].join("replay/scenarios/fuzz").is_dir(),
+        "{}",
+        found[0].display()
+    );
+
+    // The same memory bound, a shorter campaign: the reference keeps nothing per stanza.
+    let out = scratch("fuzz-wire-leak-reference");
+    let status = gatecheck()
+        .args(["fuzz", "--duration", "6s", "--seed", "2", "--jobs", "2"])
+        .args(["--max-rss-growth", "64", "--out"])
         .arg(&out)
         .status()
         .unwrap();

@@ -318,6 +318,8 @@ mutants! {
         "keeps its device id after a 409 device_id_conflict answer"),
     NoProofAtEnrollment => ("no-proof-at-enrollment", "IDPROOF-9",
         "leaves identifier_proof out of its enrollment request"),
+    LeakPerStanza => ("leak-per-stanza", "STREAM-32",
+        "keeps a copy of every stanza it receives, each in a 1 MiB buffer it never frees (growing without bound); the copy is taken before its parser measures the stanza, so one over 1 MiB overflows the buffer and the process aborts instead of refusing it"),
 }
 
 impl Mutant {

@@ -7,7 +7,8 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use super::cases::{Case, Expect, Generator};
-use super::{FuzzArgs, Tally, Workbench, requeue, session};
+use super::memory::Usage;
+use super::{FuzzArgs, Tally, Workbench, requeue, run_sampled, session};
 use crate::iut::IutConfig;
 use crate::runner::{self, RunOptions, StopSignal};
 use crate::verdict::{ScenarioResult, Verdict};
@@ -225,6 +226,127 @@ fn write_finding(
         "rerun: gatecheck run --scenarios {}{}",
         dir.join("scenarios").display(),
         rerun_iut(args)
+    )?;
+    Ok(dir)
+}
+
+/// The signature of every memory finding: growth is a property of the IUT over many inputs,
+/// not of one step, so a campaign keeps one (the first).
+const MEMORY_SIGNATURE: &str = "memory | STREAM-32 | resident set growth over one session";
+
+/// A session whose IUT's resident set grew past `--max-rss-growth`: its cases are run again
+/// as one session with the sampler on, and if the growth recurs the finding is written
+/// (inputs, figures, and how to rerun; see [`write_memory_finding`]).
+pub(super) async fn judge_memory(j: &mut Judge<'_>, id: &str, cases: &[Case], first: Usage) {
+    let name = short_hash(MEMORY_SIGNATURE);
+    if j.seen.contains(&name) {
+        j.tally.repeats += 1;
+        return;
+    }
+    let again = format!("{id}-memory");
+    let scenario = match j.bench.scenario(&again, cases) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatecheck: error: {e}");
+            return;
+        }
+    };
+    let (_, usage) = run_sampled(&again, scenario, j.iut, j.opts, j.stop).await;
+    j.bench.remove(&again, cases);
+    if !usage.exceeds(j.args.max_rss_growth) {
+        j.tally.unconfirmed += 1;
+        eprintln!(
+            "gatecheck fuzz: the IUT grew by {} KiB in session {id} but by {} KiB when its cases were rerun; not kept",
+            first.growth_kib(),
+            usage.growth_kib()
+        );
+        return;
+    }
+    j.seen.insert(name.clone());
+    j.tally.findings += 1;
+    match write_memory_finding(j.args, &name, j.seed, cases, first, usage) {
+        Ok(dir) => eprintln!(
+            "gatecheck fuzz: finding {name}: {MEMORY_SIGNATURE}: grew by {} MiB, then {} MiB on the same {} cases (bound {} MiB)\n  inputs: {}",
+            first.growth_kib() / 1024,
+            usage.growth_kib() / 1024,
+            cases.len(),
+            j.args.max_rss_growth,
+            dir.join("inputs").display()
+        ),
+        Err(e) => eprintln!("gatecheck: error: writing a finding: {e}"),
+    }
+}
+
+/// Writes `reports/fuzz/<name>/` for a memory finding: `finding.txt` (figures, the cases, how
+/// to rerun), every case's bytes under `inputs/`, and the session's scenario under `replay/`.
+/// The scenario steps cannot observe the IUT's memory, so the replay passes on its own; it
+/// sends the same inputs in the same order for whoever watches the IUT's memory while it runs.
+/// What judges the growth again is `gatecheck fuzz` itself, as finding.txt says.
+fn write_memory_finding(
+    args: &FuzzArgs,
+    name: &str,
+    seed: u64,
+    cases: &[Case],
+    first: Usage,
+    again: Usage,
+) -> std::io::Result<PathBuf> {
+    let dir = args.out.join(name);
+    let inputs = dir.join("inputs");
+    std::fs::create_dir_all(&inputs)?;
+    std::fs::create_dir_all(dir.join("replay").join("scenarios").join("fuzz"))?;
+    std::fs::create_dir_all(dir.join("replay").join("fixtures").join("fuzz"))?;
+    for (k, case) in cases.iter().enumerate() {
+        std::fs::write(inputs.join(format!("case-{k:03}.bin")), &case.bytes)?;
+    }
+    std::fs::write(
+        dir.join("replay")
+            .join("scenarios")
+            .join("fuzz")
+            .join(format!("{name}.toml")),
+        session::scenario_text(name, cases, None),
+    )?;
+    for (fixture, bytes) in session::fixtures(name, cases) {
+        std::fs::write(dir.join("replay").join("fixtures").join(fixture), bytes)?;
+    }
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let mut summary = std::fs::File::create(dir.join("finding.txt"))?;
+    writeln!(summary, "signature: {MEMORY_SIGNATURE}")?;
+    writeln!(
+        summary,
+        "requirement: STREAM-32 (a receiver bounds what it buffers: it detects an oversized stanza without first buffering more than the limit plus 64 KiB; a resident set that keeps growing with the stanzas received is not bounded)"
+    )?;
+    for (label, u) in [("session", first), ("rerun of its cases", again)] {
+        writeln!(
+            summary,
+            "{label}: resident set {:.1} MiB once connected, peak {:.1} MiB, growth {:.1} MiB over {} samples (bound {} MiB)",
+            mib(u.baseline_kib.unwrap_or(0)),
+            mib(u.peak_kib),
+            mib(u.growth_kib()),
+            u.samples,
+            args.max_rss_growth
+        )?;
+    }
+    writeln!(
+        summary,
+        "cases ({}, in order, bytes in inputs/):",
+        cases.len()
+    )?;
+    for (k, case) in cases.iter().enumerate() {
+        writeln!(
+            summary,
+            "  case-{k:03}.bin: {} ({} bytes)",
+            case.how.replace(['\n', '\r'], " "),
+            case.bytes.len()
+        )?;
+    }
+    writeln!(summary, "campaign seed: {seed}")?;
+    writeln!(
+        summary,
+        "rerun: gatecheck fuzz --seed {seed} --max-rss-growth {} --max-findings 1{} (or --corpus {} to start from these inputs); a scenario cannot measure memory, so replay/ (gatecheck run --scenarios {}) only sends the same inputs and passes",
+        args.max_rss_growth,
+        rerun_iut(args),
+        inputs.display(),
+        dir.join("replay").join("scenarios").display()
     )?;
     Ok(dir)
 }

@@ -15,6 +15,7 @@
 
 pub mod cases;
 mod findings;
+pub mod memory;
 pub mod session;
 
 use std::collections::{HashSet, VecDeque};
@@ -31,7 +32,8 @@ use crate::scenario::{Scenario, SuiteDirs};
 use crate::spec::Catalogue;
 use crate::verdict::ScenarioResult;
 use cases::{Case, Expect, Generator};
-use findings::{Judge, judge};
+use findings::{Judge, judge, judge_memory};
+use memory::{Sampler, Usage};
 
 #[derive(Debug, clap::Args)]
 pub struct FuzzArgs {
@@ -60,6 +62,10 @@ pub struct FuzzArgs {
     /// Where findings are written.
     #[arg(long, default_value = "reports/fuzz", value_name = "DIR")]
     pub out: PathBuf,
+    /// Growth of a launched IUT's resident set over one session (after it connected) that
+    /// makes a memory finding (STREAM-32), in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = memory::DEFAULT_MAX_GROWTH_MIB)]
+    pub max_rss_growth: u64,
 }
 
 /// `90`, `90s`, `10m`, `8h`.
@@ -268,7 +274,8 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
     };
     // `jobs` sessions in flight at all times: as one ends, its result is judged and the next
     // session is made and started while the others run.
-    let mut running: JoinSet<(String, Vec<Case>, Option<ScenarioResult>)> = JoinSet::new();
+    type Done = (String, Vec<Case>, Option<ScenarioResult>, Usage);
+    let mut running: JoinSet<Done> = JoinSet::new();
     let mut started_sessions = 0usize;
     let mut last_progress = Instant::now();
     loop {
@@ -289,8 +296,8 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
             };
             let (iut, opts, stop) = (Arc::clone(&iut), opts.clone(), stop.clone());
             running.spawn(async move {
-                let outcome = runner::run_until(&[scenario], &iut, &opts, Some(stop), |_| {}).await;
-                (id, cases, outcome.results.into_iter().next())
+                let (result, usage) = run_sampled(&id, scenario, &iut, &opts, &stop).await;
+                (id, cases, result, usage)
             });
         }
         if running.is_empty() {
@@ -299,7 +306,7 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
             }
             break;
         }
-        let Some(Ok((id, cases, result))) = running.join_next().await else {
+        let Some(Ok((id, cases, result, usage))) = running.join_next().await else {
             continue;
         };
         // The session's files are not needed any more (a finding gets its own copies).
@@ -312,24 +319,25 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
             continue;
         }
         tally.sessions += 1;
-        judge(
-            &mut Judge {
-                args: &args,
-                seed,
-                bench: &bench,
-                iut: &iut,
-                opts: &opts,
-                stop: &stop,
-                seen: &mut seen,
-                tally: &mut tally,
-                generator: &mut generator,
-                pending: &mut pending,
-                enders: &mut enders,
-            },
-            &cases,
-            &result,
-        )
-        .await;
+        let mut j = Judge {
+            args: &args,
+            seed,
+            bench: &bench,
+            iut: &iut,
+            opts: &opts,
+            stop: &stop,
+            seen: &mut seen,
+            tally: &mut tally,
+            generator: &mut generator,
+            pending: &mut pending,
+            enders: &mut enders,
+        };
+        // The memory oracle first: a session whose IUT grew past the bound may well have
+        // passed every other check.
+        if usage.exceeds(args.max_rss_growth) {
+            judge_memory(&mut j, &id, &cases, usage).await;
+        }
+        judge(&mut j, &cases, &result).await;
         if last_progress.elapsed() >= PROGRESS_EVERY || running.is_empty() {
             last_progress = Instant::now();
             let secs = started.elapsed().as_secs_f64().max(0.001);
@@ -355,6 +363,27 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
     } else {
         exit::OK
     }
+}
+
+/// Runs one session's scenario with its IUT marked (environment variable
+/// [`memory::MARKER_ENV`] set to `marker`) and its resident set sampled throughout.
+async fn run_sampled(
+    marker: &str,
+    scenario: Scenario,
+    iut: &IutConfig,
+    opts: &RunOptions,
+    stop: &StopSignal,
+) -> (Option<ScenarioResult>, Usage) {
+    let mut marked = iut.clone();
+    if let Some(launch) = marked.launch.as_mut() {
+        launch
+            .env
+            .insert(memory::MARKER_ENV.to_owned(), marker.to_owned());
+    }
+    let sampler = Sampler::start(marker.to_owned());
+    let outcome = runner::run_until(&[scenario], &marked, opts, Some(stop.clone()), |_| {}).await;
+    let usage = sampler.finish().await;
+    (outcome.results.into_iter().next(), usage)
 }
 
 /// The cases of the next session: cases that must leave the IUT serving (left over first, then

@@ -35,6 +35,8 @@ pub struct XmlStream {
     rx: mpsc::Receiver<Inbound>,
     reader_task: JoinHandle<()>,
     parser: StreamParser,
+    /// Only used by the `leak-per-stanza` mutant.
+    leaked: LeakedCopies,
     pub mutant: Mutant,
     /// Whether our `</stream:stream>` went out.
     closed_by_us: bool,
@@ -78,6 +80,11 @@ fn limits(mutant: Mutant) -> Limits {
         limits.max_text_bytes = 64 << 20;
         limits.max_depth = 100_000;
     }
+    if mutant == Mutant::LeakPerStanza {
+        // Legal on its own (the ceilings are the most a receiver may accept); the mutant's
+        // STREAM-32 deviations are in `LeakedCopies`.
+        limits = Limits::harness_ceilings();
+    }
     if mutant == Mutant::TightStanzaLimit {
         // STREAM-31 deviation: the correct client accepts stanzas of 256 KiB.
         limits.max_stanza_bytes = 128 << 10;
@@ -95,6 +102,42 @@ async fn crash_mutants(mutant: Mutant, stanza: &Element) {
     if mutant == Mutant::HangOnLongAttribute && longest_attribute(stanza) >= 4096 {
         eprintln!("gatecheck-reference: hang-on-long-attribute: hanging");
         std::future::pending::<()>().await;
+    }
+}
+
+/// The copies the `leak-per-stanza` mutant keeps (STREAM-32 deviations, for `gatecheck fuzz`'s
+/// memory oracle and the limit scenarios to find): the correct client keeps nothing of a
+/// stanza once it is handled, and measures a stanza as it arrives.
+static LEAKED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+/// The size of each kept copy: a 1 MiB buffer per stanza, so a few dozen stanzas take more
+/// than `gatecheck fuzz`'s default bound of 64 MiB.
+const LEAK_BUFFER: usize = 1 << 20;
+
+/// The bytes received since the last stanza was complete, copied by the `leak-per-stanza`
+/// mutant before its parser sees them. A copy that outgrows [`LEAK_BUFFER`] aborts the process:
+/// the mutant buffers a stanza over 1 MiB before any limit is applied to it.
+#[derive(Default)]
+struct LeakedCopies {
+    current: Vec<u8>,
+}
+
+impl LeakedCopies {
+    fn received(&mut self, bytes: &[u8]) {
+        self.current.extend_from_slice(bytes);
+        if self.current.len() > LEAK_BUFFER {
+            eprintln!("gatecheck-reference: leak-per-stanza: a stanza overflowed its buffer");
+            std::process::abort();
+        }
+    }
+
+    /// A stanza is complete: its copy is padded to [`LEAK_BUFFER`] (every byte written, so
+    /// the pages are resident) and kept until the process exits.
+    fn stanza_done(&mut self) {
+        let mut copy = std::mem::take(&mut self.current);
+        copy.resize(LEAK_BUFFER, b' ');
+        if let Ok(mut kept) = LEAKED.lock() {
+            kept.push(copy);
+        }
     }
 }
 
@@ -133,6 +176,7 @@ impl XmlStream {
             rx,
             reader_task,
             parser: StreamParser::new(Framing::Stream, limits(mutant)),
+            leaked: LeakedCopies::default(),
             mutant,
             closed_by_us: false,
             last_write: Instant::now(),
@@ -199,6 +243,11 @@ impl XmlStream {
             Ok(Some(bytes)) => {
                 self.last_read = Instant::now();
                 let bytes = mutated_input(self.mutant, bytes);
+                if self.mutant == Mutant::LeakPerStanza {
+                    // STREAM-32 deviation: the correct client copies nothing ahead of its
+                    // parser, which measures the stanza as it arrives.
+                    self.leaked.received(&bytes);
+                }
                 self.parser.feed(&bytes);
                 Ok(())
             }
@@ -213,6 +262,11 @@ impl XmlStream {
             Ok(event) => {
                 if let Some(StreamEvent::Stanza(stanza)) = &event {
                     crash_mutants(self.mutant, stanza).await;
+                    if self.mutant == Mutant::LeakPerStanza {
+                        // STREAM-32 deviation: the correct client keeps nothing of a stanza
+                        // once it is handled.
+                        self.leaked.stanza_done();
+                    }
                 }
                 Ok(event)
             }
