@@ -7,7 +7,9 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 
-use gatecheck::fuzzing::{Disagreement, TARGETS, disagreement, e2ee_envelope_decrypts, e2ee_seeds};
+use gatecheck::fuzzing::{
+    Disagreement, TARGETS, disagreement, e2ee_envelope_decrypts, e2ee_seeds, idproof_seeds,
+};
 
 fn corpus(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,6 +95,34 @@ fn e2ee_seeds_are_the_layers_own_and_decrypt() {
         .filter(|(name, _)| name.starts_with("seed-valid-envelope-"))
         .count();
     assert!(valid >= 8, "only {valid} valid envelope seeds");
+}
+
+/// The seeds of `idproof_json` and `enroll_body` are made by `gatecheck::fuzzing::idproof_seeds`
+/// (bodies and proofs signed with the key the targets hold, so libFuzzer's mutations start past
+/// the signature check): each must be committed as it is made today. With
+/// `GATECHECK_IDPROOF_SEEDS_OUT=DIR` the test writes them to `DIR/<target>/` instead.
+#[test]
+fn idproof_seeds_are_committed_as_made() {
+    let seeds = idproof_seeds();
+    if let Some(out) = std::env::var_os("GATECHECK_IDPROOF_SEEDS_OUT") {
+        for (target, name, data) in &seeds {
+            let dir = PathBuf::from(&out).join(target);
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            std::fs::write(dir.join(name), data).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        return;
+    }
+    for (target, name, data) in &seeds {
+        let path = corpus(target)
+            .into_iter()
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == *name));
+        let committed = path.and_then(|p| std::fs::read(p).ok());
+        assert_eq!(
+            committed.as_ref(),
+            Some(data),
+            "{target}/{name} is not committed as made: GATECHECK_IDPROOF_SEEDS_OUT=fuzz/corpus cargo test -p gatecheck --features fuzzing --test fuzz_corpus idproof_seeds"
+        );
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@
 mod codec;
 mod differential;
 mod e2ee;
+mod idproof;
 mod noise;
 mod scenario;
 mod tree;
@@ -22,6 +23,7 @@ mod tree;
 pub use codec::stream_bytes;
 pub use differential::{Disagreement, differential, disagreement};
 pub use e2ee::{SEED_TEXTS, e2ee_envelope, e2ee_envelope_decrypts, e2ee_seeds};
+pub use idproof::{enroll_body, idproof_json, idproof_seeds};
 pub use noise::noise_frames;
 pub use scenario::scenario_file;
 pub use tree::{TreeInput, stanza_tree};
@@ -38,6 +40,8 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("noise_frames", noise_frames),
     ("scenario_file", scenario_file),
     ("e2ee_envelope", e2ee_envelope),
+    ("idproof_json", idproof_json),
+    ("enroll_body", enroll_body),
 ];
 
 /// [`stanza_tree`] on the raw bytes libFuzzer gives the target (decoded as `fuzz_target!`
