@@ -531,7 +531,11 @@ async fn method_media_type_body_and_path_checks() {
             assert_eq!(r.status, 400, "{}", r.text());
             assert_eq!(r.json()["error"], json!("body_too_large"));
         }
-        Err(e) => assert!(e.contains("roken pipe") || e.contains("reset"), "{e}"),
+        // hyper names the failed write, not always its cause (a broken pipe, a reset).
+        Err(e) => assert!(
+            e.contains("roken pipe") || e.contains("reset") || e.contains("writing a body"),
+            "{e}"
+        ),
     }
 
     let r = s.call("POST", "/gatecheck/v1/other", &[], b"").await;

@@ -155,6 +155,25 @@ fn onboarding() -> Onboarding {
 mod tests {
     use super::*;
 
+    /// fixtures/iut/reference.toml, the template providers copy, describes the same server
+    /// and onboarding as the built-in description.
+    #[test]
+    fn the_fixture_matches_the_built_in_description() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/iut/reference.toml");
+        let fixture = IutConfig::load(&path).expect("the fixture loads");
+        let built = IutConfig::reference_at("/x".into(), None);
+        let (f, b) = (fixture.onboarding.unwrap(), built.onboarding.unwrap());
+        assert_eq!(f.provider_id, b.provider_id);
+        assert_eq!(f.provider_keys, b.provider_keys);
+        let users =
+            |o: &Onboarding| -> Vec<String> { o.users.iter().map(|u| format!("{u:?}")).collect() };
+        assert_eq!(users(&f), users(&b));
+        let (fs, bs) = (fixture.server.unwrap(), built.server.unwrap());
+        assert_eq!((fs.base_url, fs.ca), (bs.base_url, bs.ca));
+        assert_eq!(fs.launch.unwrap().args, bs.launch.unwrap().args);
+        assert_eq!(fixture.roles, built.roles);
+    }
+
     #[test]
     fn the_reference_onboarding_is_valid_and_mutants_go_to_their_role() {
         onboarding().validate().expect("valid");
