@@ -209,6 +209,15 @@ pub async fn send(
     }
 }
 
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// One request and its whole response on an open connection.
 async fn exchange<IO>(
     io: IO,
@@ -224,7 +233,9 @@ where
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .map_err(|e| format!("HTTP handshake: {e}"))?;
-        let driver = tokio::spawn(conn);
+        // Aborted however this ends: a server still sending (an endless body) must not keep
+        // the connection alive after the request gave up on it.
+        let _driver = AbortOnDrop(tokio::spawn(conn));
         let mut builder = hyper::Request::builder()
             .method(req.method.as_str())
             .uri(req.path.as_str())
@@ -256,7 +267,6 @@ where
             .map_err(|e| format!("response body: {e} (limit {MAX_RESPONSE_BODY} bytes)"))?
             .to_bytes()
             .to_vec();
-        driver.abort();
         Ok(HttpResponse {
             status,
             headers,
@@ -413,5 +423,76 @@ mod tests {
         );
         let e = send(&base, &req, deadline, None).await.unwrap_err();
         assert!(e.contains("limit"), "{e}");
+    }
+
+    /// A provider server that answers garbage, never answers, sends a body without end or
+    /// redirects: each request ends by its deadline with a status or an error, never a hang,
+    /// and a redirect is reported, not followed.
+    #[tokio::test]
+    async fn hostile_servers_end_in_an_answer_or_an_error() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            for script in 0..4 {
+                let (mut s, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    match script {
+                        0 => {
+                            let _ = s
+                                .write_all(b"\x00\xffgarbage that is not HTTP\r\n\r\n")
+                                .await;
+                        }
+                        1 => {
+                            // Silent: holds the connection open past the deadline.
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                        2 => {
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                                .await;
+                            let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+                            while s.write_all(chunk.as_bytes()).await.is_ok() {}
+                        }
+                        _ => {
+                            let _ = s
+                            .write_all(
+                                b"HTTP/1.1 302 Found\r\nlocation: /x\r\ncontent-length: 0\r\n\r\n",
+                            )
+                            .await;
+                        }
+                    }
+                });
+            }
+        });
+        let base = format!("http://127.0.0.1:{port}");
+        let req = HttpRequest {
+            method: "POST".into(),
+            path: "/x".into(),
+            headers: vec![],
+            body: b"{}".to_vec(),
+        };
+        let started = Instant::now();
+        let deadline = || Instant::now() + Duration::from_millis(800);
+        let garbage = send(&base, &req, deadline(), None).await.unwrap_err();
+        assert!(!garbage.is_empty());
+        let silent = send(&base, &req, deadline(), None).await.unwrap_err();
+        assert!(silent.contains("no complete response"), "{silent}");
+        let endless = send(&base, &req, deadline(), None).await.unwrap_err();
+        assert!(
+            endless.contains("limit") || endless.contains("no complete response"),
+            "{endless}"
+        );
+        let redirect = send(&base, &req, deadline(), None).await.unwrap();
+        assert_eq!(
+            (redirect.status, redirect.header("location")),
+            (302, Some("/x"))
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "each ended by its deadline"
+        );
     }
 }
