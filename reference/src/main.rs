@@ -144,6 +144,8 @@ async fn run_client(mutant: Mutant) {
     let mut omemo: Option<client::Omemo> = None;
     // The latest successful enrollment: what a connect without account logs in as (ENROLL-9).
     let mut enrollment: Option<client::enroll::Enrollment> = None;
+    // The user the client signed in as at its own provider: identifier and token.
+    let mut provider_user: Option<(String, String)> = None;
     // Set by keep_connected: we reconnect by ourselves until disconnect or shutdown.
     let mut keep: Option<reconnect::Keep> = None;
     // A session of this process reached binding: later logins are reconnects (STREAM-36).
@@ -191,7 +193,23 @@ async fn run_client(mutant: Mutant) {
                             bad_command(&mut events, Some(seq), "connect without account and credential, but nothing is enrolled").await;
                             continue;
                         };
-                        let params = client::enroll::login_params(&login, enrolled, mutant);
+                        let fresh = match (&login.proof, &provider_user) {
+                            (Some(p), _) => Ok(p.clone()),
+                            // The whole chain: a fresh proof from the own server (IDPROOF-14).
+                            (None, Some((identifier, token))) => {
+                                let device = device(&mut omemo, mutant);
+                                client::enroll::proof_from_own_server(identifier, token, &device.identity_key(), enrolled.device_id).await
+                            }
+                            (None, None) => Err("connect without a proof, and no own server to ask".to_string()),
+                        };
+                        let fresh = match fresh {
+                            Ok(f) => f,
+                            Err(why) => {
+                                bad_command(&mut events, Some(seq), &why).await;
+                                continue;
+                            }
+                        };
+                        let params = client::enroll::login_params(&login, &fresh, enrolled, mutant);
                         connect_command(seq, &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
                     }
                     Command::Connect(params) => {
@@ -203,6 +221,8 @@ async fn run_client(mutant: Mutant) {
                         events.emit(Event::Identity { seq, identity_key, device_id: device.device_id() }).await;
                     }
                     Command::Enroll(params) => {
+                        // Who the client's own server knows the user as, for later proofs.
+                        provider_user = Some((params.identifier.clone(), params.token.clone()));
                         let device = device(&mut omemo, mutant);
                         let device_id = device.device_id();
                         let keys = device.enrollment_keys();

@@ -658,8 +658,14 @@ async fn hostile_connections_do_not_stop_the_server() {
         .await
         .expect("connect");
     let huge = "a".repeat(64 * 1024);
-    let r = s.call("POST", AUTH, &[("x-filler", huge)], b"").await;
-    assert_eq!(r.status, 431);
+    // Refused (431) before the client has finished writing, or closed under its write.
+    match s.try_call("POST", AUTH, &[("x-filler", huge)], b"").await {
+        Ok(r) => assert_eq!(r.status, 431),
+        Err(e) => assert!(
+            e.contains("roken pipe") || e.contains("reset") || e.contains("writing"),
+            "{e}"
+        ),
+    }
     let r = s.auth(ALICE, ALICE_TOKEN).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }

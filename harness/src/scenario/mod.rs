@@ -83,6 +83,9 @@ pub struct Scenario {
     /// its own with its own driver and connection, all logged in to the same account (one
     /// user's devices). Empty: one instance. Steps choose one with `device = "laptop"`.
     pub devices: Vec<String>,
+    /// Role `client` with the IUT's own server launched beside it (SPEC.md §6.1: the whole
+    /// chain of a combined IUT, proofs from its own server).
+    pub chain: bool,
     pub steps: Vec<Step>,
     pub path: PathBuf,
 }
@@ -112,6 +115,8 @@ struct RawScenario {
     actors: Option<toml::Spanned<Vec<String>>>,
     #[serde(default)]
     devices: Option<toml::Spanned<Vec<String>>>,
+    #[serde(default)]
+    chain: bool,
     #[serde(rename = "step")]
     steps: Vec<toml::Spanned<raw_step::RawStep>>,
 }
@@ -370,6 +375,7 @@ impl Scenario {
             profiles,
             actors,
             devices,
+            chain: raw.chain,
             steps,
             path: path.to_path_buf(),
         })

@@ -122,8 +122,25 @@ pub async fn enroll(
         return Ok(Outcome::failed(0, "not_opted_in"));
     }
     let deadline = Instant::now() + DEADLINE;
-    let Some(proof) = params.proof.as_ref() else {
-        return Err("enroll: a proof is required to enroll (the provider cannot sign here)".into());
+    let fetched;
+    let proof = match params.proof.as_ref() {
+        Some(p) => p,
+        // The whole chain (SPEC.md §6.1): the client asks its own server for the proof.
+        None if own_server().is_some() => {
+            fetched = proof_from_own_server(
+                &params.identifier,
+                &params.token,
+                &keys.identity_key,
+                device_id,
+            )
+            .await?;
+            &fetched
+        }
+        None => {
+            return Err(
+                "enroll: a proof is required to enroll (no GATECHECK_PROVIDER_URL to ask)".into(),
+            );
+        }
     };
     let Some(provider_id) = proof.get("provider_id").and_then(Value::as_str) else {
         return Err("enroll: the proof has no string provider_id".into());
@@ -147,7 +164,7 @@ pub async fn enroll(
     let mut repeated = false;
     loop {
         let attempt_deadline = deadline.min(Instant::now() + ATTEMPT_TIMEOUT);
-        let answer = post(&target, &config, &body, attempt_deadline).await;
+        let answer = post(&target, &config, &body, None, attempt_deadline).await;
         match &answer {
             Ok(a) => eprintln!(
                 "gatecheck-reference: enrollment answered {} ({})",
@@ -178,7 +195,7 @@ pub async fn enroll(
                     // ENROLL-11 deviation: the correct client never sends a refused body again.
                     repeated = true;
                     let again = deadline.min(Instant::now() + ATTEMPT_TIMEOUT);
-                    let _ = post(&target, &config, &body, again).await;
+                    let _ = post(&target, &config, &body, None, again).await;
                 }
                 None
             }
@@ -256,6 +273,7 @@ pub fn compact_proof(proof: &Map<String, Value>) -> String {
 /// (IDPROOF-14).
 pub fn login_params(
     command: &EnrolledConnect,
+    fresh: &Map<String, Value>,
     enrollment: &Enrollment,
     mutant: Mutant,
 ) -> ConnectParams {
@@ -264,7 +282,7 @@ pub fn login_params(
         // presented before.
         enrollment.proof_sent.clone()
     } else {
-        compact_proof(&command.proof)
+        compact_proof(fresh)
     };
     ConnectParams {
         host: command.host.clone(),
@@ -397,8 +415,14 @@ enum UrlError {
 }
 
 impl Target {
-    /// `https://host[:port][/prefix]`: no user info, query or fragment.
+    /// `https://host[:port][/prefix]`, aimed at the enrollment path.
     fn parse(url: &str) -> Result<Target, UrlError> {
+        Target::parse_at(url, ENROLL_PATH)
+    }
+
+    /// `https://host[:port][/prefix]`: no user info, query or fragment; `path` goes under
+    /// the prefix.
+    fn parse_at(url: &str, path: &str) -> Result<Target, UrlError> {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or(UrlError::Invalid("no scheme"))?;
@@ -446,7 +470,7 @@ impl Target {
             host: host.to_owned(),
             port,
             authority: authority.to_owned(),
-            path: format!("{}{ENROLL_PATH}", prefix.trim_end_matches('/')),
+            path: format!("{}{path}", prefix.trim_end_matches('/')),
         })
     }
 }
@@ -502,11 +526,62 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// One request on a fresh connection, its whole answer read before `deadline`.
+/// The reference's own server, when the harness runs the whole chain: its base URL and the
+/// PEM file of its CA (the environment the harness sets, SPEC.md §6.1).
+pub fn own_server() -> Option<(String, String)> {
+    Some((
+        std::env::var("GATECHECK_PROVIDER_URL").ok()?,
+        std::env::var("GATECHECK_PROVIDER_CA").ok()?,
+    ))
+}
+
+/// A fresh identifier proof from the reference's own server, for a user signed in with
+/// `token`: the provider's own way of handing its client a proof (SPEC.md §11.1 leaves it
+/// open; the reference server serves it as the proof hook of Appendix G).
+pub async fn proof_from_own_server(
+    identifier: &str,
+    token: &str,
+    identity_key: &[u8],
+    device_id: u32,
+) -> Result<Map<String, Value>, String> {
+    let (url, ca_file) = own_server().ok_or("no GATECHECK_PROVIDER_URL")?;
+    let ca_pem = std::fs::read_to_string(&ca_file)
+        .map_err(|e| format!("the own server's CA {ca_file}: {e}"))?;
+    let config = tls_config(&ca_pem, Mutant::None)?;
+    let target =
+        Target::parse_at(&url, PROOF_PATH).map_err(|e| format!("own server URL {url:?}: {e:?}"))?;
+    let body = serde_json::json!({
+        "identifier": identifier,
+        "identity_key": STANDARD.encode(identity_key),
+        "device_id": device_id,
+    })
+    .to_string();
+    let deadline = Instant::now() + ATTEMPT_TIMEOUT;
+    let answer = post(&target, &config, body.as_bytes(), Some(token), deadline)
+        .await
+        .map_err(|e| format!("the own server's proof: {e:?}"))?;
+    if answer.status != 200 {
+        return Err(format!(
+            "the own server answered {} to the proof request",
+            answer.status
+        ));
+    }
+    match answer.body.as_deref().map(serde_json::from_slice::<Value>) {
+        Some(Ok(Value::Object(proof))) => Ok(proof),
+        _ => Err("the own server's proof is not a JSON object".into()),
+    }
+}
+
+/// Where the reference server hands out proofs.
+const PROOF_PATH: &str = "/gatecheck-test/v1/proof";
+
+/// One request on a fresh connection, its whole answer read before `deadline`; `bearer` goes
+/// in an `Authorization` header.
 async fn post(
     target: &Target,
     config: &Arc<ClientConfig>,
     body: &[u8],
+    bearer: Option<&str>,
     deadline: Instant,
 ) -> Result<Answer, Broken> {
     let work = async {
@@ -526,9 +601,13 @@ async fn post(
         let _connection = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
         }));
-        let request = hyper::Request::post(target.path.as_str())
+        let mut request = hyper::Request::post(target.path.as_str())
             .header(HOST, target.authority.as_str())
-            .header(CONTENT_TYPE, "application/json")
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(token) = bearer {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Full::new(Bytes::copy_from_slice(body)))
             .map_err(|e| Broken::Transport(format!("request: {e}")))?;
         let response = sender

@@ -39,7 +39,7 @@ impl Exec<'_> {
             params.account = None;
             params.credential = None;
             params.server_key = None;
-            params.proof = Some(proof);
+            params.proof = proof;
             self.account = login.account.clone();
             self.enrolled_login = Some(login);
         }
@@ -216,7 +216,12 @@ impl Exec<'_> {
             .launch
             .as_ref()
             .ok_or_else(|| Deviation::error("the IUT has no [launch] for its client"))?;
-        let driver = DriverProcess::spawn(launch, &self.token, tx)
+        // In a chain scenario the client learns where its own server is (SPEC.md §6.1).
+        let mut launch = launch.clone();
+        for (k, v) in self.provider_env() {
+            launch.env.insert(k, v);
+        }
+        let driver = DriverProcess::spawn(&launch, &self.token, tx)
             .map_err(|e| Deviation::inconclusive(format!("the IUT did not start: {e}")))?;
         self.dev().driver = Some(driver);
         let deadline = Instant::now() + self.iut.timeouts.ready();

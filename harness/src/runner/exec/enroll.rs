@@ -65,28 +65,46 @@ impl Exec<'_> {
             let provider_id = onboarding
                 .map(|o| o.provider_id.clone())
                 .unwrap_or_else(|| STAND_IN_PROVIDER.to_string());
-            let identifier = onboarding
-                .and_then(|o| o.users.first())
+            let user = onboarding.and_then(|o| o.users.first());
+            let identifier = user
                 .map(|u| u.identifier.clone())
                 .unwrap_or_else(|| STAND_IN_IDENTIFIER.to_string());
-            let token = format!(
-                "stand-in-{}",
-                self.vars.get("rand:enroll-token").unwrap_or_default()
-            );
             let mut registry = crate::idproof::Registry::new();
-            registry.add(&provider_id, provider_key.verifying_key());
+            let (token, check) = if self.scenario.chain {
+                // The whole chain: proofs come from the IUT's own server, verified with the keys
+                // it was onboarded with, and the token is checked by calling its endpoint.
+                let (user, keys) = match (user, onboarding.map(|o| o.verifying_keys())) {
+                    (Some(u), Some(Ok(keys))) if !keys.is_empty() => (u, keys),
+                    _ => {
+                        return Err(Deviation::inconclusive(
+                            "a chain scenario needs iut.toml [onboarding] with provider_keys and a test user (SPEC.md §6.1)",
+                        ));
+                    }
+                };
+                for k in keys {
+                    registry.add(&provider_id, k);
+                }
+                (user.token.clone(), self.provider_token_check()?)
+            } else {
+                registry.add(&provider_id, provider_key.verifying_key());
+                let token = format!(
+                    "stand-in-{}",
+                    self.vars.get("rand:enroll-token").unwrap_or_default()
+                );
+                // The stand-in provider server knows the one token it issued, for its one user.
+                let (want_id, want_token) = (identifier.clone(), token.clone());
+                let check = token_check(move |id: String, tok: String| {
+                    let ok = id == want_id && tok == want_token;
+                    async move { Ok(ok) }
+                });
+                (token, check)
+            };
             let state = EnrollState::new(registry).shared();
             let mut config = EnrollConfig::new(gk::DOMAIN, noise);
             if let Some(o) = onboarding {
                 config.onboarded.number_prefixes = o.number_prefixes.clone();
                 config.onboarded.identifier_domains = o.identifier_domains.clone();
             }
-            // The stand-in provider server knows the one token it issued, for its one user.
-            let (want_id, want_token) = (identifier.clone(), token.clone());
-            let check = token_check(move |id: String, tok: String| {
-                let ok = id == want_id && tok == want_token;
-                async move { Ok(ok) }
-            });
             let api = EnrollApi::start(config, Arc::clone(&state), check)
                 .await
                 .map_err(|e| Deviation::error(format!("the enrollment API did not start: {e}")))?;
@@ -151,6 +169,11 @@ impl Exec<'_> {
             .identity
             .ok_or_else(|| Deviation::error("no identity reported"))?;
         let now = unix_now();
+        if self.scenario.chain && e.proof != ProofKind::Valid {
+            return Err(Deviation::error(
+                "in a chain scenario the proofs come from the IUT's server: enroll.proof cannot be spoiled",
+            ));
+        }
         let proof = match e.proof {
             ProofKind::Replayed => ctx.last_proof.clone().ok_or_else(|| {
                 Deviation::error("proof = \"replayed\" needs an enroll step before it")
@@ -210,7 +233,7 @@ impl Exec<'_> {
         let before = ctx.api.requests().len();
         let proof_json: serde_json::Value =
             serde_json::from_str(&proof.to_json()).map_err(|e| Deviation::error(e.to_string()))?;
-        let cmd = serde_json::json!({
+        let mut cmd = serde_json::json!({
             "cmd": "enroll",
             "url": ctx.api.base_url(),
             "ca_pem": ca_pem,
@@ -219,11 +242,69 @@ impl Exec<'_> {
             "opted_in": e.opted_in,
             "proof": proof_json,
         });
+        if self.scenario.chain
+            && let Some(o) = cmd.as_object_mut()
+        {
+            // The client asks its own server for the proof (SPEC.md §6.1).
+            o.remove("proof");
+        }
         let seq = self.send_command(cmd).await?;
         let answer = self
             .answer_to(seq, &["enrolled", "enroll_failed"], "enroll", deadline)
             .await?;
         self.judge_enrollment(e, seq, &answer, before)
+    }
+
+    /// The gatekeeper's token check in a chain scenario (ENROLL-17): a signed call to the IUT
+    /// server's authentication endpoint (SPEC.md §12), whose answer decides.
+    fn provider_token_check(&self) -> Result<crate::roles::enroll_api::TokenCheck, Deviation> {
+        let (url, tls, key) = self.provider_target().ok_or_else(|| {
+            Deviation::error("a chain scenario's token check needs the IUT's server running")
+        })?;
+        let base = crate::http::client::BaseUrl::parse(&url).map_err(Deviation::error)?;
+        Ok(token_check(move |user: String, token: String| {
+            let (url, tls, key, path) = (
+                url.clone(),
+                tls.clone(),
+                key.clone(),
+                base.target("/gatecheck/v1/auth"),
+            );
+            async move {
+                let now = unix_now();
+                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+                let request_id = crate::scenario::vars::random_uuid(&mut rng);
+                let body = serde_json::json!({
+                    "v": 1, "user": user, "token": token,
+                    "request_id": request_id, "timestamp": now,
+                })
+                .to_string()
+                .into_bytes();
+                let sig = crate::http::signing::sign(&key, "POST", &path, now, rng.random(), &body);
+                let mut headers =
+                    vec![("content-type".to_string(), "application/json".to_string())];
+                headers.extend(sig.pairs().iter().map(|(k, v)| (k.to_string(), v.clone())));
+                let req = crate::http::HttpRequest {
+                    method: "POST".into(),
+                    path,
+                    headers,
+                    body,
+                };
+                let deadline = Instant::now() + std::time::Duration::from_secs(2);
+                let r = crate::http::send(&url, &req, deadline, tls.as_ref()).await?;
+                if r.status != 200 {
+                    return Err(format!(
+                        "the provider's authentication endpoint answered {}",
+                        r.status
+                    ));
+                }
+                serde_json::from_slice::<serde_json::Value>(&r.body)
+                    .ok()
+                    .and_then(|v| v.get("valid").and_then(serde_json::Value::as_bool))
+                    .ok_or_else(|| {
+                        "the provider's authentication answer has no boolean valid".to_string()
+                    })
+            }
+        }))
     }
 
     /// `identity`: the client's identity key and the device id it will enroll.
@@ -354,7 +435,16 @@ impl Exec<'_> {
                 .cloned()
         });
         ctx.judged = deviations.len();
-        if let Some(d) = fault {
+        if let Some(mut d) = fault {
+            // In the whole chain the proof came from the IUT's own server: a signature that
+            // does not verify is the server's fault (IDPROOF-2), not the presenting client's.
+            if self.scenario.chain
+                && d.requirement.as_deref() == Some("IDPROOF-9")
+                && d.got.contains("proof_invalid")
+            {
+                d.requirement = Some("IDPROOF-2".into());
+                d.got = format!("{} (a proof the IUT's own server issued)", d.got);
+            }
             return Err(d);
         }
         if !e.opted_in && !mine.is_empty() {
@@ -501,7 +591,7 @@ impl Exec<'_> {
     /// fresh proof for the enrolled device, checked with the API's registry and nonce memory.
     pub(super) fn enrolled_login(
         &mut self,
-    ) -> Result<(serde_json::Value, EnrolledLogin), Deviation> {
+    ) -> Result<(Option<serde_json::Value>, EnrolledLogin), Deviation> {
         let nonce: [u8; 16] = self.vars.rng().random();
         let ctx = self.enroll.as_mut().ok_or_else(|| {
             Deviation::error("connect with enrolled = true needs an enroll step before it")
@@ -525,9 +615,9 @@ impl Exec<'_> {
                 nonce,
             },
         );
-        ctx.last_proof = Some(proof.clone());
         let json: serde_json::Value =
             serde_json::from_str(&proof.to_json()).map_err(|e| Deviation::error(e.to_string()))?;
+        ctx.last_proof = Some(proof);
         let state = Arc::clone(&ctx.state);
         let identifier = ctx.identifier.clone();
         let check = Box::new(move |bytes: &[u8]| {
@@ -547,8 +637,10 @@ impl Exec<'_> {
                 &mut s.nonces,
             )
         });
+        // In a chain scenario the client gets its proof from its own server.
+        let handed = (!self.scenario.chain).then_some(json);
         Ok((
-            json,
+            handed,
             EnrolledLogin {
                 account,
                 credential,

@@ -38,6 +38,11 @@ pub(super) struct HttpClient {
     proof_nonces: Vec<String>,
     /// The response to the last `http` step, or why there is none.
     last_http: Option<Result<crate::http::HttpResponse, String>>,
+    /// The provider server's process in a chain scenario (a server scenario keeps it in the
+    /// device slot).
+    pub(super) server_process: Option<DriverProcess>,
+    /// The CA file trusted for the provider server, as substituted.
+    ca_file: Option<String>,
     /// The scenario's `${scratch}` directory, removed with the client.
     scratch: Option<Scratch>,
 }
@@ -115,7 +120,12 @@ impl Exec<'_> {
             let process = DriverProcess::spawn(&launch, &self.token, tx).map_err(|e| {
                 Deviation::inconclusive(format!("the provider server did not start: {e}"))
             })?;
-            self.dev().driver = Some(process);
+            if self.scenario.chain {
+                // The client's own driver takes the device slot; the server runs beside it.
+                self.http.server_process = Some(process);
+            } else {
+                self.dev().driver = Some(process);
+            }
         }
         let deadline = Instant::now() + self.iut.timeouts.ready();
         loop {
@@ -153,6 +163,7 @@ impl Exec<'_> {
                 Deviation::inconclusive(format!("the provider server's CA {ca} is unusable: {e}"))
             })?;
             self.http.tls = Some(tls);
+            self.http.ca_file = Some(ca);
         }
         self.transcript.note(format!(
             "the gatekeeper's request-signing public key for this scenario: {public}"
@@ -160,6 +171,31 @@ impl Exec<'_> {
         self.http.server_url = Some(url);
         self.http.base = Some(base);
         Ok(())
+    }
+
+    /// `GATECHECK_PROVIDER_URL` and `GATECHECK_PROVIDER_CA` (the PEM file) for the clients of
+    /// a chain scenario, once its server runs; nothing otherwise.
+    pub(super) fn provider_env(&self) -> Vec<(String, String)> {
+        match (&self.http.server_url, &self.http.ca_file) {
+            (Some(url), Some(ca)) if self.scenario.chain => vec![
+                ("GATECHECK_PROVIDER_URL".into(), url.clone()),
+                ("GATECHECK_PROVIDER_CA".into(), ca.clone()),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The provider server's base URL, the TLS settings that trust its CA, and the
+    /// gatekeeper's request-signing key, for calls the gatekeeper makes on its own (the token
+    /// check of an enrollment).
+    pub(super) fn provider_target(
+        &self,
+    ) -> Option<(String, Option<Arc<rustls::ClientConfig>>, SigningKey)> {
+        Some((
+            self.http.server_url.clone()?,
+            self.http.tls.clone(),
+            self.http.key.clone()?,
+        ))
     }
 
     /// The body of the last request sent.

@@ -264,6 +264,15 @@ impl<'a> Exec<'a> {
         }
         match self.scenario.role {
             Role::Client => {
+                if self.scenario.chain {
+                    // The IUT's own server first: its clients are told where it is.
+                    if !self.iut.roles.contains(&Role::Server) {
+                        return Err(Deviation::not_applicable(
+                            "a chain scenario needs an IUT that plays client and server (SPEC.md §6.1)",
+                        ));
+                    }
+                    self.launch_server().await?;
+                }
                 for i in 0..self.devices.len() {
                     self.cur = i;
                     self.launch().await?;
@@ -562,6 +571,10 @@ impl<'a> Exec<'a> {
     /// returns their stderr tails and the first false event reported meanwhile. Each part is
     /// bounded; the caller bounds the whole by [`TEARDOWN_GRACE`]. Instances stop together.
     async fn teardown(&mut self) -> (Option<String>, Option<Deviation>) {
+        if let Some(p) = self.http.server_process.as_mut() {
+            // A chain scenario's server: stopped, not asked to stop.
+            p.kill().await;
+        }
         let server = self.scenario.role == Role::Server;
         let stops = self.devices.iter_mut().map(|d| async move {
             d.retire_conn().await;
@@ -600,6 +613,9 @@ impl<'a> Exec<'a> {
 
     /// Teardown that ran out of time: drop the connections, kill every process at once.
     fn force_teardown(&mut self) -> Option<String> {
+        if let Some(p) = self.http.server_process.as_mut() {
+            p.kill_now();
+        }
         let mut stderr: Option<String> = None;
         for d in &mut self.devices {
             d.conn = None;
