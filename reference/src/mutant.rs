@@ -320,6 +320,10 @@ mutants! {
         "leaves identifier_proof out of its enrollment request"),
     LeakPerStanza => ("leak-per-stanza", "STREAM-32",
         "keeps a copy of every stanza it receives, each in a 1 MiB buffer it never frees (growing without bound); the copy is taken before its parser measures the stanza, so one over 1 MiB overflows the buffer and the process aborts instead of refusing it"),
+    NoRetryOnServerError => ("no-retry-on-server-error", "ENROLL-14",
+        "gives up on an enrollment at the first 5xx answer or connection failure instead of retrying after 1 s"),
+    ServerRedirectsTrailingSlash => ("server-redirects-trailing-slash", "AUTH-14",
+        "answers a request to /gatecheck/v1/auth/ or /gatecheck/v1/push/ with a 308 redirect to the path without the slash"),
 }
 
 impl Mutant {
@@ -350,7 +354,8 @@ impl Mutant {
             | Mutant::ServerValidAsString
             | Mutant::ServerIgnoresContentType
             | Mutant::ServerRefusesHighPriority
-            | Mutant::ServerLenientPush => Some("server"),
+            | Mutant::ServerLenientPush
+            | Mutant::ServerRedirectsTrailingSlash => Some("server"),
             _ => Some("client"),
         }
     }

@@ -176,7 +176,11 @@ pub async fn enroll(
         let retry_after = match &answer {
             // A certificate the CA does not vouch for will not change in a second.
             Err(Broken::Tls(_)) => None,
-            Err(Broken::Transport(_)) => Some(RETRY_DELAY),
+            // ENROLL-14: one retry after a second (the no-retry mutant gives up at once).
+            Err(Broken::Transport(_)) if mutant != Mutant::NoRetryOnServerError => {
+                Some(RETRY_DELAY)
+            }
+            Err(Broken::Transport(_)) => None,
             Ok(a) if a.status == 200 || a.status == 201 => {
                 return Ok(success(a, device_id, proof));
             }
@@ -189,7 +193,9 @@ pub async fn enroll(
                 };
                 (wait <= MAX_RETRY_AFTER).then_some(wait)
             }
-            Ok(a) if (500..=599).contains(&a.status) => Some(RETRY_DELAY),
+            Ok(a) if (500..=599).contains(&a.status) => {
+                (mutant != Mutant::NoRetryOnServerError).then_some(RETRY_DELAY)
+            }
             Ok(a) if matches!(a.status, 400 | 401 | 403 | 415) => {
                 if mutant == Mutant::RepeatRefusedEnrollment && !repeated {
                     // ENROLL-11 deviation: the correct client never sends a refused body again.

@@ -93,6 +93,24 @@ impl Shared {
     pub async fn handle(&self, req: Request<Incoming>) -> Answer {
         let endpoint = match self.route(req.uri().path()) {
             Some(e) => e,
+            None if self.mutant == Mutant::ServerRedirectsTrailingSlash
+                && self
+                    .route(req.uri().path().trim_end_matches('/'))
+                    .is_some_and(|e| matches!(e, Endpoint::Auth | Endpoint::Push)) =>
+            {
+                // AUTH-14 deviation: the correct server never redirects these endpoints.
+                let mut answer = error(
+                    StatusCode::PERMANENT_REDIRECT,
+                    "moved",
+                    "the endpoint has no trailing slash",
+                );
+                if let Ok(v) =
+                    hyper::header::HeaderValue::from_str(req.uri().path().trim_end_matches('/'))
+                {
+                    answer.headers_mut().insert(hyper::header::LOCATION, v);
+                }
+                return answer;
+            }
             None => return error(StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
         };
         match endpoint {

@@ -466,6 +466,21 @@ impl Exec<'_> {
                 format!("{} request(s) sent anyway", mine.len()),
             ));
         }
+        // ENROLL-14: a retry after a 5xx waits a second or more.
+        if let [first, second, ..] = mine
+            && first.outcome.status.is_some_and(|s| s >= 500)
+            && second.at.duration_since(first.at) < std::time::Duration::from_secs(1)
+        {
+            return Err(Deviation::fail(
+                "ENROLL-14",
+                "a retry after a 5xx answer no sooner than 1 s later",
+                format!(
+                    "the retry came {} ms after the {} answer",
+                    second.at.duration_since(first.at).as_millis(),
+                    first.outcome.status.unwrap_or_default()
+                ),
+            ));
+        }
         if let Some(n) = e.requests
             && mine.len() != n
         {
