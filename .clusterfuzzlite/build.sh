@@ -19,6 +19,7 @@ for target in $targets; do
   case "$target" in
     scenario_file) cp dict/scenario.dict "$OUT/$target.dict" ;;
     e2ee_envelope) cp dict/e2ee.dict "$OUT/$target.dict" ;;
+    idproof_json|enroll_body) cp dict/idproof.dict "$OUT/$target.dict" ;;
     *) cp dict/xmpp.dict "$OUT/$target.dict" ;;
   esac
 done
