@@ -37,7 +37,7 @@ pub const MAX_PROOF_BYTES: usize = 8 * 1024;
 pub const MAX_DEVICE_ID: u32 = 2_147_483_647;
 
 /// The nine member names of IDPROOF-4, in the order [`Proof::to_json`] writes them.
-const MEMBERS: [&str; 9] = [
+pub const MEMBERS: [&str; 9] = [
     "v",
     "provider_id",
     "identifier",

@@ -38,18 +38,8 @@ pub const MEMBERS: [&str; 9] = [
     "provider_token",
     "identifier_proof",
 ];
-/// The members of a proof (IDPROOF-4).
-const PROOF_MEMBERS: [&str; 9] = [
-    "v",
-    "provider_id",
-    "identifier",
-    "identity_key",
-    "device_id",
-    "issued_at",
-    "expires_at",
-    "nonce",
-    "signature",
-];
+// The members of a proof (IDPROOF-4), as the proof parser knows them.
+use crate::idproof::MEMBERS as PROOF_MEMBERS;
 /// Duplicate member names remembered per body: one is enough to refuse, a few help the
 /// report, thousands would only cost memory.
 const MAX_DUPLICATES: usize = 8;

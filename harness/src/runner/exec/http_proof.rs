@@ -10,21 +10,11 @@ use ed25519_dalek::Signature;
 use super::Exec;
 use super::http::unix_now;
 use crate::http::HttpResponse;
-use crate::idproof::{MAX_LIFETIME_S, Proof, SKEW_S};
+use crate::idproof::{MAX_LIFETIME_S, MEMBERS, Proof, SKEW_S};
 use crate::roles::Deviation;
 
-/// The nine members of a proof, with whether each is a JSON integer (IDPROOF-4).
-const MEMBERS: &[(&str, bool)] = &[
-    ("v", true),
-    ("provider_id", false),
-    ("identifier", false),
-    ("identity_key", false),
-    ("device_id", true),
-    ("issued_at", true),
-    ("expires_at", true),
-    ("nonce", false),
-    ("signature", false),
-];
+/// The proof members that are JSON integers; the others are strings (IDPROOF-3).
+const INTEGERS: [&str; 4] = ["v", "device_id", "issued_at", "expires_at"];
 
 impl Exec<'_> {
     /// Judges `r`, the answer to the last request (which asked for a proof for its body's
@@ -151,9 +141,14 @@ fn members_sound(body: &[u8]) -> bool {
     // A duplicate member collapses in a map: count the keys in the text as well.
     let text = String::from_utf8_lossy(body);
     o.len() == MEMBERS.len()
-        && MEMBERS.iter().all(|(name, integer)| {
+        && MEMBERS.iter().all(|name| {
             text.matches(&format!("\"{name}\"")).count() == 1
-                && o.get(*name)
-                    .is_some_and(|v| if *integer { v.is_u64() } else { v.is_string() })
+                && o.get(*name).is_some_and(|v| {
+                    if INTEGERS.contains(name) {
+                        v.is_u64()
+                    } else {
+                        v.is_string()
+                    }
+                })
         })
 }
