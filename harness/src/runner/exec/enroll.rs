@@ -15,13 +15,12 @@ use tokio::time::Instant;
 
 use super::Exec;
 use super::http::unix_now;
-use crate::idproof::{Expected, Proof, ProofFields, verify};
+use crate::idproof::{Proof, ProofFields};
 use crate::iut::driver::Event;
 use crate::roles::Deviation;
 use crate::roles::enroll_api::{
     EnrollApi, EnrollConfig, EnrollState, Forced, SharedEnrollState, lock, token_check,
 };
-use crate::roles::gatekeeper_proof::EnrolledLogin;
 use crate::roles::gatekeeper_server as gk;
 use crate::scenario::enroll_step::{EnrollStep, ForcedAnswer, ProofKind};
 
@@ -32,19 +31,19 @@ const STAND_IN_IDENTIFIER: &str = "+4915100000001";
 
 /// The enrollment side of one scenario.
 pub(super) struct EnrollCtx {
-    api: EnrollApi,
-    state: SharedEnrollState,
+    pub(super) api: EnrollApi,
+    pub(super) state: SharedEnrollState,
     /// The stand-in provider server's signing key and id.
-    provider_key: SigningKey,
-    provider_id: String,
-    identifier: String,
-    token: String,
+    pub(super) provider_key: SigningKey,
+    pub(super) provider_id: String,
+    pub(super) identifier: String,
+    pub(super) token: String,
     /// What the client reported with `identity`: its identity key and device id.
-    identity: Option<([u8; 33], u32)>,
+    pub(super) identity: Option<([u8; 33], u32)>,
     /// The last proof handed over (for `proof = "replayed"`).
-    last_proof: Option<Proof>,
+    pub(super) last_proof: Option<Proof>,
     /// The latest enrollment the API granted: account, credential, device id.
-    enrolled: Option<(String, String, u32)>,
+    pub(super) enrolled: Option<(String, String, u32)>,
     /// How many of the API's recorded client deviations were already judged.
     judged: usize,
     /// The device id each IUT instance reported (ENROLL-5).
@@ -253,58 +252,6 @@ impl Exec<'_> {
             .answer_to(seq, &["enrolled", "enroll_failed"], "enroll", deadline)
             .await?;
         self.judge_enrollment(e, seq, &answer, before)
-    }
-
-    /// The gatekeeper's token check in a chain scenario (ENROLL-17): a signed call to the IUT
-    /// server's authentication endpoint (SPEC.md §12), whose answer decides.
-    fn provider_token_check(&self) -> Result<crate::roles::enroll_api::TokenCheck, Deviation> {
-        let (url, tls, key) = self.provider_target().ok_or_else(|| {
-            Deviation::error("a chain scenario's token check needs the IUT's server running")
-        })?;
-        let base = crate::http::client::BaseUrl::parse(&url).map_err(Deviation::error)?;
-        Ok(token_check(move |user: String, token: String| {
-            let (url, tls, key, path) = (
-                url.clone(),
-                tls.clone(),
-                key.clone(),
-                base.target("/gatecheck/v1/auth"),
-            );
-            async move {
-                let now = unix_now();
-                let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-                let request_id = crate::scenario::vars::random_uuid(&mut rng);
-                let body = serde_json::json!({
-                    "v": 1, "user": user, "token": token,
-                    "request_id": request_id, "timestamp": now,
-                })
-                .to_string()
-                .into_bytes();
-                let sig = crate::http::signing::sign(&key, "POST", &path, now, rng.random(), &body);
-                let mut headers =
-                    vec![("content-type".to_string(), "application/json".to_string())];
-                headers.extend(sig.pairs().iter().map(|(k, v)| (k.to_string(), v.clone())));
-                let req = crate::http::HttpRequest {
-                    method: "POST".into(),
-                    path,
-                    headers,
-                    body,
-                };
-                let deadline = Instant::now() + std::time::Duration::from_secs(2);
-                let r = crate::http::send(&url, &req, deadline, tls.as_ref()).await?;
-                if r.status != 200 {
-                    return Err(format!(
-                        "the provider's authentication endpoint answered {}",
-                        r.status
-                    ));
-                }
-                serde_json::from_slice::<serde_json::Value>(&r.body)
-                    .ok()
-                    .and_then(|v| v.get("valid").and_then(serde_json::Value::as_bool))
-                    .ok_or_else(|| {
-                        "the provider's authentication answer has no boolean valid".to_string()
-                    })
-            }
-        }))
     }
 
     /// `identity`: the client's identity key and the device id it will enroll.
@@ -600,67 +547,5 @@ impl Exec<'_> {
             ));
         }
         Ok(())
-    }
-
-    /// What an enrolled `connect` tells the client, and how its login will be judged: a
-    /// fresh proof for the enrolled device, checked with the API's registry and nonce memory.
-    pub(super) fn enrolled_login(
-        &mut self,
-    ) -> Result<(Option<serde_json::Value>, EnrolledLogin), Deviation> {
-        let nonce: [u8; 16] = self.vars.rng().random();
-        let ctx = self.enroll.as_mut().ok_or_else(|| {
-            Deviation::error("connect with enrolled = true needs an enroll step before it")
-        })?;
-        let (account, credential, device_id) = ctx.enrolled.clone().ok_or_else(|| {
-            Deviation::inconclusive("the client never enrolled: an enrolled login cannot be tested")
-        })?;
-        let (ik, _) = ctx
-            .identity
-            .ok_or_else(|| Deviation::error("no identity"))?;
-        let now = unix_now();
-        let proof = Proof::sign(
-            &ctx.provider_key,
-            &ProofFields {
-                provider_id: &ctx.provider_id,
-                identifier: &ctx.identifier,
-                identity_key: &ik,
-                device_id,
-                issued_at: now,
-                expires_at: now + 300,
-                nonce,
-            },
-        );
-        let json: serde_json::Value =
-            serde_json::from_str(&proof.to_json()).map_err(|e| Deviation::error(e.to_string()))?;
-        ctx.last_proof = Some(proof);
-        let state = Arc::clone(&ctx.state);
-        let identifier = ctx.identifier.clone();
-        let check = Box::new(move |bytes: &[u8]| {
-            let proof = Proof::parse(bytes)?;
-            let now = unix_now();
-            let mut s = lock(&state);
-            let s = &mut *s;
-            verify(
-                &proof,
-                &s.registry,
-                &Expected {
-                    identifier: &identifier,
-                    identity_key: &ik,
-                    device_id,
-                },
-                now,
-                &mut s.nonces,
-            )
-        });
-        // In a chain scenario the client gets its proof from its own server.
-        let handed = (!self.scenario.chain).then_some(json);
-        Ok((
-            handed,
-            EnrolledLogin {
-                account,
-                credential,
-                check,
-            },
-        ))
     }
 }

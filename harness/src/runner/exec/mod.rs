@@ -8,6 +8,7 @@ mod e2ee_keys;
 mod e2ee_ledger;
 mod e2ee_send;
 mod enroll;
+mod enroll_login;
 mod expect;
 mod frames;
 mod grading;
