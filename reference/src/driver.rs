@@ -112,6 +112,11 @@ pub enum Event {
         status: u16,
         code: String,
     },
+    /// The client's own server woke it for a push (SPEC.md PUSH-10); a connection follows,
+    /// reported `connected` without a `seq`.
+    PushReceived {
+        device_id: u32,
+    },
 }
 
 /// Writes events to stdout, flushing each line so the harness sees it at once. (Plain

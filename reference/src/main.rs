@@ -146,6 +146,11 @@ async fn run_client(mutant: Mutant) {
     let mut enrollment: Option<client::enroll::Enrollment> = None;
     // The user the client signed in as at its own provider: identifier and token.
     let mut provider_user: Option<(String, String)> = None;
+    // The last enrolled login's endpoint: where a push wake-up connects (PUSH-10).
+    let mut last_login: Option<Box<driver::EnrolledConnect>> = None;
+    // Wake-ups from the own server, watched once an enrollment went through it.
+    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let mut watching = false;
     // Set by keep_connected: we reconnect by ourselves until disconnect or shutdown.
     let mut keep: Option<reconnect::Keep> = None;
     // A session of this process reached binding: later logins are reconnects (STREAM-36).
@@ -210,10 +215,11 @@ async fn run_client(mutant: Mutant) {
                             }
                         };
                         let params = client::enroll::login_params(&login, &fresh, enrolled, mutant);
-                        connect_command(seq, &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
+                        connect_command(Some(seq), &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
+                        last_login = Some(login);
                     }
                     Command::Connect(params) => {
-                        connect_command(seq, &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
+                        connect_command(Some(seq), &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
                     }
                     Command::Identity => {
                         let device = device(&mut omemo, mutant);
@@ -237,6 +243,15 @@ async fn run_client(mutant: Mutant) {
                                     None
                                 };
                                 events.emit(Event::Enrolled { seq, account: e.account.clone(), domain: e.domain.clone(), device_id: e.device_id, credential }).await;
+                                if !watching && mutant != Mutant::IgnorePush
+                                    && let Some((identifier, _)) = provider_user.clone()
+                                    && client::enroll::own_server().is_some()
+                                {
+                                    // The provider's own channel to its client (a mobile push
+                                    // service in real life): the reference polls its server.
+                                    watching = true;
+                                    tokio::spawn(client::enroll::watch_wakes(identifier, e.device_id, wake_tx.clone()));
+                                }
                                 // The latest enrollment wins (ENROLL-9).
                                 enrollment = Some(e);
                             }
@@ -343,6 +358,23 @@ async fn run_client(mutant: Mutant) {
                     session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
                 }
             }
+            Some(()) = wake_rx.recv() => {
+                // PUSH-10: woken while not connected, report it and log in as the enrolled
+                // device, with a fresh proof from the own server.
+                if session.is_some() || keep.is_some() {
+                    continue;
+                }
+                let (Some(login), Some(enrolled), Some((identifier, token))) = (&last_login, &enrollment, &provider_user) else { continue };
+                events.emit(Event::PushReceived { device_id: enrolled.device_id }).await;
+                let device = device(&mut omemo, mutant);
+                match client::enroll::proof_from_own_server(identifier, token, &device.identity_key(), enrolled.device_id).await {
+                    Ok(fresh) => {
+                        let params = client::enroll::login_params(login, &fresh, enrolled, mutant);
+                        connect_command(None, &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
+                    }
+                    Err(why) => eprintln!("{NAME}: woken, but no proof from the own server: {why}"),
+                }
+            }
             inbound = next_inbound(&mut session) => {
                 let (Some(s), Some(o)) = (session.as_mut(), omemo.as_mut()) else { continue };
                 if let Err(failure) = s.on_inbound(inbound, o, &mut events).await {
@@ -358,7 +390,7 @@ async fn run_client(mutant: Mutant) {
 /// parameters were resolved): `connected` and the key publication, or the failure's events.
 #[allow(clippy::too_many_arguments)] // the driver loop's state, lent for one command
 async fn connect_command(
-    seq: i64,
+    seq: Option<i64>,
     params: &driver::ConnectParams,
     mutant: Mutant,
     was_bound: &mut bool,
@@ -376,7 +408,7 @@ async fn connect_command(
         Ok(mut s) => {
             events
                 .emit(Event::Connected {
-                    seq: Some(seq),
+                    seq,
                     jid: s.jid().to_owned(),
                 })
                 .await;
@@ -390,7 +422,7 @@ async fn connect_command(
         }
         Err(failure) => {
             eprintln!("{NAME}: connect failed: {failure}");
-            for event in failure.events(Some(seq)) {
+            for event in failure.events(seq) {
                 events.emit(event).await;
             }
         }

@@ -322,6 +322,10 @@ mutants! {
         "keeps a copy of every stanza it receives, each in a 1 MiB buffer it never frees (growing without bound); the copy is taken before its parser measures the stanza, so one over 1 MiB overflows the buffer and the process aborts instead of refusing it"),
     NoRetryOnServerError => ("no-retry-on-server-error", "ENROLL-14",
         "gives up on an enrollment at the first 5xx answer or connection failure instead of retrying after 1 s"),
+    IgnorePush => ("ignore-push", "PUSH-10",
+        "is never woken by its own server's pushes: no push_received, no connection"),
+    ServerWakesTwice => ("server-wakes-twice", "PUSH-7",
+        "wakes its client again for a push whose Idempotency-Key it already accepted"),
     ServerRedirectsTrailingSlash => ("server-redirects-trailing-slash", "AUTH-14",
         "answers a request to /gatecheck/v1/auth/ or /gatecheck/v1/push/ with a 308 redirect to the path without the slash"),
 }
@@ -355,7 +359,8 @@ impl Mutant {
             | Mutant::ServerIgnoresContentType
             | Mutant::ServerRefusesHighPriority
             | Mutant::ServerLenientPush
-            | Mutant::ServerRedirectsTrailingSlash => Some("server"),
+            | Mutant::ServerRedirectsTrailingSlash
+            | Mutant::ServerWakesTwice => Some("server"),
             _ => Some("client"),
         }
     }

@@ -158,6 +158,9 @@ pub struct SeqLedger {
     sent: BTreeMap<u64, (String, bool)>,
     /// A `keep_connected` was answered: later sessions it makes report `connected` unasked.
     keeps_connected: bool,
+    /// A `push_received` was reported: the connection it wakes reports `connected` unasked
+    /// (SPEC.md PUSH-10).
+    woken: bool,
 }
 
 /// Events that answer the command whose `seq` they carry (DRIVER.md §1).
@@ -197,7 +200,15 @@ impl SeqLedger {
     pub fn check(&mut self, ev: &Event) -> Result<(), String> {
         let Some(seq) = ev.seq else {
             return match ev.name.as_str() {
+                "push_received" => {
+                    self.woken = true;
+                    Ok(())
+                }
                 "connected" if self.keeps_connected => Ok(()),
+                "connected" if self.woken => {
+                    self.woken = false;
+                    Ok(())
+                }
                 "connected" | "unsupported" => Err(format!(
                     "`{}` answers a command, so it must carry that command's seq",
                     ev.name

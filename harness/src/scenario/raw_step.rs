@@ -36,6 +36,7 @@ pub(super) enum RawAction {
     E2eeExpect(super::e2ee_step::RawE2eeExpect),
     E2eeKeys(super::e2ee_step::RawE2eeKeys),
     Enroll(super::enroll_step::RawEnroll),
+    Push(super::push_step::RawPush),
     E2eeDevices(super::e2ee_step::RawE2eeDevices),
 }
 
@@ -67,6 +68,7 @@ pub(super) const ACTIONS: &[&str] = &[
     "e2ee_expect",
     "e2ee_keys",
     "enroll",
+    "push",
     "e2ee_devices",
 ];
 

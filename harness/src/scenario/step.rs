@@ -116,6 +116,8 @@ pub enum Action {
     E2eeKeys(E2eeKeys),
     /// The client enrolls with the harness's enrollment API (SPEC.md §10).
     Enroll(super::enroll_step::EnrollStep),
+    /// The gatekeeper pushes; the client must wake (SPEC.md PUSH-10) or, repeated, not.
+    Push(super::push_step::PushStep),
     /// Changes to a gatekeeper user's devices.
     E2eeDevices(E2eeDevices),
 }
@@ -147,6 +149,7 @@ impl Action {
             Action::E2eeExpect(_) => "e2ee_expect",
             Action::E2eeKeys(_) => "e2ee_keys",
             Action::Enroll(_) => "enroll",
+            Action::Push(_) => "push",
             Action::E2eeDevices(_) => "e2ee_devices",
         }
     }
@@ -356,6 +359,7 @@ impl Step {
             RawAction::E2eeExpect(r) => vec![Action::E2eeExpect(e2ee_step::e2ee_expect(r)?)],
             RawAction::E2eeKeys(r) => vec![Action::E2eeKeys(e2ee_step::e2ee_keys(r))],
             RawAction::Enroll(r) => vec![Action::Enroll(super::enroll_step::enroll_step(r)?)],
+            RawAction::Push(r) => vec![Action::Push(super::push_step::push_step(r))],
             RawAction::E2eeDevices(r) => vec![Action::E2eeDevices(e2ee_step::e2ee_devices(r)?)],
         };
         if let Some(ms) = raw.timeout_ms {

@@ -164,7 +164,7 @@ pub async fn enroll(
     let mut repeated = false;
     loop {
         let attempt_deadline = deadline.min(Instant::now() + ATTEMPT_TIMEOUT);
-        let answer = post(&target, &config, &body, None, attempt_deadline).await;
+        let answer = post(&target, &config, &body, None, attempt_deadline, "POST").await;
         match &answer {
             Ok(a) => eprintln!(
                 "gatecheck-reference: enrollment answered {} ({})",
@@ -201,7 +201,7 @@ pub async fn enroll(
                     // ENROLL-11 deviation: the correct client never sends a refused body again.
                     repeated = true;
                     let again = deadline.min(Instant::now() + ATTEMPT_TIMEOUT);
-                    let _ = post(&target, &config, &body, None, again).await;
+                    let _ = post(&target, &config, &body, None, again, "POST").await;
                 }
                 None
             }
@@ -563,9 +563,16 @@ pub async fn proof_from_own_server(
     })
     .to_string();
     let deadline = Instant::now() + ATTEMPT_TIMEOUT;
-    let answer = post(&target, &config, body.as_bytes(), Some(token), deadline)
-        .await
-        .map_err(|e| format!("the own server's proof: {e:?}"))?;
+    let answer = post(
+        &target,
+        &config,
+        body.as_bytes(),
+        Some(token),
+        deadline,
+        "POST",
+    )
+    .await
+    .map_err(|e| format!("the own server's proof: {e:?}"))?;
     if answer.status != 200 {
         return Err(format!(
             "the own server answered {} to the proof request",
@@ -578,6 +585,57 @@ pub async fn proof_from_own_server(
     }
 }
 
+/// Polls the own server's wake log (the reference server's `GET /provider/v1/wakes`) every
+/// 250 ms and signals each new wake of this device: the reference's stand-in for a mobile push
+/// service. Ends when the receiver is gone.
+pub async fn watch_wakes(identifier: String, device_id: u32, tx: tokio::sync::mpsc::Sender<()>) {
+    let Some((url, ca_file)) = own_server() else {
+        return;
+    };
+    let Ok(ca_pem) = std::fs::read_to_string(&ca_file) else {
+        return;
+    };
+    let Ok(config) = tls_config(&ca_pem, Mutant::None) else {
+        return;
+    };
+    let Ok(target) = Target::parse_at(&url, WAKES_PATH) else {
+        return;
+    };
+    let mut seen: Option<usize> = None;
+    loop {
+        let deadline = Instant::now() + ATTEMPT_TIMEOUT;
+        if let Ok(answer) = post(&target, &config, b"", None, deadline, "GET").await
+            && let Some(Ok(Value::Object(o))) =
+                answer.body.as_deref().map(serde_json::from_slice::<Value>)
+        {
+            let mine = o
+                .get("wakes")
+                .and_then(Value::as_array)
+                .map(|w| {
+                    w.iter()
+                        .filter(|w| {
+                            w.get("user").and_then(Value::as_str) == Some(identifier.as_str())
+                                && w.get("device_id").and_then(Value::as_u64)
+                                    == Some(u64::from(device_id))
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            if seen.is_some_and(|s| mine > s) && tx.send(()).await.is_err() {
+                return;
+            }
+            seen = Some(mine);
+        }
+        if tx.is_closed() {
+            return;
+        }
+        sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The reference server's wake log.
+const WAKES_PATH: &str = "/provider/v1/wakes";
+
 /// Where the reference server hands out proofs.
 const PROOF_PATH: &str = "/gatecheck-test/v1/proof";
 
@@ -589,6 +647,7 @@ async fn post(
     body: &[u8],
     bearer: Option<&str>,
     deadline: Instant,
+    method: &str,
 ) -> Result<Answer, Broken> {
     let work = async {
         let tcp = TcpStream::connect((target.host.as_str(), target.port))
@@ -607,7 +666,9 @@ async fn post(
         let _connection = AbortOnDrop(tokio::spawn(async move {
             let _ = connection.await;
         }));
-        let mut request = hyper::Request::post(target.path.as_str())
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(target.path.as_str())
             .header(HOST, target.authority.as_str())
             .header(CONTENT_TYPE, "application/json");
         if let Some(token) = bearer {

@@ -312,7 +312,8 @@ impl Shared {
                 "this Idempotency-Key was used before",
             );
         }
-        if first {
+        // The wakes-twice mutant wakes for a repeated key too (PUSH-7 deviation).
+        if first || self.mutant == Mutant::ServerWakesTwice {
             let device_id = u32::try_from(push.device_id).unwrap_or_default();
             eprintln!(
                 "gatecheck-reference server: wake {} device {device_id} \

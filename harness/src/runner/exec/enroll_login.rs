@@ -16,6 +16,13 @@ use crate::roles::enroll_api::{lock, token_check};
 use crate::roles::gatekeeper_proof::EnrolledLogin;
 
 impl Exec<'_> {
+    /// The enrolled device: the user's identifier and the device id the API enrolled.
+    pub(super) fn enrolled_device(&self) -> Option<(String, u32)> {
+        let ctx = self.enroll.as_ref()?;
+        let (_, _, device_id) = ctx.enrolled.as_ref()?;
+        Some((ctx.identifier.clone(), *device_id))
+    }
+
     /// The gatekeeper's token check in a chain scenario (ENROLL-17): a signed call to the IUT
     /// server's authentication endpoint (SPEC.md §12), whose answer decides.
     pub(super) fn provider_token_check(

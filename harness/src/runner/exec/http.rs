@@ -41,6 +41,8 @@ pub(super) struct HttpClient {
     /// The provider server's process in a chain scenario (a server scenario keeps it in the
     /// device slot).
     pub(super) server_process: Option<DriverProcess>,
+    /// The Idempotency-Key of the last push (a `push` with `repeat` sends it again).
+    pub(super) last_push_key: Option<String>,
     /// The CA file trusted for the provider server, as substituted.
     ca_file: Option<String>,
     /// The scenario's `${scratch}` directory, removed with the client.

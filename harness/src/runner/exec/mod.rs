@@ -15,6 +15,7 @@ mod grading;
 mod http;
 mod http_proof;
 mod idle;
+mod push_step;
 mod reconnect;
 mod truth;
 mod watchdog;
@@ -499,6 +500,7 @@ impl<'a> Exec<'a> {
             }
             Action::E2eeKeys(k) => self.e2ee_keys(step, k, deadline).await,
             Action::Enroll(e) => self.enroll(e, deadline).await,
+            Action::Push(p) => self.push(p, deadline).await,
             Action::E2eeDevices(d) => {
                 let actor = step.actor.as_deref().unwrap_or_default();
                 self.e2ee_devices(actor, d, deadline).await
