@@ -17,6 +17,9 @@ pub struct EnrolledLogin {
     pub credential: String,
     #[allow(clippy::type_complexity)]
     pub check: Box<dyn Fn(&[u8]) -> Result<(), ProofError> + Send + Sync>,
+    /// The code the login must be refused with, when the harness handed over a proof it
+    /// spoiled on purpose: that refusal is the scenario's, not the client's fault.
+    pub expect_refusal: Option<&'static str>,
 }
 
 /// A refused login: the code for the `<text/>` of the SASL failure, and the deviation.
@@ -118,6 +121,7 @@ mod tests {
             account: "u7f3k2q9".into(),
             credential: "s3cret-credential".into(),
             check: Box::new(answer),
+            expect_refusal: None,
         }
     }
 

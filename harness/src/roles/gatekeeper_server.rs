@@ -425,7 +425,8 @@ pub async fn negotiate(
     let plain_offered = n.mechanisms.iter().any(|m| m == "PLAIN");
     let auth = next_stanza(conn, deadline, "the SASL <auth> element", req::SASL_PLAIN).await?;
     if let Some(login) = creds.enrolled {
-        if let Err(r) = super::gatekeeper_proof::judge(&auth, login) {
+        let judged = super::gatekeeper_proof::judge(&auth, login);
+        if let Err(r) = &judged {
             conn.send(
                 format!(
                     "<failure xmlns='{}'><not-authorized/><text>{}</text></failure>",
@@ -436,9 +437,16 @@ pub async fn negotiate(
             )
             .await
             .map_err(Deviation::io)?;
-            return Err(r.deviation);
         }
-        return after_auth(conn, n, creds, deadline, rng, out).await;
+        return match (judged, login.expect_refusal) {
+            (Ok(()), None) => after_auth(conn, n, creds, deadline, rng, out).await,
+            // The refusal the scenario arranged: what the client does next is for its steps.
+            (Err(r), Some(code)) if r.code == code => Ok(out),
+            (Err(r), _) => Err(r.deviation),
+            (Ok(()), Some(code)) => Err(Deviation::error(format!(
+                "the gatekeeper accepted a login proof the harness spoiled ({code})"
+            ))),
+        };
     }
     if !plain_offered {
         return Err(Deviation::fail(

@@ -78,8 +78,9 @@ pub struct EnrollStep {
     pub requests: Option<usize>,
 }
 
-pub(super) fn enroll_step(r: RawEnroll) -> Result<EnrollStep, String> {
-    let proof = match r.proof.as_deref() {
+/// A `proof = "…"` value of `enroll` or an enrolled `session`/`connect`.
+pub(super) fn proof_kind(name: Option<&str>) -> Result<ProofKind, String> {
+    Ok(match name {
         None | Some("valid") => ProofKind::Valid,
         Some("expired") => ProofKind::Expired,
         Some("not-yet-valid") => ProofKind::NotYetValid,
@@ -88,10 +89,28 @@ pub(super) fn enroll_step(r: RawEnroll) -> Result<EnrollStep, String> {
         Some("replayed") => ProofKind::Replayed,
         Some(o) => {
             return Err(format!(
-                "enroll.proof {o:?} is not one of valid, expired, not-yet-valid, forged, other-device, replayed"
+                "proof {o:?} is not one of valid, expired, not-yet-valid, forged, other-device, replayed"
             ));
         }
-    };
+    })
+}
+
+impl ProofKind {
+    /// The code the gatekeeper refuses such a proof with (SPEC.md §10.1); `None` for a valid one.
+    pub fn refusal(self) -> Option<&'static str> {
+        match self {
+            ProofKind::Valid => None,
+            ProofKind::Expired => Some("proof_expired"),
+            ProofKind::NotYetValid => Some("proof_not_yet_valid"),
+            ProofKind::Forged => Some("proof_invalid"),
+            ProofKind::OtherDevice => Some("proof_mismatch"),
+            ProofKind::Replayed => Some("proof_replayed"),
+        }
+    }
+}
+
+pub(super) fn enroll_step(r: RawEnroll) -> Result<EnrollStep, String> {
+    let proof = proof_kind(r.proof.as_deref()).map_err(|m| format!("enroll.{m}"))?;
     let mut force = Vec::with_capacity(r.force.len());
     for f in &r.force {
         force.push(match f.as_str() {

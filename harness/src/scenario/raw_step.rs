@@ -187,6 +187,8 @@ pub(super) struct RawConnect {
     /// Log in as the device enrolled last (`PLAIN-IDPROOF` with a fresh proof, SPEC.md §7.4).
     #[serde(default)]
     pub(super) enrolled: bool,
+    /// With `enrolled`: the login proof the harness hands over, spoiled on purpose.
+    pub(super) proof: Option<String>,
     /// For `session`: the SASL mechanisms the server offers.
     pub(super) mechanisms: Option<Vec<String>>,
 }

@@ -53,6 +53,9 @@ pub struct Connect {
     pub credential: Option<String>,
     /// Log in as the device enrolled last (SPEC.md §7.4).
     pub enrolled: bool,
+    /// The proof handed over for that login; spoiled, the gatekeeper refuses the login and
+    /// the client must handle the SASL failure (STREAM-21).
+    pub enrolled_proof: super::enroll_step::ProofKind,
 }
 
 /// What a step does.
@@ -552,6 +555,10 @@ fn connect(c: RawConnect) -> Result<Connect, String> {
             "handshake mode needs transport {needed}, but the step pins {t}"
         ));
     }
+    if c.proof.is_some() && !c.enrolled {
+        return Err("proof goes with enrolled = true".into());
+    }
+    let enrolled_proof = super::enroll_step::proof_kind(c.proof.as_deref())?;
     if c.enrolled && (c.account.is_some() || c.credential.is_some()) {
         return Err(
             "enrolled = true logs in as the enrolled device: it takes no account or credential"
@@ -564,6 +571,7 @@ fn connect(c: RawConnect) -> Result<Connect, String> {
         account: c.account,
         credential: c.credential,
         enrolled: c.enrolled,
+        enrolled_proof,
     })
 }
 

@@ -34,7 +34,7 @@ impl Exec<'_> {
         self.enrolled_login = None;
         if c.enrolled {
             // ENROLL-9: the domain and the pinned key come from the enrollment, not from here.
-            let (proof, login) = self.enrolled_login()?;
+            let (proof, login) = self.enrolled_login(c.enrolled_proof)?;
             params.domain = None;
             params.account = None;
             params.credential = None;

@@ -50,6 +50,49 @@ pub(super) struct EnrollCtx {
     device_ids: Vec<(usize, u32)>,
 }
 
+impl EnrollCtx {
+    /// A proof signed by the stand-in provider server for `ik` and `device_id`, spoiled as
+    /// `kind` says (only the harness's own spoiling: expired, not yet valid, forged, for
+    /// another device).
+    pub(super) fn stand_in_proof(
+        &self,
+        kind: ProofKind,
+        ik: &[u8; 33],
+        device_id: u32,
+        now: u64,
+        rng: &mut impl Rng,
+    ) -> Proof {
+        let (issued, expires) = match kind {
+            ProofKind::Expired => (now - 400, now - 100),
+            ProofKind::NotYetValid => (now + 120, now + 420),
+            _ => (now, now + 300),
+        };
+        let forged = SigningKey::from_bytes(&rng.random::<[u8; 32]>());
+        let key = if kind == ProofKind::Forged {
+            &forged
+        } else {
+            &self.provider_key
+        };
+        let device = if kind == ProofKind::OtherDevice {
+            device_id % 2_147_483_647 + 1
+        } else {
+            device_id
+        };
+        Proof::sign(
+            key,
+            &ProofFields {
+                provider_id: &self.provider_id,
+                identifier: &self.identifier,
+                identity_key: ik,
+                device_id: device,
+                issued_at: issued,
+                expires_at: expires,
+                nonce: rng.random(),
+            },
+        )
+    }
+}
+
 impl Exec<'_> {
     /// Starts the enrollment API (once per scenario).
     async fn enroll_ctx(&mut self) -> Result<&mut EnrollCtx, Deviation> {
@@ -177,36 +220,7 @@ impl Exec<'_> {
             ProofKind::Replayed => ctx.last_proof.clone().ok_or_else(|| {
                 Deviation::error("proof = \"replayed\" needs an enroll step before it")
             })?,
-            kind => {
-                let (issued, expires) = match kind {
-                    ProofKind::Expired => (now - 400, now - 100),
-                    ProofKind::NotYetValid => (now + 120, now + 420),
-                    _ => (now, now + 300),
-                };
-                let forged = SigningKey::from_bytes(&self.vars.rng().random::<[u8; 32]>());
-                let key = if kind == ProofKind::Forged {
-                    &forged
-                } else {
-                    &ctx.provider_key
-                };
-                let device = if kind == ProofKind::OtherDevice {
-                    device_id % 2_147_483_647 + 1
-                } else {
-                    device_id
-                };
-                Proof::sign(
-                    key,
-                    &ProofFields {
-                        provider_id: &ctx.provider_id,
-                        identifier: &ctx.identifier,
-                        identity_key: &ik,
-                        device_id: device,
-                        issued_at: issued,
-                        expires_at: expires,
-                        nonce: self.vars.rng().random(),
-                    },
-                )
-            }
+            kind => ctx.stand_in_proof(kind, &ik, device_id, now, self.vars.rng()),
         };
         ctx.last_proof = Some(proof.clone());
         for f in &e.force {

@@ -10,10 +10,11 @@ use tokio::time::Instant;
 
 use super::Exec;
 use super::http::unix_now;
-use crate::idproof::{Expected, Proof, ProofFields, verify};
+use crate::idproof::{Expected, Proof, verify};
 use crate::roles::Deviation;
 use crate::roles::enroll_api::{lock, token_check};
 use crate::roles::gatekeeper_proof::EnrolledLogin;
+use crate::scenario::enroll_step::ProofKind;
 
 impl Exec<'_> {
     /// The enrolled device: the user's identifier and the device id the API enrolled.
@@ -81,8 +82,13 @@ impl Exec<'_> {
     /// fresh proof for the enrolled device, checked with the API's registry and nonce memory.
     pub(super) fn enrolled_login(
         &mut self,
+        kind: ProofKind,
     ) -> Result<(Option<serde_json::Value>, EnrolledLogin), Deviation> {
-        let nonce: [u8; 16] = self.vars.rng().random();
+        if self.scenario.chain && kind != ProofKind::Valid {
+            return Err(Deviation::error(
+                "in a chain scenario the login proofs come from the IUT's server: they cannot be spoiled",
+            ));
+        }
         let ctx = self.enroll.as_mut().ok_or_else(|| {
             Deviation::error("connect with enrolled = true needs an enroll step before it")
         })?;
@@ -93,18 +99,12 @@ impl Exec<'_> {
             .identity
             .ok_or_else(|| Deviation::error("no identity"))?;
         let now = unix_now();
-        let proof = Proof::sign(
-            &ctx.provider_key,
-            &ProofFields {
-                provider_id: &ctx.provider_id,
-                identifier: &ctx.identifier,
-                identity_key: &ik,
-                device_id,
-                issued_at: now,
-                expires_at: now + 300,
-                nonce,
-            },
-        );
+        let proof = match kind {
+            ProofKind::Replayed => ctx.last_proof.clone().ok_or_else(|| {
+                Deviation::error("proof = \"replayed\" needs a proof handed over before it")
+            })?,
+            kind => ctx.stand_in_proof(kind, &ik, device_id, now, self.vars.rng()),
+        };
         let json: serde_json::Value =
             serde_json::from_str(&proof.to_json()).map_err(|e| Deviation::error(e.to_string()))?;
         ctx.last_proof = Some(proof);
@@ -135,6 +135,7 @@ impl Exec<'_> {
                 account,
                 credential,
                 check,
+                expect_refusal: kind.refusal(),
             },
         ))
     }

@@ -137,7 +137,7 @@ impl Exec<'_> {
         self.dev().retire_conn().await;
         self.handshake(tcp, at, kind, HandshakeMode::Normal, bound_by)
             .await?;
-        let (_, login) = self.enrolled_login()?;
+        let (_, login) = self.enrolled_login(crate::scenario::enroll_step::ProofKind::Valid)?;
         self.enrolled_login = Some(login);
         let session = Negotiate {
             upto: Stage::Session,
