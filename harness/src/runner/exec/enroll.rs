@@ -518,11 +518,15 @@ impl Exec<'_> {
                 // A failure the API caused must be reported as the API answered it.
                 if let Some(r) = last
                     && let Some(s) = r.outcome.status
-                    && status != Some(u64::from(s))
+                    && (status != Some(u64::from(s))
+                        || r.outcome.code.as_deref().is_some_and(|c| c != code))
                 {
                     return Err(Deviation::fail(
                         "ENROLL-11",
-                        format!("enroll_failed with status {s}, the API's answer"),
+                        format!(
+                            "enroll_failed with the API's answer: status {s}, code {}",
+                            r.outcome.code.as_deref().unwrap_or("(none)")
+                        ),
                         answer.to_string(),
                     ));
                 }
@@ -533,7 +537,6 @@ impl Exec<'_> {
                         answer.to_string(),
                     ));
                 }
-                let _ = code;
             }
         }
         if let Some(want) = &e.answer
