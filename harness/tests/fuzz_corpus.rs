@@ -153,6 +153,13 @@ fn the_differential_target_classifies_known_disagreements() {
         disagreement(b"<a xmlns='urn:x\rx'/>"),
         Ok(Some(Disagreement::LoneCarriageReturn))
     );
+    // Found by a 10-minute campaign: rxml keeps this CR LF inside CDATA (after "]]").
+    assert_eq!(
+        disagreement(
+            b"<message xmlns='jabbexmlns:nt'><body><![CDATA[if (a < b \r\n { return \"]]\r\n\"; }]]]\"; }]]></body></message>\n"
+        ),
+        Ok(Some(Disagreement::CarriageReturnLineFeed))
+    );
     assert_eq!(
         disagreement("<a\u{FEFF} xmlns='urn:x'/>".as_bytes()),
         Ok(Some(Disagreement::NonAsciiName))
