@@ -27,6 +27,21 @@ const EXIT_USAGE: u8 = 2;
 const USAGE: &str =
     "usage: gatecheck-reference [--mutant NAME] [--list-mutants] [client|server ARGS...|proxy]";
 
+/// The async runtime both roles run on; `None` (after saying why on stderr) when the
+/// operating system will not give it.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => Some(runtime),
+        Err(e) => {
+            eprintln!("{NAME}: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let mut mutant = Mutant::None;
     let mut list = false;
@@ -94,15 +109,8 @@ fn main() -> ExitCode {
         return ExitCode::from(EXIT_USAGE);
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("{NAME}: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(EXIT_USAGE);
     };
     runtime.block_on(run_client(mutant));
     // Lingering connections (mutants) and the stdin reader must not keep the process alive.

@@ -251,15 +251,8 @@ pub fn main(mutant: Mutant, args: Vec<String>) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("{NAME}: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+    let Some(runtime) = crate::runtime() else {
+        return ExitCode::from(EXIT_FAILURE);
     };
     let code = runtime.block_on(run(config, mutant));
     // Connections still open must not keep the process alive once it decided to stop.
