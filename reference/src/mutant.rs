@@ -328,6 +328,8 @@ mutants! {
         "wakes its client again for a push whose Idempotency-Key it already accepted"),
     ServerRedirectsTrailingSlash => ("server-redirects-trailing-slash", "AUTH-14",
         "answers a request to /gatecheck/v1/auth/ or /gatecheck/v1/push/ with a 308 redirect to the path without the slash"),
+    // Media (SPEC.md §14), client and server mutants: keep new ones above this line.
+    // Proxy (SPEC.md §15), `proxy-` mutants: keep new ones above this line.
 }
 
 impl Mutant {
@@ -336,32 +338,20 @@ impl Mutant {
         Mutant::ALL.iter().copied().find(|m| m.name() == name)
     }
 
-    /// The role the mutant applies to (`client` or `server`): a mutant given with another
-    /// role would change nothing, and a run that silently tests the reference instead of the
-    /// deviation asked for is worse than a usage error. [`Mutant::None`] fits every role.
+    /// The role the mutant applies to (`client`, `server` or `proxy`, from the name's
+    /// `server-` or `proxy-` prefix): a mutant given with another role would change nothing,
+    /// and a run that silently tests the reference instead of the deviation asked for is
+    /// worse than a usage error. [`Mutant::None`] fits every role.
     pub fn role(self) -> Option<&'static str> {
-        match self {
-            Mutant::None => None,
-            Mutant::ServerAcceptsUnsigned
-            | Mutant::ServerNoReplayCache
-            | Mutant::ServerIgnoresTimestamp
-            | Mutant::ServerErrorForInvalidToken
-            | Mutant::ServerIgnoresTokenUser
-            | Mutant::ServerEchoesToken
-            | Mutant::ServerAnyMethod
-            | Mutant::ServerConflictOnRepeat
-            | Mutant::Server500UnknownDevice
-            | Mutant::ServerProofWrongBytes
-            | Mutant::ServerLongProof
-            | Mutant::ServerLenientAuthBody
-            | Mutant::ServerNoRequestId
-            | Mutant::ServerValidAsString
-            | Mutant::ServerIgnoresContentType
-            | Mutant::ServerRefusesHighPriority
-            | Mutant::ServerLenientPush
-            | Mutant::ServerRedirectsTrailingSlash
-            | Mutant::ServerWakesTwice => Some("server"),
-            _ => Some("client"),
+        let name = self.name();
+        if self == Mutant::None {
+            None
+        } else if name.starts_with("server-") {
+            Some("server")
+        } else if name.starts_with("proxy-") {
+            Some("proxy")
+        } else {
+            Some("client")
         }
     }
 }
