@@ -10,6 +10,7 @@ pub mod e2ee_step;
 pub mod enroll_step;
 pub mod http_step;
 pub mod pattern;
+pub mod media_step;
 pub mod push_step;
 mod raw_step;
 pub mod step;

@@ -38,6 +38,12 @@ pub(super) enum RawAction {
     Enroll(super::enroll_step::RawEnroll),
     Push(super::push_step::RawPush),
     E2eeDevices(super::e2ee_step::RawE2eeDevices),
+    MediaSend(super::media_step::RawMediaSend),
+    ExpectMedia(super::media_step::RawExpectMedia),
+    MediaShare(super::media_step::RawMediaShare),
+    MediaStore(super::media_step::RawMediaStore),
+    MediaFetch(super::media_step::RawMediaFetch),
+    MediaClock(super::media_step::RawMediaClock),
 }
 
 /// Every action key, in the order the scenario format documents them.
@@ -70,6 +76,12 @@ pub(super) const ACTIONS: &[&str] = &[
     "enroll",
     "push",
     "e2ee_devices",
+    "media_send",
+    "expect_media",
+    "media_share",
+    "media_store",
+    "media_fetch",
+    "media_clock",
 ];
 
 /// The keys a step may carry besides its action.

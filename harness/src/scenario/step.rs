@@ -123,6 +123,8 @@ pub enum Action {
     Push(super::push_step::PushStep),
     /// Changes to a gatekeeper user's devices.
     E2eeDevices(E2eeDevices),
+    /// Media (SPEC.md §14): sent, shared, stored, fetched.
+    Media(super::media_step::MediaStep),
 }
 
 impl Action {
@@ -154,6 +156,7 @@ impl Action {
             Action::Enroll(_) => "enroll",
             Action::Push(_) => "push",
             Action::E2eeDevices(_) => "e2ee_devices",
+            Action::Media(m) => m.name(),
         }
     }
 }
@@ -364,6 +367,12 @@ impl Step {
             RawAction::Enroll(r) => vec![Action::Enroll(super::enroll_step::enroll_step(r)?)],
             RawAction::Push(r) => vec![Action::Push(super::push_step::push_step(r))],
             RawAction::E2eeDevices(r) => vec![Action::E2eeDevices(e2ee_step::e2ee_devices(r)?)],
+            RawAction::MediaSend(r) => vec![Action::Media(super::media_step::media_send(r)?)],
+            RawAction::ExpectMedia(r) => vec![Action::Media(super::media_step::expect_media(r)?)],
+            RawAction::MediaShare(r) => vec![Action::Media(super::media_step::media_share(r)?)],
+            RawAction::MediaStore(r) => vec![Action::Media(super::media_step::media_store(r)?)],
+            RawAction::MediaFetch(r) => vec![Action::Media(super::media_step::media_fetch(r)?)],
+            RawAction::MediaClock(r) => vec![Action::Media(super::media_step::media_clock(r)?)],
         };
         if let Some(ms) = raw.timeout_ms {
             wait_ok(ms)?;
@@ -375,7 +384,7 @@ impl Step {
             matches!(
                 a,
                 Action::E2eeSend(_) | Action::E2eeExpect(_) | Action::E2eeDevices(_)
-            )
+            ) || matches!(a, Action::Media(m) if m.by_user())
         };
         if raw.actor.is_some()
             && !actions
@@ -383,7 +392,7 @@ impl Step {
                 .all(|a| matches!(a, Action::Send(_) | Action::Expect(_)) || by_user(a))
         {
             return Err(
-                "`actor` goes with send, expect, expect_any, e2ee_send, e2ee_expect and e2ee_devices only (who sends, who receives)"
+                "`actor` goes with send, expect, expect_any, e2ee_send, e2ee_expect, e2ee_devices, media_send and media_share only (who sends, who receives)"
                     .into(),
             );
         }

@@ -15,6 +15,7 @@ mod grading;
 mod http;
 mod http_proof;
 mod idle;
+mod media;
 mod push_step;
 mod reconnect;
 mod truth;
@@ -505,6 +506,7 @@ impl<'a> Exec<'a> {
                 let actor = step.actor.as_deref().unwrap_or_default();
                 self.e2ee_devices(actor, d, deadline).await
             }
+            Action::Media(m) => self.media(step, m, deadline).await,
         }
     }
 
