@@ -24,11 +24,30 @@ impl Exec<'_> {
         x: &E2eeExpect,
         deadline: Instant,
     ) -> Result<(), Deviation> {
-        self.e2ee_ready()?;
         let text = self.vars.substitute(&x.text).map_err(Deviation::error)?;
         self.e2ee.texts.push(text.clone());
+        self.e2ee_receive(step, actor, Some(&text), deadline)
+            .await
+            .map(|_| ())
+    }
+
+    /// Receives the next encrypted message the IUT sends `actor` and judges it as
+    /// `e2ee_expect` does; its text must be `want`, or (media, `None`) may be anything, and
+    /// then a `<body/>` beside the envelope that gives the text away is MEDIA-19's rather than
+    /// E2EE-19's. Returns the decrypted text and the message's id.
+    pub(super) async fn e2ee_receive(
+        &mut self,
+        step: &Step,
+        actor: &str,
+        want: Option<&str>,
+        deadline: Instant,
+    ) -> Result<(String, String), Deviation> {
+        self.e2ee_ready()?;
         let bare = format!("{actor}@{}", gk::DOMAIN);
-        let expected = format!("an encrypted message to {bare} with the text {text:?}");
+        let expected = match want {
+            Some(text) => format!("an encrypted message to {bare} with the text {text:?}"),
+            None => format!("an encrypted message to {bare} sharing a file"),
+        };
         let e = loop {
             // In slices, so that a send_failed the IUT reports ends the wait with its reason.
             let slice = deadline.min(Instant::now() + WAIT_SLICE);
@@ -73,15 +92,14 @@ impl Exec<'_> {
                 format!("a message id not used before ({id})"),
             ));
         }
-        // E2EE-19: nothing in clear beside the envelope.
-        if let Some(c) = e
+        // E2EE-19: nothing in clear beside the envelope (for a shared file, judged once the
+        // reference is known).
+        let clear = e
             .child_elements()
             .find(|c| c.ns == ns::JABBER_CLIENT && (c.name == "body" || c.name == "subject"))
-        {
-            return Err(fail(
-                "E2EE-19",
-                format!("no <{}/> beside the envelope", c.name),
-            ));
+            .map(|c| (c.name.clone(), c.text()));
+        if let (Some((name, _)), Some(_)) = (&clear, want) {
+            return Err(fail("E2EE-19", format!("no <{name}/> beside the envelope")));
         }
         let encrypted: Vec<&Element> = e.children_named("encrypted", e2ee::NS).collect();
         if encrypted.len() != 1 {
@@ -121,6 +139,7 @@ impl Exec<'_> {
             .map(std::mem::take)
             .unwrap_or_default();
         let mut result = Ok(());
+        let mut got = None;
         for ud in devs.iter_mut() {
             let bob_dev = ud.dev.device_id();
             let Some(key) = env.key_for(bob_dev) else {
@@ -214,13 +233,26 @@ impl Exec<'_> {
                 ));
                 break;
             }
-            if decrypted.text.as_deref() != Some(text.as_str()) {
-                result = Err(Deviation::fail(
-                    "E2EE-24",
-                    format!("the text {text:?} as the payload, in UTF-8"),
-                    format!("{:?}", decrypted.text.unwrap_or_default()),
-                ));
-                break;
+            match (want, decrypted.text.as_deref()) {
+                (Some(text), shown) if shown != Some(text) => {
+                    result = Err(Deviation::fail(
+                        "E2EE-24",
+                        format!("the text {text:?} as the payload, in UTF-8"),
+                        format!("{:?}", shown.unwrap_or_default()),
+                    ));
+                    break;
+                }
+                (None, None) => {
+                    result = Err(fail(
+                        "E2EE-24",
+                        "a payload in UTF-8 (the file's reference)".into(),
+                    ));
+                    break;
+                }
+                _ => {}
+            }
+            if got.is_none() {
+                got = decrypted.text.clone();
             }
             if first {
                 first = false;
@@ -239,6 +271,26 @@ impl Exec<'_> {
             *slot = devs;
         }
         result?;
+        let text = got.unwrap_or_default();
+        if let Some((name, clear)) = clear {
+            // A shared file: its reference (or the key in it) in clear gives the file away.
+            let fragment = text.rsplit_once('#').map(|(_, f)| f.to_ascii_lowercase());
+            let leaks = fragment
+                .as_deref()
+                .and_then(|f| f.get(24..))
+                .is_some_and(|key| !key.is_empty() && clear.to_ascii_lowercase().contains(key))
+                || (!text.is_empty() && clear.contains(text.as_str()));
+            return Err(if leaks {
+                fail(
+                    "MEDIA-19",
+                    format!(
+                        "the file's key only in the encrypted reference, not in a <{name}/> in clear"
+                    ),
+                )
+            } else {
+                fail("E2EE-19", format!("no <{name}/> beside the envelope"))
+            });
+        }
         if e.child("request", ns::RECEIPTS).is_none() {
             self.warn(
                 "STANZA-15".into(),
@@ -247,8 +299,8 @@ impl Exec<'_> {
                 self.current_step(step),
             );
         }
-        self.vars.set("e2ee.received_id", id);
-        Ok(())
+        self.vars.set("e2ee.received_id", id.clone());
+        Ok((text, id))
     }
 
     /// E2EE-10, E2EE-14, E2EE-27: one `<key/>` for each of the recipient's devices whose
