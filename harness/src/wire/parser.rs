@@ -153,6 +153,17 @@ impl StreamParser {
         self.core.fed
     }
 
+    /// The offset (counted like [`StreamParser::bytes_fed`]) before which every byte is
+    /// settled: it belongs to an event already returned, to the XML declaration or to
+    /// whitespace between top-level elements, and none to a unit still being read. Right after
+    /// [`StreamParser::next_event`] returned an event it is the offset just past that event's
+    /// last byte, so a relay can pass each unit on as the exact bytes it received (the provider
+    /// proxy of SPEC.md §15). Meaningless after an error.
+    pub fn settled(&self) -> u64 {
+        let keep = self.core.framer.keep_from().min(self.buf.len());
+        self.core.framer.base().saturating_add(keep as u64)
+    }
+
     /// The framing in effect (for [`Framing::Auto`], once the first element decided it).
     pub fn framing(&self) -> Framing {
         match self.core.framer.mode() {

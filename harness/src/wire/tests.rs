@@ -431,3 +431,49 @@ fn finish_reports_truncation() {
         "end of input at byte 7: the input ends inside a tag"
     );
 }
+
+/// `settled` marks the end of each event's bytes, and never falls inside an element, for
+/// every split of the input (SPEC.md §15: a proxy relays each unit as received).
+#[test]
+fn settled_ends_each_unit_for_every_split() {
+    let header: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+    let units: [&[u8]; 6] = [
+        header,
+        b" \n",
+        b"<message id=\"a\"><body>x &amp; y</body></message>",
+        b"\t",
+        b"<iq type='get' id='b'/>",
+        b"</stream:stream>",
+    ];
+    let input = units.concat();
+    let mut bounds = vec![0u64];
+    for unit in units {
+        bounds.push(bounds.last().copied().unwrap_or(0) + unit.len() as u64);
+    }
+    // The events end where units 0, 2, 4 and 5 end. The XML declaration settles on its own.
+    let event_ends = [bounds[1], bounds[3], bounds[5], bounds[6]];
+    let decl = b"<?xml version='1.0'?>".len() as u64;
+    let elements = [
+        (decl, bounds[1]),
+        (bounds[2], bounds[3]),
+        (bounds[4], bounds[5]),
+    ];
+    for cut in 0..=input.len() {
+        let mut p = StreamParser::new(Framing::Stream, Limits::harness_ceilings());
+        let mut ends = Vec::new();
+        for chunk in [&input[..cut], &input[cut..]] {
+            p.feed(chunk);
+            while let Some(_event) = p.next_event().unwrap() {
+                ends.push(p.settled());
+            }
+            let settled = p.settled();
+            assert!(settled <= p.bytes_fed());
+            assert!(
+                elements.iter().all(|&(s, e)| settled <= s || settled >= e),
+                "cut {cut}: settled {settled} inside an element"
+            );
+        }
+        assert_eq!(ends, event_ends, "cut {cut}");
+    }
+}
