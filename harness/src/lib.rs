@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod idproof;
 pub mod iut;
+pub mod media;
 pub mod report;
 pub mod roles;
 pub mod runner;
