@@ -7,6 +7,7 @@ pub mod gatekeeper_options;
 pub mod gatekeeper_proof;
 pub mod gatekeeper_server;
 pub mod pep;
+pub mod proxy_header;
 pub mod push;
 pub mod serve;
 
