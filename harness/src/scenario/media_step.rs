@@ -189,6 +189,14 @@ impl MediaStep {
         }
     }
 
+    /// Played against a provider server's media host (role `server`).
+    pub fn of_server(&self) -> bool {
+        matches!(
+            self,
+            MediaStep::Store { .. } | MediaStep::Fetch { .. } | MediaStep::Clock { .. }
+        )
+    }
+
     /// Done by a gatekeeper user (`actor` required).
     pub fn by_user(&self) -> bool {
         matches!(self, MediaStep::Send { .. } | MediaStep::Share { .. })

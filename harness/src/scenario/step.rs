@@ -167,7 +167,8 @@ impl Action {
     /// never a run-time failure of the IUT.
     pub fn fits_role(&self, role: super::Role) -> Result<(), String> {
         use super::Role;
-        let http = matches!(self, Action::Http(_) | Action::ExpectHttp(_));
+        let http = matches!(self, Action::Http(_) | Action::ExpectHttp(_))
+            || matches!(self, Action::Media(m) if m.of_server());
         let neutral = matches!(self, Action::Sleep(_));
         match role {
             Role::Client if http => Err(format!(
@@ -175,7 +176,7 @@ impl Action {
                 self.name()
             )),
             Role::Server if !http && !neutral => Err(format!(
-                "`{}` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http and sleep)",
+                "`{}` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http, media_store, media_fetch, media_clock and sleep)",
                 self.name()
             )),
             Role::Proxy => {
