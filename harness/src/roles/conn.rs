@@ -145,6 +145,12 @@ pub struct ConnFacts {
     pub last_write_at: Option<StdInstant>,
 }
 
+/// Bytes a tap keeps ([`IutConn::start_tap`]): a stanza at the ceiling, with room to spare.
+const TAP_LIMIT: usize = 2 * 1024 * 1024;
+
+/// What the IUT sent since [`IutConn::start_tap`], as it arrived (shared with the reader task).
+type Tap = Arc<std::sync::Mutex<Option<Vec<u8>>>>;
+
 /// How long closing the harness's side may take (a TLS close_notify towards a peer that
 /// stopped reading never completes).
 const CLOSE_LIMIT: Duration = Duration::from_millis(200);
@@ -165,6 +171,10 @@ pub struct IutConn {
     received: Arc<AtomicU64>,
     /// `received` when the harness last wrote frames the IUT must refuse (`send_framed`).
     received_before_fault: Option<u64>,
+    /// The PROXY protocol v2 header a proxy IUT wrote before the Noise intro (SPEC.md
+    /// PROXY-2), on an upstream connection ([`crate::roles::upstream`]).
+    pub proxy_header: Option<crate::roles::proxy_header::ProxyHeader>,
+    tap: Tap,
 }
 
 impl Drop for IutConn {
@@ -197,12 +207,14 @@ impl IutConn {
         let writer: SharedWriter = Arc::new(Mutex::new(Some(writer)));
         let (tx, incoming) = mpsc::channel(QUEUED_CHUNKS);
         let received = Arc::new(AtomicU64::new(0));
+        let tap: Tap = Arc::default();
         let reader_task = tokio::spawn(read_until_end(
             reader,
             tx,
             Arc::clone(&writer),
             transcript.clone(),
             Arc::clone(&received),
+            Arc::clone(&tap),
         ));
         IutConn {
             writer,
@@ -217,7 +229,26 @@ impl IutConn {
             close_sent: false,
             received,
             received_before_fault: None,
+            proxy_header: None,
+            tap,
         }
+    }
+
+    /// From now on, keeps the plaintext bytes the IUT sends, exactly as they arrive (at most
+    /// 2 MiB), for checks on bytes rather than trees (SPEC.md PROXY-6).
+    pub fn start_tap(&self) {
+        if let Ok(mut t) = self.tap.lock() {
+            *t = Some(Vec::new());
+        }
+    }
+
+    /// The bytes kept since [`IutConn::start_tap`] (empty without a tap).
+    pub fn tapped(&self) -> Vec<u8> {
+        self.tap
+            .lock()
+            .ok()
+            .and_then(|t| t.clone())
+            .unwrap_or_default()
     }
 
     /// Whether the connection has ended (closed by either side, or broken).
@@ -378,12 +409,19 @@ async fn read_until_end(
     writer: SharedWriter,
     transcript: Transcript,
     received: Arc<AtomicU64>,
+    tap: Tap,
 ) {
     loop {
         let chunk = reader.recv().await;
         let end = match &chunk {
             Ok(Some(bytes)) => {
                 received.fetch_add(bytes.len() as u64, Ordering::SeqCst);
+                if let Ok(mut t) = tap.lock()
+                    && let Some(kept) = t.as_mut()
+                {
+                    let room = TAP_LIMIT.saturating_sub(kept.len()).min(bytes.len());
+                    kept.extend_from_slice(&bytes[..room]);
+                }
                 transcript.record(Direction::FromIut, bytes);
                 false
             }

@@ -10,6 +10,7 @@ pub mod pep;
 pub mod proxy_header;
 pub mod push;
 pub mod serve;
+pub mod upstream;
 
 pub use crate::verdict::Deviation;
 

@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// Where to write the TLS CA certificate (PEM) for the client to trust.
     #[arg(long, default_value = "gatecheck-serve-ca.pem")]
     pub ca_out: PathBuf,
+    /// Upstream mode, for a provider proxy (SPEC.md §15): each Noise connection must start
+    /// with a PROXY protocol v2 header, then the intro.
+    #[arg(long)]
+    pub proxy_protocol: bool,
 }
 
 pub fn run(args: ServeArgs) -> i32 {
@@ -103,7 +107,11 @@ async fn serve(args: ServeArgs) -> i32 {
         "  login  account {:?} credential {:?}",
         args.account, args.credential
     );
+    if args.proxy_protocol {
+        println!("  upstream mode: Noise connections start with a PROXY v2 header");
+    }
     println!("transcripts follow on stderr; Ctrl-C stops");
+    let proxy_protocol = args.proxy_protocol;
     let creds = Arc::new((args.account, args.credential));
     loop {
         let (accepted, kind) = tokio::select! {
@@ -118,7 +126,8 @@ async fn serve(args: ServeArgs) -> i32 {
         tokio::spawn(async move {
             let transcript = Transcript::live(StdInstant::now());
             transcript.note(format!("{kind} connection from {peer}"));
-            let why = session(tcp, kind, &keys, &creds, &transcript).await;
+            let upstream = proxy_protocol && kind == TransportKind::Noise;
+            let why = session(tcp, kind, upstream, &keys, &creds, &transcript).await;
             transcript.note(format!("session with {peer} ended: {why}"));
         });
     }
@@ -127,22 +136,19 @@ async fn serve(args: ServeArgs) -> i32 {
 async fn session(
     tcp: tokio::net::TcpStream,
     kind: TransportKind,
+    upstream: bool,
     keys: &ServerKeys,
     creds: &(String, String),
     transcript: &Transcript,
 ) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut rng = os_rng();
-    let conn = gk::handshake(
-        tcp,
-        kind,
-        HandshakeMode::Normal,
-        keys,
-        deadline,
-        transcript,
-        &mut rng,
-    )
-    .await;
+    let mode = HandshakeMode::Normal;
+    let conn = if upstream {
+        super::upstream::accept(tcp, mode, keys, deadline, transcript, &mut rng).await
+    } else {
+        gk::handshake(tcp, kind, mode, keys, deadline, transcript, &mut rng).await
+    };
     let mut conn: IutConn = match conn {
         Ok(Some(c)) => c,
         Ok(None) => return "handshake aborted".into(),
