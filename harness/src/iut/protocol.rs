@@ -44,6 +44,9 @@ pub struct ConnectParams {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
     pub server_name: String,
+    /// The CA of the gatekeeper's media host, for media downloads (SPEC.md §14.2).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_ca_pem: Option<String>,
 }
 
 impl Command {

@@ -30,6 +30,7 @@ impl Exec<'_> {
         }
         // A new connection replaces the old one (reconnect scenarios).
         self.dev().retire_conn().await;
+        self.media_ready().await?;
         let mut params = self.connect_params(kind)?;
         self.enrolled_login = None;
         if c.enrolled {
@@ -86,6 +87,7 @@ impl Exec<'_> {
             server_key: (kind == TransportKind::Noise).then_some(server_key),
             ca_pem: (kind == TransportKind::Tls).then_some(ca_pem),
             server_name: gk::DOMAIN.into(),
+            media_ca_pem: self.media.host.as_ref().map(|h| h.ca_pem().to_string()),
         })
     }
 

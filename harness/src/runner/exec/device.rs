@@ -129,7 +129,7 @@ impl Device {
                 self.check_claims(&ev)?;
                 if matches!(
                     ev.name.as_str(),
-                    "message_received" | "identity_changed" | "sent"
+                    "message_received" | "identity_changed" | "sent" | "media_received"
                 ) {
                     self.e2ee_claims.push(ev.raw.clone());
                 }

@@ -50,6 +50,15 @@ pub(super) struct SentMessage {
     pub after_identity_change: bool,
 }
 
+/// A file a gatekeeper user sent as media (SPEC.md §14): what the client may report.
+#[derive(Debug, Clone)]
+pub(super) struct MediaExpect {
+    /// The file the object decrypts to.
+    pub file: super::media_files::Digested,
+    /// The host's fault, when the client must refuse the object (MEDIA-24).
+    pub refuse: Option<&'static str>,
+}
+
 #[derive(Default)]
 pub(super) struct E2eeState {
     pub pep: PepStore,
@@ -85,6 +94,8 @@ pub(super) struct E2eeState {
     pub sent_claims: Vec<(usize, String)>,
     /// Devices of the IUT told `prekeys-low` since their last publication.
     pub low_sent: HashSet<u32>,
+    /// Media messages the users sent, by stanza id.
+    pub media: HashMap<String, MediaExpect>,
 }
 
 /// Requirement IDs this module's checks cite.
@@ -116,6 +127,7 @@ impl E2eeState {
                 Ok(())
             }
             "message_received" => self.check_received(dev, label, ev),
+            "media_received" => self.check_media_received(dev, label, ev),
             "sent" => {
                 self.sent_claims.push((dev, str_of(ev, "id")));
                 Ok(())
@@ -307,4 +319,57 @@ fn str_of(ev: &serde_json::Value, key: &str) -> String {
         .and_then(|v| v.as_str())
         .unwrap_or_default()
         .to_string()
+}
+
+impl E2eeState {
+    /// `media_received`: only for a file a user sent, whose object the host served intact,
+    /// once, with the file's size and hash (MEDIA-24).
+    fn check_media_received(
+        &mut self,
+        dev: usize,
+        label: &str,
+        ev: &serde_json::Value,
+    ) -> Result<(), Deviation> {
+        let id = str_of(ev, "id");
+        let Some(expect) = self.media.get(&id) else {
+            return Err(Deviation::fail(
+                req::EVENTS_TRUE,
+                "media_received only for a file a gatekeeper user sent",
+                format!("{label}{ev}: no gatekeeper user sent a file in a message with id {id:?}"),
+            ));
+        };
+        if let Some(fault) = expect.refuse {
+            return Err(Deviation::fail(
+                "MEDIA-24",
+                format!(
+                    "the client to refuse the file of message {id}: the media host served its object with the fault {fault}"
+                ),
+                format!("{label}{ev}"),
+            ));
+        }
+        let size = ev.get("size").and_then(serde_json::Value::as_u64);
+        let sha256 = str_of(ev, "sha256").to_ascii_lowercase();
+        if size != Some(expect.file.size) || sha256 != expect.file.sha256 {
+            return Err(Deviation::fail(
+                "MEDIA-24",
+                format!(
+                    "media_received with the file's size {} and SHA-256 {}",
+                    expect.file.size, expect.file.sha256
+                ),
+                format!("{label}{ev}"),
+            ));
+        }
+        if !self.surfaced.insert((dev, id.clone())) {
+            return Err(Deviation::fail(
+                req::REPLAY,
+                format!("the file of message {id} surfaced once"),
+                format!("{label}a second {ev}"),
+            ));
+        }
+        if let Some(sent) = self.sent.get(&id) {
+            self.iut_decrypted
+                .insert((dev, sent.from_bare.clone(), sent.from_device));
+        }
+        Ok(())
+    }
 }

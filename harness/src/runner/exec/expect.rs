@@ -452,7 +452,7 @@ impl Exec<'_> {
 
     /// The verdict for an `unsupported` answer: not-applicable for a command of an optional
     /// capability the IUT does not claim, inconclusive for anything a client must support.
-    fn unsupported(&mut self, ev: &crate::iut::driver::Event) -> Deviation {
+    pub(super) fn unsupported(&mut self, ev: &crate::iut::driver::Event) -> Deviation {
         let cmd = ev
             .seq
             .and_then(|seq| {

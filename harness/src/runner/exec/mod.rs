@@ -16,6 +16,8 @@ mod http;
 mod http_proof;
 mod idle;
 mod media;
+mod media_files;
+mod media_host;
 mod push_step;
 mod reconnect;
 mod truth;
@@ -102,6 +104,8 @@ struct Exec<'a> {
     enroll: Option<enroll::EnrollCtx>,
     /// How the current connection's login is judged when it is an enrolled device's.
     enrolled_login: Option<crate::roles::gatekeeper_proof::EnrolledLogin>,
+    /// The media host and what was sent, shared and stored (SPEC.md §14).
+    media: media::MediaState,
 }
 
 type Outcome = (Verdict, Option<Failure>, Option<String>);
@@ -188,6 +192,7 @@ impl<'a> Exec<'a> {
             e2ee: e2ee_ledger::E2eeState::default(),
             enroll: None,
             enrolled_login: None,
+            media: media::MediaState::default(),
         };
         let limit = scenario_limit(scenario, iut);
         let mut current: Option<(usize, &Step)> = None;
