@@ -149,6 +149,29 @@ pub(super) fn open_object(path: &Path, key: &MediaKey) -> Result<Digested, OpenE
     })
 }
 
+/// The length and SHA-256 of bytes `first..=last` of a file (clipped to its end).
+pub(super) fn digest_range(path: &Path, first: u64, last: u64) -> io::Result<Digested> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let end = last.saturating_add(1).min(len);
+    let mut left = end.saturating_sub(first);
+    file.seek(SeekFrom::Start(first.min(len)))?;
+    let size = left;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    while left > 0 {
+        let n = (left as usize).min(CHUNK);
+        file.read_exact(&mut buf[..n])?;
+        hash.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(Digested {
+        size,
+        sha256: aesgcm::hex_lower(&hash.finalize()),
+    })
+}
+
 /// A file path in `dir` for `name` and `what` (`plain`, `object`, `swap`).
 pub(super) fn path_in(dir: &Path, name: &str, what: &str) -> PathBuf {
     dir.join(format!("media-{name}.{what}"))
