@@ -2,6 +2,7 @@
 //! in later flows, its enrollment API, media proxy and users' clients).
 
 pub mod conn;
+pub mod downstream;
 pub mod enroll_api;
 pub mod gatekeeper_options;
 pub mod gatekeeper_proof;
