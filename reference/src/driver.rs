@@ -82,6 +82,23 @@ pub enum Event {
         device_id: Option<u32>,
         reason: &'static str,
     },
+    /// A media reference was received, its object downloaded and its tag verified (SPEC.md
+    /// §14.2): `size` and `sha256` (lowercase hex) are the decrypted file's. Replaces
+    /// `message_received` for that message.
+    MediaReceived {
+        from: String,
+        id: Option<String>,
+        size: u64,
+        sha256: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mime: Option<&'static str>,
+    },
+    /// A media reference was received but nothing of its file is shown: `reason` says why.
+    MediaRejected {
+        from: String,
+        id: Option<String>,
+        reason: &'static str,
+    },
     /// A peer device's identity key differs from the one seen before (E2EE-11).
     IdentityChanged {
         peer: String,
@@ -201,6 +218,10 @@ pub struct ConnectParams {
     /// Name checked against the certificate (tls only); defaults to `domain`.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// PEM of the CA of the gatekeeper's media host: the only one trusted for media
+    /// downloads (SPEC.md §14.2).
+    #[serde(default)]
+    pub media_ca_pem: Option<String>,
     /// The compact JSON of the identifier proof to present with `PLAIN-IDPROOF` (SPEC.md
     /// §7.4): set only for the login of an enrolled device, which the driver loop builds
     /// from an [`EnrolledConnect`] and the latest enrollment. A provisioned account's
@@ -225,6 +246,8 @@ pub struct EnrolledConnect {
     pub ca_pem: Option<String>,
     #[serde(default)]
     pub server_name: Option<String>,
+    #[serde(default)]
+    pub media_ca_pem: Option<String>,
     /// The fresh proof the harness signed for this login (IDPROOF-14); absent when the
     /// harness runs the whole chain and the client asks its own server (SPEC.md §6.1).
     #[serde(default)]
@@ -270,6 +293,28 @@ pub struct SendText {
     pub text: String,
 }
 
+/// The parameters of `send_media` (SPEC.md §14.2).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SendMedia {
+    /// A bare JID.
+    pub to: String,
+    /// The file to share.
+    pub path: std::path::PathBuf,
+    /// The harness's upload slot (client-only topology); without it the client uploads to
+    /// its own provider's media host.
+    #[serde(default)]
+    pub upload: Option<UploadSlot>,
+}
+
+/// An upload slot: `PUT` the object to `put_url`, reference it as `get_url`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct UploadSlot {
+    pub put_url: String,
+    pub get_url: String,
+    /// The only CA trusted for the `PUT`.
+    pub ca_pem: String,
+}
+
 /// A command, after its `cmd` and `seq` were read.
 #[derive(Debug)]
 pub enum Command {
@@ -283,6 +328,8 @@ pub enum Command {
     Shutdown,
     /// Send `text` to the account `to` as one OMEMO message (SPEC.md §9).
     SendText(SendText),
+    /// Encrypt a file, upload it, and send its `aesgcm://` reference (SPEC.md §14).
+    SendMedia(Box<SendMedia>),
     /// Report the identity key and device id the next enrollment will use.
     Identity,
     /// Enroll the device with the gatekeeper's enrollment API.
@@ -341,13 +388,17 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
                 .map_err(|e| bad(format!("send_text: {e}")))?;
             Command::SendText(params)
         }
+        "send_media" => {
+            let params: SendMedia = serde_json::from_value(value.clone())
+                .map_err(|e| bad(format!("send_media: {e}")))?;
+            Command::SendMedia(Box::new(params))
+        }
         "identity" => Command::Identity,
         "enroll" => {
             let params: EnrollParams =
                 serde_json::from_value(value.clone()).map_err(|e| bad(format!("enroll: {e}")))?;
             Command::Enroll(Box::new(params))
         }
-        // send_media and anything unknown.
         other => Command::Unsupported(other.to_owned()),
     };
     Ok((seq, command))
@@ -475,8 +526,17 @@ mod tests {
         assert!(matches!(cmd, Command::SendText(ref p) if p.to == "x" && p.text == "y"));
         let err = parse_command(r#"{"cmd":"send_text","seq":5,"to":"x"}"#).expect_err("text");
         assert_eq!(err.seq, Some(5));
-        let (_, cmd) = parse_command(r#"{"cmd":"send_media","seq":6}"#).expect("parses");
-        assert!(matches!(cmd, Command::Unsupported(ref c) if c == "send_media"));
+        let err = parse_command(r#"{"cmd":"send_media","seq":6}"#).expect_err("to, path");
+        assert_eq!(err.seq, Some(6));
+        let (_, cmd) = parse_command(
+            r#"{"cmd":"send_media","seq":7,"to":"b@x","path":"/f","upload":{"put_url":"https://h/u","get_url":"https://h/g","ca_pem":"P"}}"#,
+        )
+        .expect("parses");
+        assert!(
+            matches!(cmd, Command::SendMedia(ref p) if p.upload.as_ref().is_some_and(|u| u.ca_pem == "P"))
+        );
+        let (_, cmd) = parse_command(r#"{"cmd":"frobnicate","seq":8}"#).expect("parses");
+        assert!(matches!(cmd, Command::Unsupported(ref c) if c == "frobnicate"));
         let err = parse_command("{nope").expect_err("bad json");
         assert!(err.seq.is_none());
         let err = parse_command(r#"{"cmd":"connect","seq":2,"host":"h"}"#).expect_err("fields");

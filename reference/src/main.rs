@@ -21,7 +21,7 @@ use mutant::Mutant;
 const NAME: &str = "gatecheck-reference";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const ROLES: &[&str] = &["client"];
-const FEATURES: &[&str] = &["transport.noise", "transport.tls"];
+const FEATURES: &[&str] = &["transport.noise", "transport.tls", "media"];
 
 const EXIT_USAGE: u8 = 2;
 const USAGE: &str =
@@ -163,6 +163,8 @@ async fn run_client(mutant: Mutant) {
     let mut keep: Option<reconnect::Keep> = None;
     // A session of this process reached binding: later logins are reconnects (STREAM-36).
     let mut was_bound = false;
+    // Media uploads and downloads run beside the loop and report here (SPEC.md §14).
+    let (media_tx, mut media_rx) = tokio::sync::mpsc::channel::<client::media::Done>(16);
     loop {
         tokio::select! {
             line = commands.recv() => {
@@ -321,6 +323,11 @@ async fn run_client(mutant: Mutant) {
                             session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
                         }
                     }
+                    Command::SendMedia(params) => {
+                        if let Some(answer) = client::media::send(seq, *params, session.is_some(), mutant, &media_tx) {
+                            events.emit(answer).await;
+                        }
+                    }
                     Command::Unsupported(cmd) => {
                         events.emit(Event::Unsupported { seq, cmd }).await;
                     }
@@ -383,9 +390,26 @@ async fn run_client(mutant: Mutant) {
                     Err(why) => eprintln!("{NAME}: woken, but no proof from the own server: {why}"),
                 }
             }
+            Some(done) = media_rx.recv() => match done {
+                client::media::Done::Answer(event) => events.emit(event).await,
+                client::media::Done::Uploaded { seq, to, reference } => {
+                    // The object is stored: its reference goes out as send_text's text would.
+                    let (Some(s), Some(o)) = (session.as_mut(), omemo.as_mut()) else {
+                        events.emit(Event::SendFailed { seq, reason: "not-connected" }).await;
+                        continue;
+                    };
+                    let actions = o.send_text(seq, &to, &reference, tokio::time::Instant::now());
+                    if let Err(failure) = s.perform(actions, &mut events).await {
+                        session = None;
+                        session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
+                    }
+                }
+            },
             inbound = next_inbound(&mut session) => {
                 let (Some(s), Some(o)) = (session.as_mut(), omemo.as_mut()) else { continue };
-                if let Err(failure) = s.on_inbound(inbound, o, &mut events).await {
+                let outcome = s.on_inbound(inbound, o, &mut events).await;
+                client::media::spawn_downloads(s, mutant, &media_tx);
+                if let Err(failure) = outcome {
                     session = None;
                     session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
                 }

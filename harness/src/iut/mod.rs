@@ -163,6 +163,10 @@ pub struct ServerSide {
     /// the iut.toml's directory.
     pub ca: Option<String>,
     pub launch: Option<Launch>,
+    /// With the `media` capability: how long, in seconds, the media host keeps an object
+    /// (SPEC.md §14.3; MEDIA-8, MEDIA-9).
+    #[serde(default)]
+    pub media_retention_s: Option<u64>,
 }
 
 impl IutConfig {

@@ -16,6 +16,8 @@ use crate::transport::TransportKind;
 /// signs identifier proofs for test users only).
 const SIGNING_SEED_HEX: &str = "3f1c5e7a9b2d4f6081a3c5e7092b4d6f8193a5c7e9fb1d3f5071a3c5e7f9b2d4";
 const PROVIDER_ID: &str = "gatecheck-reference";
+/// The reference server's media retention: 14 days (MEDIA-9).
+const MEDIA_RETENTION_S: u64 = 1_209_600;
 
 /// The reference server's test users: identifier, token, device id, expired and revoked
 /// tokens.
@@ -84,9 +86,11 @@ impl IutConfig {
             SIGNING_SEED_HEX,
             "--provider-id",
             PROVIDER_ID,
+            "--media-retention-s",
         ] {
             server_args.push(a.to_string());
         }
+        server_args.push(MEDIA_RETENTION_S.to_string());
         for (id, token, device, expired, revoked) in USERS {
             server_args.push("--user".into());
             server_args.push(format!("{id}:{token}:{device}"));
@@ -101,7 +105,11 @@ impl IutConfig {
                 None => "gatecheck-reference".to_string(),
             },
             roles: vec![Role::Client, Role::Server],
-            features: vec!["transport.noise".into(), "transport.tls".into()],
+            features: vec![
+                "transport.noise".into(),
+                "transport.tls".into(),
+                "media".into(),
+            ],
             transport: TransportKind::Noise,
             launch: Some(Launch {
                 command: command.clone(),
@@ -118,6 +126,7 @@ impl IutConfig {
                     env: BTreeMap::new(),
                     cwd: None,
                 }),
+                media_retention_s: Some(MEDIA_RETENTION_S),
             }),
             onboarding: Some(onboarding()),
             timeouts: Timeouts::default(),
@@ -170,6 +179,8 @@ mod tests {
         assert_eq!(users(&f), users(&b));
         let (fs, bs) = (fixture.server.unwrap(), built.server.unwrap());
         assert_eq!((fs.base_url, fs.ca), (bs.base_url, bs.ca));
+        assert_eq!(fs.media_retention_s, bs.media_retention_s);
+        assert_eq!(fixture.features, built.features);
         assert_eq!(fs.launch.unwrap().args, bs.launch.unwrap().args);
         assert_eq!(fixture.roles, built.roles);
     }

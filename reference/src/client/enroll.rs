@@ -308,6 +308,7 @@ pub fn login_params(
             .clone()
             .or_else(|| command.domain.clone())
             .or_else(|| Some(enrollment.domain.clone())),
+        media_ca_pem: command.media_ca_pem.clone(),
         proof: Some(proof),
     }
 }

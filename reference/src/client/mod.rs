@@ -6,6 +6,7 @@
 
 pub mod enroll;
 mod login;
+pub mod media;
 mod omemo;
 mod session;
 mod stream;

@@ -40,6 +40,10 @@ pub struct Session {
     next_id: u64,
     /// The stream's idle limit: 300 s, or what the gatekeeper announced (STREAM-47).
     idle_limit: Duration,
+    /// The CA trusted for media downloads (`media_ca_pem`), and the downloads asked for
+    /// since the driver loop last took them ([`Session::take_media`]).
+    media_ca_pem: Option<String>,
+    media_jobs: Vec<super::media::Fetch>,
 }
 
 /// The idle limit of a stream without an announcement (STREAM-43).
@@ -59,7 +63,18 @@ impl Session {
             id_prefix: format!("gcr-{random:016x}"),
             next_id: 0,
             idle_limit: DEFAULT_IDLE_LIMIT,
+            media_ca_pem: params.media_ca_pem.clone(),
+            media_jobs: Vec::new(),
         }
+    }
+
+    /// The media downloads received references asked for, with the CA to trust for them:
+    /// the driver loop runs them beside the session (SPEC.md §14.2).
+    pub fn take_media(&mut self) -> (Vec<super::media::Fetch>, Option<String>) {
+        (
+            std::mem::take(&mut self.media_jobs),
+            self.media_ca_pem.clone(),
+        )
     }
 
     pub fn set_idle_limit(&mut self, limit: Duration) {
@@ -143,6 +158,18 @@ impl Session {
                 Action::Send(stanza) => self.send_stanza(stanza).await,
                 Action::Emit(event) => {
                     events.emit(event).await;
+                    Ok(())
+                }
+                Action::FetchMedia {
+                    from,
+                    id,
+                    reference,
+                } => {
+                    self.media_jobs.push(super::media::Fetch {
+                        from,
+                        id,
+                        reference,
+                    });
                     Ok(())
                 }
                 Action::Deliver { stanza, seq, id } => {

@@ -24,6 +24,7 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::Config;
+use super::media::{self, Media};
 use super::state::{Memory, Tokens, Wake, lock};
 use crate::mutant::Mutant;
 
@@ -49,6 +50,8 @@ pub struct Shared {
     tokens: Tokens,
     replay: Mutex<ReplayCache>,
     memory: Memory,
+    /// The media host (SPEC.md §14) on the same listener.
+    media: Media,
 }
 
 /// The paths served, relative to `--base-path`.
@@ -61,7 +64,7 @@ enum Endpoint {
 }
 
 /// A finished answer, or the error answer a check produced.
-type Answer = Response<Full<Bytes>>;
+pub(super) type Answer = Response<Full<Bytes>>;
 
 impl Shared {
     pub fn new(config: &Config, mutant: Mutant) -> Shared {
@@ -86,11 +89,26 @@ impl Shared {
             tokens,
             replay: Mutex::new(ReplayCache::new()),
             memory,
+            media: Media::new(
+                mutant,
+                config.listen,
+                &config.base_path,
+                config.media_retention_s,
+            ),
         }
     }
 
     /// Answers one request. Never fails: every refusal is an answer.
     pub async fn handle(&self, req: Request<Incoming>) -> Answer {
+        // The media paths are the media host's; the checks below are the JSON endpoints'.
+        if let Some(route) = req
+            .uri()
+            .path()
+            .strip_prefix(self.base_path.as_str())
+            .and_then(media::route)
+        {
+            return self.media.serve(route, req).await;
+        }
         let endpoint = match self.route(req.uri().path()) {
             Some(e) => e,
             None if self.mutant == Mutant::ServerRedirectsTrailingSlash
@@ -499,7 +517,7 @@ impl ProofAsk {
 }
 
 /// Reads at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`]; anything else is the error answer.
-async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Answer> {
+pub(super) async fn read_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, Answer> {
     let too_large = || {
         error(
             StatusCode::BAD_REQUEST,
@@ -611,18 +629,18 @@ fn set_json_headers(answer: &mut Answer) {
     );
 }
 
-fn json_answer(status: StatusCode, body: &Value) -> Answer {
+pub(super) fn json_answer(status: StatusCode, body: &Value) -> Answer {
     let mut answer = Response::new(Full::new(Bytes::from(body.to_string())));
     *answer.status_mut() = status;
     set_json_headers(&mut answer);
     answer
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Answer {
+pub(super) fn error(status: StatusCode, code: &str, message: &str) -> Answer {
     json_answer(status, &json!({ "error": code, "message": message }))
 }
 
-fn method_not_allowed(allow: &'static str) -> Answer {
+pub(super) fn method_not_allowed(allow: &'static str) -> Answer {
     let mut answer = error(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
@@ -634,7 +652,7 @@ fn method_not_allowed(allow: &'static str) -> Answer {
     answer
 }
 
-fn no_content() -> Answer {
+pub(super) fn no_content() -> Answer {
     let mut answer = Response::new(Full::new(Bytes::new()));
     *answer.status_mut() = StatusCode::NO_CONTENT;
     answer

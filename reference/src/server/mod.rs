@@ -10,6 +10,7 @@
 //! hostile clients cost a bounded amount and the server keeps answering the others.
 
 mod http;
+mod media;
 mod state;
 mod tls;
 
@@ -33,7 +34,7 @@ const EXIT_FAILURE: u8 = 1;
 pub const USAGE: &str = "usage: gatecheck-reference [--mutant NAME] server --listen ADDR:PORT \
 --tls-dir DIR --gatekeeper-key BASE64 --signing-seed HEX --provider-id ID \
 --user IDENTIFIER:TOKEN:DEVICE_ID [--user ...] [--expired-token IDENTIFIER:TOKEN ...] \
-[--revoked-token IDENTIFIER:TOKEN ...] [--base-path /PREFIX]";
+[--revoked-token IDENTIFIER:TOKEN ...] [--base-path /PREFIX] [--media-retention-s SECONDS]";
 
 /// Where the harness also puts its request-signing key (SPEC §6.1).
 const GATEKEEPER_KEY_ENV: &str = "GATECHECK_GATEKEEPER_KEY";
@@ -61,6 +62,8 @@ pub struct Config {
     pub expired: Vec<(String, String)>,
     pub revoked: Vec<(String, String)>,
     pub base_path: String,
+    /// How long the media host keeps an object (SPEC.md §14.3).
+    pub media_retention_s: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -85,6 +88,7 @@ pub fn parse_args(args: &[String]) -> Result<Config, String> {
     let mut signing_key = None;
     let mut provider_id = None;
     let mut base_path = None;
+    let mut media_retention_s = None;
     let mut users = Vec::new();
     let mut expired = Vec::new();
     let mut revoked = Vec::new();
@@ -121,6 +125,13 @@ pub fn parse_args(args: &[String]) -> Result<Config, String> {
             "--signing-seed" => once(&mut signing_key, parse_seed(&value()?)?, name)?,
             "--provider-id" => once(&mut provider_id, parse_provider_id(&value()?)?, name)?,
             "--base-path" => once(&mut base_path, parse_base_path(&value()?)?, name)?,
+            "--media-retention-s" => {
+                let v = value()?;
+                let seconds = v.parse::<u64>().ok().filter(|s| *s > 0).ok_or_else(|| {
+                    format!("--media-retention-s {v:?}: not a positive number of seconds")
+                })?;
+                once(&mut media_retention_s, seconds, name)?;
+            }
             "--user" => users.push(parse_user(&value()?)?),
             "--expired-token" => expired.push(parse_pair(name, &value()?)?),
             "--revoked-token" => revoked.push(parse_pair(name, &value()?)?),
@@ -146,6 +157,7 @@ pub fn parse_args(args: &[String]) -> Result<Config, String> {
         expired,
         revoked,
         base_path: base_path.unwrap_or_default(),
+        media_retention_s: media_retention_s.unwrap_or(media::DEFAULT_RETENTION_S),
     })
 }
 

@@ -41,6 +41,13 @@ pub enum Action {
     Send(Element),
     /// Write a driver event.
     Emit(Event),
+    /// A decrypted text that is a media reference (SPEC.md §14): download it, and report
+    /// `media_received` or `media_rejected` instead of `message_received`.
+    FetchMedia {
+        from: String,
+        id: Option<String>,
+        reference: String,
+    },
     /// Write the message answering `send_text` `seq`, then emit `sent` with `id`; if the
     /// write fails, `send_failed` with `not-connected`.
     Deliver {

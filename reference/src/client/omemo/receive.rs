@@ -140,12 +140,21 @@ impl Omemo {
                     // envelope and shows only what it decrypted.
                     text = body.text();
                 }
-                actions.push(Action::Emit(Event::MessageReceived {
-                    from: from.to_owned(),
-                    id,
-                    device_id: sid.unwrap_or_default(),
-                    text,
-                }));
+                if crate::client::media::is_reference(&text) {
+                    // A file (SPEC.md §14): what is shown is the downloaded file, or nothing.
+                    actions.push(Action::FetchMedia {
+                        from: from.to_owned(),
+                        id,
+                        reference: text,
+                    });
+                } else {
+                    actions.push(Action::Emit(Event::MessageReceived {
+                        from: from.to_owned(),
+                        id,
+                        device_id: sid.unwrap_or_default(),
+                        text,
+                    }));
+                }
                 if self.mutant == Mutant::NoReceipts {
                     // STANZA-13 deviation: the correct client acknowledges what it surfaced.
                 } else {

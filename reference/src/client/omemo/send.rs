@@ -433,6 +433,12 @@ impl Omemo {
             message = message
                 .with_child(Element::new("body", ns::JABBER_CLIENT).with_text(FALLBACK_BODY));
         }
+        if self.mutant == Mutant::MediaKeyInBody && crate::client::media::is_reference(&send.text) {
+            // MEDIA-19 deviation: the correct client puts a file's key only in the reference
+            // inside the envelope; this one repeats the reference in a plaintext <body/>.
+            message = message
+                .with_child(Element::new("body", ns::JABBER_CLIENT).with_text(send.text.as_str()));
+        }
         if self.mutant == Mutant::NoReceiptRequest {
             // STANZA-15 deviation: the correct client asks for a receipt.
         } else {

@@ -162,6 +162,13 @@ impl World {
                     self.stanzas.push(stanza);
                     self.emit(serde_json::json!({"event": "sent", "seq": seq, "id": id}));
                 }
+                // The download itself is the session's; the world records what it was asked.
+                Action::FetchMedia {
+                    from,
+                    id,
+                    reference,
+                } => self.emit(serde_json::json!({"event": "fetch_media", "from": from,
+                    "id": id, "reference": reference})),
             }
         }
     }

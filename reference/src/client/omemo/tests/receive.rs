@@ -458,3 +458,19 @@ fn garbled_envelopes_never_panic_and_are_never_surfaced() {
     }
     assert!(world.events_named("decrypt_failed").len() >= 200);
 }
+
+#[test]
+fn a_media_reference_is_fetched_instead_of_surfaced() {
+    let reference = format!("aesgcm://media.test/m/x#{}", "0".repeat(88));
+    let (mut world, _, envelope) = bob_writes(Mutant::None, &reference);
+    world.receive(&encrypted_message(BOB_FULL, "m1", &envelope));
+    assert_eq!(
+        world.events,
+        [json!({"event":"fetch_media","from":BOB_FULL,"id":"m1","reference":reference})]
+    );
+    // Text that merely mentions a reference is text.
+    let text = format!("see {reference}");
+    let (mut world, _, envelope) = bob_writes(Mutant::None, &text);
+    world.receive(&encrypted_message(BOB_FULL, "m2", &envelope));
+    assert_eq!(world.events_named("message_received").len(), 1);
+}

@@ -459,3 +459,21 @@ fn bundle_format_mutants() {
     let published = world.nodes.get(&node).expect("published");
     assert!(Bundle::from_element(published).is_err(), "E2EE-3");
 }
+
+#[test]
+fn the_media_key_in_body_mutant_repeats_references_only() {
+    let reference = format!("aesgcm://media.test/m/x#{}", "0".repeat(88));
+    for (mutant, text, body) in [
+        (Mutant::None, reference.as_str(), false),
+        (Mutant::MediaKeyInBody, reference.as_str(), true),
+        (Mutant::MediaKeyInBody, "plain text", false),
+    ] {
+        let bob = device(2001, 2);
+        let mut world = World::new(mutant);
+        world.publish(BOB, &bob);
+        world.send_text(1, BOB, text);
+        let message = world.stanzas.last().expect("sent");
+        let found = message.child("body", ns::JABBER_CLIENT).map(Element::text);
+        assert_eq!(found.as_deref(), body.then_some(text), "{mutant:?}");
+    }
+}
