@@ -47,6 +47,10 @@ const MAX_STORED_BYTES: usize = 1024 * 1024 * 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Random bytes in a token: 256 bits, 43 base64url characters (MEDIA-4).
 const TOKEN_BYTES: usize = 32;
+/// Uploads read at once (each may hold up to [`MAX_OBJECT`] bytes), and how long one waits
+/// for its turn before the answer is 503.
+const CONCURRENT_UPLOADS: usize = 4;
+const UPLOAD_QUEUE_WAIT: Duration = Duration::from_secs(10);
 
 /// The media paths, relative to `--base-path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +102,7 @@ pub struct Media {
     /// Seconds the clock hook added.
     advanced_s: AtomicU64,
     store: Mutex<Store>,
+    uploads: tokio::sync::Semaphore,
 }
 
 impl Media {
@@ -115,6 +120,7 @@ impl Media {
             started: Instant::now(),
             advanced_s: AtomicU64::new(0),
             store: Mutex::new(Store::default()),
+            uploads: tokio::sync::Semaphore::new(CONCURRENT_UPLOADS),
         }
     }
 
@@ -149,6 +155,11 @@ impl Media {
                 if req.method() != Method::POST {
                     return method_not_allowed("POST");
                 }
+                let turn = tokio::time::timeout(UPLOAD_QUEUE_WAIT, self.uploads.acquire()).await;
+                let Ok(Ok(_turn)) = turn else {
+                    let why = "too many uploads at once";
+                    return error(StatusCode::SERVICE_UNAVAILABLE, "busy", why);
+                };
                 let (parts, body) = req.into_parts();
                 match self.read_object(&parts.headers, body).await {
                     Ok(data) => self.store(data),
