@@ -8,6 +8,7 @@
 mod client;
 mod driver;
 mod mutant;
+mod proxy;
 mod reconnect;
 mod server;
 
@@ -25,7 +26,7 @@ const FEATURES: &[&str] = &["transport.noise", "transport.tls", "media"];
 
 const EXIT_USAGE: u8 = 2;
 const USAGE: &str =
-    "usage: gatecheck-reference [--mutant NAME] [--list-mutants] [client|server ARGS...|proxy]";
+    "usage: gatecheck-reference [--mutant NAME] [--list-mutants] [client|server ARGS...|proxy ARGS...]";
 
 /// The async runtime both roles run on; `None` (after saying why on stderr) when the
 /// operating system will not give it.
@@ -46,7 +47,7 @@ fn main() -> ExitCode {
     let mut mutant = Mutant::None;
     let mut list = false;
     let mut role = "client".to_owned();
-    // Everything after `server` is the server role's own (server::USAGE).
+    // Everything after `server` or `proxy` is that role's own (server::USAGE, proxy::USAGE).
     let mut server_args = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -63,12 +64,12 @@ fn main() -> ExitCode {
                 println!("{USAGE}");
                 return ExitCode::SUCCESS;
             }
-            "server" => {
+            "server" | "proxy" => {
                 role = arg;
                 server_args.extend(args.by_ref());
                 continue;
             }
-            "client" | "proxy" => {
+            "client" => {
                 role = arg;
                 continue;
             }
@@ -103,6 +104,9 @@ fn main() -> ExitCode {
     }
     if role == "server" {
         return server::main(mutant, server_args);
+    }
+    if role == "proxy" {
+        return proxy::main(mutant, server_args);
     }
     if role != "client" {
         eprintln!("{NAME}: role {role:?} is not implemented yet");
