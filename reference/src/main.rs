@@ -25,8 +25,8 @@ const ROLES: &[&str] = &["client"];
 const FEATURES: &[&str] = &["transport.noise", "transport.tls", "media"];
 
 const EXIT_USAGE: u8 = 2;
-const USAGE: &str =
-    "usage: gatecheck-reference [--mutant NAME] [--list-mutants] [client|server ARGS...|proxy ARGS...]";
+const USAGE: &str = "usage: gatecheck-reference [--mutant NAME] [--list-mutants] \
+[client|server ARGS...|proxy ARGS...]";
 
 /// The async runtime both roles run on; `None` (after saying why on stderr) when the
 /// operating system will not give it.
