@@ -233,6 +233,9 @@ impl Proxy {
         let wanted = [Some("proxy-noise.pub"), tls.then_some("ca.pem")];
         while !wanted.iter().flatten().all(|f| dir.join(f).exists()) {
             assert!(Instant::now() < deadline, "the proxy wrote no key files");
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("the proxy exited before listening: {status}");
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let text = std::fs::read_to_string(dir.join("proxy-noise.pub")).expect("proxy-noise.pub");
