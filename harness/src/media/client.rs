@@ -64,6 +64,17 @@ impl Drop for Driver {
     }
 }
 
+/// The headers `open` sends for `url`: `Host`, then `headers`.
+pub(crate) fn request_headers(
+    url: &str,
+    headers: &[(String, String)],
+) -> Result<Vec<(String, String)>, FetchError> {
+    let (host, port) = loopback_authority(url).map_err(FetchError::Url)?;
+    let mut out = vec![("host".to_owned(), host_header(&host, port))];
+    out.extend(headers.iter().cloned());
+    Ok(out)
+}
+
 /// Sends `GET url` with `headers` (plus `Host`) and waits for the response head; the
 /// connection lives as long as the returned [`Driver`].
 pub(crate) async fn open(
@@ -88,8 +99,8 @@ pub(crate) async fn open(
         .map_err(|_| FetchError::Timeout(format!("connect to {host}:{port}")))?
         .map_err(|e| FetchError::Connect(format!("{host}:{port}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    let mut request = hyper::Request::get(target).header("host", host_header(&host, port));
-    for (k, v) in headers {
+    let mut request = hyper::Request::get(target);
+    for (k, v) in request_headers(url, headers)? {
         request = request.header(k.as_str(), v.as_str());
     }
     let request = request

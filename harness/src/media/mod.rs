@@ -6,6 +6,7 @@ pub mod aesgcm;
 pub mod client;
 pub mod files;
 pub mod host;
+pub mod proxy;
 pub mod serve;
 pub mod sink;
 #[cfg(test)]
@@ -13,6 +14,7 @@ mod testutil;
 
 pub use aesgcm::{AesgcmRef, Decryptor, Encryptor, GcmError, Iv, MediaKey, RefError};
 pub use host::{Fault, HostConfig, HostRequest, MediaHost, ObjectInfo, UploadSlot};
+pub use proxy::{MediaProxy, ProxyConfig, ProxyFetch, fetch_via_proxy};
 pub use serve::Limits;
 pub use sink::{DecryptSink, Discard, Opened, Sink};
 
