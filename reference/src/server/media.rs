@@ -51,6 +51,8 @@ const TOKEN_BYTES: usize = 32;
 /// for its turn before the answer is 503.
 const CONCURRENT_UPLOADS: usize = 4;
 const UPLOAD_QUEUE_WAIT: Duration = Duration::from_secs(10);
+/// How far past the limit a refused body is still read (and dropped).
+const DRAIN_SLACK: usize = 16 * 1024 * 1024;
 
 /// The media paths, relative to `--base-path`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,8 +205,11 @@ impl Media {
         }
     }
 
-    /// An upload's body, read as it streams in: 413 as soon as it is over the limit
-    /// (announced or counted), without reading further (MEDIA-23).
+    /// An upload's body, read as it streams in: 413 once it is over the limit, announced or
+    /// counted (MEDIA-23). Nothing past the limit is kept; the rest of a body up to
+    /// [`DRAIN_SLACK`] past it is read and dropped before the answer, so that a client that
+    /// writes its whole body before reading still gets the 413 (closing on unread input would
+    /// reset the connection under it). A larger body is answered and closed on at once.
     async fn read_object(&self, headers: &HeaderMap, mut body: Incoming) -> Result<Bytes, Answer> {
         let limit = if self.mutant == Mutant::ServerMediaNoSizeLimit {
             // MEDIA-23 deviation: the correct host refuses objects over 100 MiB.
@@ -224,6 +229,9 @@ impl Media {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > limit as u64) {
+            if declared.is_some_and(|n| n <= (limit + DRAIN_SLACK) as u64) {
+                drain(&mut body, limit + DRAIN_SLACK).await;
+            }
             return Err(too_large());
         }
         // The announced length is a hint for the first allocation, never trusted beyond 1 MiB.
@@ -244,6 +252,9 @@ impl Media {
             };
             if let Ok(chunk) = frame.into_data() {
                 if data.len() + chunk.len() > limit {
+                    let seen = data.len() + chunk.len();
+                    drop(data);
+                    drain(&mut body, (limit + DRAIN_SLACK).saturating_sub(seen)).await;
                     return Err(too_large());
                 }
                 data.extend_from_slice(&chunk);
@@ -388,6 +399,18 @@ impl Media {
             );
         }
         answer
+    }
+}
+
+/// Reads and drops at most `budget` more bytes of `body`, until it ends, stalls or breaks.
+async fn drain(body: &mut Incoming, budget: usize) {
+    let mut left = budget;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout(IDLE_TIMEOUT, body.frame()).await {
+        let n = frame.data_ref().map_or(0, Bytes::len);
+        if n > left {
+            return;
+        }
+        left -= n;
     }
 }
 
