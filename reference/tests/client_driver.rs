@@ -26,7 +26,7 @@ fn list_mutants_prints_name_requirement_description() {
         let (prefix, number) = fields[1].split_once('-').expect("REQ-ID");
         assert!(
             [
-                "STREAM", "STANZA", "E2EE", "AUTH", "PUSH", "IDPROOF", "ENROLL"
+                "STREAM", "STANZA", "E2EE", "AUTH", "PUSH", "IDPROOF", "ENROLL", "MEDIA", "PROXY"
             ]
             .contains(&prefix),
             "{line:?}"
@@ -70,10 +70,26 @@ async fn ready_unsupported_bad_command_and_shutdown() {
         e,
         json!({"event":"send_failed","seq":1,"reason":"not-connected"})
     );
-    iut.send(json!({"cmd":"send_media","seq":5,"to":"bob@gk.gatecheck.test","path":"x"}))
+    // send_media: a file that is not there is a bad command; a real one needs a session.
+    iut.send(
+        json!({"cmd":"send_media","seq":5,"to":"bob@gk.gatecheck.test","path":"/nonexistent/x"}),
+    )
+    .await;
+    let e = iut.expect("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["seq"].as_i64()),
+        (Some("bad-command"), Some(5))
+    );
+    let file = std::env::temp_dir().join(format!("gatecheck-driver-test-{}", std::process::id()));
+    std::fs::write(&file, b"a small file").expect("write");
+    iut.send(json!({"cmd":"send_media","seq":8,"to":"bob@gk.gatecheck.test","path":file}))
         .await;
-    let e = iut.expect("unsupported").await;
-    assert_eq!(e, json!({"event":"unsupported","seq":5,"cmd":"send_media"}));
+    let e = iut.expect("send_failed").await;
+    assert_eq!(
+        e,
+        json!({"event":"send_failed","seq":8,"reason":"not-connected"})
+    );
+    let _ = std::fs::remove_file(&file);
     // A text E2EE-24 forbids, or a recipient that is not a bare JID, is a bad command.
     for (seq, to, text) in [(6, "bob@gk.gatecheck.test", ""), (7, "bob@gk/r", "hi")] {
         iut.send(json!({"cmd":"send_text","seq":seq,"to":to,"text":text}))
@@ -114,7 +130,7 @@ async fn ready_line_is_exact() {
     let line = lines.next_line().await.expect("read").expect("a line");
     assert_eq!(
         line,
-        r#"{"event":"ready","driver":1,"name":"gatecheck-reference","version":"0.1.0","roles":["client"],"features":["transport.noise","transport.tls"]}"#
+        r#"{"event":"ready","driver":1,"name":"gatecheck-reference","version":"0.1.0","roles":["client"],"features":["transport.noise","transport.tls","media"]}"#
     );
     drop(child.stdin.take());
     let status = child.wait().await.expect("wait");
