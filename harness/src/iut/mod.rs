@@ -4,6 +4,7 @@ pub mod driver;
 pub mod onboarding;
 pub mod procs;
 pub mod protocol;
+pub mod proxy;
 mod reference;
 
 use std::collections::BTreeMap;
@@ -143,6 +144,8 @@ pub struct IutConfig {
     pub server: Option<ServerSide>,
     /// What the provider gave at onboarding (SPEC.md §6.1).
     pub onboarding: Option<onboarding::Onboarding>,
+    /// How to start the provider proxy (proxy role, SPEC.md §15).
+    pub proxy: Option<proxy::ProxySide>,
     #[serde(default)]
     pub timeouts: Timeouts,
 }
@@ -240,6 +243,9 @@ impl IutConfig {
         if let Some(o) = &cfg.onboarding {
             o.validate().map_err(|m| invalid(0, m))?;
         }
+        if cfg.roles.contains(&Role::Proxy) {
+            proxy::ProxySide::validate(&cfg).map_err(|m| invalid(0, m))?;
+        }
         // Absolute, so that the command and the working directory do not resolve twice.
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -251,6 +257,9 @@ impl IutConfig {
         }
         if let Some(l) = cfg.server.as_mut().and_then(|s| s.launch.as_mut()) {
             l.resolve(&base);
+        }
+        if let Some(p) = cfg.proxy.as_mut() {
+            p.resolve(&base);
         }
         if let Some(ca) = cfg.server.as_mut().and_then(|s| s.ca.as_mut())
             && !ca.starts_with("${")

@@ -129,6 +129,7 @@ impl IutConfig {
                 media_retention_s: Some(MEDIA_RETENTION_S),
             }),
             onboarding: Some(onboarding()),
+            proxy: None,
             timeouts: Timeouts::default(),
         }
     }

@@ -11,6 +11,7 @@ pub mod enroll_step;
 pub mod http_step;
 pub mod pattern;
 pub mod media_step;
+pub mod proxy_step;
 pub mod push_step;
 mod raw_step;
 pub mod step;
@@ -363,6 +364,15 @@ impl Scenario {
             line,
             message,
         })?;
+        if raw.role == Role::Proxy {
+            proxy_step::clients_connected_first(&steps).map_err(|(line, message)| {
+                ScenarioError {
+                    path: path.to_path_buf(),
+                    line,
+                    message,
+                }
+            })?;
+        }
         Ok(Scenario {
             id,
             title: raw.title,

@@ -123,6 +123,8 @@ pub enum Action {
     Push(super::push_step::PushStep),
     /// Changes to a gatekeeper user's devices.
     E2eeDevices(E2eeDevices),
+    /// A step of a proxy scenario: its downstream clients, headers and relays (SPEC.md §15).
+    Proxy(super::proxy_step::ProxyAction),
     /// Media (SPEC.md §14): sent, shared, stored, fetched.
     Media(super::media_step::MediaStep),
 }
@@ -156,6 +158,7 @@ impl Action {
             Action::Enroll(_) => "enroll",
             Action::Push(_) => "push",
             Action::E2eeDevices(_) => "e2ee_devices",
+            Action::Proxy(p) => p.name(),
             Action::Media(m) => m.name(),
         }
     }
@@ -171,6 +174,10 @@ impl Action {
             || matches!(self, Action::Media(m) if m.of_server());
         let neutral = matches!(self, Action::Sleep(_));
         match role {
+            Role::Client | Role::Server if matches!(self, Action::Proxy(_)) => Err(format!(
+                "`{}` plays a proxy's client: it needs role = \"proxy\"",
+                self.name()
+            )),
             Role::Client if http => Err(format!(
                 "`{}` talks to a provider server: it needs role = \"server\"",
                 self.name()
@@ -179,9 +186,7 @@ impl Action {
                 "`{}` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http, media_store, media_fetch, media_clock and sleep)",
                 self.name()
             )),
-            Role::Proxy => {
-                Err("scenarios for the proxy role are not supported by this harness version".into())
-            }
+            Role::Proxy => super::proxy_step::fits_proxy(self),
             _ => Ok(()),
         }
     }
@@ -368,6 +373,14 @@ impl Step {
             RawAction::Enroll(r) => vec![Action::Enroll(super::enroll_step::enroll_step(r)?)],
             RawAction::Push(r) => vec![Action::Push(super::push_step::push_step(r))],
             RawAction::E2eeDevices(r) => vec![Action::E2eeDevices(e2ee_step::e2ee_devices(r)?)],
+            proxy @ (RawAction::DownstreamConnect(_)
+            | RawAction::DownstreamSend(_)
+            | RawAction::DownstreamExpect(_)
+            | RawAction::DownstreamExpectClosed(_)
+            | RawAction::DownstreamExpectNothing(_)
+            | RawAction::DownstreamClose(_)
+            | RawAction::ExpectProxyHeader(_)
+            | RawAction::Relay(_)) => vec![super::proxy_step::from_raw(proxy)?],
             RawAction::MediaSend(r) => vec![Action::Media(super::media_step::media_send(r)?)],
             RawAction::ExpectMedia(r) => vec![Action::Media(super::media_step::expect_media(r)?)],
             RawAction::MediaShare(r) => vec![Action::Media(super::media_step::media_share(r)?)],

@@ -18,6 +18,9 @@ mod idle;
 mod media;
 mod media_files;
 mod media_host;
+mod proxy;
+mod proxy_relay;
+mod proxy_steps;
 mod push_step;
 mod reconnect;
 mod truth;
@@ -106,6 +109,8 @@ struct Exec<'a> {
     enrolled_login: Option<crate::roles::gatekeeper_proof::EnrolledLogin>,
     /// The media host and what was sent, shared and stored (SPEC.md §14).
     media: media::MediaState,
+    /// A proxy scenario's proxy, its clients and the gatekeeper behind it (SPEC.md §15).
+    proxy: Option<proxy::ProxyState>,
 }
 
 type Outcome = (Verdict, Option<Failure>, Option<String>);
@@ -193,6 +198,7 @@ impl<'a> Exec<'a> {
             enroll: None,
             enrolled_login: None,
             media: media::MediaState::default(),
+            proxy: None,
         };
         let limit = scenario_limit(scenario, iut);
         let mut current: Option<(usize, &Step)> = None;
@@ -288,11 +294,7 @@ impl<'a> Exec<'a> {
                 self.cur = 0;
             }
             Role::Server => self.launch_server().await?,
-            Role::Proxy => {
-                return Err(Deviation::error(
-                    "scenarios for the proxy role are not supported by this harness version",
-                ));
-            }
+            Role::Proxy => self.launch_proxy().await?,
         }
         let steps = &self.scenario.steps;
         for (i, step) in steps.iter().enumerate() {
@@ -306,7 +308,8 @@ impl<'a> Exec<'a> {
                 step.line,
                 step.action.name()
             ));
-            if let Err(d) = self.step(step, deadline).await {
+            let played = self.step(step, deadline).await;
+            if let Err(d) = played.map_err(|d| self.proxy_charge(step, d)) {
                 let Some(should) = self.should_level(&d, step) else {
                     return Err(d);
                 };
@@ -326,6 +329,7 @@ impl<'a> Exec<'a> {
                 d.check_no_extra_connection().await?;
             }
             self.check_e2ee_claims()?;
+            self.proxy_after_step()?;
         }
         *current = None;
         Ok(())
@@ -343,6 +347,9 @@ impl<'a> Exec<'a> {
             return Some(d);
         }
         if let Err(d) = self.check_sent_claims().await {
+            return Some(d);
+        }
+        if let Err(d) = self.proxy_after_step() {
             return Some(d);
         }
         // Strict matching holds for the gatekeeper users too: what the IUT sent one of them
@@ -512,6 +519,7 @@ impl<'a> Exec<'a> {
                 self.e2ee_devices(actor, d, deadline).await
             }
             Action::Media(m) => self.media(step, m, deadline).await,
+            Action::Proxy(p) => self.proxy_step(step, p, deadline).await,
         }
     }
 
@@ -585,7 +593,8 @@ impl<'a> Exec<'a> {
             // A chain scenario's server: stopped, not asked to stop.
             p.kill().await;
         }
-        let server = self.scenario.role == Role::Server;
+        // A server or a proxy is not driven: it is stopped, not asked to stop.
+        let server = self.scenario.role != Role::Client;
         let stops = self.devices.iter_mut().map(|d| async move {
             d.retire_conn().await;
             let mut lie = d.drain_checked();
