@@ -358,6 +358,8 @@ mutants! {
         "answers a Range request with 206 and the right Content-Range, but its first byte flipped"),
     ServerMediaNoSizeLimit => ("server-media-no-size-limit", "MEDIA-23",
         "stores objects over 100 MiB (up to 128 MiB) instead of answering 413"),
+    MediaRefusesUntyped => ("media-refuses-untyped", "MEDIA-25",
+        "refuses a received file whose type it cannot tell with media_rejected unsupported-type instead of offering it"),
     // Media (SPEC.md §14), client and server mutants: keep new ones above this line.
     ProxyNoProxyHeader => ("proxy-no-proxy-header", "PROXY-2",
         "writes no PROXY protocol header on its upstream connections: the Noise intro comes first"),

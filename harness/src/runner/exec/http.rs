@@ -200,6 +200,11 @@ impl Exec<'_> {
         ))
     }
 
+    /// The PEM of the CA trusted for the provider server, read again from its file.
+    pub(super) fn provider_ca_pem(&self) -> Option<String> {
+        std::fs::read_to_string(self.http.ca_file.as_ref()?).ok()
+    }
+
     /// The body of the last request sent.
     pub(super) fn http_last_request_body(&self) -> Option<Vec<u8>> {
         self.http.last_request.as_ref().map(|r| r.body.clone())

@@ -30,7 +30,8 @@ pub(super) mod req {
     pub const REFERENCE: &str = "MEDIA-18";
     pub const KEY_INSIDE: &str = "MEDIA-19";
     pub const UPLOAD: &str = "MEDIA-20";
-    pub const UNTYPED: &str = "MEDIA-21";
+    pub const NOT_DROPPED: &str = "MEDIA-21";
+    pub const ANY_TYPE: &str = "MEDIA-25";
 }
 
 /// A file a gatekeeper user sent the client.
@@ -56,6 +57,8 @@ pub(super) struct MediaState {
     pub(super) stored: HashMap<String, super::media_host::Stored>,
     /// Seconds the provider server's clock was advanced.
     pub(super) advanced_s: u64,
+    /// The gatekeeper's media proxy (server and chain scenarios), started on first use.
+    pub(super) proxy: Option<crate::media::proxy::MediaProxy>,
 }
 
 /// A directory removed when dropped.
@@ -260,7 +263,7 @@ impl Exec<'_> {
                 return Err(match outcome {
                     // A file nothing tells the type of was dropped without a word.
                     Outcome::Received => Deviation::fail(
-                        req::UNTYPED,
+                        req::NOT_DROPPED,
                         expected,
                         "neither media_received nor media_rejected before the step's deadline",
                     ),
@@ -311,7 +314,7 @@ impl Exec<'_> {
                 let reason = ev.raw.get("reason").and_then(|v| v.as_str());
                 if reason == Some("unsupported-type") {
                     return Err(Deviation::fail(
-                        req::UNTYPED,
+                        req::ANY_TYPE,
                         "the file offered to the user (media_received)",
                         shown,
                     ));

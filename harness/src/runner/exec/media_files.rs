@@ -1,16 +1,17 @@
-//! Files and objects of the media steps, made and read in chunks on a blocking thread so that
-//! a 64 MiB file never sits in memory: the gatekeeper user's file and its encrypted object,
-//! the file a client is asked to share, and the decryption of what a client uploaded.
+//! Files and objects of the media steps, made and read in chunks (crate::media::sink) on a
+//! blocking thread so that a 64 MiB file never sits in memory: the gatekeeper user's file and
+//! its encrypted object, the file a client is asked to share, the decryption of what a client
+//! uploaded, and a range of a stored object.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::RngCore;
 use sha2::{Digest, Sha256};
 
-use crate::media::aesgcm::{self, Decryptor, Encryptor, Iv, MediaKey};
+use crate::media::aesgcm::{self, Iv, MediaKey};
+use crate::media::sink;
 
 /// Bytes per chunk.
 const CHUNK: usize = 64 * 1024;
@@ -34,54 +35,10 @@ pub(super) fn key_from(rng: &mut impl RngCore) -> MediaKey {
     }
 }
 
-/// Random file content from `seed`; its first byte is never that of a common file
-/// signature, so nothing tells its type (MEDIA-21).
-struct Content {
-    rng: ChaCha20Rng,
-    first: bool,
-}
-
-impl Content {
-    fn new(seed: u64) -> Content {
-        Content {
-            rng: ChaCha20Rng::seed_from_u64(seed),
-            first: true,
-        }
-    }
-
-    fn fill(&mut self, buf: &mut [u8]) {
-        self.rng.fill_bytes(buf);
-        if self.first && !buf.is_empty() {
-            // 0x00 to 0x0f start no signature `file` knows for media (PNG 0x89, JPEG 0xff,
-            // GIF 'G', PDF '%', ZIP 'P', RIFF 'R', ISO media has a length first but then 'ftyp').
-            buf[0] &= 0x0f;
-            if buf.len() > 4 {
-                buf[4] = b'x';
-            }
-            self.first = false;
-        }
-    }
-}
-
 /// Writes `size` bytes of content from `seed` to `path`.
 pub(super) fn write_file(path: &Path, size: u64, seed: u64) -> io::Result<Digested> {
-    let mut out = BufWriter::with_capacity(CHUNK, File::create(path)?);
-    let mut content = Content::new(seed);
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = size;
-    while left > 0 {
-        let n = (left as usize).min(CHUNK);
-        content.fill(&mut buf[..n]);
-        hash.update(&buf[..n]);
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    out.flush()?;
-    Ok(Digested {
-        size,
-        sha256: aesgcm::hex_lower(&hash.finalize()),
-    })
+    let sha256 = sink::write_random_file(path, size, seed)?;
+    Ok(Digested { size, sha256 })
 }
 
 /// Writes the object of a `size`-byte file of content from `seed`, encrypted under `key`,
@@ -92,25 +49,10 @@ pub(super) fn write_object(
     seed: u64,
     key: &MediaKey,
 ) -> io::Result<Digested> {
-    let mut out = BufWriter::with_capacity(CHUNK, File::create(path)?);
-    let mut content = Content::new(seed);
-    let mut hash = Sha256::new();
-    let mut seal = Encryptor::new(key);
-    let mut buf = vec![0u8; CHUNK];
-    let mut left = size;
-    while left > 0 {
-        let n = (left as usize).min(CHUNK);
-        content.fill(&mut buf[..n]);
-        hash.update(&buf[..n]);
-        seal.update(&mut buf[..n]).map_err(io::Error::other)?;
-        out.write_all(&buf[..n])?;
-        left -= n as u64;
-    }
-    out.write_all(&seal.finish())?;
-    out.flush()?;
+    let sealed = sink::write_random_object(path, size, key, seed)?;
     Ok(Digested {
-        size,
-        sha256: aesgcm::hex_lower(&hash.finalize()),
+        size: sealed.plain_len,
+        sha256: sealed.plain_sha256,
     })
 }
 
@@ -125,28 +67,14 @@ pub(super) enum OpenError {
 /// Decrypts the object stored at `path` under `key`, in chunks; the plaintext is hashed,
 /// never kept.
 pub(super) fn open_object(path: &Path, key: &MediaKey) -> Result<Digested, OpenError> {
-    let mut file = File::open(path).map_err(|e| OpenError::Io(e.to_string()))?;
-    let mut open = Decryptor::new(key);
-    let mut hash = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| OpenError::Io(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        let plain = open
-            .update(&buf[..n])
-            .map_err(|e| OpenError::Tag(e.to_string()))?;
-        hash.update(plain);
+    match sink::decrypt_file(path, key) {
+        Err(e) => Err(OpenError::Io(e.to_string())),
+        Ok(Err(e)) => Err(OpenError::Tag(e.to_string())),
+        Ok(Ok(opened)) => Ok(Digested {
+            size: opened.size,
+            sha256: opened.sha256,
+        }),
     }
-    let size = open.released();
-    open.finish().map_err(|e| OpenError::Tag(e.to_string()))?;
-    Ok(Digested {
-        size,
-        sha256: aesgcm::hex_lower(&hash.finalize()),
-    })
 }
 
 /// The length and SHA-256 of bytes `first..=last` of a file (clipped to its end).
@@ -189,6 +117,8 @@ pub(super) async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
 
     #[test]
     fn objects_open_to_their_files_and_not_under_another_key() {
@@ -211,10 +141,16 @@ mod tests {
                 Err(OpenError::Tag(_))
             ));
         }
-        let first = write_file(&path_in(&dir, "s", "plain"), 64, 9).unwrap();
-        let bytes = std::fs::read(path_in(&dir, "s", "plain")).unwrap();
-        assert!(bytes[0] < 0x10, "no known signature starts the content");
-        assert_eq!(first.size, 64);
+        let plain = path_in(&dir, "r", "plain");
+        let whole = write_file(&plain, 1000, 9).unwrap();
+        assert_eq!(
+            digest_range(&plain, 0, 5000).unwrap(),
+            whole,
+            "clipped to the end"
+        );
+        let part = digest_range(&plain, 10, 19).unwrap();
+        assert_eq!(part.size, 10);
+        assert_ne!(part.sha256, whole.sha256);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

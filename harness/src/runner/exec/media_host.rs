@@ -18,8 +18,11 @@ use super::Exec;
 use super::media_files::{self as files, Digested};
 use crate::http::client::{host_header, loopback_authority};
 use crate::media::files::{ObjectBody, ReadPlan, Transfer};
+use crate::media::proxy::{MediaProxy, ProxyConfig};
+use crate::media::sink::Sink;
 use crate::roles::Deviation;
 use crate::scenario::media_step::{Availability, ClockMark, MAX_OBJECT};
+use sha2::{Digest, Sha256};
 
 /// The hook paths of SPEC.md Appendix G.1.
 const MEDIA_HOOK: &str = "/gatecheck-test/v1/media";
@@ -353,27 +356,129 @@ pub(super) struct ProxyFetched {
 impl Exec<'_> {
     /// iut.toml's `[server] media_retention_s`.
     fn declared_retention(&self) -> Option<u64> {
-        None
+        self.iut.server.as_ref().and_then(|s| s.media_retention_s)
     }
 
-    /// The object at `url` through the gatekeeper's media proxy.
+    /// The gatekeeper's media proxy, started on first use, trusting only the provider's CA.
+    async fn media_proxy(&mut self) -> Result<&MediaProxy, Deviation> {
+        if self.media.proxy.is_none() {
+            let pem = self.provider_ca_pem().ok_or_else(|| {
+                Deviation::error("the media proxy needs the provider server's CA ([server] ca)")
+            })?;
+            let proxy = MediaProxy::start(ProxyConfig::new(&pem))
+                .await
+                .map_err(|e| Deviation::error(format!("the media proxy did not start: {e}")))?;
+            self.transcript
+                .note(format!("gatekeeper media proxy at {}", proxy.base_url()));
+            self.media.proxy = Some(proxy);
+        }
+        self.media
+            .proxy
+            .as_ref()
+            .ok_or_else(|| Deviation::error("no media proxy"))
+    }
+
+    /// The object at `url` through the gatekeeper's media proxy, into `sink`: the
+    /// provider's status and what the proxy found wrong in its answer.
+    async fn fetch_into(
+        &mut self,
+        url: &str,
+        range: Option<(u64, u64)>,
+        sink: &mut dyn Sink,
+        deadline: Instant,
+    ) -> Result<ProxyFetched, Deviation> {
+        let range = range.map(|(a, b)| format!("bytes={a}-{b}"));
+        let proxy = self.media_proxy().await?;
+        let got = tokio::time::timeout_at(deadline, proxy.fetch(url, range.as_deref(), sink))
+            .await
+            .map_err(|_| {
+                Deviation::fail_here(
+                    format!("the object at {url} before the step's deadline"),
+                    "the transfer through the media proxy was still going",
+                )
+            })?
+            .map_err(|e| Deviation::error(format!("the media proxy: {e}")))?;
+        let (fetched, record) = got;
+        let record = record.ok_or_else(|| Deviation::error("the media proxy kept no record"))?;
+        self.transcript.note(format!(
+            "media proxy GET {url}{}: provider {} {:?}, {} bytes, {:?}",
+            range.map(|r| format!(" (range {r})")).unwrap_or_default(),
+            record
+                .upstream_status
+                .map_or("no answer".to_string(), |s| s.to_string()),
+            record.upstream_headers,
+            record.delivered,
+            record.outcome
+        ));
+        let Some(status) = record.upstream_status else {
+            return Err(Deviation::fail_here(
+                format!("an answer from the provider's media host for {url}"),
+                format!("{:?}", record.outcome),
+            ));
+        };
+        if matches!(status, 200 | 206) && !fetched.complete() {
+            return Err(Deviation::fail(
+                req::EXACT,
+                format!("the whole object at {url}, as its Content-Length announces"),
+                format!(
+                    "{} bytes, then {}",
+                    fetched.bytes,
+                    fetched.body_error.unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(ProxyFetched {
+            status,
+            size: fetched.bytes,
+            sha256: String::new(),
+            deviations: record.deviations,
+        })
+    }
+
+    /// The object at `url` through the gatekeeper's media proxy, hashed.
     pub(super) async fn proxy_fetch(
         &mut self,
         url: &str,
-        _range: Option<(u64, u64)>,
-        _deadline: Instant,
+        range: Option<(u64, u64)>,
+        deadline: Instant,
     ) -> Result<ProxyFetched, Deviation> {
-        Err(Deviation::error(format!("no media proxy yet for {url}")))
+        let mut hash = Sha256::new();
+        let mut got = self.fetch_into(url, range, &mut hash, deadline).await?;
+        got.sha256 = crate::media::aesgcm::hex_lower(&hash.finalize());
+        Ok(got)
     }
 
-    /// The object a client shared, fetched through the media proxy into a file.
+    /// The object a client shared, fetched from its own provider's host through the media
+    /// proxy into a file (a chain scenario): the host is judged as in `media_fetch`.
     pub(super) async fn fetch_shared(
         &mut self,
         url: &str,
-        _name: &str,
-        _deadline: Instant,
+        name: &str,
+        deadline: Instant,
     ) -> Result<PathBuf, Deviation> {
-        Err(Deviation::error(format!("no media proxy yet for {url}")))
+        let others: HashSet<String> = self
+            .media
+            .stored
+            .values()
+            .filter_map(|s| url_token(&s.url))
+            .collect();
+        self.judge_url(url, &others)?;
+        let dir = self.media.dir(&self.token)?;
+        let path = files::path_in(&dir, name, "fetched");
+        let mut file = std::fs::File::create(&path)
+            .map_err(|e| Deviation::error(format!("{}: {e}", path.display())))?;
+        let got = self.fetch_into(url, None, &mut file, deadline).await?;
+        if let Some(d) = got.deviations.into_iter().next() {
+            return Err(d);
+        }
+        if got.status != 200 {
+            return Err(Deviation::fail(
+                req::EXACT,
+                format!("200 with the object the client uploaded, at {url}"),
+                got.status.to_string(),
+            ));
+        }
+        Ok(path)
     }
 }
 

@@ -429,6 +429,14 @@ async fn receive(job: Fetch, ca_pem: Option<&str>, mutant: Mutant) -> Option<Eve
         // it with unsupported-type; this one drops it without a word.
         return None;
     }
+    if mime.is_none() && mutant == Mutant::MediaRefusesUntyped {
+        // MEDIA-25 deviation: refused instead of offered as a file.
+        return Some(Event::MediaRejected {
+            from,
+            id,
+            reason: "unsupported-type",
+        });
+    }
     let size = file.len() as u64;
     let digest = tokio::task::spawn_blocking(move || hex(&Sha256::digest(&file)))
         .await
