@@ -86,7 +86,34 @@ impl Drop for Scratch {
     }
 }
 
+/// A loopback port free now, for the proxy to listen on. It is drawn at random outside the
+/// range the system picks from for outgoing connections and `bind(0)` (Linux's
+/// `ip_local_port_range`), so that neither a client connection of this run nor a listener
+/// made meanwhile takes it before the proxy binds it; `bind(0)` when none is found.
 fn free_port() -> std::io::Result<u16> {
+    use rand::Rng;
+    let (low, high) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| {
+            let mut it = t.split_whitespace().map(|n| n.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999));
+    let candidates = if low > 11_000 {
+        10_000..low
+    } else {
+        high.saturating_add(1).max(1024)..u16::MAX
+    };
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    for _ in 0..64 {
+        if candidates.is_empty() {
+            break;
+        }
+        let port = rng.random_range(candidates.clone());
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?.port())
 }
@@ -219,6 +246,18 @@ impl Exec<'_> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Why a failure is the proxy process's end rather than its behaviour: it exited (a port
+    /// taken under it, a crash at start), which makes the scenario inconclusive.
+    pub(super) async fn proxy_exited(&mut self) -> Option<Deviation> {
+        let driver = self.devices[0].driver.as_mut()?;
+        let status = driver
+            .exit_status_within(Duration::from_millis(200))
+            .await?;
+        Some(Deviation::inconclusive(format!(
+            "the proxy exited ({status}); its stderr says why"
+        )))
     }
 
     pub(super) fn proxy_state(&mut self) -> Result<&mut ProxyState, Deviation> {

@@ -115,6 +115,11 @@ impl Exec<'_> {
         let ready_by = p.ready_by;
         let tcp = match downstream::connect_tcp(addr, ready_by, deadline).await {
             Ok(tcp) => tcp,
+            Err(e) if let Some(gone) = self.proxy_exited().await => {
+                self.transcript
+                    .note(format!("no connection to the proxy: {e}"));
+                return Err(gone);
+            }
             Err(e) if Instant::now() >= ready_by => {
                 return Err(Deviation::inconclusive(format!(
                     "the proxy does not accept clients at {addr} ({kind}): {e}"
@@ -155,7 +160,14 @@ impl Exec<'_> {
             }
         };
         let down = match early {
-            Ok(done) => done.map_err(|e| handshake_failure(kind, e))?,
+            Ok(Ok(down)) => down,
+            Ok(Err(e)) => {
+                // Another process on the port the proxy could not bind is no fault of its own.
+                if let Some(gone) = self.proxy_exited().await {
+                    return Err(gone);
+                }
+                return Err(handshake_failure(kind, e));
+            }
             Err(Ok((_, peer))) => {
                 return Err(Deviation::fail(
                     ONE_UPSTREAM,
