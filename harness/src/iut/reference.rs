@@ -1,5 +1,6 @@
-//! The bundled reference provider as an IUT: its client, and its server
-//! (`gatecheck-reference server`) with the onboarding data the harness needs for it.
+//! The bundled reference provider as an IUT: its client, its server
+//! (`gatecheck-reference server`) with the onboarding data the harness needs for it, and its
+//! proxy (`gatecheck-reference proxy`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::onboarding::{Onboarding, TestUser};
+use super::proxy::ProxySide;
 use super::{IutConfig, IutError, Launch, ServerSide, Timeouts};
 use crate::scenario::Role;
 use crate::transport::TransportKind;
@@ -39,7 +41,8 @@ const USERS: &[(&str, &str, u32, &str, &str)] = &[
 ];
 
 impl IutConfig {
-    /// The bundled reference provider (client and server roles), optionally with a mutant.
+    /// The bundled reference provider (client, server and proxy roles), optionally with a
+    /// mutant.
     pub fn reference(mutant: Option<&str>) -> Result<IutConfig, IutError> {
         let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("gatecheck"));
         let dir = exe.parent().unwrap_or(Path::new("."));
@@ -58,11 +61,13 @@ impl IutConfig {
     }
 
     /// The reference provider at a known path. A mutant goes to the process of the role it
-    /// breaks: the server's mutants are named `server-…`, every other one is the client's,
-    /// and the other process runs unmutated.
+    /// breaks: the server's mutants are named `server-…`, the proxy's `proxy-…`, every other
+    /// one is the client's, and the other processes run unmutated.
     pub fn reference_at(command: PathBuf, mutant: Option<&str>) -> IutConfig {
         let server_mutant = mutant.filter(|m| m.starts_with("server-"));
-        let client_mutant = mutant.filter(|m| !m.starts_with("server-"));
+        let proxy_mutant = mutant.filter(|m| m.starts_with("proxy-"));
+        let client_mutant =
+            mutant.filter(|m| !m.starts_with("server-") && !m.starts_with("proxy-"));
         let mut args = Vec::new();
         if let Some(m) = client_mutant {
             args.push("--mutant".to_string());
@@ -99,12 +104,18 @@ impl IutConfig {
             server_args.push("--revoked-token".into());
             server_args.push(format!("{id}:{revoked}"));
         }
+        let mut proxy_args = Vec::new();
+        if let Some(m) = proxy_mutant {
+            proxy_args.push("--mutant".to_string());
+            proxy_args.push(m.to_string());
+        }
+        proxy_args.extend(PROXY_ARGS.iter().map(|a| a.to_string()));
         IutConfig {
             name: match mutant {
                 Some(m) => format!("gatecheck-reference --mutant {m}"),
                 None => "gatecheck-reference".to_string(),
             },
-            roles: vec![Role::Client, Role::Server],
+            roles: vec![Role::Client, Role::Server, Role::Proxy],
             features: vec![
                 "transport.noise".into(),
                 "transport.tls".into(),
@@ -121,7 +132,7 @@ impl IutConfig {
                 base_url: "https://127.0.0.1:${port}".into(),
                 ca: Some("${scratch}/ca.pem".into()),
                 launch: Some(Launch {
-                    command,
+                    command: command.clone(),
                     args: server_args,
                     env: BTreeMap::new(),
                     cwd: None,
@@ -129,11 +140,39 @@ impl IutConfig {
                 media_retention_s: Some(MEDIA_RETENTION_S),
             }),
             onboarding: Some(onboarding()),
-            proxy: None,
+            proxy: Some(ProxySide {
+                noise_key: Some("${scratch}/proxy-noise.pub".into()),
+                ca: Some("${scratch}/ca.pem".into()),
+                server_name: None,
+                launch: Launch {
+                    command,
+                    args: proxy_args,
+                    env: BTreeMap::new(),
+                    cwd: None,
+                },
+            }),
             timeouts: Timeouts::default(),
         }
     }
 }
+
+/// The reference proxy's arguments (after any `--mutant`): Noise and TLS listeners for its
+/// clients, its key and CA written to the scenario's directory, the gatekeeper to pin.
+const PROXY_ARGS: &[&str] = &[
+    "proxy",
+    "--listen",
+    "127.0.0.1:${port}",
+    "--listen-tls",
+    "127.0.0.1:${port2}",
+    "--tls-dir",
+    "${scratch}",
+    "--upstream",
+    "${upstream}",
+    "--upstream-key",
+    "${upstream_key}",
+    "--opted-in",
+    "${opted_in}",
+];
 
 /// What the reference provider was onboarded with.
 fn onboarding() -> Onboarding {
@@ -184,6 +223,13 @@ mod tests {
         assert_eq!(fixture.features, built.features);
         assert_eq!(fs.launch.unwrap().args, bs.launch.unwrap().args);
         assert_eq!(fixture.roles, built.roles);
+        assert_eq!(fixture.features, built.features);
+        let (fp, bp) = (fixture.proxy.unwrap(), built.proxy.unwrap());
+        assert_eq!(
+            (fp.noise_key, fp.ca, fp.server_name),
+            (bp.noise_key, bp.ca, bp.server_name)
+        );
+        assert_eq!(fp.launch.args, bp.launch.args);
     }
 
     #[test]
@@ -205,6 +251,17 @@ mod tests {
         assert_eq!(
             c.server.as_ref().unwrap().launch.as_ref().unwrap().args[0],
             "server"
+        );
+        assert_eq!(c.proxy.as_ref().unwrap().launch.args[0], "proxy");
+        let c = IutConfig::reference_at("/x".into(), Some("proxy-delays"));
+        assert_eq!(c.launch.as_ref().unwrap().args, ["client"]);
+        assert_eq!(
+            c.server.as_ref().unwrap().launch.as_ref().unwrap().args[0],
+            "server"
+        );
+        assert_eq!(
+            c.proxy.as_ref().unwrap().launch.args[..3],
+            ["--mutant", "proxy-delays", "proxy"]
         );
     }
 }
