@@ -360,6 +360,12 @@ mutants! {
         "stores objects over 100 MiB (up to 128 MiB) instead of answering 413"),
     MediaRefusesUntyped => ("media-refuses-untyped", "MEDIA-25",
         "refuses a received file whose type it cannot tell with media_rejected unsupported-type instead of offering it"),
+    MediaReferencesPutUrl => ("media-references-put-url", "MEDIA-18",
+        "sends the reference of the slot's put_url instead of its get_url"),
+    ServerMediaTruncatedBody => ("server-media-truncated-body", "MEDIA-5",
+        "serves every object without its last byte (and a Content-Length to match)"),
+    ServerMediaWeekRetention => ("server-media-week-retention", "MEDIA-9",
+        "keeps objects 7 days (604,800 s) whatever it declares, more than MEDIA-8's 24 hours but less than MEDIA-9's 14 days"),
     // Media (SPEC.md §14), client and server mutants: keep new ones above this line.
     ProxyNoProxyHeader => ("proxy-no-proxy-header", "PROXY-2",
         "writes no PROXY protocol header on its upstream connections: the Noise intro comes first"),

@@ -40,6 +40,8 @@ pub const DEFAULT_RETENTION_S: u64 = 1_209_600;
 const MUTANT_MAX_OBJECT: usize = 128 * 1024 * 1024;
 /// What the server-media-short-retention mutant keeps objects for.
 const SHORT_RETENTION_S: u64 = 3600;
+/// The retention of the server-media-week-retention mutant: 7 days (MEDIA-9 asks 14).
+const WEEK_RETENTION_S: u64 = 7 * 86_400;
 /// Objects held at once, and their total size: past either, uploads get 507.
 const MAX_OBJECTS: usize = 4096;
 const MAX_STORED_BYTES: usize = 1024 * 1024 * 1024;
@@ -141,6 +143,8 @@ impl Media {
             Mutant::ServerMediaNeverExpires => None,
             // MEDIA-8 deviation: the correct host keeps objects as long as it declares.
             Mutant::ServerMediaShortRetention => Some(SHORT_RETENTION_S),
+            // MEDIA-9 deviation: the correct host keeps objects the 14 days it declares.
+            Mutant::ServerMediaWeekRetention => Some(WEEK_RETENTION_S),
             _ => Some(self.retention_s),
         }
     }
@@ -352,6 +356,10 @@ impl Media {
                     answer.headers_mut().insert(CONTENT_RANGE, v);
                 }
                 answer
+            }
+            None if self.mutant == Mutant::ServerMediaTruncatedBody && len > 0 => {
+                // MEDIA-5 deviation: the correct host serves exactly the stored object.
+                self.object_answer(StatusCode::OK, data.slice(..len - 1))
             }
             None => self.object_answer(StatusCode::OK, data),
         }

@@ -431,23 +431,34 @@ impl Exec<'_> {
         let opened = files::blocking(move || files::open_object(&object, &key))
             .await
             .map_err(Deviation::error)?;
+        // Through a slot the harness holds exactly what the client uploaded; from the
+        // provider's own host (a chain) it holds what the host served, and the client's
+        // upload is not observable: a mismatch is then charged to the host's MEDIA-5, the
+        // text naming both.
+        let (charge, whose) = match &slot {
+            Some(_) => (req::ENCRYPTION, ""),
+            None => (
+                super::media_host::EXACT,
+                " (the client uploaded another object, MEDIA-1, or its host served other bytes, MEDIA-5)",
+            ),
+        };
         match opened {
             Ok(got) if got == file => {}
             Ok(got) => {
                 return Err(Deviation::fail(
-                    req::ENCRYPTION,
+                    charge,
                     format!(
                         "the object decrypts to the file shared ({} bytes, SHA-256 {})",
                         file.size, file.sha256
                     ),
-                    format!("{} bytes, SHA-256 {}", got.size, got.sha256),
+                    format!("{} bytes, SHA-256 {}{whose}", got.size, got.sha256),
                 ));
             }
             Err(OpenError::Tag(e)) => {
                 return Err(Deviation::fail(
-                    req::ENCRYPTION,
+                    charge,
                     "the object is the file's AES-256-GCM ciphertext and tag under the reference's key and IV",
-                    format!("{url}: {e}"),
+                    format!("{url}: {e}{whose}"),
                 ));
             }
             Err(OpenError::Io(e)) => return Err(Deviation::error(e)),

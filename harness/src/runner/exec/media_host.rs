@@ -33,9 +33,12 @@ const MAX_HOOK_ANSWER: usize = 64 * 1024;
 const DAY_S: u64 = 86_400;
 const FORTNIGHT_S: u64 = 14 * DAY_S;
 
+/// MEDIA-5: exactly the object stored.
+pub(super) const EXACT: &str = "MEDIA-5";
+
 mod req {
     pub const URL: &str = "MEDIA-4";
-    pub const EXACT: &str = "MEDIA-5";
+    pub const EXACT: &str = super::EXACT;
     pub const MINIMUM: &str = "MEDIA-8";
     pub const GONE: &str = "MEDIA-10";
     pub const NO_REDIRECT: &str = "MEDIA-22";

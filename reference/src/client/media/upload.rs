@@ -131,6 +131,10 @@ async fn put_to_slot(slot: &UploadSlot, object: Vec<u8>, mutant: Mutant) -> Resu
     if !response.status().is_success() {
         return Err(format!("the slot answered {}", response.status()));
     }
+    if mutant == Mutant::MediaReferencesPutUrl {
+        // MEDIA-18 deviation: the correct client refers to the slot's get_url.
+        return Ok(slot.put_url.clone());
+    }
     Ok(slot.get_url.clone())
 }
 
