@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
+use crate::bundle::MemoryDir;
 use crate::exit;
 use crate::iut::IutConfig;
 use crate::runner::{self, RunOptions, StopSignal};
@@ -164,44 +165,47 @@ pub fn run(args: FuzzArgs) -> i32 {
     runtime.block_on(campaign(args, iut))
 }
 
-/// Where a campaign writes the scenarios and fixtures of its sessions, and how it loads them.
+/// Where a campaign keeps the scenarios and fixtures of its sessions, and how it loads them.
+/// They are kept in memory ([`MemoryDir`]): a file written and removed per case cost more
+/// than the rest of the case (a finding gets real files of its own, under `--out`).
 struct Workbench {
+    memory: MemoryDir,
     dirs: SuiteDirs,
     /// The time limit of a case alone (the IUT's scenario limit); a session gets the sum.
     case_limit_ms: u64,
 }
 
 impl Workbench {
-    /// Removes a session's fixtures and scenario.
+    fn new(case_limit_ms: u64) -> Workbench {
+        let memory = MemoryDir::new();
+        let dirs = SuiteDirs {
+            scenarios: memory.path().join("scenarios"),
+            fixtures: memory.path().join("fixtures"),
+        };
+        Workbench {
+            memory,
+            dirs,
+            case_limit_ms,
+        }
+    }
+
+    /// Removes a session's fixtures.
     fn remove(&self, id: &str, cases: &[Case]) {
         for (name, _) in session::fixtures(id, cases) {
-            let _ = std::fs::remove_file(self.dirs.fixtures.join(name));
+            self.memory.remove(Path::new("fixtures").join(name));
         }
-        let _ = std::fs::remove_file(self.dirs.scenarios.join("fuzz").join(format!("{id}.toml")));
     }
 
-    /// Empties the sessions' directories (a campaign would otherwise keep every input it ran).
-    fn clear(&self) -> Result<(), String> {
-        for dir in [
-            self.dirs.scenarios.join("fuzz"),
-            self.dirs.fixtures.join("fuzz"),
-        ] {
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Writes a session's fixtures and scenario under `id` and loads it.
+    /// Keeps a session's fixtures under `id` and loads its scenario.
     fn scenario(&self, id: &str, cases: &[Case]) -> Result<Scenario, String> {
         for (name, bytes) in session::fixtures(id, cases) {
-            let fixture = self.dirs.fixtures.join(name);
-            std::fs::write(&fixture, bytes).map_err(|e| format!("{}: {e}", fixture.display()))?;
+            self.memory
+                .write(Path::new("fixtures").join(&name), bytes)
+                .map_err(|e| format!("{name}: {e}"))?;
         }
         let limit = self.case_limit_ms.saturating_mul(cases.len() as u64);
         let text = session::scenario_text(id, cases, Some(limit));
         let path = self.dirs.scenarios.join("fuzz").join(format!("{id}.toml"));
-        std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
         Scenario::parse(&path, &text, Catalogue::embedded(), &self.dirs)
             .map_err(|e| format!("a generated scenario does not load: {e:?}"))
     }
@@ -223,18 +227,8 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let work = args.out.join(format!(".work-{seed}"));
-    let bench = Workbench {
-        dirs: SuiteDirs {
-            scenarios: work.join("scenarios"),
-            fixtures: work.join("fixtures"),
-        },
-        case_limit_ms: u64::try_from(iut.timeouts.scenario().as_millis()).unwrap_or(u64::MAX),
-    };
-    if let Err(e) = bench.clear() {
-        eprintln!("gatecheck: error: {e}");
-        return exit::ERROR;
-    }
+    let bench =
+        Workbench::new(u64::try_from(iut.timeouts.scenario().as_millis()).unwrap_or(u64::MAX));
     let mut seen: HashSet<String> = HashSet::new();
     if let Ok(entries) = std::fs::read_dir(&args.out) {
         seen.extend(entries.flatten().filter_map(|e| {
@@ -354,7 +348,6 @@ async fn campaign(args: FuzzArgs, iut: IutConfig) -> i32 {
             );
         }
     }
-    let _ = std::fs::remove_dir_all(&work);
     if let Some(reason) = stop.reason() {
         eprintln!("gatecheck fuzz: stopped ({reason})");
     }
