@@ -226,12 +226,12 @@ impl Exec<'_> {
         parse: fn(&str) -> Result<T, String>,
     ) -> Result<T, Deviation> {
         loop {
-            let last = match std::fs::read_to_string(file) {
+            let last = match read_bounded(file) {
                 Ok(text) => match parse(&text) {
                     Ok(v) => return Ok(v),
                     Err(e) => e,
                 },
-                Err(e) => e.to_string(),
+                Err(e) => e,
             };
             if let Some(status) = self.dev().driver.as_mut().and_then(|d| d.try_exit_status()) {
                 return Err(Deviation::inconclusive(format!(
@@ -352,6 +352,22 @@ impl Exec<'_> {
             Deviation::not_applicable(format!("the proxy published nothing for transport.{kind}"))
         })
     }
+}
+
+/// The most of a published file that is read: a key or a CA chain is far smaller.
+const PUBLISHED_LIMIT: u64 = 64 * 1024;
+
+/// A file the proxy wrote, at most [`PUBLISHED_LIMIT`] bytes of it, as UTF-8.
+fn read_bounded(file: &str) -> Result<String, String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| f.take(PUBLISHED_LIMIT + 1).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > PUBLISHED_LIMIT {
+        return Err(format!("more than {PUBLISHED_LIMIT} bytes"));
+    }
+    Ok(text)
 }
 
 fn noise_key(text: &str) -> Result<Vec<u8>, String> {
