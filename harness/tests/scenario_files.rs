@@ -158,7 +158,7 @@ fn mistakes_are_reported_with_file_and_line() {
         ),
         (
             &format!("{HEAD}actors = [\"bob\"]\n[[step]]\nsleep = 1\nactor = \"bob\"\n"),
-            "stream/example.toml:6: `actor` goes with send, expect, expect_any, e2ee_send, e2ee_expect and e2ee_devices only (who sends, who receives)",
+            "stream/example.toml:6: `actor` goes with send, expect, expect_any, e2ee_send, e2ee_expect, e2ee_devices, media_send and media_share only (who sends, who receives)",
         ),
         (
             &format!("{HEAD}actors = [\"Bob\"]\n[[step]]\nsleep = 1\n"),
@@ -174,11 +174,11 @@ fn mistakes_are_reported_with_file_and_line() {
         ),
         (
             "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"AUTH-1\"]\nrole = \"server\"\n[[step]]\nexpect_event = { event = \"ready\" }\n",
-            "stream/example.toml:5: `expect_event` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http and sleep)",
+            "stream/example.toml:5: `expect_event` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http, media_store, media_fetch, media_clock and sleep)",
         ),
         (
             "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"AUTH-1\"]\nrole = \"server\"\n[[step]]\ndriver = { cmd = \"connect\" }\n",
-            "stream/example.toml:5: `driver` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http and sleep)",
+            "stream/example.toml:5: `driver` needs a driven client connection: it needs role = \"client\" (a server scenario has only http, expect_http, media_store, media_fetch, media_clock and sleep)",
         ),
         (
             "id = \"stream/example\"\ntitle = \"t\"\nrequirements = [\"STREAM-34\"]\nrole = \"client\"\n[[step]]\nsleep = 1\n",

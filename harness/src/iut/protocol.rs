@@ -337,6 +337,7 @@ mod tests {
             server_key: Some("a2V5".into()),
             ca_pem: None,
             server_name: "gk.gatecheck.test".into(),
+            media_ca_pem: None,
         });
         assert_eq!(
             c.to_json().to_string(),

@@ -500,7 +500,7 @@ impl Exec<'_> {
         self.host_deviations(
             |r| matches!(&r.kind, RequestKind::Upload { token } if *token == slot.put_token),
         )
-        .map_err(|d| relabel_upload(d))?;
+        .map_err(relabel_upload)?;
         if puts.len() != 1 || puts[0].method != "PUT" {
             return Err(Deviation::fail(
                 req::UPLOAD,
