@@ -9,8 +9,8 @@
 pub mod e2ee_step;
 pub mod enroll_step;
 pub mod http_step;
-pub mod pattern;
 pub mod media_step;
+pub mod pattern;
 pub mod proxy_step;
 pub mod push_step;
 mod raw_step;
