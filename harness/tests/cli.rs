@@ -371,9 +371,9 @@ fn filter_is_repeatable_and_any_match_selects() {
         .args([
             "run",
             "--filter",
-            "nothing-a",
+            "no-such-scenario-a",
             "--filter",
-            "nothing-b",
+            "no-such-scenario-b",
             "--iut",
         ])
         .arg(root().join("fixtures/iut/broken/dies-after-ready.toml"))
