@@ -42,7 +42,7 @@ fn list_mutants_prints_name_requirement_description() {
 }
 
 #[test]
-fn unknown_mutant_and_unimplemented_roles_exit_2() {
+fn unknown_mutants_roles_and_missing_arguments_exit_2() {
     let out = reference()
         .args(["--mutant", "no-such-mutant"])
         .output()
@@ -50,9 +50,13 @@ fn unknown_mutant_and_unimplemented_roles_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-mutant"));
     assert!(out.stdout.is_empty());
+    // The proxy role without its arguments names the first one missing.
     let out = reference().arg("proxy").output().expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not implemented"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--listen is required"));
+    let out = reference().arg("no-such-role").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-role"));
     // The server role without its arguments is a usage error that names what is missing.
     let out = reference().arg("server").output().expect("run");
     assert_eq!(out.status.code(), Some(2));
