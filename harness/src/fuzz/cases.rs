@@ -9,6 +9,8 @@
 //! stream or that holds something other than the three stanza kinds is not used: SPEC.md leaves
 //! the IUT a choice there.
 
+use std::collections::HashMap;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -109,9 +111,87 @@ const TOKENS: &[&str] = &[
 ];
 
 /// Makes cases from a corpus, deterministically from a seed.
+///
+/// The candidates that recur (a corpus input as it is, and the hostile ones, a few hundred
+/// different inputs in all) are classified once: [`classify`] is a function of the bytes, so
+/// its answer is kept and reused (and a hostile input known to be unusable is not even made
+/// again). The cases made, and their order, are the same as classifying every candidate.
 pub struct Generator {
     rng: ChaCha8Rng,
     corpus: Vec<Vec<u8>>,
+    /// [`classify`] of each corpus input as it is, once asked.
+    corpus_expect: Vec<Option<Option<Expect>>>,
+    /// [`classify`] of each hostile input, once asked.
+    hostile_expect: HashMap<Hostile, Option<Expect>>,
+}
+
+/// A candidate, before it is classified.
+enum Candidate {
+    /// Bytes made from the corpus (mutated, spliced), and how.
+    Made(Vec<u8>, String),
+    /// Corpus input `i` as it is.
+    Corpus(usize),
+    Hostile(Hostile),
+}
+
+/// A hostile input: these few values make its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Hostile {
+    /// A message with elements nested this deep.
+    Nesting(usize),
+    /// A message with an attribute value of this many bytes.
+    AttributeValue(usize),
+    /// A message with a body of this many bytes of text.
+    Text(usize),
+    /// A message with this many attributes.
+    Attributes(usize),
+    /// A message whose text has this byte where UTF-8 does not allow it.
+    InvalidUtf8(u8),
+    /// A message whose text has a NUL byte.
+    Nul,
+}
+
+impl Hostile {
+    fn bytes(self) -> Vec<u8> {
+        match self {
+            Hostile::Nesting(depth) => {
+                let mut s = String::from("<message>");
+                s.push_str(&"<x xmlns='urn:x'>".repeat(depth));
+                s.push_str(&"</x>".repeat(depth));
+                s.push_str("</message>");
+                s.into_bytes()
+            }
+            Hostile::AttributeValue(len) => {
+                format!("<message id='{}'/>", "a".repeat(len)).into_bytes()
+            }
+            Hostile::Text(len) => {
+                format!("<message><body>{}</body></message>", "t".repeat(len)).into_bytes()
+            }
+            Hostile::Attributes(n) => {
+                let attrs: String = (0..n).map(|i| format!(" a{i}='{i}'")).collect();
+                format!("<message{attrs}/>").into_bytes()
+            }
+            Hostile::InvalidUtf8(byte) => {
+                let mut b = b"<message><body>caf".to_vec();
+                b.push(byte);
+                b.extend_from_slice(b"</body></message>");
+                b
+            }
+            Hostile::Nul => b"<message><body>a\0b</body></message>".to_vec(),
+        }
+    }
+
+    fn how(self) -> String {
+        let what = match self {
+            Hostile::Nesting(depth) => format!("nesting {depth} deep"),
+            Hostile::AttributeValue(len) => format!("attribute value of {len} bytes"),
+            Hostile::Text(len) => format!("text of {len} bytes"),
+            Hostile::Attributes(n) => format!("{n} attributes"),
+            Hostile::InvalidUtf8(_) => "invalid UTF-8 in text".into(),
+            Hostile::Nul => "NUL byte in text".into(),
+        };
+        format!("hostile: {what}")
+    }
 }
 
 impl Generator {
@@ -123,7 +203,9 @@ impl Generator {
         };
         Generator {
             rng: ChaCha8Rng::seed_from_u64(seed),
+            corpus_expect: vec![None; corpus.len()],
             corpus,
+            hostile_expect: HashMap::new(),
         }
     }
 
@@ -134,6 +216,7 @@ impl Generator {
     /// Adds an input (a finding's) for later mutation.
     pub fn keep(&mut self, bytes: Vec<u8>) {
         self.corpus.push(bytes);
+        self.corpus_expect.push(None);
     }
 
     fn pick(&mut self) -> (usize, Vec<u8>) {
@@ -144,18 +227,47 @@ impl Generator {
     /// The next usable case; gives up (None) after many unusable ones in a row.
     pub fn next_case(&mut self) -> Option<Case> {
         for _ in 0..1000 {
-            let (bytes, how) = self.candidate();
-            if let Some(expect) = classify(&bytes) {
-                let (writes, how) = self.split(bytes.len(), how);
-                return Some(Case {
-                    bytes,
-                    how,
-                    expect,
-                    writes,
-                });
-            }
+            let Some((bytes, how, expect)) = self.classified() else {
+                continue;
+            };
+            let (writes, how) = self.split(bytes.len(), how);
+            return Some(Case {
+                bytes,
+                how,
+                expect,
+                writes,
+            });
         }
         None
+    }
+
+    /// The next candidate, its bytes, how it was made and what SPEC.md asks of the IUT for
+    /// it; None when SPEC.md leaves a choice (an unusable candidate).
+    fn classified(&mut self) -> Option<(Vec<u8>, String, Expect)> {
+        match self.candidate() {
+            Candidate::Made(bytes, how) => {
+                let expect = classify(&bytes)?;
+                Some((bytes, how, expect))
+            }
+            Candidate::Corpus(i) => {
+                let bytes = self.corpus.get(i)?;
+                let known = self.corpus_expect.get_mut(i)?;
+                let expect = known.get_or_insert_with(|| classify(bytes)).clone()?;
+                Some((bytes.clone(), format!("corpus input {i}"), expect))
+            }
+            Candidate::Hostile(h) => match self.hostile_expect.get(&h) {
+                Some(known) => {
+                    let expect = known.clone()?;
+                    Some((h.bytes(), h.how(), expect))
+                }
+                None => {
+                    let bytes = h.bytes();
+                    let expect = classify(&bytes);
+                    self.hostile_expect.insert(h, expect.clone());
+                    Some((bytes, h.how(), expect?))
+                }
+            },
+        }
     }
 
     /// Sometimes a plan to write `len` bytes in small pieces (1 to 64 bytes each, the last
@@ -183,12 +295,9 @@ impl Generator {
         (writes, how)
     }
 
-    fn candidate(&mut self) -> (Vec<u8>, String) {
+    fn candidate(&mut self) -> Candidate {
         match self.rng.random_range(0..10u8) {
-            0 => {
-                let (i, bytes) = self.pick();
-                (bytes, format!("corpus input {i}"))
-            }
+            0 => Candidate::Corpus(self.rng.random_range(0..self.corpus.len())),
             1 => {
                 let (a, first) = self.pick();
                 let (b, second) = self.pick();
@@ -196,16 +305,16 @@ impl Generator {
                 let cut_b = self.rng.random_range(0..=second.len());
                 let mut out = first.get(..cut_a).unwrap_or_default().to_vec();
                 out.extend_from_slice(second.get(cut_b..).unwrap_or_default());
-                (out, format!("splice of corpus inputs {a} and {b}"))
+                Candidate::Made(out, format!("splice of corpus inputs {a} and {b}"))
             }
-            2 | 3 => self.hostile(),
+            2 | 3 => Candidate::Hostile(self.hostile()),
             _ => {
                 let (i, mut bytes) = self.pick();
                 let n = self.rng.random_range(1..=4);
                 for _ in 0..n {
                     self.mutate(&mut bytes);
                 }
-                (bytes, format!("corpus input {i}, {n} mutations"))
+                Candidate::Made(bytes, format!("corpus input {i}, {n} mutations"))
             }
         }
     }
@@ -249,48 +358,25 @@ impl Generator {
 
     /// Hostile by construction: deep nesting, huge attributes and text, many attributes,
     /// invalid UTF-8, a NUL byte.
-    fn hostile(&mut self) -> (Vec<u8>, String) {
-        let kind = self.rng.random_range(0..6u8);
-        let out = match kind {
-            0 => {
-                let depth = self.near_limits(&[8, 16, 20, 24, 28, 30, 31, 32, 33, 64, 127, 128]);
-                let mut s = String::from("<message>");
-                s.push_str(&"<x xmlns='urn:x'>".repeat(depth));
-                s.push_str(&"</x>".repeat(depth));
-                s.push_str("</message>");
-                (s.into_bytes(), format!("nesting {depth} deep"))
-            }
-            1 => {
-                let len =
-                    self.near_limits(&[1024, 2048, 4096, 6000, 8192, 8193, 16384, 65536, 65537]);
-                let s = format!("<message id='{}'/>", "a".repeat(len));
-                (s.into_bytes(), format!("attribute value of {len} bytes"))
-            }
-            2 => {
-                let len = self.near_limits(&[1024, 65536, 200 << 10, 240 << 10, (240 << 10) + 1]);
-                let s = format!("<message><body>{}</body></message>", "t".repeat(len));
-                (s.into_bytes(), format!("text of {len} bytes"))
-            }
-            3 => {
-                let n = self.near_limits(&[10, 32, 63, 64, 65, 128, 256, 257]);
-                let attrs: String = (0..n).map(|i| format!(" a{i}='{i}'")).collect();
-                (
-                    format!("<message{attrs}/>").into_bytes(),
-                    format!("{n} attributes"),
-                )
-            }
-            4 => {
-                let mut b = b"<message><body>caf".to_vec();
-                b.push([0xC3, 0xFF, 0x80, 0xED][self.rng.random_range(0..4)]);
-                b.extend_from_slice(b"</body></message>");
-                (b, "invalid UTF-8 in text".into())
-            }
-            _ => (
-                b"<message><body>a\0b</body></message>".to_vec(),
-                "NUL byte in text".into(),
+    fn hostile(&mut self) -> Hostile {
+        match self.rng.random_range(0..6u8) {
+            0 => Hostile::Nesting(
+                self.near_limits(&[8, 16, 20, 24, 28, 30, 31, 32, 33, 64, 127, 128]),
             ),
-        };
-        (out.0, format!("hostile: {}", out.1))
+            1 => Hostile::AttributeValue(
+                self.near_limits(&[1024, 2048, 4096, 6000, 8192, 8193, 16384, 65536, 65537]),
+            ),
+            2 => Hostile::Text(self.near_limits(&[
+                1024,
+                65536,
+                200 << 10,
+                240 << 10,
+                (240 << 10) + 1,
+            ])),
+            3 => Hostile::Attributes(self.near_limits(&[10, 32, 63, 64, 65, 128, 256, 257])),
+            4 => Hostile::InvalidUtf8([0xC3, 0xFF, 0x80, 0xED][self.rng.random_range(0..4)]),
+            _ => Hostile::Nul,
+        }
     }
 }
 
@@ -462,6 +548,31 @@ mod tests {
     impl Concat for Vec<(&[u8], u64)> {
         fn concat_bytes(&self) -> Vec<u8> {
             self.iter().flat_map(|(b, _)| b.iter().copied()).collect()
+        }
+    }
+
+    #[test]
+    fn known_classifications_are_what_classify_says() {
+        let corpus = vec![
+            b"<message><body>x</body></message>".to_vec(),
+            b"<message><body>".to_vec(),
+            b"<foo/>".to_vec(),
+        ];
+        let mut g = Generator::new(3, corpus);
+        let mut hostile = 0;
+        for _ in 0..2000 {
+            let Some(case) = g.next_case() else { continue };
+            assert_eq!(classify(&case.bytes), Some(case.expect), "{}", case.how);
+            hostile += usize::from(case.how.starts_with("hostile"));
+        }
+        assert!(hostile > 100, "{hostile}");
+        for (h, known) in &g.hostile_expect {
+            assert_eq!(classify(&h.bytes()), *known, "{h:?}");
+        }
+        for (bytes, known) in g.corpus.iter().zip(&g.corpus_expect) {
+            if let Some(known) = known {
+                assert_eq!(classify(bytes), *known);
+            }
         }
     }
 
