@@ -395,6 +395,16 @@ mutants! {
         "holds every stanza 1.5 s before forwarding it, in both directions"),
     ProxyTightLimit => ("proxy-tight-limit", "PROXY-15",
         "refuses client stanzas over 128 KiB with policy-violation, below the 256 KiB every receiver must accept"),
+    ProxyTrimsBody => ("proxy-trims-body", "PROXY-7",
+        "trims leading and trailing whitespace from the text of every <body/> it forwards, either way (envelopes untouched)"),
+    ProxyRewritesAuth => ("proxy-rewrites-auth", "PROXY-13",
+        "re-encodes the client's SASL initial response with the opted-in bare JID it checked as authorization identity"),
+    ProxyPingsUpstream => ("proxy-pings-upstream", "PROXY-9",
+        "turns its bound client's whitespace keepalives into XMPP pings of its own upstream, and drops the gatekeeper's answers to them"),
+    ProxyDropsPresence => ("proxy-drops-presence", "PROXY-9",
+        "drops every presence stanza its client sends instead of forwarding it"),
+    ProxyBuffersOffline => ("proxy-buffers-offline", "PROXY-11",
+        "keeps the upstream stream open 3 s after its client's connection dropped (then closes it, within PROXY-4's 5 s), keeping the stanzas the gatekeeper sends meanwhile, and delivers them to the account's next client connection once it is bound"),
     // Proxy (SPEC.md §15), `proxy-` mutants: keep new ones above this line.
 }
 

@@ -209,6 +209,102 @@ async fn delays_each_stanza() {
 }
 
 #[tokio::test]
+async fn trims_body_text_both_ways_leaving_envelopes_alone() {
+    let mut p = Pair::start(Some("proxy-trims-body")).await;
+    p.login().await;
+    let envelope = envelope_message("m1");
+    let sent = envelope.replace("<store", "<body>  see you\n</body><store");
+    p.client.send(&sent).await;
+    p.up.expect(sent.replace("<body>  see you\n</body>", "<body>see you</body>"))
+        .await;
+    let down = "<message from='bob@gk.gatecheck.test/b' type='chat'><body> hi </body></message>";
+    p.up.send(down).await;
+    p.client.expect(down.replace(" hi ", "hi")).await;
+}
+
+#[tokio::test]
+async fn rewrites_auth_with_the_jid_as_authzid() {
+    let mut p = Pair::start(Some("proxy-rewrites-auth")).await;
+    p.open().await;
+    p.client.send(auth("alice")).await;
+    let got =
+        p.up.read_through(b"</auth>", LIMIT)
+            .await
+            .expect("forwarded");
+    let text = String::from_utf8_lossy(&got);
+    let b64 = text
+        .split_once('>')
+        .and_then(|(_, rest)| rest.strip_suffix("</auth>"))
+        .expect("an <auth> with text");
+    let message =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).expect("base64");
+    assert_eq!(message, b"alice@gk.gatecheck.test\0alice\0secret", "{text}");
+}
+
+#[tokio::test]
+async fn pings_upstream_for_a_keepalive_and_drops_the_answer() {
+    let mut p = Pair::start(Some("proxy-pings-upstream")).await;
+    p.login().await;
+    p.client.send(" ").await;
+    let ping = p.up.read_through(b"</iq>", LIMIT).await.expect("a ping");
+    let text = String::from_utf8_lossy(&ping).into_owned();
+    assert!(text.contains("<ping xmlns='urn:xmpp:ping'/>"), "{text}");
+    let id = text
+        .split_once("id='")
+        .and_then(|(_, rest)| rest.split_once('\''))
+        .map(|(id, _)| id)
+        .expect("an id");
+    p.up.send(format!(
+        "<iq type='result' id='{id}' from='gk.gatecheck.test'/>"
+    ))
+    .await;
+    let (down, _) = p.client.collect(Duration::from_secs(1)).await;
+    assert!(down.is_empty(), "{:?}", String::from_utf8_lossy(&down));
+}
+
+#[tokio::test]
+async fn drops_the_clients_presence() {
+    let mut p = Pair::start(Some("proxy-drops-presence")).await;
+    p.login().await;
+    let message = envelope_message("m1");
+    p.client.send(format!("<presence/>{message}")).await;
+    p.up.expect(&message).await;
+}
+
+#[tokio::test]
+async fn buffers_for_an_offline_client_and_redelivers() {
+    let mut p = Pair::start(Some("proxy-buffers-offline")).await;
+    p.login().await;
+    p.client.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let late =
+        "<message from='bob@gk.gatecheck.test/b' id='late' type='chat'><body>late</body></message>";
+    p.up.send(late).await;
+    // The upstream stream stays open a while, then closes within PROXY-4's bound.
+    let started = Instant::now();
+    let closed = p.up.until_eof(FIVE_S).await.expect("closed");
+    assert_eq!(closed, CLOSE.as_bytes());
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // The account's next connection gets the message after its bind result.
+    let (client, client_addr) = p.proxy.connect_noise().await;
+    let (header, up_from, up) = p.gatekeeper.accept().await;
+    let mut next = Pair {
+        client,
+        client_addr,
+        up,
+        header,
+        up_from,
+        ..p
+    };
+    next.login().await;
+    next.client.expect(late).await;
+}
+
+#[tokio::test]
 async fn tight_limit_refuses_a_stanza_within_the_floor() {
     let mut p = Pair::start(Some("proxy-tight-limit")).await;
     p.login().await;

@@ -99,11 +99,22 @@ impl Relay {
                     // and passes its answer back.
                     return self.up(answer.as_bytes()).await;
                 }
+                if self.answers_own_ping(&e) {
+                    // The `proxy-pings-upstream` mutant's own ping was answered: the client
+                    // never asked.
+                    return Step::Go;
+                }
                 if !self.down_open {
                     return Step::Go;
                 }
                 let bytes = self.mutated(&e, raw).await;
-                self.down(&bytes).await
+                let step = self.down(&bytes).await;
+                if step == Step::Go && self.mutant == Mutant::ProxyBuffersOffline {
+                    // PROXY-11 deviation: the correct proxy delivers nothing it received on
+                    // an earlier client connection's upstream.
+                    return self.deliver_kept(&e).await;
+                }
+                step
             }
         }
     }

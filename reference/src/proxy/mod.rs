@@ -12,6 +12,7 @@
 //! `--listen-tls`, `DIR/ca.pem`).
 
 mod check;
+mod deviate;
 mod downstream;
 mod header;
 mod mutate;
@@ -62,6 +63,9 @@ pub struct Shared {
     pub upstream_key: Vec<u8>,
     pub opted_in: Vec<String>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Stanzas kept for accounts whose client left: the `proxy-buffers-offline` mutant's
+    /// (the correct proxy keeps nothing, so this stays empty).
+    pub kept: deviate::Kept,
 }
 
 /// Reads the proxy's arguments (those after `proxy`).
@@ -253,6 +257,7 @@ async fn run(config: Config, mutant: Mutant) -> ExitCode {
         upstream_key: config.upstream_key,
         opted_in: config.opted_in,
         tls: tls.map(|(_, config)| config),
+        kept: deviate::Kept::default(),
     });
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let stop = stop_signal();

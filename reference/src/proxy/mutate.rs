@@ -2,7 +2,8 @@
 //! received and answers nothing itself). Each works on a unit the parser already accepted;
 //! on anything it does not recognise it leaves the bytes alone.
 
-use gatecheck::wire::{Element, ns};
+use base64::Engine as _;
+use gatecheck::wire::{Element, ns, xml_escape};
 
 /// The `proxy-reserializes-envelope` deviation (PROXY-6): the start tag of the first
 /// `encrypted` element written again with its attributes in reverse order and the other quote
@@ -72,6 +73,96 @@ pub fn disco_answer(iq: &Element) -> Option<String> {
         answer.set_attr("from", from);
     }
     Some(answer.to_xml_in(ns::JABBER_CLIENT))
+}
+
+/// The `proxy-trims-body` deviation (PROXY-7): the text of every `body` element (any prefix)
+/// that holds only text, with leading and trailing XML whitespace cut off. Everything else,
+/// an `<encrypted/>` element included, keeps its bytes.
+pub fn trim_body_text(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut at = 0;
+    while let Some(n) = find_start_tag(&raw[at..], b"body") {
+        let start = at + n;
+        let Some(gt) = tag_end(raw, start) else {
+            break;
+        };
+        let open_end = gt + 1;
+        let text_end = raw[open_end..]
+            .iter()
+            .position(|&b| b == b'<')
+            .map_or(raw.len(), |n| open_end + n);
+        let pure_text = raw[gt - 1] != b'/' && closes(&raw[text_end..], &raw[start + 1..]);
+        out.extend_from_slice(&raw[at..open_end]);
+        if pure_text {
+            out.extend_from_slice(raw[open_end..text_end].trim_ascii());
+        } else {
+            out.extend_from_slice(&raw[open_end..text_end]);
+        }
+        at = text_end;
+    }
+    out.extend_from_slice(&raw[at..]);
+    out
+}
+
+/// The `proxy-rewrites-auth` deviation (PROXY-13): the client's PLAIN or PLAIN-IDPROOF
+/// `<auth>` written anew, its message's authorization identity (the part before the first NUL)
+/// replaced by `jid`. `None` for anything else.
+pub fn auth_with_authzid(auth: &Element, jid: &str) -> Option<String> {
+    let mechanism = auth.attr("mechanism")?;
+    if !auth.is("auth", ns::SASL) || !matches!(mechanism, "PLAIN" | "PLAIN-IDPROOF") {
+        return None;
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let text: String = auth.text().split_whitespace().collect();
+    let message = b64.decode(text).ok()?;
+    let nul = message.iter().position(|&b| b == 0)?;
+    let mut rewritten = jid.as_bytes().to_vec();
+    rewritten.extend_from_slice(&message[nul..]);
+    Some(format!(
+        "<auth xmlns='{}' mechanism='{}'>{}</auth>",
+        ns::SASL,
+        xml_escape(mechanism),
+        b64.encode(rewritten)
+    ))
+}
+
+/// The proxy's own ping (the `proxy-pings-upstream` deviation, PROXY-9).
+pub fn own_ping(id: &str) -> String {
+    format!(
+        "<iq type='get' id='{}'><ping xmlns='{}'/></iq>",
+        xml_escape(id),
+        ns::PING
+    )
+}
+
+/// The offset of the `>` that ends the tag starting at `start` (quoted values skipped).
+fn tag_end(raw: &[u8], start: usize) -> Option<usize> {
+    let mut quote = None;
+    for (i, &b) in raw.iter().enumerate().skip(start) {
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'\'' || b == b'"' => quote = Some(b),
+            None if b == b'>' => return Some(i),
+            None => {}
+        }
+    }
+    None
+}
+
+/// Whether `rest` starts with the end tag of the element whose start tag's name begins
+/// `name` (`body ...` or `p:body ...`).
+fn closes(rest: &[u8], name: &[u8]) -> bool {
+    let name_len = name
+        .iter()
+        .position(|&b| b.is_ascii_whitespace() || b == b'/' || b == b'>')
+        .unwrap_or(name.len());
+    rest.strip_prefix(b"</")
+        .and_then(|r| r.strip_prefix(&name[..name_len]))
+        .is_some_and(|r| {
+            r.first()
+                .is_some_and(|&b| b == b'>' || b.is_ascii_whitespace())
+        })
 }
 
 /// The offset of the first start tag whose local name is `local`.
@@ -197,6 +288,49 @@ mod tests {
             b" <message a='1' to='x'/>"
         );
         assert_eq!(add_attribute(b"<message>", " a='1'"), b"<message a='1'>");
+    }
+
+    #[test]
+    fn body_text_is_trimmed_and_nothing_else() {
+        let raw = b"<message to='b@x'><body xml:lang='en'>  hi there\n</body>\
+            <encrypted xmlns='eu.siacs.conversations.axolotl'><payload> cA== </payload></encrypted>\
+            <x:body xmlns:x='urn:x' a='>'> y </x:body><body/><body><b>k</b> </body></message>";
+        let out = String::from_utf8(trim_body_text(raw)).unwrap();
+        assert_eq!(
+            out,
+            "<message to='b@x'><body xml:lang='en'>hi there</body>\
+            <encrypted xmlns='eu.siacs.conversations.axolotl'><payload> cA== </payload></encrypted>\
+            <x:body xmlns:x='urn:x' a='>'>y</x:body><body/><body><b>k</b> </body></message>"
+        );
+        assert_eq!(trim_body_text(b"<message/>"), b"<message/>");
+        assert_eq!(trim_body_text(b"<body>cut"), b"<body>cut");
+    }
+
+    #[test]
+    fn auth_gets_the_jid_as_authzid() {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let auth = parse_fragment(
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+                b64.encode(b"\0alice\0pw")
+            )
+            .as_bytes(),
+            &Limits::profile_floors(),
+        )
+        .unwrap();
+        let out = auth_with_authzid(&auth, "alice@gk.gatecheck.test").unwrap();
+        let again = parse_fragment(out.as_bytes(), &Limits::profile_floors()).unwrap();
+        assert_eq!(again.attr("mechanism"), Some("PLAIN"));
+        assert_eq!(
+            b64.decode(again.text()).unwrap(),
+            b"alice@gk.gatecheck.test\0alice\0pw"
+        );
+        let other = parse_fragment(
+            b"<response xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>",
+            &Limits::profile_floors(),
+        )
+        .unwrap();
+        assert_eq!(auth_with_authzid(&other, "a@b"), None);
     }
 
     #[test]

@@ -150,7 +150,7 @@ async fn open_upstream(
     }
 }
 
-type Inbound = Result<Option<Vec<u8>>, TransportError>;
+pub(super) type Inbound = Result<Option<Vec<u8>>, TransportError>;
 
 /// Reads plaintext into a bounded channel until the end of the connection.
 fn spawn_reader(mut reader: SecureReader) -> (mpsc::Receiver<Inbound>, JoinHandle<()>) {
@@ -222,6 +222,10 @@ pub(super) struct Relay {
     pub(super) passthrough: bool,
     /// When the pair closes anyway, once one side closed its stream.
     pub(super) deadline: Option<Instant>,
+    /// The bare JID the client logs in as, once its `<auth>` passed the opt-in check.
+    pub(super) account: Option<String>,
+    /// The ids of the `proxy-pings-upstream` mutant's own pings not answered yet.
+    pub(super) own_pings: Vec<String>,
 }
 
 impl Relay {
@@ -257,6 +261,8 @@ impl Relay {
             upstream_ending: false,
             passthrough: false,
             deadline: None,
+            account: None,
+            own_pings: Vec::new(),
         }
     }
 
@@ -303,6 +309,11 @@ impl Relay {
                         // connection at once when its client is gone.
                         self.up_open = false;
                         sleep(Duration::from_secs(10)).await;
+                    }
+                    if self.mutant == Mutant::ProxyBuffersOffline {
+                        // PROXY-11 deviation: the correct proxy closes the upstream stream at
+                        // once, and keeps nothing the gatekeeper sends for later.
+                        self.keep_late(&mut from_upstream).await;
                     }
                     break;
                 }
@@ -377,6 +388,11 @@ impl Relay {
         if self.client_header_seen {
             let settled = self.client.take_settled();
             if self.up_open && !settled.is_empty() {
+                if self.mutant == Mutant::ProxyPingsUpstream && self.stage.bind_requested {
+                    // PROXY-9 deviation: the correct proxy passes the keepalive on and sends
+                    // no stanza of its own upstream.
+                    return self.own_ping().await;
+                }
                 return self.up(&settled).await;
             }
         }
@@ -418,6 +434,7 @@ impl Relay {
                     match check::opted_in(&e, domain, &self.shared.opted_in) {
                         Ok(jid) => {
                             eprintln!("{NAME}: {}: {jid} logs in", self.peer);
+                            self.account = Some(jid);
                             self.forward_up(&e, raw).await
                         }
                         // PROXY-12 deviation: the correct proxy refuses users who have not
@@ -441,6 +458,10 @@ impl Relay {
     /// its stream (STREAM-26).
     async fn forward_up(&mut self, e: &Element, raw: Vec<u8>) -> Step {
         if self.upstream_ending || !self.up_open {
+            return Step::Go;
+        }
+        if self.mutant == Mutant::ProxyDropsPresence && e.is("presence", ns::JABBER_CLIENT) {
+            // PROXY-9 deviation: the correct proxy drops none of its client's stanzas.
             return Step::Go;
         }
         let bytes = self.mutated(e, raw).await;
@@ -508,6 +529,17 @@ impl Relay {
             // PROXY-8 deviation: the correct proxy adds nothing to a stanza.
             let attribute = format!(" data-proxy-client='{}'", self.peer);
             return mutate::add_attribute(&raw, &attribute);
+        }
+        if self.mutant == Mutant::ProxyTrimsBody && stanza {
+            // PROXY-7 deviation: the correct proxy changes no text.
+            return mutate::trim_body_text(&raw);
+        }
+        if self.mutant == Mutant::ProxyRewritesAuth
+            && let Some(jid) = &self.account
+            && let Some(auth) = mutate::auth_with_authzid(e, jid)
+        {
+            // PROXY-13 deviation: the correct proxy forwards the client's <auth> unchanged.
+            return auth.into_bytes();
         }
         raw
     }
