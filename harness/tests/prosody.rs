@@ -1,14 +1,16 @@
 //! The downstream provider client (`gatecheck::roles::downstream`) against a real XMPP
 //! server: Debian's Prosody, started through fixtures/iut/prosody/iut.toml and its
-//! launch.sh exactly as `gatecheck run` starts a proxy IUT (same substitutions, same
-//! process-group launch), plus a known credential for the test's account.
+//! launch.sh exactly as `gatecheck run` starts a proxy IUT (same substitutions, `${accounts}`
+//! naming the test's account with its credential, same process-group launch).
 //!
 //! Over direct TLS (trusting only the CA launch.sh published, ALPN xmpp-client), the client
 //! logs in with SASL PLAIN and binds; a message to its own full JID comes back; a disco#info
 //! request to itself is answered by the client's reader and Prosody routes the answer back;
 //! a wrong credential gets RFC 6120's `<not-authorized/>`; malformed XML gets the stream
 //! error `not-well-formed`, then the closing tag, then the end of the connection
-//! (RFC 6120 §4.9.3.13, §4.4); and killing the launch ends Prosody.
+//! (RFC 6120 §4.9.3.13, §4.4); and killing the launch ends Prosody. A second test runs the
+//! proxy scenarios of `--profile xmpp-core` through the runner, as `gatecheck run` does: no
+//! upstream connection is not judged there, and each passes.
 //!
 //! Without prosody, prosodyctl or openssl on PATH the test fails under CI (CI=true) and is
 //! skipped, saying so, elsewhere (`apt-get install prosody`).
@@ -30,7 +32,7 @@ use tokio::time::Instant;
 
 const ACCOUNT: &str = "alice";
 const CREDENTIAL: &str = "prosody-test-credential-7d1f";
-/// Launch, a CA, a certificate, two `prosodyctl register`s and Prosody's start take about
+/// Launch, a CA, a certificate, a `prosodyctl register` and Prosody's start take about
 /// 1 s on the 2-core development machine; a shared CI machine gets ample room.
 const READY: Duration = Duration::from_secs(30);
 /// Each exchange with Prosody on loopback takes milliseconds.
@@ -116,6 +118,7 @@ impl Prosody {
         let (port, port2) = (free_port().to_string(), free_port().to_string());
         let scratch_text = scratch.0.to_string_lossy().into_owned();
         let opted_in = format!("{ACCOUNT}@{DOMAIN}");
+        let accounts = format!("{opted_in}:{CREDENTIAL}");
         let values = [
             ("port", port.as_str()),
             ("port2", port2.as_str()),
@@ -127,12 +130,14 @@ impl Prosody {
                 "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
             ),
             ("opted_in", opted_in.as_str()),
+            ("accounts", accounts.as_str()),
         ];
-        let mut launch = side.launch.with_values(&values);
-        // The harness gives a proxy no credentials; the test registers its own.
-        launch
-            .args
-            .extend(["--accounts".into(), format!("{opted_in}:{CREDENTIAL}")]);
+        let launch = side.launch.with_values(&values);
+        assert!(
+            launch.args.contains(&accounts),
+            "iut.toml hands Prosody ${{accounts}}: {:?}",
+            launch.args
+        );
         let (tx, mut rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
         let token = format!("prosody-test-{}-{name}", std::process::id());
@@ -362,4 +367,67 @@ async fn the_downstream_client_logs_in_to_prosody_and_gets_rfc6120_answers() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The proxy scenarios of `--profile xmpp-core`, run by the harness's runner as `gatecheck
+/// run` runs them: Prosody opens no upstream connection, which those scenarios do not judge
+/// (`upstream = "optional"`), so each one passes; Prosody's deviation at SHOULD level
+/// (restricted XML refused with not-well-formed, RFC 6120 §11.1) is a STREAM-41 warning and
+/// nothing else. fixtures/iut/prosody/expected.toml has the verdicts one by one (CI checks
+/// them with check.py); this keeps the no-upstream path under `cargo test`.
+#[test]
+fn the_xmpp_core_proxy_scenarios_pass_against_prosody_without_an_upstream() {
+    use gatecheck::runner::{self, RunOptions, Verdict};
+    use gatecheck::scenario::{SuiteDirs, load_suite, select};
+    use gatecheck::spec::Catalogue;
+
+    if !prosody_present() {
+        return;
+    }
+    let dirs = SuiteDirs::bundled();
+    let suite = load_suite(&dirs, Catalogue::embedded()).expect("the suite loads");
+    let chosen: Vec<_> = select(&suite, &["proxy/".into()], Some("xmpp-core"), &[], None)
+        .into_iter()
+        .cloned()
+        .collect();
+    assert!(
+        chosen.len() >= 5,
+        "only {} xmpp-core proxy scenarios",
+        chosen.len()
+    );
+    let iut = IutConfig::load(&fixture().join("iut.toml")).expect("iut.toml loads");
+    assert_eq!(
+        iut.transport,
+        TransportKind::Tls,
+        "the one transport claimed"
+    );
+    let opts = RunOptions {
+        seed: 10,
+        jobs: 2,
+        dirs,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (results, _) = rt.block_on(runner::run(&chosen, &iut, &opts, |_| {}));
+    assert_eq!(results.len(), chosen.len());
+    for r in &results {
+        let failure = r.failure.as_ref().map(|f| {
+            format!(
+                "{:?}: expected {} / got {}",
+                f.requirement, f.expected, f.got
+            )
+        });
+        assert_eq!(r.verdict, Verdict::Pass, "{}: {failure:?}", r.id);
+        for w in &r.warnings {
+            assert_eq!(w.requirement, "STREAM-41", "{}: {}", r.id, w.got);
+            assert!(w.got.contains("not-well-formed"), "{}: {}", r.id, w.got);
+        }
+    }
+    assert!(
+        results.iter().any(|r| !r.warnings.is_empty()),
+        "Prosody 0.12.3 refuses restricted XML with not-well-formed (a STREAM-41 warning)"
+    );
 }

@@ -4,7 +4,8 @@
 use std::path::Path;
 
 use gatecheck::roles::gatekeeper_server::req;
-use gatecheck::scenario::{Scenario, SuiteDirs, load_suite};
+use gatecheck::scenario::proxy_step::ProxyAction;
+use gatecheck::scenario::{Action, Role, Scenario, SuiteDirs, load_suite};
 use gatecheck::spec::{BasisKind, Catalogue};
 
 #[test]
@@ -54,7 +55,39 @@ fn xmpp_core_scenarios_cite_only_rfc_requirements() {
                 assert_eq!(r.basis.kind, BasisKind::Rfc, "{} step cites {id}", s.id);
             }
         }
+        if s.role == Role::Proxy {
+            proxy_scenario_is_fair_to_a_plain_server(s, catalogue);
+        }
     }
+}
+
+/// An xmpp-core proxy scenario judges the client-facing stream only, so that an XMPP server
+/// in the proxy's place (fixtures/iut/prosody) is judged on RFC 6120 alone: each requirement
+/// it cites constrains a proxy, and each client connects with `upstream = "optional"` (no
+/// upstream connection is then not a PROXY-3 failure; the loader refuses the steps that
+/// need one).
+fn proxy_scenario_is_fair_to_a_plain_server(s: &Scenario, catalogue: &Catalogue) {
+    for id in &s.requirements {
+        let r = catalogue.get(id).expect("cited requirement exists");
+        assert!(
+            r.applies_to.iter().any(|a| a == "proxy"),
+            "{} is an xmpp-core proxy scenario but cites {id}, which applies to {:?}",
+            s.id,
+            r.applies_to
+        );
+    }
+    let mut connects = 0;
+    for step in &s.steps {
+        if let Action::Proxy(ProxyAction::Connect(c)) = &step.action {
+            connects += 1;
+            assert!(
+                c.upstream_optional,
+                "{} line {}: an xmpp-core proxy scenario connects with upstream = \"optional\"",
+                s.id, step.line
+            );
+        }
+    }
+    assert!(connects > 0, "{} connects no client", s.id);
 }
 
 #[test]

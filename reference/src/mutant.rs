@@ -405,6 +405,10 @@ mutants! {
         "drops every presence stanza its client sends instead of forwarding it"),
     ProxyBuffersOffline => ("proxy-buffers-offline", "PROXY-11",
         "keeps the upstream stream open 3 s after its client's connection dropped (then closes it, within PROXY-4's 5 s), keeping the stanzas the gatekeeper sends meanwhile, and delivers them to the account's next client connection once it is bound"),
+    ProxyRefusesWhitespace => ("proxy-refuses-whitespace", "STREAM-33",
+        "answers whitespace between its bound client's stanzas (a keepalive) with the stream error not-well-formed"),
+    ProxyBouncesErrors => ("proxy-bounces-errors", "STANZA-9",
+        "answers each stanza of type error its client sends with an error stanza of its own (undefined-condition) instead of forwarding it"),
     // Proxy (SPEC.md §15), `proxy-` mutants: keep new ones above this line.
 }
 

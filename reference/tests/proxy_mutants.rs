@@ -316,3 +316,37 @@ async fn tight_limit_refuses_a_stanza_within_the_floor() {
     let got = p.client.until_eof(FIVE_S).await.expect("closed");
     assert!(String::from_utf8_lossy(&got).contains("policy-violation"));
 }
+
+#[tokio::test]
+async fn refuses_whitespace_between_its_bound_clients_stanzas() {
+    let mut p = Pair::start(Some("proxy-refuses-whitespace")).await;
+    p.login().await;
+    p.client.send(" \n ").await;
+    let got = p.client.until_eof(FIVE_S).await.expect("closed");
+    assert!(
+        String::from_utf8_lossy(&got).contains("not-well-formed"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+}
+
+#[tokio::test]
+async fn bounces_an_error_stanza_instead_of_forwarding_it() {
+    let mut p = Pair::start(Some("proxy-bounces-errors")).await;
+    p.login().await;
+    let error = "<message type='error' id='e1' to='bob@gk.gatecheck.test'><error type='cancel'>\
+        <recipient-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>";
+    p.client.send(error).await;
+    let answer = p
+        .client
+        .read_through(b"</message>", LIMIT)
+        .await
+        .expect("an answer");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.contains("type=\"error\"") && text.contains("undefined-condition"),
+        "{text}"
+    );
+    let (up, _) = p.up.collect(Duration::from_millis(300)).await;
+    assert!(up.is_empty(), "forwarded: {}", String::from_utf8_lossy(&up));
+}

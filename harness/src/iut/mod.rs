@@ -135,7 +135,9 @@ pub struct IutConfig {
     /// Optional capabilities the IUT claims (see SPEC.md).
     #[serde(default)]
     pub features: Vec<String>,
-    /// Transport used by scenarios that do not pin one (client role).
+    /// Transport used by scenarios that do not pin one (client and proxy roles). When
+    /// iut.toml does not set it: the one `transport.*` feature the IUT claims, if it claims
+    /// exactly one, else noise ([`IutConfig::load`]). Set, it must be a claimed one.
     #[serde(default = "default_transport")]
     pub transport: TransportKind,
     /// How to start the client (driven over the driver protocol); required for the client role.
@@ -246,6 +248,8 @@ impl IutConfig {
         if cfg.roles.contains(&Role::Proxy) {
             proxy::ProxySide::validate(&cfg).map_err(|m| invalid(0, m))?;
         }
+        cfg.settle_transport(transport_key(&text))
+            .map_err(|(offset, m)| invalid(offset, m))?;
         // Absolute, so that the command and the working directory do not resolve twice.
         let parent = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
@@ -273,6 +277,65 @@ impl IutConfig {
     pub fn claims(&self, capability: &str) -> bool {
         self.features.iter().any(|f| f == capability)
     }
+
+    /// The transports the IUT claims (`transport.noise`, `transport.tls`), in that order.
+    pub fn claimed_transports(&self) -> Vec<TransportKind> {
+        [TransportKind::Noise, TransportKind::Tls]
+            .into_iter()
+            .filter(|k| self.claims(&format!("transport.{k}")))
+            .collect()
+    }
+
+    /// The default transport of the scenarios that do not pin one. `given`: where iut.toml
+    /// sets `transport` (its byte offset), if it does. Not set, it is the one transport the
+    /// IUT claims when it claims exactly one (a TLS-only client or proxy needs no
+    /// `transport = "tls"`), else noise. Set by a client or proxy that claims transports, it
+    /// must be one of them: anything else would make every scenario that does not pin a
+    /// transport not-applicable without saying why.
+    fn settle_transport(&mut self, given: Option<usize>) -> Result<(), (usize, String)> {
+        let claimed = self.claimed_transports();
+        let Some(offset) = given else {
+            if let [only] = claimed.as_slice() {
+                self.transport = *only;
+            }
+            return Ok(());
+        };
+        let connects = self.roles.contains(&Role::Client) || self.roles.contains(&Role::Proxy);
+        if connects && !claimed.is_empty() && !claimed.contains(&self.transport) {
+            let t = self.transport;
+            return Err((
+                offset,
+                format!(
+                    "transport = \"{t}\" is not a transport the IUT claims (features has no \"transport.{t}\"): every scenario that does not pin a transport would be not-applicable; set transport to a claimed one ({}), or leave it out (the default is the one transport claimed)",
+                    claimed
+                        .iter()
+                        .map(|k| format!("\"{k}\""))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where an iut.toml sets the top-level key `transport` (the byte offset of its line), if
+/// it does: a line `transport = …` before the first table header.
+fn transport_key(text: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            return None;
+        }
+        if let Some(rest) = t.strip_prefix("transport")
+            && rest.trim_start().starts_with('=')
+        {
+            return Some(offset);
+        }
+        offset += line.len();
+    }
+    None
 }
 
 #[cfg(test)]
@@ -294,6 +357,95 @@ mod tests {
         let cfg = IutConfig::load(&path);
         let _ = std::fs::remove_dir_all(&dir);
         cfg
+    }
+
+    /// Loads an iut.toml with this text.
+    fn load_text(name: &str, text: &str) -> Result<IutConfig, IutError> {
+        let dir = std::env::temp_dir().join(format!(
+            "gatecheck-iut-{name}-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("iut.toml");
+        std::fs::write(&path, text).expect("write iut.toml");
+        let cfg = IutConfig::load(&path);
+        let _ = std::fs::remove_dir_all(&dir);
+        cfg
+    }
+
+    const PROXY_TAIL: &str = "\n[proxy]\nnoise_key = \"k\"\nca = \"ca.pem\"\n\n[proxy.launch]\ncommand = \"/bin/proxy\"\n";
+
+    fn proxy(features: &str, transport: &str) -> Result<IutConfig, IutError> {
+        load_text(
+            "transport",
+            &format!(
+                "name = \"p\"\nroles = [\"proxy\"]\nfeatures = [{features}]\n{transport}{PROXY_TAIL}"
+            ),
+        )
+    }
+
+    #[test]
+    fn the_default_transport_is_the_one_claimed() {
+        // A TLS-only proxy or client needs no `transport = "tls"`.
+        let tls = proxy("\"transport.tls\"", "").expect("tls only");
+        assert_eq!(tls.transport, TransportKind::Tls);
+        let client = load_text(
+            "transport-client",
+            "name = \"c\"\nroles = [\"client\"]\nfeatures = [\"transport.tls\"]\n[launch]\ncommand = \"/bin/shim\"\n",
+        )
+        .expect("client");
+        assert_eq!(client.transport, TransportKind::Tls);
+        let noise = proxy("\"transport.noise\"", "").expect("noise only");
+        assert_eq!(noise.transport, TransportKind::Noise);
+        // Both claimed: noise, unless iut.toml says otherwise.
+        let both = proxy("\"transport.noise\", \"transport.tls\"", "").expect("both");
+        assert_eq!(both.transport, TransportKind::Noise);
+        let both_tls = proxy(
+            "\"transport.noise\", \"transport.tls\"",
+            "transport = \"tls\"\n",
+        )
+        .expect("both, tls");
+        assert_eq!(both_tls.transport, TransportKind::Tls);
+        let explicit = proxy("\"transport.tls\"", "transport = \"tls\"\n").expect("explicit");
+        assert_eq!(explicit.transport, TransportKind::Tls);
+        // A server claims no transport: the key means nothing there and is left alone.
+        let server = load_text(
+            "transport-server",
+            "name = \"s\"\nroles = [\"server\"]\ntransport = \"tls\"\n[server]\nbase_url = \"http://127.0.0.1:${port}\"\n",
+        )
+        .expect("server");
+        assert_eq!(server.transport, TransportKind::Tls);
+    }
+
+    #[test]
+    fn a_transport_not_claimed_is_refused_naming_the_key() {
+        let e = proxy("\"transport.tls\"", "transport = \"noise\"\n")
+            .expect_err("noise not claimed")
+            .to_string();
+        assert!(e.contains(":4: transport = \"noise\""), "{e}");
+        assert!(e.contains("no \"transport.noise\""), "{e}");
+        assert!(e.contains("\"tls\""), "{e}");
+        let e = load_text(
+            "transport-client-bad",
+            "name = \"c\"\nroles = [\"client\"]\nfeatures = [\"transport.noise\"]\ntransport = \"tls\"\n[launch]\ncommand = \"/bin/shim\"\n",
+        )
+        .expect_err("tls not claimed")
+        .to_string();
+        assert!(
+            e.contains("transport = \"tls\" is not a transport the IUT claims"),
+            "{e}"
+        );
+        // A `transport` key inside a table is not the top-level one.
+        assert_eq!(
+            transport_key("name = \"x\"\n[launch]\ntransport = 1\n"),
+            None
+        );
+        assert_eq!(
+            transport_key("name = \"x\"\n  transport= \"tls\"\n"),
+            Some(11)
+        );
+        assert_eq!(transport_key("transports = 1\n"), None);
     }
 
     #[test]

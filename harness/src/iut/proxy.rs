@@ -18,9 +18,13 @@
 //! loopback port of the Noise listener for clients), `${port2}` (the TLS listener's),
 //! `${scratch}` (a directory made for the scenario and removed after it), `${upstream}`
 //! (`127.0.0.1:PORT` of the harness's gatekeeper), `${upstream_key}` (the standard base64 of
-//! the gatekeeper's Noise static key, to pin: PROXY-1) and `${opted_in}` (the bare JIDs of the
-//! test accounts that opted in, comma-separated: PROXY-12). The proxy's transports are the
-//! IUT's `transport.*` features; it writes the files of those it serves before it listens.
+//! the gatekeeper's Noise static key, to pin: PROXY-1), `${opted_in}` (the bare JIDs of the
+//! test accounts that opted in, comma-separated: PROXY-12) and `${accounts}` (every test
+//! account with its credential, `JID:CREDENTIAL` comma-separated, the opted-in ones and the
+//! one that did not opt in: for an IUT that checks SASL itself, such as an XMPP server in the
+//! proxy's place; a proxy has no use for it). The proxy's transports are the IUT's
+//! `transport.*` features (the default `transport` is the one claimed when only one is); it
+//! writes the files of those it serves before it listens.
 
 use std::path::Path;
 
@@ -37,6 +41,7 @@ pub const SUBSTITUTIONS: &[&str] = &[
     "upstream",
     "upstream_key",
     "opted_in",
+    "accounts",
 ];
 
 /// A provider proxy: how to start it and where it publishes its key and CA.
@@ -55,10 +60,7 @@ pub struct ProxySide {
 impl ProxySide {
     /// The transports the proxy serves: the IUT's claimed `transport.*` features.
     pub fn transports(cfg: &IutConfig) -> Vec<TransportKind> {
-        [TransportKind::Noise, TransportKind::Tls]
-            .into_iter()
-            .filter(|k| cfg.claims(&format!("transport.{k}")))
-            .collect()
+        cfg.claimed_transports()
     }
 
     /// The name a downstream client checks on the proxy's certificate.
@@ -167,10 +169,18 @@ mod tests {
     #[test]
     fn a_proxy_section_loads_with_its_files_resolved() {
         let cfg = load(&format!(
-            "{HEAD}[proxy]\nnoise_key = \"${{scratch}}/k.pub\"\nca = \"ca.pem\"\n[proxy.launch]\ncommand = \"/bin/proxy\"\nargs = [\"--listen\", \"127.0.0.1:${{port}}\", \"--tls\", \"127.0.0.1:${{port2}}\", \"--up\", \"${{upstream}}\", \"${{upstream_key}}\", \"${{opted_in}}\"]\n"
+            "{HEAD}[proxy]\nnoise_key = \"${{scratch}}/k.pub\"\nca = \"ca.pem\"\n[proxy.launch]\ncommand = \"/bin/proxy\"\nargs = [\"--listen\", \"127.0.0.1:${{port}}\", \"--tls\", \"127.0.0.1:${{port2}}\", \"--up\", \"${{upstream}}\", \"${{upstream_key}}\", \"${{opted_in}}\", \"--accounts=${{accounts}}\"]\n"
         ))
         .expect("loads");
         let p = cfg.proxy.as_ref().expect("proxy");
+        assert_eq!(
+            p.launch
+                .with_values(&[("accounts", "a@d:c,b@d:e")])
+                .args
+                .last()
+                .map(String::as_str),
+            Some("--accounts=a@d:c,b@d:e")
+        );
         assert_eq!(p.noise_key.as_deref(), Some("${scratch}/k.pub"));
         assert!(p.ca.as_deref().is_some_and(|c| Path::new(c).is_absolute()));
         assert_eq!(p.tls_name(), crate::roles::gatekeeper_server::DOMAIN);

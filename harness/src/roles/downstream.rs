@@ -122,6 +122,8 @@ pub struct Downstream {
     pub kind: TransportKind,
     transcript: Transcript,
     ended: bool,
+    /// Stream headers [`Downstream::next`] has handed out (one per stream the proxy opened).
+    headers: usize,
     /// When the client last wrote, and when it closed its side.
     pub last_write_at: Option<StdInstant>,
     pub closed_at: Option<StdInstant>,
@@ -218,6 +220,7 @@ impl Downstream {
             kind: est.kind,
             transcript,
             ended: false,
+            headers: 0,
             last_write_at: None,
             closed_at: None,
         })
@@ -267,10 +270,17 @@ impl Downstream {
             Ok(Some(d)) => d,
             Ok(None) => Down::Eof(None),
         };
-        if matches!(got, Down::Eof(_) | Down::Invalid(_)) {
-            self.ended = true;
+        match got {
+            Down::Eof(_) | Down::Invalid(_) => self.ended = true,
+            Down::Header(_) => self.headers += 1,
+            _ => {}
         }
         Some(got)
+    }
+
+    /// How many stream headers of the proxy's the client has read (a login reads two).
+    pub fn headers_received(&self) -> usize {
+        self.headers
     }
 
     pub fn is_ended(&self) -> bool {

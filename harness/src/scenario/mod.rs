@@ -455,17 +455,25 @@ fn level_ok(
             "{id} is a MAY: it permits, so no failure can be charged to it (cite the MUST it implies first, or set the step's requirement)"
         ));
     }
-    if let step::Action::ExpectStreamError(e) = &step.action
+    let graded = match &step.action {
+        step::Action::ExpectStreamError(e) => Some(e),
+        step::Action::Proxy(proxy_step::ProxyAction::ExpectStreamError { expect, .. }) => {
+            Some(expect)
+        }
+        _ => None,
+    };
+    if let Some(e) = graded
         && let Some(should) = &e.should
     {
+        let name = step.action.name();
         if !requirements.contains(should) {
             return Err(format!(
-                "expect_stream_error: should = {should:?} is not among the scenario's requirements"
+                "{name}: should = {should:?} is not among the scenario's requirements"
             ));
         }
         if !matches!(level(should), Some(Level::Should | Level::ShouldNot)) {
             return Err(format!(
-                "expect_stream_error: should = {should:?} is not a SHOULD-level requirement"
+                "{name}: should = {should:?} is not a SHOULD-level requirement"
             ));
         }
     }
@@ -648,6 +656,7 @@ mod tests {
         assert_eq!(
             both,
             [
+                "proxy/client-side-whitespace-keepalive",
                 "stanza/ping",
                 "stanza/ping-from-user",
                 "stanza/ping-two-devices",

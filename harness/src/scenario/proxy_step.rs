@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw_step::RawAction;
-use super::step::{Action, wait_ok};
+use super::raw_step::{RawAction, RawGradedStreamError, RawStreamError};
+use super::step::{Action, StreamErrorExpect, wait_ok};
 use super::{pattern, vars};
 use crate::roles::downstream::Upto;
 use crate::roles::gatekeeper_options::HandshakeMode;
@@ -34,6 +34,9 @@ pub(super) struct RawDownstreamConnect {
     features: Option<Vec<String>>,
     /// How the gatekeeper plays the upstream handshake: `normal`, or `wrong-key` (PROXY-1).
     upstream_handshake: Option<String>,
+    /// `required` (default: none fails PROXY-3) or `optional` (checks on the client-facing
+    /// stream only: an upstream connection is served if the IUT opens one).
+    upstream: Option<String>,
 }
 
 /// A text, or `{ text = "…", client = "…" }`.
@@ -64,6 +67,24 @@ pub(super) enum RawDownstreamExpect {
 pub(super) struct RawExpectTable {
     pattern: Option<String>,
     any: Option<Vec<String>>,
+    client: Option<String>,
+}
+
+/// `["not-well-formed"]`, or `{ pass = [...], warn = [...], should = "REQ", client = "…" }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawDownstreamStreamError {
+    Conditions(Vec<String>),
+    Graded(RawDownstreamGraded),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDownstreamGraded {
+    pass: Vec<String>,
+    #[serde(default)]
+    warn: Vec<String>,
+    should: Option<String>,
     client: Option<String>,
 }
 
@@ -121,6 +142,12 @@ pub struct DownstreamConnect {
     /// `Normal`, or `WrongKey`: the gatekeeper answers with a key the proxy did not pin, and
     /// the proxy must abort (PROXY-1).
     pub upstream_handshake: HandshakeMode,
+    /// `upstream = "optional"`: the scenario's checks rest on the client-facing stream only.
+    /// An upstream connection the IUT opens for the client is accepted and served as in the
+    /// other proxy scenarios (PROXY v2 header, Noise, the relayed login); none at all is not
+    /// judged, so an XMPP server in the proxy's place can take the scenario. An upstream
+    /// connection before the client's handshake, or a second one, still fails PROXY-3.
+    pub upstream_optional: bool,
 }
 
 /// Which way a `relay` goes.
@@ -160,6 +187,12 @@ pub enum ProxyAction {
         client: String,
         patterns: Vec<String>,
     },
+    /// `<stream:error>` from the proxy to the client, its condition graded (after the
+    /// proxy's own stream header when none came before on that stream).
+    ExpectStreamError {
+        client: String,
+        expect: StreamErrorExpect,
+    },
     ExpectClosed {
         client: String,
         close_tag: bool,
@@ -185,6 +218,7 @@ impl ProxyAction {
             ProxyAction::Connect(_) => "downstream_connect",
             ProxyAction::Send { .. } => "downstream_send",
             ProxyAction::Expect { .. } => "downstream_expect",
+            ProxyAction::ExpectStreamError { .. } => "downstream_expect_stream_error",
             ProxyAction::ExpectClosed { .. } => "downstream_expect_closed",
             ProxyAction::ExpectNothing { .. } => "downstream_expect_nothing",
             ProxyAction::Close { .. } => "downstream_close",
@@ -200,6 +234,7 @@ impl ProxyAction {
             ProxyAction::Relay(r) => &r.client,
             ProxyAction::Send { client, .. }
             | ProxyAction::Expect { client, .. }
+            | ProxyAction::ExpectStreamError { client, .. }
             | ProxyAction::ExpectClosed { client, .. }
             | ProxyAction::ExpectNothing { client, .. }
             | ProxyAction::Close { client, .. }
@@ -261,6 +296,29 @@ pub(super) fn from_raw(raw: RawAction) -> Result<Action, String> {
             })
         }
         RawAction::DownstreamExpect(e) => expect(e),
+        RawAction::DownstreamExpectStreamError(e) => {
+            let (raw, c) = match e {
+                RawDownstreamStreamError::Conditions(pass) => {
+                    (RawStreamError::Conditions(pass), None)
+                }
+                RawDownstreamStreamError::Graded(g) => (
+                    RawStreamError::Graded(RawGradedStreamError {
+                        pass: g.pass,
+                        warn: g.warn,
+                        should: g.should,
+                    }),
+                    g.client,
+                ),
+            };
+            super::step::stream_error(raw)
+                .map_err(|m| m.replace("expect_stream_error", "downstream_expect_stream_error"))
+                .and_then(|expect| {
+                    Ok(ProxyAction::ExpectStreamError {
+                        client: client(c)?,
+                        expect,
+                    })
+                })
+        }
         RawAction::DownstreamExpectClosed(c) => within_ok(&c.within).and_then(|()| {
             Ok(ProxyAction::ExpectClosed {
                 client: client(c.client)?,
@@ -336,6 +394,23 @@ fn connect(c: RawDownstreamConnect) -> Result<ProxyAction, String> {
             ));
         }
     };
+    let upstream_optional = match c.upstream.as_deref() {
+        None | Some("required") => false,
+        Some("optional") => true,
+        Some(o) => {
+            return Err(format!("upstream {o:?} is not one of required, optional"));
+        }
+    };
+    if upstream_optional && upstream_handshake != HandshakeMode::Normal {
+        return Err(
+            "upstream = \"optional\" serves an upstream connection as the gatekeeper does: upstream_handshake needs the upstream (leave upstream out)".into(),
+        );
+    }
+    if upstream_optional && !opted_in {
+        return Err(
+            "upstream = \"optional\" with opted_in = false: the opt-in refusal is a proxy's (PROXY-12), judged with the upstream required".into(),
+        );
+    }
     if let Some(f) = &c.features
         && f.iter()
             .any(|v| v.is_empty() || v.contains(['<', '>', '&', '\'', '"']))
@@ -350,6 +425,7 @@ fn connect(c: RawDownstreamConnect) -> Result<ProxyAction, String> {
         hold: c.hold_ms.map(Duration::from_millis),
         features: c.features,
         upstream_handshake,
+        upstream_optional,
     }))
 }
 
@@ -437,11 +513,42 @@ pub(super) fn fits_proxy(action: &Action) -> Result<(), String> {
 /// Every step of a proxy scenario that uses a client comes after that client's
 /// `downstream_connect`, and the gatekeeper-server steps after a first one. Returns the
 /// offending step's line and why.
+/// A client connected with `upstream = "optional"` may have no upstream connection: the
+/// steps that act on it (the gatekeeper-server steps while it is the client named last,
+/// `relay`, `expect_proxy_header`) are refused.
 pub(crate) fn clients_connected_first(steps: &[super::Step]) -> Result<(), (usize, String)> {
     let mut connected: Vec<&str> = Vec::new();
+    let mut optional: Vec<&str> = Vec::new();
+    let mut last: Option<&str> = None;
     for step in steps {
+        let needs_upstream = match &step.action {
+            Action::Proxy(ProxyAction::Relay(r)) => Some(r.client.as_str()),
+            Action::Proxy(ProxyAction::ExpectHeader { client }) => Some(client.as_str()),
+            Action::Proxy(_) | Action::Sleep(_) => None,
+            _ => last,
+        };
+        if let Some(c) = needs_upstream
+            && optional.contains(&c)
+        {
+            return Err((
+                step.line,
+                format!(
+                    "`{}` acts on client {c:?}'s upstream connection, which upstream = \"optional\" does not require: only the downstream steps can follow that client",
+                    step.action.name()
+                ),
+            ));
+        }
+        if let Action::Proxy(p) = &step.action {
+            last = Some(p.client());
+        }
         match &step.action {
-            Action::Proxy(ProxyAction::Connect(c)) => connected.push(&c.client),
+            Action::Proxy(ProxyAction::Connect(c)) => {
+                connected.push(&c.client);
+                optional.retain(|o| *o != c.client);
+                if c.upstream_optional {
+                    optional.push(&c.client);
+                }
+            }
             Action::Proxy(p) if !connected.contains(&p.client()) => {
                 return Err((
                     step.line,
@@ -497,6 +604,7 @@ mod tests {
         assert!(c.opted_in);
         assert_eq!(c.hold, Some(Duration::from_millis(500)));
         assert_eq!(c.upstream_handshake, HandshakeMode::Normal);
+        assert!(!c.upstream_optional);
         assert_eq!(
             s.steps[5].action,
             Action::Proxy(ProxyAction::Close {
@@ -504,6 +612,40 @@ mod tests {
                 close_tag: true
             })
         );
+    }
+
+    #[test]
+    fn an_optional_upstream_takes_downstream_steps_only() {
+        let s = parse(
+            "[[step]]\ndownstream_connect = { upstream = \"optional\", upto = \"handshake\" }\n[[step]]\ndownstream_send = \"<a/>\"\n[[step]]\ndownstream_expect_stream_error = { pass = [\"not-well-formed\"], warn = [\"*\"], should = \"STREAM-41\" }\n[[step]]\ndownstream_expect_closed = { close_tag = true }\n[[step]]\nsleep = 10\n",
+        )
+        .map_err(|e| e.to_string());
+        // STREAM-41 is not among the example's requirements.
+        assert!(
+            s.as_ref()
+                .is_err_and(|e| e.contains("not among the scenario's requirements")),
+            "{s:?}"
+        );
+        let dirs = SuiteDirs::bundled();
+        let s = Scenario::parse(
+            &dirs.scenarios.join("proxy/example.toml"),
+            "id = \"proxy/example\"\ntitle = \"t\"\nrequirements = [\"STREAM-28\", \"STREAM-41\"]\nrole = \"proxy\"\n[[step]]\ndownstream_connect = { upstream = \"optional\", upto = \"handshake\" }\n[[step]]\ndownstream_send = \"<a/>\"\n[[step]]\ndownstream_expect_stream_error = { pass = [\"restricted-xml\"], warn = [\"*\"], should = \"STREAM-41\" }\n[[step]]\ndownstream_expect_closed = { close_tag = true }\n[[step]]\ndownstream_connect = { client = \"other\" }\n[[step]]\nexpect_proxy_header = { client = \"other\" }\n[[step]]\nexpect_nothing = 100\n",
+            Catalogue::embedded(),
+            &dirs,
+        )
+        .expect("valid");
+        let Action::Proxy(ProxyAction::Connect(c)) = &s.steps[0].action else {
+            panic!("{:?}", s.steps[0].action);
+        };
+        assert!(c.upstream_optional);
+        assert_eq!(c.upto, None);
+        let Action::Proxy(ProxyAction::ExpectStreamError { client, expect }) = &s.steps[2].action
+        else {
+            panic!("{:?}", s.steps[2].action);
+        };
+        assert_eq!(client, DEFAULT_CLIENT);
+        assert_eq!(expect.should.as_deref(), Some("STREAM-41"));
+        assert_eq!(expect.warn, ["*"]);
     }
 
     #[test]
@@ -552,6 +694,42 @@ mod tests {
             (
                 "[[step]]\ndownstream_connect = {}\n[[step]]\ndownstream_expect_closed = { within = \"PROXY-2\" }\n",
                 "no time bound",
+            ),
+            (
+                "[[step]]\ndownstream_connect = { upstream = \"maybe\" }\n",
+                "not one of required, optional",
+            ),
+            (
+                "[[step]]\ndownstream_connect = { upstream = \"optional\", upto = \"handshake\", upstream_handshake = \"wrong-key\" }\n",
+                "upstream_handshake needs the upstream",
+            ),
+            (
+                "[[step]]\ndownstream_connect = { upstream = \"optional\", opted_in = false, upto = \"auth\" }\n",
+                "judged with the upstream required",
+            ),
+            (
+                "[[step]]\ndownstream_connect = { upstream = \"optional\" }\n[[step]]\nexpect = \"<a/>\"\n",
+                "which upstream = \"optional\" does not require",
+            ),
+            (
+                "[[step]]\ndownstream_connect = { upstream = \"optional\" }\n[[step]]\nrelay = { from = \"client\", stanza = \"<a/>\" }\n",
+                "`relay` acts on client \"client\"'s upstream connection",
+            ),
+            (
+                "[[step]]\ndownstream_connect = { upstream = \"optional\" }\n[[step]]\nexpect_proxy_header = {}\n",
+                "expect_proxy_header",
+            ),
+            (
+                "[[step]]\ndownstream_connect = {}\n[[step]]\ndownstream_expect_stream_error = []\n",
+                "downstream_expect_stream_error needs at least one condition",
+            ),
+            (
+                "[[step]]\ndownstream_connect = {}\n[[step]]\ndownstream_expect_stream_error = [\"no-such-condition\"]\n",
+                "not an RFC 6120 stream error condition",
+            ),
+            (
+                "[[step]]\ndownstream_connect = {}\n[[step]]\ndownstream_expect_stream_error = { pass = [\"restricted-xml\"], warn = [\"*\"], should = \"PROXY-2\" }\n",
+                "not a SHOULD-level requirement",
             ),
         ];
         for (steps, want) in cases {

@@ -376,6 +376,7 @@ impl Step {
             proxy @ (RawAction::DownstreamConnect(_)
             | RawAction::DownstreamSend(_)
             | RawAction::DownstreamExpect(_)
+            | RawAction::DownstreamExpectStreamError(_)
             | RawAction::DownstreamExpectClosed(_)
             | RawAction::DownstreamExpectNothing(_)
             | RawAction::DownstreamClose(_)
@@ -519,7 +520,7 @@ pub(crate) fn frames_need_noise(
     Ok(())
 }
 
-fn stream_error(raw: RawStreamError) -> Result<StreamErrorExpect, String> {
+pub(super) fn stream_error(raw: RawStreamError) -> Result<StreamErrorExpect, String> {
     let expect = match raw {
         RawStreamError::Conditions(pass) => StreamErrorExpect {
             pass,

@@ -11,6 +11,7 @@
 //! or the end of stdin. Before listening it writes `DIR/proxy-noise.pub` (and, with
 //! `--listen-tls`, `DIR/ca.pem`).
 
+mod bounce;
 mod check;
 mod deviate;
 mod downstream;

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::units::Units;
-use super::{NAME, Shared, check, header, mutate};
+use super::{NAME, Shared, bounce, check, header, mutate};
 use crate::mutant::Mutant;
 
 /// How long a transport handshake (either side) and the upstream TCP connect may take.
@@ -388,6 +388,14 @@ impl Relay {
         if self.client_header_seen {
             let settled = self.client.take_settled();
             if self.up_open && !settled.is_empty() {
+                if self.mutant == Mutant::ProxyRefusesWhitespace && self.stage.bind_requested {
+                    // STREAM-33 deviation: the correct proxy accepts whitespace between its
+                    // client's stanzas and passes it on.
+                    let condition = StreamErrorCondition::NotWellFormed;
+                    return self
+                        .client_fault(condition, "whitespace between stanzas")
+                        .await;
+                }
                 if self.mutant == Mutant::ProxyPingsUpstream && self.stage.bind_requested {
                     // PROXY-9 deviation: the correct proxy passes the keepalive on and sends
                     // no stanza of its own upstream.
@@ -463,6 +471,13 @@ impl Relay {
         if self.mutant == Mutant::ProxyDropsPresence && e.is("presence", ns::JABBER_CLIENT) {
             // PROXY-9 deviation: the correct proxy drops none of its client's stanzas.
             return Step::Go;
+        }
+        if self.mutant == Mutant::ProxyBouncesErrors
+            && e.ns == ns::JABBER_CLIENT
+            && e.attr("type") == Some("error")
+        {
+            // STANZA-9 deviation: the correct proxy forwards an error stanza and answers none.
+            return self.down(bounce::error_answer(e).as_bytes()).await;
         }
         let bytes = self.mutated(e, raw).await;
         self.up(&bytes).await

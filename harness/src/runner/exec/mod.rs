@@ -19,6 +19,7 @@ mod media;
 mod media_files;
 mod media_host;
 mod proxy;
+mod proxy_optional;
 mod proxy_relay;
 mod proxy_steps;
 mod push_step;

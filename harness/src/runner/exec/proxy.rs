@@ -7,7 +7,8 @@
 //! steps (`send`, `expect`, `expect_closed`, ...) read and write the upstream connection of
 //! the client a proxy step named last: it sits in the device slot those steps use, the
 //! others wait in their clients. Every upstream TCP connection the proxy opens beyond one per
-//! client fails PROXY-3, whenever it is found (after each step and at the end).
+//! client fails PROXY-3, whenever it is found (after each step and at the end). A client
+//! connected with `upstream = "optional"` may have none ([`super::proxy_optional`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -65,6 +66,19 @@ pub(super) struct Client {
     /// Its upstream connection while another client is current.
     pub up: Option<IutConn>,
     pub backlog: VecDeque<Inbound>,
+    /// Whether its upstream connection was required (PROXY-3) or optional.
+    pub mode: UpstreamMode,
+}
+
+/// Whether a client's `downstream_connect` required an upstream connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UpstreamMode {
+    /// None before the step's deadline fails PROXY-3.
+    Required,
+    /// `upstream = "optional"` ([`super::proxy_optional`]). `pending`: none came during a
+    /// connect that stopped at the handshake, and one may still come: it is accepted and
+    /// served while the client's steps wait.
+    Optional { pending: bool },
 }
 
 /// A directory made for one scenario's proxy and removed with it.
@@ -150,6 +164,15 @@ impl Exec<'_> {
             ),
             self.vars.get("rand:optout-credential").unwrap_or_default(),
         );
+        // Every test account with its credential, for an IUT that checks SASL itself (a
+        // server in the proxy's place); a proxy passes the client's <auth> on (PROXY-13).
+        let accounts = format!(
+            "{opted_in}:{},{}@{}:{}",
+            self.credential,
+            optout.0,
+            gk::DOMAIN,
+            optout.1
+        );
         let (port_text, port2_text) = (port.to_string(), port2.to_string());
         let scratch_text = scratch.0.to_string_lossy().into_owned();
         let upstream_text = upstream.to_string();
@@ -160,6 +183,7 @@ impl Exec<'_> {
             ("upstream", upstream_text.as_str()),
             ("upstream_key", upstream_key.as_str()),
             ("opted_in", opted_in.as_str()),
+            ("accounts", accounts.as_str()),
         ];
         let launch = side.launch.with_values(&values);
         self.transcript.note(format!(
@@ -307,6 +331,14 @@ impl Exec<'_> {
         let Some(p) = self.proxy.as_ref() else {
             return Ok(());
         };
+        // A client whose optional upstream connection may still come takes the next one
+        // (it is accepted while that client's steps wait).
+        if p.clients
+            .iter()
+            .any(|c| c.mode == UpstreamMode::Optional { pending: true })
+        {
+            return Ok(());
+        }
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let Poll::Ready(Ok((tcp, peer))) = p.listener.poll_accept(&mut cx) else {
             return Ok(());

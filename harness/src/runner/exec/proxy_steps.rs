@@ -8,7 +8,7 @@ use std::time::{Duration, Instant as StdInstant};
 use tokio::time::Instant;
 
 use super::Exec;
-use super::proxy::{Client, ONE_UPSTREAM};
+use super::proxy::{Client, ONE_UPSTREAM, UpstreamMode};
 use crate::roles::Deviation;
 use crate::roles::downstream::{self, Disco, Down, Downstream, Upto};
 use crate::roles::gatekeeper_options::{Negotiate, SaslAnswer, Stage};
@@ -22,9 +22,9 @@ use crate::transport::{TransportError, TransportKind};
 /// A login through a proxy takes several round trips on each side.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 /// PROXY-13: the client's `<auth>` reaches the gatekeeper unchanged.
-const AUTH_UNCHANGED: &str = "PROXY-13";
+pub(super) const AUTH_UNCHANGED: &str = "PROXY-13";
 /// PROXY-8: nothing that carries an identifier is changed (the bound JID).
-const NO_CHANGED_IDENTIFIERS: &str = "PROXY-8";
+pub(super) const NO_CHANGED_IDENTIFIERS: &str = "PROXY-8";
 
 impl Exec<'_> {
     pub(super) async fn proxy_step(
@@ -44,6 +44,10 @@ impl Exec<'_> {
             }
             ProxyAction::Expect { client, patterns } => {
                 self.downstream_expect(step, client, patterns, deadline)
+                    .await
+            }
+            ProxyAction::ExpectStreamError { client, expect } => {
+                self.downstream_expect_stream_error(step, client, expect, deadline)
                     .await
             }
             ProxyAction::ExpectClosed {
@@ -179,6 +183,12 @@ impl Exec<'_> {
             }
             Err(Err(e)) => return Err(Deviation::error(format!("upstream accept failed: {e}"))),
         };
+        if c.upstream_optional {
+            let client = self.optional_upstream(c, down, deadline).await?;
+            self.proxy_state()?.clients.push(client);
+            self.select_client(name)?;
+            return Ok(());
+        }
         let up_transcript = self.transcript.for_device(&format!("upstream {name}"));
         let accepted = {
             let p = self.proxy_state()?;
@@ -217,6 +227,7 @@ impl Exec<'_> {
             down,
             up: conn,
             backlog: VecDeque::new(),
+            mode: UpstreamMode::Required,
         };
         if let (Some(upto), Some(conn)) = (c.upto, client.up.as_mut()) {
             let (account, credential) = if c.opted_in {
@@ -343,7 +354,7 @@ impl Exec<'_> {
             self.vars.substitute(&expected).unwrap_or(expected)
         );
         loop {
-            let got = self.down(client)?.next(deadline).await;
+            let got = self.down_next(client, deadline).await?;
             let Some(Down::Stanza(e)) = got else {
                 return Err(downstream::unexpected(got, &expected));
             };
@@ -404,8 +415,7 @@ impl Exec<'_> {
         .unwrap_or_else(StdInstant::now);
         let mut saw_close = false;
         loop {
-            let down = self.down(client)?;
-            match down.next(deadline).await {
+            match self.down_next(client, deadline).await? {
                 Some(Down::Close) => saw_close = true,
                 Some(Down::Eof(_)) => {
                     if close_tag && !saw_close {
@@ -414,7 +424,10 @@ impl Exec<'_> {
                             "the connection closed without the closing tag",
                         ));
                     }
-                    let ended = down.ended_at().unwrap_or_else(StdInstant::now);
+                    let ended = self
+                        .down(client)?
+                        .ended_at()
+                        .unwrap_or_else(StdInstant::now);
                     let took = ended.saturating_duration_since(since);
                     if let (Some(req), Some(bound)) = (within, bound)
                         && took > bound
@@ -460,7 +473,7 @@ impl Exec<'_> {
         until: Instant,
     ) -> Result<(), Deviation> {
         self.select_client(client)?;
-        let got = self.down(client)?.next(until).await;
+        let got = self.down_next(client, until).await?;
         match got {
             None => Ok(()),
             other => Err(downstream::unexpected(
