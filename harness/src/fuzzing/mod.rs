@@ -26,7 +26,7 @@ pub use e2ee::{SEED_TEXTS, e2ee_envelope, e2ee_envelope_decrypts, e2ee_seeds};
 pub use idproof::{enroll_body, idproof_json, idproof_seeds};
 pub use noise::noise_frames;
 pub use scenario::scenario_file;
-pub use tree::{TreeInput, stanza_tree};
+pub use tree::{TreeInput, TreePath, stanza_tree, stanza_tree_all_paths};
 
 /// A target's body on the raw bytes of one input.
 pub type Body = fn(&[u8]);
@@ -35,7 +35,7 @@ pub type Body = fn(&[u8]);
 /// body on raw bytes (for the structure-aware target, the bytes `arbitrary` decodes).
 pub const TARGETS: &[(&str, Body)] = &[
     ("stanza_parse", stream_bytes),
-    ("stanza_tree", stanza_tree_bytes),
+    ("stanza_tree", stanza_tree_bytes_all_paths),
     ("stanza_differential", differential),
     ("noise_frames", noise_frames),
     ("scenario_file", scenario_file),
@@ -50,5 +50,13 @@ pub fn stanza_tree_bytes(data: &[u8]) {
     use arbitrary::{Arbitrary, Unstructured};
     if let Ok(input) = TreeInput::arbitrary_take_rest(Unstructured::new(data)) {
         stanza_tree(input);
+    }
+}
+
+/// [`stanza_tree_all_paths`] on raw bytes: what `cargo test` replays the corpus with.
+pub fn stanza_tree_bytes_all_paths(data: &[u8]) {
+    use arbitrary::{Arbitrary, Unstructured};
+    if let Ok(input) = TreeInput::arbitrary_take_rest(Unstructured::new(data)) {
+        stanza_tree_all_paths(input);
     }
 }
