@@ -14,7 +14,9 @@ use std::collections::HashMap;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::wire::{Element, Framing, Limits, StreamEvent, StreamParser, Violation, WireError, ns};
+use crate::wire::{
+    ElementRef, Framing, Limits, StreamEventRef, StreamParser, Violation, WireError, ns,
+};
 
 /// What the IUT must do with a case.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,45 +386,76 @@ impl Generator {
 const HEADER: &[u8] = b"<stream:stream xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
 
-/// The codec's reading of a case inside a `jabber:client` stream under `limits`: the stanzas,
-/// and the first error (`Err(None)` when the input ends inside an element).
-fn read(bytes: &[u8], limits: Limits) -> (Vec<Element>, Result<bool, Option<WireError>>) {
+/// What the codec reads in a case inside a `jabber:client` stream.
+enum Reading {
+    /// The first complete element SPEC.md has the IUT refuse, or leaves open, came at this
+    /// index (after that many stanzas SPEC.md has the IUT serve): what [`stanza_error`] says of
+    /// it. Reading stops there; what follows cannot change the answer.
+    Element(usize, Result<&'static str, ()>),
+    /// Only stanzas the IUT must serve, then: whether the input closed the stream, how many
+    /// stanzas, or the first error (`Err(None)` when the input ends inside an element).
+    End(Result<bool, Option<WireError>>, usize),
+}
+
+/// The codec's reading of a case inside a `jabber:client` stream under `limits`, through the
+/// borrowing parser (the same framing, checks and errors as the owned one, without building
+/// each stanza's tree).
+fn read(bytes: &[u8], limits: Limits) -> Reading {
     let mut parser = StreamParser::new(Framing::Stream, limits);
     parser.feed(HEADER);
     parser.feed(bytes);
-    let mut stanzas = Vec::new();
+    let mut stanzas = 0;
     let mut closed = false;
     loop {
-        match parser.next_event() {
-            Ok(Some(StreamEvent::Stanza(e))) => stanzas.push(e),
-            Ok(Some(StreamEvent::Close)) => closed = true,
-            Ok(Some(StreamEvent::Header(_))) => {}
+        match parser.next_event_ref() {
+            Ok(Some(StreamEventRef::Stanza(s))) => match stanza_error(&s.root()) {
+                Ok(None) => stanzas += 1,
+                Ok(Some(condition)) => return Reading::Element(stanzas, Ok(condition)),
+                Err(()) => return Reading::Element(stanzas, Err(())),
+            },
+            Ok(Some(StreamEventRef::Close)) => closed = true,
+            Ok(Some(StreamEventRef::Header(_))) => {}
             Ok(None) => break,
-            Err(e) => return (stanzas, Err(Some(e))),
+            Err(e) => return Reading::End(Err(Some(e)), stanzas),
         }
     }
     // Whatever is left is an element not yet complete: the IUT would just wait for the rest.
     if parser.buffered_len() > 0 && parser.finish().is_err() {
-        return (stanzas, Err(None));
+        return Reading::End(Err(None), stanzas);
     }
-    (stanzas, Ok(closed))
+    Reading::End(Ok(closed), stanzas)
 }
 
-fn is_stanza(e: &Element) -> bool {
-    e.ns == ns::JABBER_CLIENT && matches!(e.name.as_str(), "message" | "iq" | "presence")
+/// The first error the codec finds in a case under `limits`, whatever the stanzas before it
+/// (None also when the input only ends inside an element).
+fn first_error(bytes: &[u8], limits: Limits) -> Option<WireError> {
+    let mut parser = StreamParser::new(Framing::Stream, limits);
+    parser.feed(HEADER);
+    parser.feed(bytes);
+    loop {
+        match parser.next_event_ref() {
+            Ok(Some(_)) => {}
+            Ok(None) => return None,
+            Err(e) => return Some(e),
+        }
+    }
+}
+
+fn is_stanza(e: &ElementRef<'_>) -> bool {
+    e.ns() == ns::JABBER_CLIENT && matches!(e.name(), "message" | "iq" | "presence")
 }
 
 /// The stream error SPEC.md asks for a complete top-level element, if any: STANZA-1 (not one of
 /// the three stanza kinds) and STANZA-2 (an iq without id, or without a known type). `Err` when
 /// SPEC.md leaves the answer open (another namespace, a streams-namespace element).
-fn stanza_error(e: &Element) -> Result<Option<&'static str>, ()> {
-    if e.ns != ns::JABBER_CLIENT {
+fn stanza_error(e: &ElementRef<'_>) -> Result<Option<&'static str>, ()> {
+    if e.ns() != ns::JABBER_CLIENT {
         return Err(());
     }
     if !is_stanza(e) {
         return Ok(Some("unsupported-stanza-type"));
     }
-    if e.name == "iq" {
+    if e.name() == "iq" {
         let typed = matches!(e.attr("type"), Some("get" | "set" | "result" | "error"));
         if !typed || e.attr("id").is_none_or(str::is_empty) {
             return Ok(Some("bad-format"));
@@ -436,39 +469,35 @@ pub fn classify(bytes: &[u8]) -> Option<Expect> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
-    let (stanzas, floors) = read(bytes, Limits::profile_floors());
-    // The first complete element SPEC.md has the IUT refuse decides, if it comes first (the
-    // IUT may answer stanzas before it, which the scenario would not expect).
-    for (i, e) in stanzas.iter().enumerate() {
-        match stanza_error(e) {
-            Err(()) => return None,
-            Ok(Some(condition)) if i == 0 => {
-                return Some(Expect::StreamError(vec![condition.to_owned()]));
-            }
-            Ok(Some(_)) => return None,
-            Ok(None) => {}
+    let (floors, stanzas) = match read(bytes, Limits::profile_floors()) {
+        // The first complete element SPEC.md has the IUT refuse decides, if it comes first
+        // (the IUT may answer stanzas before it, which the scenario would not expect).
+        Reading::Element(0, Ok(condition)) => {
+            return Some(Expect::StreamError(vec![condition.to_owned()]));
         }
-    }
+        Reading::Element(..) => return None,
+        Reading::End(floors, stanzas) => (floors, stanzas),
+    };
     match floors {
         Ok(false) => Some(Expect::Live),
         Ok(true) | Err(None) => None,
         Err(Some(at_floors)) => {
             // Stanzas before the error may be answered first; only a clean refusal is used.
-            if !stanzas.is_empty() {
+            if stanzas > 0 {
                 return None;
             }
-            let (_, ceilings) = read(bytes, Limits::harness_ceilings());
-            match ceilings {
-                Err(Some(e)) if e.condition() == at_floors.condition() => {
-                    let mut conditions = vec![at_floors.condition().as_str().to_owned()];
-                    // SPEC.md §7.3: for bytes that are not UTF-8 either condition is correct.
-                    if matches!(at_floors.violation, Violation::InvalidUtf8) {
-                        conditions.push("unsupported-encoding".to_owned());
-                    }
-                    Some(Expect::StreamError(conditions))
-                }
-                _ => None,
+            let Some(ceilings) = first_error(bytes, Limits::harness_ceilings()) else {
+                return None;
+            };
+            if ceilings.condition() != at_floors.condition() {
+                return None;
             }
+            let mut conditions = vec![at_floors.condition().as_str().to_owned()];
+            // SPEC.md §7.3: for bytes that are not UTF-8 either condition is correct.
+            if matches!(at_floors.violation, Violation::InvalidUtf8) {
+                conditions.push("unsupported-encoding".to_owned());
+            }
+            Some(Expect::StreamError(conditions))
         }
     }
 }
