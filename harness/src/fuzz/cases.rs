@@ -66,6 +66,17 @@ impl Case {
     }
 }
 
+/// Which cases a caller of [`Generator::next_wanted`] wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Want {
+    /// Any usable case.
+    Any,
+    /// Only cases that must leave the IUT serving ([`Expect::Live`]). A candidate the codec
+    /// does not accept under the floors is passed over there and then, without the second read
+    /// under the ceilings that tells a stream-ending case from an unusable one.
+    Live,
+}
+
 /// One case in this many is written in pieces, at most this many.
 const SPLIT_ONE_IN: u32 = 8;
 const MAX_PIECES: usize = 8;
@@ -228,8 +239,14 @@ impl Generator {
 
     /// The next usable case; gives up (None) after many unusable ones in a row.
     pub fn next_case(&mut self) -> Option<Case> {
+        self.next_wanted(Want::Any)
+    }
+
+    /// The next usable case of the kind wanted; gives up (None) after many candidates in a row
+    /// that are not.
+    pub fn next_wanted(&mut self, want: Want) -> Option<Case> {
         for _ in 0..1000 {
-            let Some((bytes, how, expect)) = self.classified() else {
+            let Some((bytes, how, expect)) = self.classified(want) else {
                 continue;
             };
             let (writes, how) = self.split(bytes.len(), how);
@@ -244,32 +261,44 @@ impl Generator {
     }
 
     /// The next candidate, its bytes, how it was made and what SPEC.md asks of the IUT for
-    /// it; None when SPEC.md leaves a choice (an unusable candidate).
-    fn classified(&mut self) -> Option<(Vec<u8>, String, Expect)> {
-        match self.candidate() {
+    /// it; None when SPEC.md leaves a choice (an unusable candidate) or it is not of the kind
+    /// wanted.
+    fn classified(&mut self, want: Want) -> Option<(Vec<u8>, String, Expect)> {
+        let (bytes, how, expect) = match self.candidate() {
             Candidate::Made(bytes, how) => {
-                let expect = classify(&bytes)?;
-                Some((bytes, how, expect))
+                let expect = match want {
+                    Want::Any => classify(&bytes)?,
+                    Want::Live if live(&bytes) => Expect::Live,
+                    Want::Live => return None,
+                };
+                (bytes, how, expect)
             }
             Candidate::Corpus(i) => {
                 let bytes = self.corpus.get(i)?;
                 let known = self.corpus_expect.get_mut(i)?;
                 let expect = known.get_or_insert_with(|| classify(bytes)).clone()?;
-                Some((bytes.clone(), format!("corpus input {i}"), expect))
+                (bytes.clone(), format!("corpus input {i}"), expect)
             }
             Candidate::Hostile(h) => match self.hostile_expect.get(&h) {
                 Some(known) => {
                     let expect = known.clone()?;
-                    Some((h.bytes(), h.how(), expect))
+                    if want == Want::Live && expect != Expect::Live {
+                        return None;
+                    }
+                    (h.bytes(), h.how(), expect)
                 }
                 None => {
                     let bytes = h.bytes();
                     let expect = classify(&bytes);
                     self.hostile_expect.insert(h, expect.clone());
-                    Some((bytes, h.how(), expect?))
+                    (bytes, h.how(), expect?)
                 }
             },
+        };
+        if want == Want::Live && expect != Expect::Live {
+            return None;
         }
+        Some((bytes, how, expect))
     }
 
     /// Sometimes a plan to write `len` bytes in small pieces (1 to 64 bytes each, the last
@@ -464,6 +493,16 @@ fn stanza_error(e: &ElementRef<'_>) -> Result<Option<&'static str>, ()> {
     Ok(None)
 }
 
+/// Whether [`classify`] says [`Expect::Live`] of these bytes, found by the first of its reads
+/// alone.
+pub fn live(bytes: &[u8]) -> bool {
+    !bytes.iter().all(u8::is_ascii_whitespace)
+        && matches!(
+            read(bytes, Limits::profile_floors()),
+            Reading::End(Ok(false), _)
+        )
+}
+
 /// What SPEC.md asks of the IUT for these bytes, or None when it leaves a choice.
 pub fn classify(bytes: &[u8]) -> Option<Expect> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -603,6 +642,32 @@ mod tests {
                 assert_eq!(classify(bytes), *known);
             }
         }
+    }
+
+    #[test]
+    fn live_is_what_classify_says_and_wanting_live_cases_gives_only_those() {
+        let corpus = vec![
+            b"<message><body>x</body></message>".to_vec(),
+            b"<iq type='get' id='a'><ping xmlns='urn:xmpp:ping'/></iq>".to_vec(),
+        ];
+        let mut g = Generator::new(5, corpus.clone());
+        for _ in 0..1000 {
+            let Some(case) = g.next_case() else { continue };
+            let mut cut = case.bytes.clone();
+            cut.truncate(cut.len() / 2);
+            for bytes in [&case.bytes, &cut] {
+                assert_eq!(live(bytes), classify(bytes) == Some(Expect::Live));
+            }
+        }
+        let mut g = Generator::new(5, corpus);
+        for _ in 0..300 {
+            let case = g.next_wanted(Want::Live).expect("live cases");
+            assert_eq!(case.expect, Expect::Live, "{}", case.how);
+            assert_eq!(classify(&case.bytes), Some(Expect::Live), "{}", case.how);
+        }
+        // A corpus that gives no live case: given up, not an endless search.
+        let mut g = Generator::new(5, vec![b"<foo/>".to_vec()]);
+        let _ = g.next_wanted(Want::Live);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::runner::{self, RunOptions, StopSignal};
 use crate::scenario::{Scenario, SuiteDirs};
 use crate::spec::Catalogue;
 use crate::verdict::ScenarioResult;
-use cases::{Case, Expect, Generator};
+use cases::{Case, Expect, Generator, Want};
 use findings::{Judge, judge, judge_memory};
 use memory::{Sampler, Usage};
 
@@ -122,8 +122,9 @@ const SESSION_CASES: usize = 64;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// Most bytes of input one session carries (hostile cases run to 240 KiB each).
 const SESSION_BYTES: usize = 2 << 20;
-/// Cases that must end a stream, kept until a session can end with one; more are dropped
-/// unrun (one ends each session, and the generator makes them faster than sessions end).
+/// Cases that must end a stream, kept until a session can end with one; while this many wait,
+/// no more are asked for (one ends each session, and the generator makes them faster than
+/// sessions end).
 const ENDERS_KEPT: usize = 16;
 
 /// Counts of a campaign.
@@ -381,7 +382,10 @@ async fn run_sampled(
 
 /// The cases of the next session: cases that must leave the IUT serving (left over first, then
 /// new ones) up to [`SESSION_CASES`] or [`SESSION_BYTES`], then one that must end the stream
-/// if one is waiting. Empty when the generator gives no usable case.
+/// if one is waiting. Empty when the generator gives no usable case. New cases that must end
+/// the stream are only asked for while fewer than [`ENDERS_KEPT`] wait (the rest would be
+/// dropped unrun): otherwise the generator passes over a candidate as soon as it is not one
+/// that leaves the IUT serving, and the session fills with those.
 fn next_session(
     generator: &mut Generator,
     pending: &mut VecDeque<Case>,
@@ -394,7 +398,12 @@ fn next_session(
         if cases.len() >= SESSION_CASES || bytes >= SESSION_BYTES {
             break;
         }
-        let Some(case) = pending.pop_front().or_else(|| generator.next_case()) else {
+        let want = if enders.len() < ENDERS_KEPT {
+            Want::Any
+        } else {
+            Want::Live
+        };
+        let Some(case) = pending.pop_front().or_else(|| generator.next_wanted(want)) else {
             break;
         };
         match case.expect {
