@@ -20,7 +20,7 @@ pub mod session;
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
@@ -35,6 +35,7 @@ use crate::verdict::ScenarioResult;
 use cases::{Case, Expect, Generator, Want};
 use findings::{Judge, judge, judge_memory};
 use memory::{Sampler, Usage};
+use session::Composer;
 
 #[derive(Debug, clap::Args)]
 pub struct FuzzArgs {
@@ -168,12 +169,14 @@ pub fn run(args: FuzzArgs) -> i32 {
 
 /// Where a campaign keeps the scenarios and fixtures of its sessions, and how it loads them.
 /// They are kept in memory ([`MemoryDir`]): a file written and removed per case cost more
-/// than the rest of the case (a finding gets real files of its own, under `--out`).
+/// than the rest of the case (a finding gets real files of its own, under `--out`). A session
+/// of many cases is composed ([`Composer`]) rather than parsed whole.
 struct Workbench {
     memory: MemoryDir,
     dirs: SuiteDirs,
     /// The time limit of a case alone (the IUT's scenario limit); a session gets the sum.
     case_limit_ms: u64,
+    composer: Mutex<Composer>,
 }
 
 impl Workbench {
@@ -187,6 +190,7 @@ impl Workbench {
             memory,
             dirs,
             case_limit_ms,
+            composer: Mutex::new(Composer::default()),
         }
     }
 
@@ -197,18 +201,56 @@ impl Workbench {
         }
     }
 
-    /// Keeps a session's fixtures under `id` and loads its scenario.
-    fn scenario(&self, id: &str, cases: &[Case]) -> Result<Scenario, String> {
+    fn write_fixtures(&self, id: &str, cases: &[Case]) -> Result<(), String> {
         for (name, bytes) in session::fixtures(id, cases) {
             self.memory
                 .write(Path::new("fixtures").join(&name), bytes)
                 .map_err(|e| format!("{name}: {e}"))?;
         }
-        let limit = self.case_limit_ms.saturating_mul(cases.len() as u64);
-        let text = session::scenario_text(id, cases, Some(limit));
+        Ok(())
+    }
+
+    /// Parses the text of session `id` (its fixtures in place).
+    fn parse(&self, id: &str, text: &str) -> Result<Scenario, String> {
         let path = self.dirs.scenarios.join("fuzz").join(format!("{id}.toml"));
-        Scenario::parse(&path, &text, Catalogue::embedded(), &self.dirs)
+        Scenario::parse(&path, text, Catalogue::embedded(), &self.dirs)
             .map_err(|e| format!("a generated scenario does not load: {e:?}"))
+    }
+
+    /// Parses a template session of the [`Composer`].
+    fn template(&self, cases: &[Case]) -> Result<Scenario, String> {
+        const ID: &str = "template";
+        self.write_fixtures(ID, cases)?;
+        let limit = self.case_limit_ms.saturating_mul(cases.len() as u64);
+        let parsed = self.parse(ID, &session::scenario_text(ID, cases, Some(limit)));
+        self.remove(ID, cases);
+        parsed
+    }
+
+    /// Keeps a session's fixtures under `id` and loads its scenario.
+    fn scenario(&self, id: &str, cases: &[Case]) -> Result<Scenario, String> {
+        self.write_fixtures(id, cases)?;
+        let limit = Some(self.case_limit_ms.saturating_mul(cases.len() as u64));
+        let text = session::scenario_text(id, cases, limit);
+        if !Composer::composes(cases) {
+            return self.parse(id, &text);
+        }
+        let head = self.parse(id, &session::header_text(id, cases, limit))?;
+        let composed = self
+            .composer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .compose(head, id, cases, &text, &mut |t| self.template(t))?;
+        #[cfg(debug_assertions)]
+        {
+            let parsed = self.parse(id, &text)?;
+            assert_eq!(
+                format!("{composed:?}"),
+                format!("{parsed:?}"),
+                "a composed session differs from the parse of its text"
+            );
+        }
+        Ok(composed)
     }
 }
 
@@ -447,6 +489,44 @@ mod tests {
         assert_eq!(parse_duration("8h"), Ok(Duration::from_secs(8 * 3600)));
         assert!(parse_duration("8d").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn a_composed_session_is_the_parse_of_its_text() {
+        let bench = Workbench::new(20_000);
+        let mut generator = Generator::new(9, bundled_corpus());
+        let (mut pending, mut enders) = (VecDeque::new(), VecDeque::new());
+        let mut conditions = HashSet::new();
+        let mut split = 0;
+        for s in 0..40 {
+            let cases = next_session(&mut generator, &mut pending, &mut enders);
+            assert!(Composer::composes(&cases));
+            split += cases.iter().filter(|c| !c.writes.is_empty()).count();
+            if let Some(Expect::StreamError(c)) = cases.last().map(|c| &c.expect) {
+                conditions.insert(c.clone());
+            }
+            let id = format!("t-{s}");
+            let composed = bench.scenario(&id, &cases).unwrap();
+            let text = session::scenario_text(&id, &cases, Some(20_000 * cases.len() as u64));
+            let parsed = bench.parse(&id, &text).unwrap();
+            assert_eq!(format!("{composed:?}"), format!("{parsed:?}"));
+            bench.remove(&id, &cases);
+            // Only live cases, and a session of one case: parsed whole.
+            let live: Vec<Case> = cases
+                .iter()
+                .filter(|c| c.expect == Expect::Live)
+                .cloned()
+                .collect();
+            let composed = bench.scenario(&id, &live[..2]).unwrap();
+            let parsed = bench
+                .parse(&id, &session::scenario_text(&id, &live[..2], Some(40_000)))
+                .unwrap();
+            assert_eq!(format!("{composed:?}"), format!("{parsed:?}"));
+            bench.remove(&id, &live[..2]);
+            assert!(!Composer::composes(&live[..1]));
+        }
+        assert!(split > 10, "{split}");
+        assert!(conditions.len() > 2, "{conditions:?}");
     }
 
     #[test]

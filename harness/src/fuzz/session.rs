@@ -11,7 +11,11 @@
 //! into pieces ([`Case::writes`]) has a `send_fixture` step per piece, and a `sleep` after the
 //! pieces that pause; what is checked after it is the same.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
+
 use super::cases::{Case, Expect};
+use crate::scenario::{Action, Scenario, Step};
 
 /// Steps a case written at once adds to a session's scenario: its fixture, then a ping and its
 /// answer, or the stream error and the close.
@@ -84,6 +88,17 @@ fn quoted(list: &[&str]) -> String {
 /// scenario's time limit, for sessions of more than one case: the sum of what each case has
 /// alone, so no case gets less time than it would alone.
 pub fn scenario_text(id: &str, cases: &[Case], limit_ms: Option<u64>) -> String {
+    let mut text = header_text(id, cases, limit_ms);
+    let all_live = cases.iter().all(|c| c.expect == Expect::Live);
+    for (k, case) in cases.iter().enumerate() {
+        push_case_text(&mut text, id, k, cases.len(), case, all_live);
+    }
+    text
+}
+
+/// The start of a session's [`scenario_text`]: everything before the first case's steps (its
+/// title, requirements, allowances and time limit, and the `session = {}` step).
+pub fn header_text(id: &str, cases: &[Case], limit_ms: Option<u64>) -> String {
     let n = cases.len();
     let mut cited: Vec<&str> = Vec::new();
     for case in cases {
@@ -128,62 +143,221 @@ pub fn scenario_text(id: &str, cases: &[Case], limit_ms: Option<u64>) -> String 
         text.push_str(&format!("ignore = {LIVE_IGNORE}\n"));
     }
     text.push_str("\n[[step]]\nsession = {}\n");
-    for (k, case) in cases.iter().enumerate() {
-        if n > 1 {
-            let how = case.how.replace(['\n', '\r'], " ");
-            text.push_str(&format!("\n# case {k}: {how}\n"));
+    text
+}
+
+/// The steps of case `k` of `n` in a session's [`scenario_text`].
+fn push_case_text(text: &mut String, id: &str, k: usize, n: usize, case: &Case, all_live: bool) {
+    if n > 1 {
+        let how = case.how.replace(['\n', '\r'], " ");
+        text.push_str(&format!("\n# case {k}: {how}\n"));
+    }
+    let pieces = case.pieces();
+    let count = pieces.len();
+    for (p, (_, pause)) in pieces.into_iter().enumerate() {
+        text.push_str(&format!(
+            "[[step]]\nsend_fixture = \"{}\"\n",
+            fixture_name(id, k, n, p, count)
+        ));
+        if pause > 0 {
+            text.push_str(&format!("\n[[step]]\nsleep = {pause}\n"));
         }
-        let pieces = case.pieces();
-        let count = pieces.len();
-        for (p, (_, pause)) in pieces.into_iter().enumerate() {
-            text.push_str(&format!(
-                "[[step]]\nsend_fixture = \"{}\"\n",
-                fixture_name(id, k, n, p, count)
-            ));
-            if pause > 0 {
-                text.push_str(&format!("\n[[step]]\nsleep = {pause}\n"));
-            }
-            if p + 1 < count {
-                text.push('\n');
-            }
-        }
-        let probe = if n == 1 {
-            "probe".to_owned()
-        } else {
-            format!("probe{k}")
-        };
-        match &case.expect {
-            Expect::Live => {
-                text.push_str(&format!(
-                    "\n[[step]]\nsend = \"<iq type='get' id='${{rand:{probe}}}' from='${{gk.domain}}' to='${{client.jid}}'><ping xmlns='urn:xmpp:ping'/></iq>\"\n\n\
-                     [[step]]\nexpect = \"<iq type='result' id='${{rand:{probe}}}'/>\"\n"
-                ));
-                if !all_live {
-                    text.push_str(&format!("ignore = {LIVE_IGNORE}\n"));
-                }
-            }
-            Expect::StreamError(conditions) => {
-                let first = conditions.first().map_or("", String::as_str);
-                let list = conditions
-                    .iter()
-                    .map(|c| format!("\"{c}\""))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                // restricted-xml is a SHOULD (STREAM-41): another condition passes with a
-                // warning.
-                let expect = if first == "restricted-xml" {
-                    format!("{{ pass = [{list}], warn = [\"*\"], should = \"STREAM-41\" }}")
-                } else {
-                    format!("[{list}]")
-                };
-                text.push_str(&format!(
-                    "\n[[step]]\nexpect_stream_error = {expect}\n\n\
-                     [[step]]\nexpect_closed = {{ close_tag = true }}\nrequirement = \"STREAM-24\"\n"
-                ));
-            }
+        if p + 1 < count {
+            text.push('\n');
         }
     }
-    text
+    match &case.expect {
+        Expect::Live => {
+            let probe = probe_name(k, n);
+            text.push_str(&format!(
+                "\n[[step]]\nsend = \"<iq type='get' id='${{rand:{probe}}}' from='${{gk.domain}}' to='${{client.jid}}'><ping xmlns='urn:xmpp:ping'/></iq>\"\n\n\
+                 [[step]]\nexpect = \"<iq type='result' id='${{rand:{probe}}}'/>\"\n"
+            ));
+            if !all_live {
+                text.push_str(&format!("ignore = {LIVE_IGNORE}\n"));
+            }
+        }
+        Expect::StreamError(conditions) => {
+            let first = conditions.first().map_or("", String::as_str);
+            let list = conditions
+                .iter()
+                .map(|c| format!("\"{c}\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // restricted-xml is a SHOULD (STREAM-41): another condition passes with a
+            // warning.
+            let expect = if first == "restricted-xml" {
+                format!("{{ pass = [{list}], warn = [\"*\"], should = \"STREAM-41\" }}")
+            } else {
+                format!("[{list}]")
+            };
+            text.push_str(&format!(
+                "\n[[step]]\nexpect_stream_error = {expect}\n\n\
+                 [[step]]\nexpect_closed = {{ close_tag = true }}\nrequirement = \"STREAM-24\"\n"
+            ));
+        }
+    }
+}
+
+/// The name of case `k`'s ping id (`${rand:probe3}`) in a session of `n` cases.
+fn probe_name(k: usize, n: usize) -> String {
+    if n == 1 {
+        "probe".to_owned()
+    } else {
+        format!("probe{k}")
+    }
+}
+
+/// Makes the scenario of a session of many cases as [`Scenario::parse`] makes it from its
+/// [`scenario_text`], without parsing each case's steps again: parsing a session's whole
+/// text took 7 % of a campaign's CPU (`perf`), on steps that differ only in their fixture,
+/// their ping's id and their line. The session's header and `session`
+/// step are parsed ([`header_text`], the start of the same text); each case's steps are
+/// those of a template case, parsed once ([`Composer::templates`]), with the case's fixture
+/// names, ping id and lines put in. A session of one case, or one with pauses, is parsed whole.
+#[derive(Debug, Default)]
+pub struct Composer {
+    /// The three steps of a case that must leave the IUT serving (its fixture, the ping, the
+    /// answer) in a session with a stream-ending case (`[0]`) and without (`[1]`).
+    live: [Option<Vec<Step>>; 2],
+    /// The three steps of a case that must end the stream (its fixture, the stream error, the
+    /// close), by its conditions.
+    enders: HashMap<Vec<String>, Vec<Step>>,
+}
+
+impl Composer {
+    /// Whether [`Composer::compose`] makes this session's scenario (else it is parsed whole).
+    pub fn composes(cases: &[Case]) -> bool {
+        cases.len() > 1
+            && cases
+                .iter()
+                .all(|c| c.writes.iter().all(|piece| piece.pause_ms == 0))
+    }
+
+    /// The sessions whose parsed steps serve as templates: the case written at once that must
+    /// leave the IUT serving is case 0 of each, and a case that must end the stream is the last.
+    pub fn templates(all_live: bool, ender: Option<&[String]>) -> Vec<Case> {
+        let case = |expect| Case {
+            bytes: b"<message/>".to_vec(),
+            how: "template".into(),
+            expect,
+            writes: Vec::new(),
+        };
+        let last = match (ender, all_live) {
+            (Some(conditions), _) => Expect::StreamError(conditions.to_vec()),
+            (None, true) => Expect::Live,
+            (None, false) => Expect::StreamError(vec!["not-well-formed".into()]),
+        };
+        vec![case(Expect::Live), case(last)]
+    }
+
+    /// The scenario of session `id` of `cases` (see [`Composer::composes`]): `head` is the parse
+    /// of its [`header_text`], `text` its [`scenario_text`], and `load` parses the template
+    /// sessions ([`Composer::templates`]) the first time each is needed.
+    pub fn compose(
+        &mut self,
+        mut head: Scenario,
+        id: &str,
+        cases: &[Case],
+        text: &str,
+        load: &mut dyn FnMut(&[Case]) -> Result<Scenario, String>,
+    ) -> Result<Scenario, String> {
+        let n = cases.len();
+        let all_live = cases.iter().all(|c| c.expect == Expect::Live);
+        // The line of each `[[step]]` after the session's, in order.
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| *l == "[[step]]")
+            .map(|(i, _)| i + 1)
+            .skip(1);
+        let mut line = || {
+            lines
+                .next()
+                .ok_or("a composed session has more steps than its text")
+        };
+        let mut steps = Vec::with_capacity(head.steps.len() + n * STEPS_PER_CASE);
+        steps.append(&mut head.steps);
+        for (k, case) in cases.iter().enumerate() {
+            // Each template case is its fixture's step, then the two that judge it.
+            let template = match &case.expect {
+                Expect::Live => self.live_steps(all_live, load)?,
+                Expect::StreamError(conditions) => self.ender_steps(conditions, load)?,
+            };
+            let [fixture, judge @ ..] = template else {
+                return Err("a template case without its steps".into());
+            };
+            let pieces = case.pieces().len();
+            for p in 0..pieces {
+                let mut step = fixture.clone();
+                step.action = Action::SendFixture(PathBuf::from(fixture_name(id, k, n, p, pieces)));
+                step.line = line()?;
+                steps.push(step);
+            }
+            // The ping's id is the only other thing that differs from case to case.
+            let (from, to) = (
+                format!("${{rand:{}}}", probe_name(0, 2)),
+                format!("${{rand:{}}}", probe_name(k, n)),
+            );
+            for template in judge {
+                let mut step = template.clone();
+                match &mut step.action {
+                    Action::Send(text) => *text = text.replace(&from, &to),
+                    Action::Expect(patterns) => {
+                        for p in patterns {
+                            *p = p.replace(&from, &to);
+                        }
+                    }
+                    _ => {}
+                }
+                step.line = line()?;
+                steps.push(step);
+            }
+        }
+        if line().is_ok() {
+            return Err("a composed session has fewer steps than its text".into());
+        }
+        head.steps = steps;
+        Ok(head)
+    }
+
+    fn live_steps(
+        &mut self,
+        all_live: bool,
+        load: &mut dyn FnMut(&[Case]) -> Result<Scenario, String>,
+    ) -> Result<&[Step], String> {
+        let slot = &mut self.live[usize::from(all_live)];
+        if slot.is_none() {
+            let parsed = load(&Composer::templates(all_live, None))?;
+            let case = parsed
+                .steps
+                .get(SESSION_STEPS..SESSION_STEPS + STEPS_PER_CASE)
+                .ok_or("a template session without its first case's steps")?;
+            *slot = Some(case.to_vec());
+        }
+        Ok(slot.as_deref().unwrap_or_default())
+    }
+
+    fn ender_steps(
+        &mut self,
+        conditions: &[String],
+        load: &mut dyn FnMut(&[Case]) -> Result<Scenario, String>,
+    ) -> Result<&[Step], String> {
+        if !self.enders.contains_key(conditions) {
+            let parsed = load(&Composer::templates(false, Some(conditions)))?;
+            let last = parsed
+                .steps
+                .get(SESSION_STEPS + STEPS_PER_CASE..)
+                .filter(|s| s.len() == STEPS_PER_CASE)
+                .ok_or("a template session without its stream-ending case's steps")?;
+            self.enders.insert(conditions.to_vec(), last.to_vec());
+        }
+        Ok(self
+            .enders
+            .get(conditions)
+            .map(Vec::as_slice)
+            .unwrap_or_default())
+    }
 }
 
 /// The case a failure at (1-based) `step` of a session's scenario belongs to, and the step it
