@@ -525,9 +525,7 @@ pub fn classify(bytes: &[u8]) -> Option<Expect> {
             if stanzas > 0 {
                 return None;
             }
-            let Some(ceilings) = first_error(bytes, Limits::harness_ceilings()) else {
-                return None;
-            };
+            let ceilings = first_error(bytes, Limits::harness_ceilings())?;
             if ceilings.condition() != at_floors.condition() {
                 return None;
             }
