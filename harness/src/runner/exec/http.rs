@@ -49,13 +49,13 @@ pub(super) struct HttpClient {
     scratch: Option<Scratch>,
 }
 
-/// A directory made for one scenario and removed when the scenario is over.
-struct Scratch(PathBuf);
+/// A directory made for one scenario (and one use: `what`) and removed when it is dropped.
+pub(super) struct Scratch(pub(super) PathBuf);
 
 impl Scratch {
-    fn new(token: &str) -> std::io::Result<Scratch> {
+    pub(super) fn new(what: &str, token: &str) -> std::io::Result<Scratch> {
         let dir =
-            std::env::temp_dir().join(format!("gatecheck-scratch-{}-{token}", std::process::id()));
+            std::env::temp_dir().join(format!("gatecheck-{what}-{}-{token}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         Ok(Scratch(dir))
@@ -87,7 +87,7 @@ impl Exec<'_> {
             .ok_or_else(|| Deviation::error("the IUT has no [server] section"))?;
         let port =
             free_port().map_err(|e| Deviation::error(format!("no free loopback port: {e}")))?;
-        let scratch = Scratch::new(&self.token)
+        let scratch = Scratch::new("scratch", &self.token)
             .map_err(|e| Deviation::error(format!("cannot make the scratch directory: {e}")))?;
         // The gatekeeper's request-signing key: drawn from the scenario's seed, so a rerun
         // signs the same way; its public half is what the server is onboarded with.

@@ -48,7 +48,7 @@ pub(super) struct MediaState {
     /// The gatekeeper's media host (client scenarios), started before the first `connect`.
     pub host: Option<MediaHost>,
     /// Where files and objects are written; removed with the state.
-    dir: Option<ScratchDir>,
+    dir: Option<super::http::Scratch>,
     sent: HashMap<String, Sent>,
     /// Keys and IVs the client used for the files it shared (MEDIA-1).
     keys: HashSet<[u8; 32]>,
@@ -61,28 +61,18 @@ pub(super) struct MediaState {
     pub(super) proxy: Option<crate::media::proxy::MediaProxy>,
 }
 
-/// A directory removed when dropped.
-pub(super) struct ScratchDir(pub PathBuf);
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 impl MediaState {
     /// The scenario's media directory.
     pub(super) fn dir(&mut self, token: &str) -> Result<PathBuf, Deviation> {
         if let Some(d) = &self.dir {
             return Ok(d.0.clone());
         }
-        let dir =
-            std::env::temp_dir().join(format!("gatecheck-media-{}-{token}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Deviation::error(format!("cannot make {}: {e}", dir.display())))?;
-        self.dir = Some(ScratchDir(dir.clone()));
-        Ok(dir)
+        let dir = super::http::Scratch::new("media", token).map_err(|e| {
+            Deviation::error(format!("cannot make the media scratch directory: {e}"))
+        })?;
+        let path = dir.0.clone();
+        self.dir = Some(dir);
+        Ok(path)
     }
 }
 

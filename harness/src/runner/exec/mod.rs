@@ -18,6 +18,7 @@ mod idle;
 mod media;
 mod media_files;
 mod media_host;
+mod media_post;
 mod proxy;
 mod proxy_optional;
 mod proxy_relay;

@@ -12,7 +12,6 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use super::Exec;
+use super::http::Scratch;
 use crate::iut::driver::DriverProcess;
 use crate::iut::proxy::ProxySide;
 use crate::roles::Deviation;
@@ -81,25 +81,6 @@ pub(super) enum UpstreamMode {
     Optional { pending: bool },
 }
 
-/// A directory made for one scenario's proxy and removed with it.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(token: &str) -> std::io::Result<Scratch> {
-        let dir =
-            std::env::temp_dir().join(format!("gatecheck-proxy-{}-{token}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Scratch(dir))
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A loopback port free now, for the proxy to listen on. It is drawn at random outside the
 /// range the system picks from for outgoing connections and `bind(0)` (Linux's
 /// `ip_local_port_range`), so that neither a client connection of this run nor a listener
@@ -153,7 +134,7 @@ impl Exec<'_> {
         while port2 == port {
             port2 = free_port().map_err(no_port)?;
         }
-        let scratch = Scratch::new(&self.token)
+        let scratch = Scratch::new("proxy", &self.token)
             .map_err(|e| Deviation::error(format!("cannot make the scratch directory: {e}")))?;
         let upstream_key = self.keys()?.noise.public_base64();
         let opted_in = format!("{}@{}", self.account, gk::DOMAIN);
