@@ -142,6 +142,17 @@ pub async fn enroll(
             );
         }
     };
+    let earlier;
+    let proof = match presented_before(&params.identifier, device_id) {
+        Some(old) if mutant == Mutant::StaleProofAtReenrollment => {
+            // ENROLL-15 deviation: the correct client presents the fresh proof it was given
+            // for every re-enrollment; this one keeps the proof of the device's earlier
+            // enrollment and presents it again.
+            earlier = old;
+            &earlier
+        }
+        _ => proof,
+    };
     let Some(provider_id) = proof.get("provider_id").and_then(Value::as_str) else {
         return Err("enroll: the proof has no string provider_id".into());
     };
@@ -182,7 +193,13 @@ pub async fn enroll(
             }
             Err(Broken::Transport(_)) => None,
             Ok(a) if a.status == 200 || a.status == 201 => {
-                return Ok(success(a, device_id, proof));
+                let outcome = success(a, device_id, proof);
+                if mutant == Mutant::StaleProofAtReenrollment
+                    && matches!(outcome, Outcome::Enrolled(_))
+                {
+                    remember_presented(&params.identifier, device_id, proof);
+                }
+                return Ok(outcome);
             }
             Ok(a) if a.status == 429 => {
                 let wait = if mutant == Mutant::IgnoreRetryAfter {
@@ -238,11 +255,29 @@ fn request_body(
         // ENROLL-4 deviation: the correct client sends at least 100.
         prekeys.truncate(FEW_PREKEYS);
     }
+    if mutant == Mutant::PrekeyIdsFromZero {
+        // ENROLL-3 deviation: the correct client sends each prekey under its own id (1 to
+        // 16777215); this one numbers them by their place in the array.
+        for (index, prekey) in prekeys.iter_mut().enumerate() {
+            prekey["id"] = json!(index);
+        }
+    }
     let mut body = Map::new();
     body.insert("v".into(), json!(1));
     body.insert("provider_id".into(), json!(provider_id));
-    body.insert("device_id".into(), json!(device_id));
-    body.insert("identifier".into(), json!(params.identifier));
+    if mutant == Mutant::DeviceIdAsString {
+        // ENROLL-2 deviation: the correct client writes device_id as a JSON integer.
+        body.insert("device_id".into(), json!(device_id.to_string()));
+    } else {
+        body.insert("device_id".into(), json!(device_id));
+    }
+    if mutant == Mutant::SpacedIdentifier {
+        // ENROLL-6 deviation: the correct client sends the identifier as `+` and digits
+        // only; this one sends the number as it shows it to the user.
+        body.insert("identifier".into(), json!(spaced(&params.identifier)));
+    } else {
+        body.insert("identifier".into(), json!(params.identifier));
+    }
     body.insert(
         "identity_key".into(),
         json!(STANDARD.encode(&keys.identity_key)),
@@ -263,6 +298,43 @@ fn request_body(
         body.insert("identifier_proof".into(), Value::Object(proof.clone()));
     }
     Value::Object(body).to_string().into_bytes()
+}
+
+/// An E.164 number grouped for display (`+49 151 00000001`: country code, prefix, rest);
+/// anything else as it is. Only the spaced-identifier mutant sends it.
+fn spaced(identifier: &str) -> String {
+    match identifier.strip_prefix('+') {
+        Some(digits) if digits.len() > 5 && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            format!("+{} {} {}", &digits[..2], &digits[2..5], &digits[5..])
+        }
+        _ => identifier.to_owned(),
+    }
+}
+
+/// The proofs of this process's successful enrollments, by identifier and device id: kept
+/// (and read back) by the stale-proof-at-reenrollment mutant only; the correct client never
+/// presents a proof twice, so it has no use for them.
+static PRESENTED: std::sync::Mutex<Vec<(String, u32, Map<String, Value>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The proof an earlier enrollment of this device presented, if there was one.
+fn presented_before(identifier: &str, device_id: u32) -> Option<Map<String, Value>> {
+    let presented = PRESENTED.lock().unwrap_or_else(|e| e.into_inner());
+    presented
+        .iter()
+        .find(|(id, device, _)| id == identifier && *device == device_id)
+        .map(|(_, _, proof)| proof.clone())
+}
+
+/// Records the proof of a successful enrollment (the first one per device is kept).
+fn remember_presented(identifier: &str, device_id: u32, proof: &Map<String, Value>) {
+    let mut presented = PRESENTED.lock().unwrap_or_else(|e| e.into_inner());
+    if !presented
+        .iter()
+        .any(|(id, device, _)| id == identifier && *device == device_id)
+    {
+        presented.push((identifier.to_owned(), device_id, proof.clone()));
+    }
 }
 
 /// The compact JSON text of a proof: the member order of SPEC.md §11.3 when it is a

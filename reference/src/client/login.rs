@@ -235,7 +235,16 @@ impl Login<'_> {
         }
         match self.params.proof.as_deref() {
             Some(proof) if mechanism == sasl::MECHANISM => {
-                initial.extend(sasl::initial_response(account, credential, proof));
+                let bare;
+                let authcid = if self.stream.mutant == Mutant::BareJidAuthcid {
+                    // ENROLL-9 deviation: the correct client authenticates as the account
+                    // localpart of its enrollment; this one as its bare JID.
+                    bare = format!("{account}@{}", self.params.domain);
+                    &bare
+                } else {
+                    account
+                };
+                initial.extend(sasl::initial_response(authcid, credential, proof));
             }
             _ => {
                 initial.push(0);

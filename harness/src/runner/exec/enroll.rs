@@ -406,6 +406,23 @@ impl Exec<'_> {
                 d.requirement = Some("IDPROOF-2".into());
                 d.got = format!("{} (a proof the IUT's own server issued)", d.got);
             }
+            // Re-enrolling the device the API enrolled last (same identifier, same device
+            // id): a proof presented before breaks ENROLL-15's fresh proof for re-enrollment,
+            // the narrower rule than IDPROOF-14's.
+            let device = ctx.identity.map(|(_, d)| d);
+            if d.requirement.as_deref() == Some("IDPROOF-14")
+                && ctx
+                    .enrolled
+                    .as_ref()
+                    .is_some_and(|(_, _, enrolled)| Some(*enrolled) == device)
+            {
+                d.requirement = Some("ENROLL-15".into());
+                d.expected = format!(
+                    "ENROLL-15: a fresh identifier proof when re-enrolling device {} ({})",
+                    device.unwrap_or_default(),
+                    d.expected
+                );
+            }
             return Err(d);
         }
         if !e.opted_in && !mine.is_empty() {

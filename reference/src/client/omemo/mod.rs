@@ -18,9 +18,9 @@ mod send;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
-use gatecheck::e2ee::{Device, MAX_DEVICE_ID};
+use gatecheck::e2ee::{Address, Device, MAX_DEVICE_ID};
 use gatecheck::wire::Element;
 use rand::rngs::StdRng;
 use rand::{Rng as _, RngCore as _, SeedableRng as _};
@@ -92,6 +92,8 @@ pub struct Omemo {
     seen: receive::Seen,
     /// The fixed-payload-key mutant's one key and IV.
     fixed_payload: ([u8; 16], Vec<u8>),
+    /// Devices the prekey-only-once mutant already sent a PreKeySignalMessage to.
+    prekey_sent: HashSet<Address>,
     id_prefix: String,
     next_id: u64,
 }
@@ -169,6 +171,7 @@ impl Omemo {
             sends: VecDeque::new(),
             seen: receive::Seen::default(),
             fixed_payload: (key, iv),
+            prekey_sent: HashSet::new(),
             id_prefix,
             next_id: 0,
         }

@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use gatecheck::e2ee::{
-    Address, Bundle, DEVICELIST_NODE, Device, DeviceList, E2eeError, IdentityStatus, MAX_KEYS,
-    bundle_node,
+    Address, Bundle, DEVICELIST_NODE, Device, DeviceList, E2eeError, IdentityStatus, KeyElement,
+    MAX_KEYS, bundle_node,
 };
 use gatecheck::wire::{Element, ns};
 use tokio::time::Instant;
@@ -396,6 +396,9 @@ impl Omemo {
                 2
             };
         }
+        if self.mutant == Mutant::PrekeyOnlyOnce {
+            self.unwrap_repeated_prekey_messages(&recipients, &mut envelope.keys);
+        }
         if self.mutant == Mutant::PrekeyFlagAlways {
             // E2EE-16 deviation: the correct client marks only PreKeySignalMessages.
             for key in &mut envelope.keys {
@@ -450,6 +453,27 @@ impl Omemo {
             seq: send.seq,
             id,
         }]
+    }
+}
+
+impl Omemo {
+    /// E2EE-15 deviation, the prekey-only-once mutant: the correct client keeps sending
+    /// PreKeySignalMessages to a device until it has decrypted a message from it (the Signal
+    /// session says so); this one sends one, then the SignalMessage inside each next one,
+    /// marked `prekey='false'`, as if the first had been answered.
+    fn unwrap_repeated_prekey_messages(&mut self, recipients: &[Address], keys: &mut [KeyElement]) {
+        use wacore_libsignal::protocol::PreKeySignalMessage;
+        for key in keys.iter_mut().filter(|k| k.prekey) {
+            let Some(address) = recipients.iter().find(|a| a.device == key.rid) else {
+                continue;
+            };
+            if !self.prekey_sent.insert(address.clone()) {
+                if let Ok(message) = PreKeySignalMessage::try_from(key.data.as_slice()) {
+                    key.data = message.message().serialized().to_vec();
+                    key.prekey = false;
+                }
+            }
+        }
     }
 }
 
