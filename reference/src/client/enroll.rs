@@ -314,8 +314,10 @@ fn spaced(identifier: &str) -> String {
 /// The proofs of this process's successful enrollments, by identifier and device id: kept
 /// (and read back) by the stale-proof-at-reenrollment mutant only; the correct client never
 /// presents a proof twice, so it has no use for them.
-static PRESENTED: std::sync::Mutex<Vec<(String, u32, Map<String, Value>)>> =
-    std::sync::Mutex::new(Vec::new());
+static PRESENTED: std::sync::Mutex<Vec<Presented>> = std::sync::Mutex::new(Vec::new());
+
+/// An identifier, a device id and the proof an enrollment of that device presented.
+type Presented = (String, u32, Map<String, Value>);
 
 /// The proof an earlier enrollment of this device presented, if there was one.
 fn presented_before(identifier: &str, device_id: u32) -> Option<Map<String, Value>> {

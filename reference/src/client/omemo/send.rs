@@ -467,11 +467,11 @@ impl Omemo {
             let Some(address) = recipients.iter().find(|a| a.device == key.rid) else {
                 continue;
             };
-            if !self.prekey_sent.insert(address.clone()) {
-                if let Ok(message) = PreKeySignalMessage::try_from(key.data.as_slice()) {
-                    key.data = message.message().serialized().to_vec();
-                    key.prekey = false;
-                }
+            if !self.prekey_sent.insert(address.clone())
+                && let Ok(message) = PreKeySignalMessage::try_from(key.data.as_slice())
+            {
+                key.data = message.message().serialized().to_vec();
+                key.prekey = false;
             }
         }
     }
