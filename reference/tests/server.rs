@@ -198,6 +198,19 @@ impl Server {
         headers: &[(&str, String)],
         body: &[u8],
     ) -> Result<Reply, String> {
+        self.call_waiting(method, path, headers, body, Duration::from_secs(2))
+            .await
+    }
+
+    /// As [`Server::try_call`], waiting up to `wait` for the answer (for the slow mutants).
+    async fn call_waiting(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+        wait: Duration,
+    ) -> Result<Reply, String> {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .expect("connect");
@@ -218,9 +231,9 @@ impl Server {
         let req = req
             .body(Full::new(Bytes::copy_from_slice(body)))
             .expect("request");
-        let resp = tokio::time::timeout(Duration::from_secs(2), sender.send_request(req))
+        let resp = tokio::time::timeout(wait, sender.send_request(req))
             .await
-            .expect("an answer within 2 s")
+            .unwrap_or_else(|_| panic!("an answer within {wait:?}"))
             .map_err(|e| format!("response: {e}"))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -836,6 +849,206 @@ async fn mutant_server_long_proof() {
     let proof = Proof::parse(&r.body).expect("parses");
     assert_eq!(proof.expires_at - proof.issued_at, 3600);
     assert!(gatekeeper_checks(&r.body, ALICE, ALICE_DEVICE).is_err());
+}
+
+#[tokio::test]
+async fn mutant_server_proof_unregistered_key() {
+    let s = Server::start(Some("server-proof-unregistered-key"));
+    let r = s
+        .proof(ALICE_TOKEN, ALICE, &identity_key(), ALICE_DEVICE)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Well-formed and bound as asked, but signed by a key the provider never registered.
+    let proof = Proof::parse(&r.body).expect("parses");
+    assert_eq!(proof.provider_id, PROVIDER_ID);
+    let err = gatekeeper_checks(&r.body, ALICE, ALICE_DEVICE).expect_err("refused");
+    assert!(err.contains("signature"), "{err}");
+}
+
+#[tokio::test]
+async fn mutant_server_proof_padded_nonce() {
+    let s = Server::start(Some("server-proof-padded-nonce"));
+    let r = s
+        .proof(ALICE_TOKEN, ALICE, &identity_key(), ALICE_DEVICE)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let nonce = r.json()["nonce"].as_str().unwrap_or_default().to_owned();
+    assert_eq!((nonce.len(), nonce.ends_with("==")), (24, true), "{nonce}");
+    let err = Proof::parse(&r.body).expect_err("refused");
+    assert!(err.reason.contains("nonce"), "{err}");
+}
+
+#[tokio::test]
+async fn mutant_server_proof_key_id() {
+    let s = Server::start(Some("server-proof-key-id"));
+    let r = s
+        .proof(ALICE_TOKEN, ALICE, &identity_key(), ALICE_DEVICE)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json().as_object().map(|o| o.len()), Some(10));
+    let err = Proof::parse(&r.body).expect_err("refused");
+    assert!(err.reason.contains("kid"), "{err}");
+}
+
+#[tokio::test]
+async fn mutant_server_proof_backdated() {
+    let s = Server::start(Some("server-proof-backdated"));
+    let r = s
+        .proof(ALICE_TOKEN, ALICE, &identity_key(), ALICE_DEVICE)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let proof = Proof::parse(&r.body).expect("parses");
+    let behind = now() - proof.issued_at;
+    assert!((115..=125).contains(&behind), "issued {behind} s ago");
+    assert_eq!(proof.expires_at - proof.issued_at, 300);
+}
+
+#[tokio::test]
+async fn mutant_server_proof_derived_nonce() {
+    let s = Server::start(Some("server-proof-derived-nonce"));
+    let nonce = async || {
+        let r = s
+            .proof(ALICE_TOKEN, ALICE, &identity_key(), ALICE_DEVICE)
+            .await;
+        Proof::parse(&r.body).expect("parses").nonce
+    };
+    assert_eq!(nonce().await, nonce().await);
+    let other = s.proof(ALICE_TOKEN, ALICE, &identity_key(), 77).await;
+    assert_ne!(
+        Proof::parse(&other.body).expect("parses").nonce,
+        nonce().await
+    );
+}
+
+#[tokio::test]
+async fn mutant_server_proof_recorded_device() {
+    let s = Server::start(Some("server-proof-recorded-device"));
+    let r = s.proof(ALICE_TOKEN, ALICE, &identity_key(), 77).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        Proof::parse(&r.body).expect("parses").device_id,
+        ALICE_DEVICE
+    );
+    assert!(gatekeeper_checks(&r.body, ALICE, 77).is_err());
+}
+
+#[tokio::test]
+async fn mutant_server_auth_path_renamed() {
+    let s = Server::start(Some("server-auth-path-renamed"));
+    assert_eq!(s.auth(ALICE, ALICE_TOKEN).await.status, 404);
+    let r = s
+        .signed(
+            "POST",
+            "/gatecheck/v1/authenticate",
+            &auth_body(ALICE, ALICE_TOKEN, now()),
+            &json_type(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+#[tokio::test]
+async fn mutant_server_slow_auth() {
+    let s = Server::start(Some("server-slow-auth"));
+    // Refusals are as quick as ever; an accepted call is answered 2.5 s late.
+    assert_eq!(s.call("POST", AUTH, &json_type(), b"{}").await.status, 401);
+    let ts = now();
+    let path = s.path(AUTH);
+    let body = auth_body(ALICE, ALICE_TOKEN, ts);
+    let sig = signing::sign(
+        &gatekeeper(),
+        "POST",
+        &path,
+        ts,
+        idproof::random_nonce(),
+        &body,
+    );
+    let mut headers: Vec<(&str, String)> = sig.pairs().to_vec();
+    headers.extend(json_type());
+    let started = Instant::now();
+    let r = s
+        .call_waiting("POST", &path, &headers, &body, Duration::from_secs(5))
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(started.elapsed() >= Duration::from_millis(2400));
+}
+
+#[tokio::test]
+async fn mutant_server_push_signature_optional() {
+    let s = Server::start(Some("server-push-signature-optional"));
+    let mut headers = json_type();
+    headers.push(("idempotency-key", KEY1.to_owned()));
+    let r = s
+        .call("POST", PUSH, &headers, &push_body(ALICE, ALICE_DEVICE))
+        .await;
+    assert!((200..300).contains(&r.status), "{}", r.text());
+    assert_eq!(s.wakes().await.len(), 1);
+    // A signed push is still verified: one by another key is refused.
+    let path = s.path(PUSH);
+    let body = push_body(ALICE, ALICE_DEVICE);
+    let stranger = SigningKey::from_bytes(&[5; 32]);
+    let sig = signing::sign(
+        &stranger,
+        "POST",
+        &path,
+        now(),
+        idproof::random_nonce(),
+        &body,
+    );
+    let mut signed: Vec<(&str, String)> = sig.pairs().to_vec();
+    signed.extend(json_type());
+    signed.push(("idempotency-key", KEY2.to_owned()));
+    assert_eq!(s.call("POST", &path, &signed, &body).await.status, 401);
+}
+
+#[tokio::test]
+async fn mutant_server_push_wide_window() {
+    let s = Server::start(Some("server-push-wide-window"));
+    let old = now() - 120;
+    let mut headers = json_type();
+    headers.push(("idempotency-key", KEY1.to_owned()));
+    let (r, _) = s
+        .signed_at("POST", PUSH, &push_body(ALICE, ALICE_DEVICE), old, &headers)
+        .await;
+    assert!((200..300).contains(&r.status), "{}", r.text());
+    // The authentication endpoint keeps the 60 s window.
+    let (r, _) = s
+        .signed_at(
+            "POST",
+            AUTH,
+            &auth_body(ALICE, ALICE_TOKEN, old),
+            old,
+            &json_type(),
+        )
+        .await;
+    assert_eq!(r.status, 401, "{}", r.text());
+}
+
+#[tokio::test]
+async fn mutant_server_slow_push() {
+    let s = Server::start(Some("server-slow-push"));
+    let ts = now();
+    let path = s.path(PUSH);
+    let body = push_body(ALICE, ALICE_DEVICE);
+    let sig = signing::sign(
+        &gatekeeper(),
+        "POST",
+        &path,
+        ts,
+        idproof::random_nonce(),
+        &body,
+    );
+    let mut headers: Vec<(&str, String)> = sig.pairs().to_vec();
+    headers.extend(json_type());
+    headers.push(("idempotency-key", KEY1.to_owned()));
+    let started = Instant::now();
+    let r = s
+        .call_waiting("POST", &path, &headers, &body, Duration::from_secs(10))
+        .await
+        .expect("answer");
+    assert!((200..300).contains(&r.status), "{}", r.text());
+    assert!(started.elapsed() >= Duration::from_secs(6));
 }
 
 #[test]

@@ -39,6 +39,14 @@ const PROOF_LIFETIME_S: u64 = idproof::MAX_LIFETIME_S;
 const MAX_ECHOED_REQUEST_ID: usize = 128;
 /// AUTH-10 forbids echoing any part of the token this long or longer.
 const TOKEN_FRAGMENT: usize = 8;
+/// The server-push-wide-window mutant's tolerance for a push's timestamp (PUSH-5 allows 60 s).
+const PUSH_WIDE_WINDOW_S: u64 = 600;
+/// How late the server-slow-auth mutant answers (AUTH-7 allows 2 s).
+const SLOW_AUTH: Duration = Duration::from_millis(2500);
+/// How late the server-slow-push mutant answers (PUSH-6 allows 5 s).
+const SLOW_PUSH: Duration = Duration::from_secs(6);
+/// How far back the server-proof-backdated mutant sets issued_at (IDPROOF-6 allows 60 s).
+const BACKDATE_S: u64 = 120;
 
 /// What every connection's handler shares.
 pub struct Shared {
@@ -85,7 +93,13 @@ impl Shared {
             base_path: config.base_path.clone(),
             provider_id: config.provider_id.clone(),
             gatekeeper_key: config.gatekeeper_key,
-            signing_key: config.signing_key.clone(),
+            // IDPROOF-1 deviation: a key of its own, registered nowhere, instead of the
+            // onboarded one (as when the configured key fails to load and a fresh one stands in).
+            signing_key: if mutant == Mutant::ServerProofUnregisteredKey {
+                start_up_key()
+            } else {
+                config.signing_key.clone()
+            },
             tokens,
             replay: Mutex::new(ReplayCache::new()),
             memory,
@@ -140,8 +154,14 @@ impl Shared {
 
     fn route(&self, path: &str) -> Option<Endpoint> {
         let rest = path.strip_prefix(self.base_path.as_str())?;
+        // The renamed-path mutant serves the authentication call under another name (AUTH-1).
+        let auth_path = if self.mutant == Mutant::ServerAuthPathRenamed {
+            "/gatecheck/v1/authenticate"
+        } else {
+            "/gatecheck/v1/auth"
+        };
         match rest {
-            "/gatecheck/v1/auth" => Some(Endpoint::Auth),
+            p if p == auth_path => Some(Endpoint::Auth),
             "/gatecheck/v1/push" => Some(Endpoint::Push),
             "/gatecheck-test/v1/proof" => Some(Endpoint::Proof),
             "/provider/v1/wakes" => Some(Endpoint::Wakes),
@@ -164,11 +184,24 @@ impl Shared {
         };
 
         let header = |name: &str| single_header(&parts.headers, name);
-        if self.mutant != Mutant::ServerAcceptsUnsigned {
+        // The optional-signature mutant only checks pushes that carry signature headers.
+        let unsigned_push = self.mutant == Mutant::ServerPushSignatureOptional
+            && endpoint == Endpoint::Push
+            && [signing::H_TIMESTAMP, signing::H_NONCE, signing::H_SIGNATURE]
+                .iter()
+                .all(|h| parts.headers.get(*h).is_none());
+        if self.mutant != Mutant::ServerAcceptsUnsigned && !unsigned_push {
             let now = unix_now();
-            // The stale-timestamp mutant checks freshness against the request's own clock.
-            let now = match (self.mutant, header(signing::H_TIMESTAMP)) {
-                (Mutant::ServerIgnoresTimestamp, Some(ts)) => ts.parse().unwrap_or(now),
+            let stated = header(signing::H_TIMESTAMP).and_then(|ts| ts.parse::<u64>().ok());
+            // The stale-timestamp mutant checks freshness against the request's own clock;
+            // the wide-window one does so for a push stating a time up to 600 s away.
+            let now = match (self.mutant, endpoint, stated) {
+                (Mutant::ServerIgnoresTimestamp, _, Some(ts)) => ts,
+                (Mutant::ServerPushWideWindow, Endpoint::Push, Some(ts))
+                    if ts.abs_diff(now) <= PUSH_WIDE_WINDOW_S =>
+                {
+                    ts
+                }
                 _ => now,
             };
             let mut scratch = ReplayCache::new();
@@ -211,10 +244,26 @@ impl Shared {
                 "the body must be a JSON object",
             );
         };
-        match endpoint {
-            Endpoint::Auth => self.authenticate(&object, header(signing::H_TIMESTAMP)),
-            _ => self.push(&object, &parts.headers),
+        let (answer, slow) = match endpoint {
+            Endpoint::Auth => (
+                self.authenticate(&object, header(signing::H_TIMESTAMP)),
+                self.mutant == Mutant::ServerSlowAuth,
+            ),
+            _ => (
+                self.push(&object, &parts.headers),
+                self.mutant == Mutant::ServerSlowPush,
+            ),
+        };
+        // The slow mutants answer a request they accepted only after a backend call without
+        // a deadline: the token store (AUTH-7) or the mobile push service (PUSH-6).
+        if slow && answer.status().is_success() {
+            let delay = match endpoint {
+                Endpoint::Auth => SLOW_AUTH,
+                _ => SLOW_PUSH,
+            };
+            tokio::time::sleep(delay).await;
         }
+        answer
     }
 
     /// Step 5 and the answer of §12.2 for a request that passed steps 1 to 4.
@@ -389,14 +438,34 @@ impl Shared {
         if !self.tokens.valid_for(&ask.identifier, &token) {
             return error(StatusCode::FORBIDDEN, "forbidden", "token not accepted");
         }
-        let Ok(nonce) = idproof::try_random_nonce() else {
+        // The recorded-device mutant binds the proof to the user's device on record, not to
+        // the one asked for (IDPROOF-8).
+        let device_id = match self.mutant {
+            Mutant::ServerProofRecordedDevice => lock(&self.memory.devices)
+                .on_record(&ask.identifier)
+                .unwrap_or(ask.device_id),
+            _ => ask.device_id,
+        };
+        // The derived-nonce mutant computes the nonce from the request (IDPROOF-7): the same
+        // device gets the same nonce every time.
+        let nonce = if self.mutant == Mutant::ServerProofDerivedNonce {
+            Ok(derived_nonce(&ask))
+        } else {
+            idproof::try_random_nonce()
+        };
+        let Ok(nonce) = nonce else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_randomness",
                 "the operating system gave no randomness",
             );
         };
-        let issued_at = unix_now();
+        let issued_at = if self.mutant == Mutant::ServerProofBackdated {
+            // IDPROOF-6 deviation: backdated for clients whose clocks run slow.
+            unix_now().saturating_sub(BACKDATE_S)
+        } else {
+            unix_now()
+        };
         let lifetime = if self.mutant == Mutant::ServerLongProof {
             3600
         } else {
@@ -406,7 +475,7 @@ impl Shared {
             provider_id: &self.provider_id,
             identifier: &ask.identifier,
             identity_key: &ask.identity_key,
-            device_id: ask.device_id,
+            device_id,
             issued_at,
             expires_at: issued_at + lifetime,
             nonce,
@@ -417,10 +486,23 @@ impl Shared {
             bytes.push(b'\n');
             proof.signature = STANDARD.encode(self.signing_key.sign(&bytes).to_bytes());
         }
+        if self.mutant == Mutant::ServerProofPaddedNonce {
+            // IDPROOF-3 deviation: the nonce in padded standard base64, signed as written.
+            proof.nonce = STANDARD.encode(nonce);
+            proof.signature =
+                STANDARD.encode(self.signing_key.sign(&proof.signed_bytes()).to_bytes());
+        }
         if !lock(&self.memory.devices).learn(&ask.identifier, ask.device_id) {
             eprintln!("gatecheck-reference server: too many devices; this one will not be woken");
         }
-        let mut answer = Response::new(Full::new(Bytes::from(proof.to_json())));
+        let mut json = proof.to_json();
+        if self.mutant == Mutant::ServerProofKeyId {
+            // IDPROOF-4 deviation: a tenth member naming the signing key.
+            let kid = STANDARD.encode(&self.signing_key.verifying_key().as_bytes()[..8]);
+            json.pop();
+            json.push_str(&format!(",\"kid\":\"{kid}\"}}"));
+        }
+        let mut answer = Response::new(Full::new(Bytes::from(json)));
         set_json_headers(&mut answer);
         answer
     }
@@ -514,6 +596,28 @@ impl ProofAsk {
             device_id,
         })
     }
+}
+
+/// The server-proof-unregistered-key mutant's signing key: 32 random bytes drawn at start-up.
+fn start_up_key() -> SigningKey {
+    let mut seed = [0u8; 32];
+    seed[..16].copy_from_slice(&idproof::random_nonce());
+    seed[16..].copy_from_slice(&idproof::random_nonce());
+    SigningKey::from_bytes(&seed)
+}
+
+/// The server-proof-derived-nonce mutant's nonce: the first 16 bytes of a SHA-256 over what
+/// the proof is asked for, the same for every proof of one device.
+fn derived_nonce(ask: &ProofAsk) -> [u8; 16] {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(ask.identifier.as_bytes());
+    h.update(ask.identity_key);
+    h.update(ask.device_id.to_be_bytes());
+    let digest = h.finalize();
+    let mut nonce = [0u8; 16];
+    nonce.copy_from_slice(&digest[..16]);
+    nonce
 }
 
 /// Reads at most [`MAX_BODY`] bytes within [`BODY_TIMEOUT`]; anything else is the error answer.

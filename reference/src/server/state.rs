@@ -89,6 +89,17 @@ impl Devices {
         self.learnt.insert(key)
     }
 
+    /// The lowest device id given on the command line for `identifier`: the device a
+    /// provider keeps on record for the user (what the server-proof-recorded-device mutant
+    /// puts in its proofs).
+    pub fn on_record(&self, identifier: &str) -> Option<u32> {
+        self.configured
+            .iter()
+            .filter(|(i, _)| i == identifier)
+            .map(|(_, d)| *d)
+            .min()
+    }
+
     pub fn knows(&self, identifier: &str, device_id: u32) -> bool {
         let key = (identifier.to_owned(), device_id);
         self.configured.contains(&key) || self.learnt.contains(&key)
@@ -211,6 +222,8 @@ mod tests {
         assert!(d.learn("+491", 8));
         assert!(d.knows("+491", 8));
         assert!(!d.knows("+492", 8));
+        assert_eq!(d.on_record("+491"), Some(7));
+        assert_eq!(d.on_record("+492"), None);
     }
 
     #[test]

@@ -66,15 +66,26 @@ impl Exec<'_> {
             .and_then(|b| Signature::from_slice(&b).ok())
             .ok_or_else(|| Deviation::fail("IDPROOF-3", "a 64-byte signature", &proof.signature))?;
         let bytes = proof.signed_bytes();
-        if !keys
-            .iter()
-            .any(|k| k.verify_strict(&bytes, &signature).is_ok())
-        {
+        let verifies = |b: &[u8]| keys.iter().any(|k| k.verify_strict(b, &signature).is_ok());
+        if !verifies(&bytes) {
+            // An onboarded key's signature over the bytes spelt one of the ways IDPROOF-2
+            // forbids is positively a fault of the bytes; any other signature is not one by
+            // an onboarded key with pure Ed25519 over the bytes of §11.2 (IDPROOF-1).
+            if let Some((what, _)) = near_misses(&bytes).iter().find(|(_, b)| verifies(b)) {
+                return Err(Deviation::fail(
+                    "IDPROOF-2",
+                    "a signature over exactly the eight lines of §11.2 rebuilt from the proof's values",
+                    format!(
+                        "a signature by an onboarded key over those lines with {what}: {:?}",
+                        String::from_utf8_lossy(&bytes)
+                    ),
+                ));
+            }
             return Err(Deviation::fail(
-                "IDPROOF-2",
-                "an Ed25519 signature, by a key onboarded for the provider (IDPROOF-1), over the eight lines of §11.2 rebuilt from the proof's values",
+                "IDPROOF-1",
+                "a pure Ed25519 signature by a key onboarded for the provider over the eight lines of §11.2 rebuilt from the proof's values",
                 format!(
-                    "a signature that verifies with none of the {} onboarded key(s) over {:?}",
+                    "a signature that verifies with none of the {} onboarded key(s) over {:?}, nor over those lines with a trailing line feed, carriage returns or a byte order mark (IDPROOF-2)",
                     keys.len(),
                     String::from_utf8_lossy(&bytes)
                 ),
@@ -129,6 +140,24 @@ impl Exec<'_> {
         }
         Ok(())
     }
+}
+
+/// The signed bytes spelt in the ways IDPROOF-2 names as wrong (a trailing line feed,
+/// carriage returns, a byte order mark), each with what is wrong about it.
+fn near_misses(exact: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let crlf = String::from_utf8_lossy(exact)
+        .replace('\n', "\r\n")
+        .into_bytes();
+    vec![
+        ("a trailing line feed", [exact, b"\n"].concat()),
+        ("a trailing CR LF", [exact, b"\r\n"].concat()),
+        ("CR LF line ends", crlf.clone()),
+        (
+            "CR LF line ends and a trailing CR LF",
+            [&crlf[..], b"\r\n"].concat(),
+        ),
+        ("a byte order mark", [&b"\xEF\xBB\xBF"[..], exact].concat()),
+    ]
 }
 
 /// Whether `body` is an object with exactly the nine members, each once and of the right
