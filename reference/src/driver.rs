@@ -293,6 +293,15 @@ pub struct SendText {
     pub text: String,
 }
 
+/// The parameters of `send_chat_state` (SPEC.md STANZA-16).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct SendChatState {
+    /// A bare JID.
+    pub to: String,
+    /// `active`, `composing`, `paused`, `inactive` or `gone`.
+    pub state: String,
+}
+
 /// The parameters of `send_media` (SPEC.md §14.2).
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct SendMedia {
@@ -328,6 +337,8 @@ pub enum Command {
     Shutdown,
     /// Send `text` to the account `to` as one OMEMO message (SPEC.md §9).
     SendText(SendText),
+    /// Send one standalone chat state notification (capability `chatstates`).
+    SendChatState(SendChatState),
     /// Encrypt a file, upload it, and send its `aesgcm://` reference (SPEC.md §14).
     SendMedia(Box<SendMedia>),
     /// Report the identity key and device id the next enrollment will use.
@@ -387,6 +398,11 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
             let params: SendText = serde_json::from_value(value.clone())
                 .map_err(|e| bad(format!("send_text: {e}")))?;
             Command::SendText(params)
+        }
+        "send_chat_state" => {
+            let params: SendChatState = serde_json::from_value(value.clone())
+                .map_err(|e| bad(format!("send_chat_state: {e}")))?;
+            Command::SendChatState(params)
         }
         "send_media" => {
             let params: SendMedia = serde_json::from_value(value.clone())

@@ -22,7 +22,7 @@ use mutant::Mutant;
 const NAME: &str = "gatecheck-reference";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const ROLES: &[&str] = &["client"];
-const FEATURES: &[&str] = &["transport.noise", "transport.tls", "media"];
+const FEATURES: &[&str] = &["transport.noise", "transport.tls", "media", "chatstates"];
 
 const EXIT_USAGE: u8 = 2;
 const USAGE: &str = "usage: gatecheck-reference [--mutant NAME] [--list-mutants] \
@@ -327,6 +327,20 @@ async fn run_client(mutant: Mutant) {
                             session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
                         }
                     }
+                    Command::SendChatState(params) => {
+                        if let Err(detail) = check_chat_state(&params) {
+                            bad_command(&mut events, Some(seq), &detail).await;
+                            continue;
+                        }
+                        let Some(s) = session.as_mut() else {
+                            bad_command(&mut events, Some(seq), "not connected").await;
+                            continue;
+                        };
+                        if let Err(failure) = s.send_chat_state(&params.to, &params.state).await {
+                            session = None;
+                            session_ended(failure, &mut events, keep.as_mut(), &mut omemo).await;
+                        }
+                    }
                     Command::SendMedia(params) => {
                         if let Some(answer) = client::media::send(seq, *params, session.is_some(), mutant, &media_tx) {
                             events.emit(answer).await;
@@ -519,10 +533,32 @@ async fn end_sends(omemo: &mut Option<client::Omemo>, events: &mut EventSink) {
     }
 }
 
+/// `send_chat_state` takes a bare JID and one of XEP-0085's five states.
+fn check_chat_state(params: &driver::SendChatState) -> Result<(), String> {
+    if !is_bare_jid(&params.to) {
+        return Err(format!(
+            "send_chat_state: {:?} is not a bare JID",
+            params.to
+        ));
+    }
+    if !client::CHAT_STATES.contains(&params.state.as_str()) {
+        return Err(format!(
+            "send_chat_state: unknown state {:?} (known: {})",
+            params.state,
+            client::CHAT_STATES.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn is_bare_jid(jid: &str) -> bool {
+    let (local, domain) = jid.split_once('@').unwrap_or(("", jid));
+    !local.is_empty() && !domain.is_empty() && !domain.contains(['/', '@'])
+}
+
 /// `send_text` takes a bare JID and a text E2EE-24 allows (not empty, at most 65536 bytes).
 fn check_send_text(params: &driver::SendText) -> Result<(), String> {
-    let (local, domain) = params.to.split_once('@').unwrap_or(("", &params.to));
-    if local.is_empty() || domain.is_empty() || domain.contains(['/', '@']) {
+    if !is_bare_jid(&params.to) {
         return Err(format!("send_text: {:?} is not a bare JID", params.to));
     }
     if params.text.is_empty() || params.text.len() > client::MAX_TEXT_BYTES {

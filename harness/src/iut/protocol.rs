@@ -184,6 +184,7 @@ fn answers(event: &str, cmd: &str) -> bool {
 pub fn optional_capability_of(cmd: &str) -> Option<&'static str> {
     match cmd {
         "send_media" => Some("media"),
+        "send_chat_state" => Some("chatstates"),
         _ => None,
     }
 }

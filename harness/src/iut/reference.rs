@@ -120,6 +120,7 @@ impl IutConfig {
                 "transport.noise".into(),
                 "transport.tls".into(),
                 "media".into(),
+                "chatstates".into(),
             ],
             transport: TransportKind::Noise,
             launch: Some(Launch {

@@ -95,7 +95,8 @@ fn flag(e: &Element, name: &str) -> bool {
     e.attr(name) == Some("true")
 }
 
-/// Validates a template before any value is known: variables become `x`.
+/// Validates a template before any value is known: variables become `x` (an
+/// `iut.lacks.CAPABILITY` flag `true`).
 pub fn validate_template(template: &str) -> Result<(), String> {
     super::vars::check_template(template)?;
     let mut probe = Vars::new(0);
@@ -108,7 +109,13 @@ pub fn validate_template(template: &str) -> Result<(), String> {
         rest = &after[end + 1..];
     }
     for n in names {
-        probe.set(&n, "x");
+        // A capability flag stands where `true` or `false` must (`gc:absent`).
+        let value = if n.starts_with("iut.lacks.") {
+            "true"
+        } else {
+            "x"
+        };
+        probe.set(&n, value);
     }
     let text = probe.substitute(template)?;
     parse(&text).map(|_| ())

@@ -25,7 +25,7 @@ use crate::driver::{ConnectParams, Event};
 use crate::mutant::Mutant;
 
 pub use omemo::{MAX_TEXT_BYTES, Omemo};
-pub use session::Session;
+pub use session::{CHAT_STATES, Session};
 pub use stream::Inbound as SessionInbound;
 use stream::XmlStream;
 

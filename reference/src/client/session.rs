@@ -16,8 +16,17 @@ use crate::driver::{ConnectParams, Event, EventSink};
 use crate::mutant::Mutant;
 
 /// What disco#info advertises: exactly what this client implements (STANZA-8), end-to-end
-/// encryption and receipts included (STANZA-28).
-pub const FEATURES: &[&str] = &[ns::DISCO_INFO, ns::PING, ns::OMEMO, ns::RECEIPTS];
+/// encryption and receipts included (STANZA-28), and chat states, which it declares.
+pub const FEATURES: &[&str] = &[
+    ns::DISCO_INFO,
+    ns::PING,
+    ns::OMEMO,
+    ns::RECEIPTS,
+    ns::CHATSTATES,
+];
+
+/// The chat states of XEP-0085, as `send_chat_state` names them.
+pub const CHAT_STATES: &[&str] = &["active", "composing", "paused", "inactive", "gone"];
 
 /// Namespaces of message children this client understands (for `error-on-unknown-child`).
 const KNOWN_MESSAGE_NS: &[&str] = &[
@@ -228,6 +237,21 @@ impl Session {
         self.stream.send(&stanza).await
     }
 
+    /// `send_chat_state`: one standalone chat state notification to `to` (STANZA-16), the
+    /// state element alone (STANZA-17). `state` is one of [`CHAT_STATES`].
+    pub async fn send_chat_state(&mut self, to: &str, state: &str) -> Result<(), Failure> {
+        let mut message = Element::new("message", ns::JABBER_CLIENT)
+            .with_attr("type", "chat")
+            .with_attr("to", to)
+            .with_attr("id", self.fresh_id())
+            .with_child(Element::new(state, ns::CHATSTATES));
+        if self.mutant() == Mutant::ChatStateWithBody {
+            // STANZA-17 deviation: the correct notification carries no body.
+            message = message.with_child(Element::new("body", ns::JABBER_CLIENT));
+        }
+        self.send_stanza(message).await
+    }
+
     /// Writes bytes as they are: only a mutant writes anything but serialized stanzas.
     pub async fn send_raw_for_mutant(&mut self, xml: &str) -> Result<(), Failure> {
         self.stream.send_raw(xml).await
@@ -432,15 +456,13 @@ impl Session {
                 // STANZA-28 deviation: the correct list names encryption and receipts.
                 continue;
             }
+            if *feature == ns::CHATSTATES && self.mutant() == Mutant::ChatstatesMissingFromDisco {
+                // STANZA-8 deviation: the correct list names chat states, which the client
+                // declares.
+                continue;
+            }
             query = query
                 .with_child(Element::new("feature", ns::DISCO_INFO).with_attr("var", *feature));
-        }
-        if self.mutant() == Mutant::ChatstatesInDisco {
-            // STANZA-8 deviation: the correct list names chat states only when the client
-            // declares the chatstates capability, which this one does not.
-            query = query.with_child(
-                Element::new("feature", ns::DISCO_INFO).with_attr("var", ns::CHATSTATES),
-            );
         }
         query
     }

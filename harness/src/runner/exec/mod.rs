@@ -164,6 +164,11 @@ impl<'a> Exec<'a> {
         );
         vars.set("client.account", account.clone());
         vars.set("client.bare", format!("{account}@{}", gk::DOMAIN));
+        // What the IUT claims, for checks that hold in both directions ("listed if and only
+        // if declared", STANZA-8): `${iut.lacks.chatstates}` is `true` or `false`.
+        for cap in crate::scenario::known_capabilities() {
+            vars.set(&format!("iut.lacks.{cap}"), (!iut.claims(cap)).to_string());
+        }
         let mut actors = Vec::with_capacity(scenario.actors.len());
         for name in &scenario.actors {
             let bare = format!("{name}@{}", gk::DOMAIN);
