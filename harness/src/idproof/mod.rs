@@ -643,6 +643,46 @@ pub fn verify(
     Ok(())
 }
 
+/// The signed bytes of a proof spelt in the ways IDPROOF-2 names as wrong (a trailing line
+/// feed, carriage returns, a byte order mark), each with what is wrong about it.
+pub fn near_miss_signings(exact: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
+    let crlf = String::from_utf8_lossy(exact)
+        .replace('\n', "\r\n")
+        .into_bytes();
+    vec![
+        ("a trailing line feed", [exact, b"\n"].concat()),
+        ("a trailing CR LF", [exact, b"\r\n"].concat()),
+        ("CR LF line ends", crlf.clone()),
+        (
+            "CR LF line ends and a trailing CR LF",
+            [&crlf[..], b"\r\n"].concat(),
+        ),
+        ("a byte order mark", [&b"\xEF\xBB\xBF"[..], exact].concat()),
+    ]
+}
+
+/// Which rule of SPEC.md §11 a proof that [`verify`] refuses as `proof_invalid` breaks, as
+/// the fault of the server that issued it: its syntax (IDPROOF-3); a signature that verifies
+/// with an onboarded key only over the bytes spelt as IDPROOF-2 forbids (IDPROOF-2), or not at
+/// all (IDPROOF-1: not a pure Ed25519 signature by an onboarded key); its lifetime (IDPROOF-5).
+/// `None` when none of them is broken.
+pub fn invalid_rule(proof: &Proof, keys: &[VerifyingKey]) -> Option<&'static str> {
+    let Ok(signature) = proof.check_syntax().and_then(|()| proof.signature_bytes()) else {
+        return Some("IDPROOF-3");
+    };
+    let signature = Signature::from_bytes(&signature);
+    let verifies = |b: &[u8]| keys.iter().any(|k| k.verify_strict(b, &signature).is_ok());
+    let bytes = proof.signed_bytes();
+    if !verifies(&bytes) {
+        let near = near_miss_signings(&bytes).iter().any(|(_, b)| verifies(b));
+        return Some(if near { "IDPROOF-2" } else { "IDPROOF-1" });
+    }
+    if proof.expires_at <= proof.issued_at || proof.expires_at - proof.issued_at > MAX_LIFETIME_S {
+        return Some("IDPROOF-5");
+    }
+    None
+}
+
 /// 16 bytes from the operating system's random source, for a proof's nonce (IDPROOF-7).
 ///
 /// # Panics

@@ -517,3 +517,36 @@ fn random_nonces_differ() {
     let b = try_random_nonce().unwrap();
     assert_ne!(a, b);
 }
+
+#[test]
+fn invalid_rule_names_what_the_issuing_server_broke() {
+    let keys = [key().verifying_key()];
+    assert_eq!(invalid_rule(&proof(), &keys), None);
+    // Another key than the onboarded one: not a signature by an onboarded key (IDPROOF-1).
+    let stranger = Proof::sign(&SigningKey::from_bytes(&[8; 32]), &fields(&IK));
+    assert_eq!(invalid_rule(&stranger, &keys), Some("IDPROOF-1"));
+    // The onboarded key over the lines with a trailing line feed, or with a byte order mark:
+    // the bytes are at fault (IDPROOF-2).
+    for suffix_or_prefix in [0, 1] {
+        let mut p = proof();
+        let exact = p.signed_bytes();
+        let spelt = if suffix_or_prefix == 0 {
+            [&exact[..], b"\n"].concat()
+        } else {
+            [&b"\xEF\xBB\xBF"[..], &exact[..]].concat()
+        };
+        p.signature = STANDARD.encode(key().sign(&spelt).to_bytes());
+        assert_eq!(invalid_rule(&p, &keys), Some("IDPROOF-2"));
+    }
+    // A lifetime over 300 s, correctly signed (IDPROOF-5).
+    let mut long = fields(&IK);
+    long.expires_at = NOW + 3600;
+    assert_eq!(
+        invalid_rule(&Proof::sign(&key(), &long), &keys),
+        Some("IDPROOF-5")
+    );
+    // A signature that is not 64 bytes of base64 (IDPROOF-3).
+    let mut p = proof();
+    p.signature = "AAAA".into();
+    assert_eq!(invalid_rule(&p, &keys), Some("IDPROOF-3"));
+}

@@ -397,13 +397,27 @@ impl Exec<'_> {
         });
         ctx.judged = deviations.len();
         if let Some(mut d) = fault {
-            // In the whole chain the proof came from the IUT's own server: a signature that
-            // does not verify is the server's fault (IDPROOF-2), not the presenting client's.
+            // In the whole chain the proof came from the IUT's own server: a proof refused as
+            // invalid is the server's fault, not the presenting client's, charged to the rule
+            // of §11 it breaks (the signature's key or bytes, its syntax, its lifetime) as the
+            // proof hook's check charges it (http_proof.rs).
             if self.scenario.chain
                 && d.requirement.as_deref() == Some("IDPROOF-9")
                 && d.got.contains("proof_invalid")
             {
-                d.requirement = Some("IDPROOF-2".into());
+                let keys = self
+                    .iut
+                    .onboarding
+                    .as_ref()
+                    .and_then(|o| o.verifying_keys().ok())
+                    .unwrap_or_default();
+                let rule = mine
+                    .iter()
+                    .rev()
+                    .find_map(|r| presented_proof(&r.body))
+                    .and_then(|p| crate::idproof::invalid_rule(&p, &keys))
+                    .unwrap_or("IDPROOF-2");
+                d.requirement = Some(rule.into());
                 d.got = format!("{} (a proof the IUT's own server issued)", d.got);
             }
             // Re-enrolling the device the API enrolled last (same identifier, same device
@@ -582,4 +596,11 @@ impl Exec<'_> {
         }
         Ok(())
     }
+}
+
+/// The identifier proof an enrollment request's JSON body presents, when it parses.
+fn presented_proof(body: &[u8]) -> Option<crate::idproof::Proof> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let text = serde_json::to_vec(value.get("identifier_proof")?).ok()?;
+    crate::idproof::Proof::parse(&text).ok()
 }

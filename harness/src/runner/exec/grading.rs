@@ -8,6 +8,19 @@ use crate::roles::Deviation;
 use crate::runner::{Failure, Verdict, Warning};
 use crate::scenario::{Action, Step};
 
+/// The requirement bounding the answer time of a provider server endpoint the gatekeeper
+/// calls (SPEC.md §12, §13), by the request's path (a query string or a trailing slash kept).
+fn http_answer_bound(path: &str) -> Option<&'static str> {
+    let path = path.split('?').next().unwrap_or(path);
+    if path.starts_with("/gatecheck/v1/auth") {
+        Some("AUTH-7")
+    } else if path.starts_with("/gatecheck/v1/push") {
+        Some("PUSH-6")
+    } else {
+        None
+    }
+}
+
 /// How long `keep_connected` waits by default: five attempts of a client doubling a delay
 /// that starts at one second, with the largest jitter, take under 20 s.
 const KEEP_CONNECTED_WAIT: Duration = Duration::from_secs(30);
@@ -27,6 +40,13 @@ impl Exec<'_> {
             Action::KeepConnected { .. } => return KEEP_CONNECTED_WAIT.max(default),
             Action::Expect(patterns) if patterns.iter().all(|p| is_iq_answer(p)) => "STANZA-3",
             Action::ExpectClosed { .. } => "STREAM-27",
+            Action::Http(h) => {
+                // A call to a gatekeeper-facing endpoint waits twice the answer time SPEC.md
+                // allows: a legal but slow answer is never cut off, and a late one is read and
+                // timed (AUTH-7, PUSH-6) instead of passing for no answer at all.
+                let bound = http_answer_bound(&h.path).and_then(crate::spec::embedded_time_bound);
+                return bound.map_or(default, |b| (b * 2).max(default));
+            }
             _ => return default,
         };
         crate::spec::embedded_time_bound(bounded_by).map_or(default, |b| b.max(default))

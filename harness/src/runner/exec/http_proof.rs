@@ -71,7 +71,10 @@ impl Exec<'_> {
             // An onboarded key's signature over the bytes spelt one of the ways IDPROOF-2
             // forbids is positively a fault of the bytes; any other signature is not one by
             // an onboarded key with pure Ed25519 over the bytes of §11.2 (IDPROOF-1).
-            if let Some((what, _)) = near_misses(&bytes).iter().find(|(_, b)| verifies(b)) {
+            if let Some((what, _)) = crate::idproof::near_miss_signings(&bytes)
+                .iter()
+                .find(|(_, b)| verifies(b))
+            {
                 return Err(Deviation::fail(
                     "IDPROOF-2",
                     "a signature over exactly the eight lines of §11.2 rebuilt from the proof's values",
@@ -140,24 +143,6 @@ impl Exec<'_> {
         }
         Ok(())
     }
-}
-
-/// The signed bytes spelt in the ways IDPROOF-2 names as wrong (a trailing line feed,
-/// carriage returns, a byte order mark), each with what is wrong about it.
-fn near_misses(exact: &[u8]) -> Vec<(&'static str, Vec<u8>)> {
-    let crlf = String::from_utf8_lossy(exact)
-        .replace('\n', "\r\n")
-        .into_bytes();
-    vec![
-        ("a trailing line feed", [exact, b"\n"].concat()),
-        ("a trailing CR LF", [exact, b"\r\n"].concat()),
-        ("CR LF line ends", crlf.clone()),
-        (
-            "CR LF line ends and a trailing CR LF",
-            [&crlf[..], b"\r\n"].concat(),
-        ),
-        ("a byte order mark", [&b"\xEF\xBB\xBF"[..], exact].concat()),
-    ]
 }
 
 /// Whether `body` is an object with exactly the nine members, each once and of the right
