@@ -3,10 +3,13 @@
 use serde::Serialize;
 use serde_json::Value;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use tokio::sync::mpsc;
 
 use gatecheck::transport::TransportKind;
+
+use crate::mutant::Mutant;
 
 /// Version of the driver protocol announced in `ready`.
 pub const DRIVER_VERSION: u32 = 1;
@@ -140,6 +143,8 @@ pub enum Event {
 /// blocking writes: a line is small, and the harness reads stdout continuously.)
 pub struct EventSink {
     out: Output,
+    /// The mutant the process runs, as its `ready` event (the first) names it.
+    mutant: Mutant,
 }
 
 enum Output {
@@ -153,6 +158,7 @@ impl EventSink {
     pub fn new() -> Self {
         EventSink {
             out: Output::Stdout(std::io::stdout()),
+            mutant: Mutant::None,
         }
     }
 
@@ -161,6 +167,7 @@ impl EventSink {
     pub fn memory() -> Self {
         EventSink {
             out: Output::Memory(Vec::new()),
+            mutant: Mutant::None,
         }
     }
 
@@ -173,7 +180,19 @@ impl EventSink {
         }
     }
 
-    pub async fn emit(&mut self, event: Event) {
+    pub async fn emit(&mut self, mut event: Event) {
+        if let Event::Ready {
+            mutant: Some(name), ..
+        } = &event
+        {
+            self.mutant = Mutant::from_name(name).unwrap_or(Mutant::None);
+        }
+        if self.mutant == Mutant::ConnectedWrongSeq
+            && let Event::Connected { seq: Some(seq), .. } = &mut event
+        {
+            // DRIVER-2 deviation: the correct shim answers with the command's own seq.
+            *seq += 1;
+        }
         let line = match serde_json::to_string(&event) {
             Ok(line) => line,
             Err(e) => {
@@ -356,6 +375,15 @@ pub struct BadCommand {
     pub detail: String,
 }
 
+/// The `seq` of the command parsed last. Only the connected-before-bind mutant reads it: it
+/// reports from inside the login, which is not told which command it serves.
+static LAST_SEQ: AtomicI64 = AtomicI64::new(0);
+
+/// The `seq` of the command parsed last (0 before any).
+pub fn last_command_seq() -> i64 {
+    LAST_SEQ.load(Ordering::Relaxed)
+}
+
 /// Parses one command line.
 pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
     let value: Value = serde_json::from_str(line).map_err(|e| BadCommand {
@@ -373,6 +401,7 @@ pub fn parse_command(line: &str) -> Result<(i64, Command), BadCommand> {
     let Some(seq) = seq else {
         return Err(bad("missing or non-integer \"seq\"".into()));
     };
+    LAST_SEQ.store(seq, Ordering::Relaxed);
     let Some(cmd) = map.get("cmd").and_then(Value::as_str) else {
         return Err(bad("missing or non-string \"cmd\"".into()));
     };

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::stream::XmlStream;
 use super::{Failure, STEP_TIMEOUT, Session};
-use crate::driver::{ConnectParams, Event};
+use crate::driver::{ConnectParams, Event, EventSink};
 use crate::mutant::Mutant;
 
 /// The resource the client proposes; the server may assign another (STREAM-23).
@@ -56,6 +56,12 @@ pub async fn run(
     reconnect: bool,
     notes: &mut Vec<Event>,
 ) -> Result<Session, Failure> {
+    if stream.mutant == Mutant::ProbeConnection {
+        // DRIVER-4 deviation: the correct client opens no connection but the one it logs in
+        // on. This one checks that the server is reachable, and is dropped at once.
+        let probe = tokio::net::TcpStream::connect((params.host.as_str(), params.port));
+        let _ = tokio::time::timeout(STEP_TIMEOUT, probe).await;
+    }
     let mut login = Login {
         stream,
         params,
@@ -312,6 +318,17 @@ impl<'a> ExpectSaslOutcome<'a> {
         let deadline = Instant::now() + STEP_TIMEOUT;
         let element = login.next_element(deadline).await?;
         if element.is("success", ns::SASL) {
+            if login.stream.mutant == Mutant::ConnectedBeforeBind {
+                // DRIVER-3 deviation: the correct client reports `connected` only once the
+                // bind result arrived. This one takes authentication for the session, and
+                // the resource it is about to propose for the one it will be given.
+                let jid = format!(
+                    "{}@{}/{PROPOSED_RESOURCE}",
+                    login.params.account, login.params.domain
+                );
+                let seq = Some(crate::driver::last_command_seq());
+                EventSink::new().emit(Event::Connected { seq, jid }).await;
+            }
             if login.stream.mutant == Mutant::NoStreamRestart {
                 // STREAM-20 deviation: the correct client restarts the stream here.
                 return Ok(ExpectRestartHeader(self.0));
@@ -397,7 +414,17 @@ impl ExpectBindResult<'_> {
                 .and_then(|b| b.child("jid", ns::BIND))
                 .map(|j| j.text().trim().to_owned());
             match (element.attr("type"), jid) {
-                (Some("result"), Some(jid)) if is_full_jid(&jid) => break jid,
+                (Some("result"), Some(jid)) if is_full_jid(&jid) => {
+                    let log = format!("gatecheck-reference: bound as {jid}");
+                    if login.stream.mutant == Mutant::LogLineOnStdout {
+                        // DRIVER-1 deviation: the correct client logs on stderr; stdout
+                        // carries driver events only.
+                        println!("{log}");
+                    } else {
+                        eprintln!("{log}");
+                    }
+                    break jid;
+                }
                 (Some("result"), jid) => {
                     login.stream.close_locally().await;
                     return Err(Failure::BindFailed(format!("unusable <jid> {jid:?}")));
