@@ -267,6 +267,10 @@ pub struct EnrolledConnect {
     pub server_name: Option<String>,
     #[serde(default)]
     pub media_ca_pem: Option<String>,
+    /// Read only by the `login-without-enrollment` mutant, which has no enrollment to take
+    /// the key from (ENROLL-1).
+    #[serde(default)]
+    pub server_key: Option<String>,
     /// The fresh proof the harness signed for this login (IDPROOF-14); absent when the
     /// harness runs the whole chain and the client asks its own server (SPEC.md §6.1).
     #[serde(default)]

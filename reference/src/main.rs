@@ -209,7 +209,23 @@ async fn run_client(mutant: Mutant) {
                         // ENROLL-9: the latest enrollment's account, domain, credential and
                         // key, with the command's fresh proof.
                         let Some(enrolled) = enrollment.as_ref() else {
-                            bad_command(&mut events, Some(seq), "connect without account and credential, but nothing is enrolled").await;
+                            if mutant == Mutant::LoginWithoutEnrollment
+                                && let Some((identifier, token)) = &provider_user
+                            {
+                                // ENROLL-1 deviation: the correct client has no credential
+                                // without a successful enrollment, so it does not log in.
+                                let params = client::enroll::unenrolled_params(&login, identifier, token);
+                                connect_command(Some(seq), &params, mutant, &mut was_bound, &mut session, &mut omemo, &mut keep, &mut events).await;
+                                continue;
+                            }
+                            // ENROLL-1: no enrollment result, so no stream and no SASL.
+                            events
+                                .emit(Event::Error {
+                                    seq: Some(seq),
+                                    code: "not-enrolled",
+                                    detail: "connect without account and credential, but no enrollment succeeded".into(),
+                                })
+                                .await;
                             continue;
                         };
                         let fresh = match (&login.proof, &provider_user) {

@@ -338,6 +338,8 @@ mutants! {
         "logs its enrolled device in with the bare JID (account@domain) as SASL authentication identity instead of the enrollment's account"),
     StaleProofAtReenrollment => ("stale-proof-at-reenrollment", "ENROLL-15",
         "re-enrolling a device it enrolled before, presents the proof of that earlier enrollment again instead of the fresh one"),
+    LoginWithoutEnrollment => ("login-without-enrollment", "ENROLL-1",
+        "asked to log in as its enrolled device when no enrollment succeeded, connects anyway and tries SASL PLAIN with the identifier as authentication identity and the provider token as password"),
     SilentKeyTransportIdentity => ("silent-key-transport-identity", "E2EE-12",
         "takes a peer device's new identity key from a key transport element (no payload) without identity_changed, and encrypts to it"),
     PrekeyOnlyOnce => ("prekey-only-once", "E2EE-15",

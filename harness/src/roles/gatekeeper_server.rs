@@ -484,6 +484,26 @@ pub async fn negotiate(
     after_auth(conn, n, creds, deadline, rng, out).await
 }
 
+/// Reads the client's stream header, offers `mechanisms`, and returns the first element the
+/// client sends after them, answering nothing: the evidence of a login the client should not
+/// have attempted at all (ENROLL-1).
+pub async fn first_after_features(
+    conn: &mut IutConn,
+    mechanisms: &[String],
+    deadline: Instant,
+    rng: &mut impl RngCore,
+) -> Result<Element, Deviation> {
+    expect_header(conn, deadline, req::HEADER).await?;
+    let sid = token(rng);
+    conn.send(server_header(&sid).as_bytes())
+        .await
+        .map_err(Deviation::io)?;
+    conn.send(sasl_features(mechanisms).as_bytes())
+        .await
+        .map_err(Deviation::io)?;
+    next_stanza(conn, deadline, "the SASL <auth> element", req::SASL_PLAIN).await
+}
+
 /// From `<success/>` on: the stream restart and, up to `n.upto`, resource binding.
 async fn after_auth(
     conn: &mut IutConn,

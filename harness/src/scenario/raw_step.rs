@@ -219,6 +219,10 @@ pub(super) struct RawConnect {
     pub(super) enrolled: bool,
     /// With `enrolled`: the login proof the harness hands over, spoiled on purpose.
     pub(super) proof: Option<String>,
+    /// With `enrolled` on `connect`: no enrollment succeeded, so the client must refuse the
+    /// command (`error` with `not-enrolled`) and open no connection (ENROLL-1).
+    #[serde(default)]
+    pub(super) refused: bool,
     /// For `session`: the SASL mechanisms the server offers.
     pub(super) mechanisms: Option<Vec<String>>,
 }

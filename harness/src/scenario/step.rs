@@ -56,6 +56,9 @@ pub struct Connect {
     /// The proof handed over for that login; spoiled, the gatekeeper refuses the login and
     /// the client must handle the SASL failure (STREAM-21).
     pub enrolled_proof: super::enroll_step::ProofKind,
+    /// An enrolled `connect` after no enrollment succeeded: the client must answer `error`
+    /// with `not-enrolled` and make no connection (ENROLL-1).
+    pub refused: bool,
 }
 
 /// What a step does.
@@ -226,6 +229,11 @@ impl Step {
         let (name, action) = raw.action;
         let actions: Vec<Action> = match action {
             RawAction::Session(c) => {
+                if c.refused {
+                    return Err(
+                        "`refused` belongs to `connect`: a refused login has no session".into(),
+                    );
+                }
                 let mechanisms = c.mechanisms.clone().or_else(|| {
                     c.enrolled.then(|| {
                         vec![
@@ -487,7 +495,8 @@ pub(crate) fn frames_need_noise(
         match &step.action {
             Action::Connect(c) => {
                 connected.retain(|(d, _)| *d != device);
-                connected.push((device, Some(c)));
+                // A refused connect leaves the device without a connection.
+                connected.push((device, (!c.refused).then_some(c)));
             }
             Action::SendFrame { .. } => {
                 let last = connected
@@ -589,6 +598,12 @@ fn connect(c: RawConnect) -> Result<Connect, String> {
                 .into(),
         );
     }
+    if c.refused && (!c.enrolled || handshake != HandshakeMode::Normal || c.proof.is_some()) {
+        return Err(
+            "refused = true goes with enrolled = true alone (no handshake, no proof): the client must open no connection"
+                .into(),
+        );
+    }
     Ok(Connect {
         transport: transport.or(handshake.transport()),
         handshake,
@@ -596,6 +611,7 @@ fn connect(c: RawConnect) -> Result<Connect, String> {
         credential: c.credential,
         enrolled: c.enrolled,
         enrolled_proof,
+        refused: c.refused,
     })
 }
 

@@ -387,6 +387,29 @@ pub fn login_params(
     }
 }
 
+/// The `login-without-enrollment` mutant's login (ENROLL-1 deviation): plain PLAIN with the
+/// provider identifier and token, which no enrollment gave it, and the command's key and domain.
+pub fn unenrolled_params(
+    command: &EnrolledConnect,
+    identifier: &str,
+    token: &str,
+) -> ConnectParams {
+    let domain = command.domain.clone().unwrap_or_default();
+    ConnectParams {
+        host: command.host.clone(),
+        port: command.port,
+        transport: command.transport,
+        domain: domain.clone(),
+        account: identifier.to_owned(),
+        credential: token.to_owned(),
+        server_key: command.server_key.clone(),
+        ca_pem: command.ca_pem.clone(),
+        server_name: command.server_name.clone().or(Some(domain)),
+        media_ca_pem: command.media_ca_pem.clone(),
+        proof: None,
+    }
+}
+
 /// A 200/201: the enrollment, once every member checked out; `bad_response` otherwise.
 fn success(answer: &Answer, device_id: u32, proof: &Map<String, Value>) -> Outcome {
     match parse_success(answer.body.as_deref(), device_id, proof) {

@@ -33,6 +33,9 @@ impl Exec<'_> {
         self.media_ready().await?;
         let mut params = self.connect_params(kind)?;
         self.enrolled_login = None;
+        if c.refused {
+            return self.connect_refused(params, deadline).await;
+        }
         if c.enrolled {
             // ENROLL-9: the domain and the pinned key come from the enrollment, not from here.
             let (proof, login) = self.enrolled_login(c.enrolled_proof)?;

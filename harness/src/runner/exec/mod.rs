@@ -9,6 +9,7 @@ mod e2ee_ledger;
 mod e2ee_send;
 mod enroll;
 mod enroll_login;
+mod enroll_refused;
 mod expect;
 mod frames;
 mod grading;
