@@ -26,7 +26,8 @@ fn list_mutants_prints_name_requirement_description() {
         let (prefix, number) = fields[1].split_once('-').expect("REQ-ID");
         assert!(
             [
-                "STREAM", "STANZA", "E2EE", "AUTH", "PUSH", "IDPROOF", "ENROLL", "MEDIA", "PROXY"
+                "STREAM", "STANZA", "E2EE", "AUTH", "PUSH", "IDPROOF", "ENROLL", "MEDIA", "PROXY",
+                "DRIVER"
             ]
             .contains(&prefix),
             "{line:?}"
@@ -134,7 +135,7 @@ async fn ready_line_is_exact() {
     let line = lines.next_line().await.expect("read").expect("a line");
     assert_eq!(
         line,
-        r#"{"event":"ready","driver":1,"name":"gatecheck-reference","version":"0.1.0","roles":["client"],"features":["transport.noise","transport.tls","media"]}"#
+        r#"{"event":"ready","driver":1,"name":"gatecheck-reference","version":"0.1.0","roles":["client"],"features":["transport.noise","transport.tls","media","chatstates"]}"#
     );
     drop(child.stdin.take());
     let status = child.wait().await.expect("wait");
