@@ -389,14 +389,15 @@ async fn request_mutants_are_caught_by_the_api() {
 }
 
 #[tokio::test]
-async fn enrolled_connect_without_enrollment_is_a_bad_command() {
+async fn enrolled_connect_without_enrollment_is_refused_as_not_enrolled() {
     let mut iut = Iut::spawn(&[]).await;
     iut.send(json!({"cmd":"connect","seq":1,"host":"127.0.0.1","port":1,"transport":"noise","proof":{"v":1}}))
         .await;
     let error = iut.expect("error").await;
+    // ENROLL-1: no enrollment succeeded, so there is nothing to log in with.
     assert_eq!(
         (error["seq"].as_i64(), error["code"].as_str()),
-        (Some(1), Some("bad-command"))
+        (Some(1), Some("not-enrolled"))
     );
     iut.shutdown().await;
 }
