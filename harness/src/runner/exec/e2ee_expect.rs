@@ -127,7 +127,12 @@ impl Exec<'_> {
             ));
         }
         self.judge_recipients(&env, &bare, &shown)?;
-        // What the IUT reported so far decides E2EE-12, E2EE-15 and E2EE-16.
+        // What the IUT reported so far decides E2EE-12, E2EE-15 and E2EE-16: an event it
+        // wrote before this stanza may still sit in the pipe (two channels, no order between
+        // them), so what was written is read first, as before a write (DRIVER-3).
+        if let Some(driver) = &self.devices[dev].driver {
+            driver.settle(super::SETTLE_LIMIT).await;
+        }
         self.devices[dev].admit_queued()?;
         self.check_e2ee_claims()?;
         let client = self.client_bare();
